@@ -1,0 +1,205 @@
+"""The observe -> think -> act loop.
+
+``run_episode`` is deliberately small: capture, ask the policy (feeding validation errors
+back), execute, observe the effect, let hooks look. Recording, progress, memory policy,
+loop detection and telemetry live in hooks and collaborators, not in flags here.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from vlagent.actions import Action, Done
+from vlagent.drivers.base import Driver
+from vlagent.errors import ActionNotSupportedError, DeviceError, InvalidModelOutput, ModelError
+from vlagent.frames import Frame
+from vlagent.memory import TrajectoryMemory
+from vlagent.policies.base import Decision, HistoryEntry, Observation, Policy
+
+__all__ = ["EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
+
+log = logging.getLogger(__name__)
+
+
+class EndReason(str, enum.Enum):
+    """Why an episode ended."""
+
+    DONE_SUCCESS = "done_success"
+    DONE_FAILURE = "done_failure"
+    STEP_LIMIT = "step_limit"
+    STUCK = "stuck"
+    ERROR = "error"
+
+
+@dataclass
+class StepRecord:
+    """One step as it happened. ``action`` is in device pixels."""
+
+    index: int
+    frame: Frame
+    decision: Decision
+    capture_s: float
+    model_s: float
+    execute_s: float = 0.0
+    invalid_outputs: int = 0
+    effect: str | None = None
+    change: float | None = None
+    """Fraction of the screen (around the action) that changed, 0-1; None if unmeasured."""
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+
+@dataclass
+class Episode:
+    """A finished (or running) episode."""
+
+    task: str
+    steps: list[StepRecord] = field(default_factory=list)
+    end: EndReason | None = None
+    detail: str = ""
+    invalid_outputs: int = 0
+    device_retries: int = 0
+    started: float = field(default_factory=time.time)
+    duration_s: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        """True only when the agent claimed success; judge real success from device state."""
+        return self.end is EndReason.DONE_SUCCESS
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a hook may say after a step: stop the episode, or tell the model something."""
+
+    stop: EndReason | None = None
+    hint: str | None = None
+    detail: str = ""
+
+
+class EpisodeHook(Protocol):
+    """Observers of the loop. Every method is optional; ``on_step`` may return a Verdict."""
+
+
+Settle = Callable[[Driver], Frame]
+EffectCheck = Callable[[Frame, Frame, Action], float | None]
+
+
+def _call(hooks: Sequence[object], method: str, *args: object) -> list[object]:
+    results = []
+    for hook in hooks:
+        fn = getattr(hook, method, None)
+        if fn is not None:
+            results.append(fn(*args))
+    return results
+
+
+def run_episode(
+    task: str,
+    driver: Driver,
+    policy: Policy,
+    *,
+    max_steps: int = 20,
+    memory: TrajectoryMemory | None = None,
+    hooks: Sequence[object] = (),
+    max_invalid: int = 3,
+    device_attempts: int = 3,
+    settle: Settle | None = None,
+    effect: EffectCheck | None = None,
+) -> Episode:
+    """Run one task until the policy says done, a hook stops it, or ``max_steps`` pass."""
+    memory = memory if memory is not None else TrajectoryMemory()
+    episode = Episode(task=task)
+    device = _DeviceCalls(episode, device_attempts)
+    hint: str | None = None
+    _call(hooks, "on_start", episode, driver, policy)
+    try:
+        t0 = time.perf_counter()
+        frame = device.run(driver.screenshot)
+        for index in range(max_steps):
+            capture_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            obs = Observation(task, frame, driver.capabilities, index, memory.history, memory.select(frame), hint=hint)
+            decision, invalid = _decide(policy, obs, max_invalid, episode)
+            record = StepRecord(index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid)
+            episode.steps.append(record)
+            _call(hooks, "on_decision", episode, record)  # recorded before acting: crash-safe
+            if isinstance(record.action, Done):
+                episode.end = EndReason.DONE_SUCCESS if record.action.status == "success" else EndReason.DONE_FAILURE
+                episode.detail = record.action.answer or ""
+                break
+            t2 = time.perf_counter()
+            device.run(driver.execute, record.action)
+            after = device.run(settle or driver.screenshot, *((driver,) if settle else ()))
+            record.execute_s = time.perf_counter() - t2
+            t0 = time.perf_counter()
+            record.change = effect(frame, after, record.action) if effect else None
+            record.effect = "no visible change" if record.change == 0.0 else None
+            memory.add(HistoryEntry(index, record.action, decision.step.thought, record.effect), frame)
+            verdicts = [v for v in _call(hooks, "on_step", episode, record, after) if isinstance(v, Verdict)]
+            hint = next((v.hint for v in verdicts if v.hint), None)
+            stop = next((v for v in verdicts if v.stop is not None), None)
+            if stop is not None:
+                episode.end, episode.detail = stop.stop, stop.detail
+                break
+            frame = after
+        else:
+            episode.end, episode.detail = EndReason.STEP_LIMIT, f"no 'done' within {max_steps} steps"
+    except (DeviceError, ModelError) as exc:
+        log.warning("episode ended by %s: %s", type(exc).__name__, exc)
+        episode.end, episode.detail = EndReason.ERROR, f"{type(exc).__name__}: {exc}"
+    finally:
+        episode.duration_s = time.time() - episode.started
+        if episode.end is None:  # an unexpected exception is propagating
+            episode.end, episode.detail = EndReason.ERROR, "interrupted"
+        _call(hooks, "on_end", episode)
+    return episode
+
+
+def _decide(policy: Policy, obs: Observation, max_invalid: int, episode: Episode) -> tuple[Decision, int]:
+    """Ask the policy; on invalid output feed the message back, up to ``max_invalid`` times."""
+    feedback: list[str] = []
+    while True:
+        try:
+            decision = policy.decide(obs)
+            refusal = obs.capabilities.refusal(decision.action)
+            if refusal is not None:
+                raise InvalidModelOutput(refusal, decision.raw)
+            return decision, len(feedback)
+        except InvalidModelOutput as exc:
+            episode.invalid_outputs += 1
+            feedback.append(exc.feedback)
+            log.info("invalid model output (%d/%d): %s", len(feedback), max_invalid, exc.feedback)
+            if len(feedback) > max_invalid:
+                raise
+            obs = Observation(**{**obs.__dict__, "feedback": exc.feedback})
+
+
+class _DeviceCalls:
+    """Retries transient device errors with backoff, counting retries on the episode."""
+
+    def __init__(self, episode: Episode, attempts: int) -> None:
+        self._episode = episode
+        self._retrying = Retrying(
+            stop=stop_after_attempt(max(1, attempts)),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception_type(DeviceError) & ~retry_if_exception_type(ActionNotSupportedError),
+            before_sleep=self._count,
+            reraise=True,
+        )
+
+    def _count(self, state: object) -> None:
+        self._episode.device_retries += 1
+        log.warning("device call failed, retrying: %s", getattr(getattr(state, "outcome", None), "exception", lambda: None)())
+
+    def run(self, fn: Callable[..., object], *args: object) -> object:
+        return self._retrying(fn, *args)
