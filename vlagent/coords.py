@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from vlagent.actions import Action, map_points
 from vlagent.errors import InvalidModelOutput
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "Relative",
     "ResizedAbsolute",
     "codec_by_name",
+    "decode_action",
+    "encode_action",
     "smart_resize",
     "visual_tokens",
 ]
@@ -192,3 +195,20 @@ def codec_by_name(name: str, *, min_pixels: int = MIN_PIXELS, max_pixels: int = 
     if name == "pixels":
         return Pixels()
     raise ValueError(f"unknown coordinate codec {name!r}: use norm1000, norm999, abs_resized or pixels")
+
+
+def decode_action(
+    action: Action, codec: CoordCodec, width: int, height: int, *, out_of_range: OutOfRange = "raise"
+) -> Action:
+    """Convert every point of ``action`` from the model's grid to device pixels."""
+    return map_points(action, lambda x, y: codec.to_device(x, y, width, height, out_of_range=out_of_range))
+
+
+def encode_action(action: Action, codec: CoordCodec, width: int, height: int) -> Action:
+    """Convert every point of ``action`` from device pixels to the model's grid (rounded)."""
+
+    def to_grid(x: int, y: int) -> tuple[int, int]:
+        gx, gy = codec.to_grid(x, y, width, height)
+        return round(gx), round(gy)
+
+    return map_points(action, to_grid)
