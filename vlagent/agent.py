@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from vlagent.actions import Action, Done
 from vlagent.drivers.base import Driver
@@ -26,6 +26,7 @@ from vlagent.policies.base import Decision, HistoryEntry, Observation, Policy
 __all__ = ["EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EndReason(str, enum.Enum):
@@ -139,7 +140,7 @@ def run_episode(
                 break
             t2 = time.perf_counter()
             device.run(driver.execute, record.action)
-            after = device.run(settle or driver.screenshot, *((driver,) if settle else ()))
+            after = device.run(settle, driver) if settle else device.run(driver.screenshot)
             record.execute_s = time.perf_counter() - t2
             t0 = time.perf_counter()
             record.change = effect(frame, after, record.action) if effect else None
@@ -184,6 +185,10 @@ def _decide(policy: Policy, obs: Observation, max_invalid: int, episode: Episode
             obs = Observation(**{**obs.__dict__, "feedback": exc.feedback})
 
 
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, DeviceError) and not isinstance(exc, ActionNotSupportedError)
+
+
 class _DeviceCalls:
     """Retries transient device errors with backoff, counting retries on the episode."""
 
@@ -192,7 +197,7 @@ class _DeviceCalls:
         self._retrying = Retrying(
             stop=stop_after_attempt(max(1, attempts)),
             wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception_type(DeviceError) & ~retry_if_exception_type(ActionNotSupportedError),
+            retry=retry_if_exception(_transient),
             before_sleep=self._count,
             reraise=True,
         )
@@ -201,5 +206,5 @@ class _DeviceCalls:
         self._episode.device_retries += 1
         log.warning("device call failed, retrying: %s", getattr(getattr(state, "outcome", None), "exception", lambda: None)())
 
-    def run(self, fn: Callable[..., object], *args: object) -> object:
+    def run(self, fn: Callable[..., T], *args: object) -> T:
         return self._retrying(fn, *args)

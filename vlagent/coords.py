@@ -87,7 +87,8 @@ def visual_tokens(
 class CoordCodec(Protocol):
     """Converts between a model's grid and device pixels for a screen of a given size."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def grid_size(self, width: int, height: int) -> tuple[int, int]:
         """Largest valid (x, y) grid values for a screen of this logical size."""

@@ -1,0 +1,91 @@
+"""The public surface: what ``import vlagent`` offers and what it must not drag in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import vlagent
+
+PINNED = [
+    "Action",
+    "BaseDriver",
+    "Capabilities",
+    "Click",
+    "Decision",
+    "DeviceError",
+    "Done",
+    "Driver",
+    "EndReason",
+    "Episode",
+    "Frame",
+    "HistoryEntry",
+    "InvalidModelOutput",
+    "Key",
+    "LongPress",
+    "MemoryConfig",
+    "ModelError",
+    "Observation",
+    "OpenApp",
+    "Policy",
+    "ScriptedPolicy",
+    "Scroll",
+    "Step",
+    "StepRecord",
+    "Swipe",
+    "TrajectoryMemory",
+    "Type",
+    "UserError",
+    "Verdict",
+    "VlagentError",
+    "Wait",
+    "__version__",
+    "available_drivers",
+    "check_driver",
+    "codec_by_name",
+    "describe_action",
+    "open_driver",
+    "run_episode",
+    "smart_resize",
+    "visual_tokens",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert vlagent.__all__ == sorted(vlagent.__all__)
+    assert sorted(vlagent.__all__) == sorted(PINNED)
+    for name in vlagent.__all__:
+        assert hasattr(vlagent, name), name
+
+
+HEAVY = ["torch", "transformers", "adbutils", "pyautogui", "mss", "tkinter", "httpx", "qwen_vl_utils"]
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    return env
+
+
+def test_import_is_light_and_needs_no_display() -> None:
+    code = (
+        "import sys, vlagent, vlagent.cli, vlagent.runner, vlagent.recorder\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_help_works_without_display_or_torch() -> None:
+    for args in (["--help"], ["run", "--help"], ["demo", "--help"], ["devices", "--help"], ["show", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "vlagent.cli", *args], env=_clean_env(), capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout
+
+
+def test_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "vlagent.cli", "--version"], capture_output=True, text=True)
+    assert result.stdout.strip() == f"vlagent, version {vlagent.__version__}"

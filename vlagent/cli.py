@@ -1,0 +1,242 @@
+"""The ``vlagent`` command line.
+
+The CLI is the only place that decides what users see: it configures logging, prints
+progress with rich, and turns user mistakes (UserError) into a one-line message and exit
+code 2 without a traceback. Options come from flags, ``VLAGENT_*`` environment variables
+(e.g. ``VLAGENT_RUN_DEVICE``) or a YAML config file (``--config``), in that order of
+precedence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from vlagent import __version__
+from vlagent.errors import DeviceError, ModelError, UserError, VlagentError
+
+log = logging.getLogger("vlagent.cli")
+
+F = TypeVar("F", bound=Callable[..., object])
+
+EXIT_USER = 2
+EXIT_FAILED = 1
+
+
+class _Group(click.Group):
+    """Runs commands with vlagent errors turned into messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(EXIT_USER)
+        except (DeviceError, ModelError) as exc:
+            click.secho(f"failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+            ctx.exit(EXIT_FAILED)
+        except VlagentError as exc:
+            click.secho(f"failed: {exc}", fg="red", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Read a YAML config file into click's default_map (flags and env still win)."""
+    path = value or os.environ.get("VLAGENT_CONFIG")
+    if not path:
+        return value
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: expected a mapping of command -> options")
+    ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in data.items()}}
+    return path
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, markup=False)])
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "VLAGENT", "help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vlagent")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="YAML file with defaults per command, e.g. 'run: {device: sim, max_steps: 30}'.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Let a vision-language model drive a phone or a desktop."""
+    _setup_logging(verbose, quiet)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _policy_options(fn: F) -> F:
+    options = [
+        click.option(
+            "--policy",
+            default="auto",
+            show_default=True,
+            help="auto | qwen2vl | openai | scripted | tiny | oracle (sim tasks only).",
+        ),
+        click.option("--model", help="Model id or local path (qwen2vl), or served model name (openai)."),
+        click.option("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
+        click.option("--api-key", help="API key for --base-url (or VLAGENT_API_KEY)."),
+        click.option("--script", type=click.Path(dir_okay=False), help="YAML/JSON actions for --policy scripted."),
+        click.option("--max-pixels", type=int, help="Pixel budget per image (visual tokens x 784)."),
+        click.option("--min-pixels", type=int, help="Minimum pixels per image."),
+        click.option("--max-images", type=int, help="At most this many images per prompt."),
+        click.option("--max-tokens", type=int, help="Visual-token budget per prompt (all images)."),
+        click.option("--family", help="Model family override: qwen2vl, qwen25vl, qwen3vl, ..."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _run_options(fn: F) -> F:
+    options = [
+        click.option("--device", "-d", default="sim", show_default=True, help="sim | sim:SEED | desktop | adb:SERIAL"),
+        click.option("--max-steps", type=click.IntRange(1, 10_000), default=20, show_default=True),
+        click.option(
+            "--out", type=click.Path(file_okay=False), default="runs", show_default=True, help="Where runs are written."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@cli.command()
+@click.argument("task")
+@_run_options
+@_policy_options
+def run(task: str, device: str, max_steps: int, out: str, policy: str, **policy_options: object) -> None:
+    """Run TASK (natural language, or a built-in sim task name) on a device."""
+    from vlagent.runner import RunRequest, execute_run
+
+    episode_dir, verdict = execute_run(
+        RunRequest(task=task, device=device, policy=policy, max_steps=max_steps, out=Path(out), options=policy_options),
+        progress=_Progress(),
+    )
+    click.echo(f"{verdict}\nrun written to {episode_dir}")
+
+
+@cli.command()
+@click.option("--task", default="dark_mode", show_default=True, help="Built-in sim task to run.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Layout seed of the simulated phone.")
+@click.option("--model", help="Qwen2-VL weights (id or path); default: use them if present locally.")
+def demo(task: str, out: str, seed: int, model: str | None) -> None:
+    """Watch an agent complete a task on the simulated phone."""
+    from vlagent.runner import RunRequest, demo_policy_name, execute_run
+
+    policy = demo_policy_name(model)
+    click.echo(f"demo: task '{task}' on the simulated phone (seed {seed}) with the {policy} policy")
+    episode_dir, verdict = execute_run(
+        RunRequest(
+            task=task, device=f"sim:{seed}", policy=policy, max_steps=20, out=Path(out), options={"model": model}
+        ),
+        progress=_Progress(),
+    )
+    click.echo(f"{verdict}\nrun written to {episode_dir}")
+
+
+@cli.command()
+def devices() -> None:
+    """List device kinds and the devices that can be found now."""
+    from vlagent.runner import list_devices
+
+    for line in list_devices():
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(run_dir: str, as_json: bool) -> None:
+    """Summarise a recorded run (RUN_DIR holds trajectory.jsonl)."""
+    import json
+
+    from vlagent.actions import describe_action
+    from vlagent.recorder import load_trajectory
+
+    traj = load_trajectory(run_dir)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "task": traj.start.task if traj.start else None,
+                    "steps": [s.model_dump(mode="json") for s in traj.steps],
+                    "end": traj.end.model_dump(mode="json") if traj.end else None,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"task: {traj.start.task if traj.start else '?'}")
+    for step in traj.steps:
+        thought = f"  # {step.thought}" if step.thought else ""
+        click.echo(f"{step.index:>3}  {describe_action(step.action):<40} model {step.model_s:6.3f}s{thought}")
+    click.echo(f"end: {traj.end.reason} {traj.end.detail}" if traj.end else "end: (not recorded - interrupted run)")
+
+
+class _Progress:
+    """Episode hook that prints one line per step as it happens."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+
+    def on_start(self, episode: object, driver: object, policy: object) -> None:
+        self.console.print(
+            f"[bold]task[/]: {getattr(episode, 'task', '')}  [dim]device {getattr(driver, 'name', '?')}, "
+            f"policy {getattr(policy, 'name', '?')}[/]"
+        )
+
+    def on_decision(self, episode: object, record: Any) -> None:  # noqa: ANN401
+        from vlagent.actions import describe_action
+
+        thought = f" [dim]{record.decision.step.thought}[/]" if record.decision.step.thought else ""
+        self.console.print(
+            f"  step {record.index + 1:>3}  {describe_action(record.action)}  "
+            f"[dim]model {record.model_s:.2f}s[/]{thought}",
+            markup=True,
+        )
+
+    def on_end(self, episode: Any) -> None:  # noqa: ANN401
+        self.console.print(f"[bold]end[/]: {episode.end.value} {episode.detail}".rstrip())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="vlagent")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
