@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "ActionNotSupportedError",
+    "ActionRefusedError",
     "ConfigError",
     "DeviceError",
     "DeviceNotFoundError",
@@ -91,6 +92,13 @@ class DeviceTimeoutError(DeviceError):
 
 class ActionNotSupportedError(DeviceError):
     """The driver cannot perform this action (see its capabilities)."""
+
+
+class ActionRefusedError(ActionNotSupportedError):
+    """A safety rule of the driver (allowed screen regions, allowed windows) forbids this action.
+
+    Like every ActionNotSupportedError it is not retried: repeating it would be refused again.
+    """
 
 
 class DriverConformanceError(VlagentError):
