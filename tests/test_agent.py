@@ -1,0 +1,124 @@
+"""The episode loop on the simulated phone: end reasons, feedback of invalid output, device retries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from vlagent.actions import Click, Done, Step, Wait
+from vlagent.agent import EndReason, Verdict, run_episode
+from vlagent.drivers.sim import SimDriver
+from vlagent.errors import DeviceError, InvalidModelOutput, ModelError
+from vlagent.policies.base import Decision, Observation, decide_each
+from vlagent.policies.scripted import ScriptedPolicy
+
+
+class _Grumpy:
+    """A policy that answers badly ``bad`` times before answering ``done``; records the feedback it got."""
+
+    name = "grumpy"
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+        self.feedback: list[str | None] = []
+
+    def decide(self, observation: Observation) -> Decision:
+        self.feedback.append(observation.feedback)
+        if len(self.feedback) <= self.bad:
+            raise InvalidModelOutput(f"attempt {len(self.feedback)} was not JSON", raw="click the button")
+        return Decision(step=Step(action=Done()))
+
+    def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
+        return decide_each(self, observations)
+
+
+def test_done_success_and_failure() -> None:
+    with SimDriver() as sim:
+        ep = run_episode("x", sim, ScriptedPolicy([Wait(seconds=0), Done(status="success", answer="42")]))
+    assert ep.end is EndReason.DONE_SUCCESS and ep.detail == "42" and len(ep.steps) == 2
+    with SimDriver() as sim:
+        assert run_episode("x", sim, ScriptedPolicy([Done(status="failure")])).end is EndReason.DONE_FAILURE
+
+
+def test_step_limit() -> None:
+    with SimDriver() as sim:
+        ep = run_episode("x", sim, ScriptedPolicy([Wait(seconds=0)] * 10), max_steps=3)
+    assert ep.end is EndReason.STEP_LIMIT and len(ep.steps) == 3
+
+
+def test_invalid_output_is_fed_back_then_retried() -> None:
+    policy = _Grumpy(bad=2)
+    with SimDriver() as sim:
+        ep = run_episode("x", sim, policy, max_invalid=3)
+    assert ep.end is EndReason.DONE_SUCCESS
+    assert policy.feedback == [None, "attempt 1 was not JSON", "attempt 2 was not JSON"]
+    assert ep.invalid_outputs == 2 and ep.steps[0].invalid_outputs == 2
+
+
+def test_too_many_invalid_outputs_end_with_error() -> None:
+    with SimDriver() as sim:
+        ep = run_episode("x", sim, _Grumpy(bad=10), max_invalid=2)
+    assert ep.end is EndReason.ERROR and "not JSON" in ep.detail and ep.invalid_outputs == 3
+
+
+def test_unsupported_action_is_fed_back_to_the_model() -> None:
+    script = ScriptedPolicy([Click(x=5, y=5, button="right"), Done()])
+    with SimDriver() as sim:
+        ep = run_episode("x", sim, script)
+    # the right click was refused before execution and counted as invalid output; the next answer ran
+    assert ep.end is EndReason.DONE_SUCCESS and ep.invalid_outputs == 1
+
+
+class _FlakyDriver(SimDriver):
+    """The real simulated phone whose screenshot fails ``failures`` times (a flaky cable)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def screenshot(self):  # type: ignore[no-untyped-def]
+        if self.failures > 0:
+            self.failures -= 1
+            raise DeviceError("device offline")
+        return super().screenshot()
+
+
+def test_device_errors_are_retried() -> None:
+    ep = run_episode("x", _FlakyDriver(failures=2), ScriptedPolicy([Done()]), device_attempts=3)
+    assert ep.end is EndReason.DONE_SUCCESS and ep.device_retries == 2
+
+
+def test_device_lost_ends_with_error() -> None:
+    ep = run_episode("x", _FlakyDriver(failures=99), ScriptedPolicy([Done()]), device_attempts=2)
+    assert ep.end is EndReason.ERROR and "device offline" in ep.detail
+
+
+class _StopAfter:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_step(self, episode: object, record: object, after: object) -> Verdict | None:
+        self.n -= 1
+        return Verdict(stop=EndReason.STUCK, detail="watcher said so") if self.n == 0 else None
+
+
+def test_hook_can_stop_the_episode() -> None:
+    with SimDriver() as sim:
+        ep = run_episode("x", sim, ScriptedPolicy([Wait(seconds=0)] * 5), hooks=[_StopAfter(2)])
+    assert ep.end is EndReason.STUCK and ep.detail == "watcher said so" and len(ep.steps) == 2
+
+
+def test_unexpected_exception_propagates_but_hooks_see_the_end() -> None:
+    ends: list[object] = []
+
+    class Hook:
+        def on_end(self, episode: object) -> None:
+            ends.append(getattr(episode, "end", None))
+
+    def boom(obs: Observation) -> Done:
+        raise RuntimeError("bug")
+
+    with SimDriver() as sim, pytest.raises(RuntimeError):
+        run_episode("x", sim, ScriptedPolicy([boom]), hooks=[Hook()])
+    assert ends == [EndReason.ERROR]
