@@ -192,8 +192,7 @@ def describe_actions(capabilities: Capabilities | None = None, grid: tuple[int, 
     schema = step_schema(capabilities, grid=grid)
     defs = _obj(schema["$defs"])
     lines = [
-        f"Coordinates are integers from 0 to {grid[0]} for x (left to right) "
-        f"and 0 to {grid[1]} for y (top to bottom).",
+        f"Coordinates are integers from 0 to {grid[0]} for x (left to right) and 0 to {grid[1]} for y (top to bottom).",
         "Actions:",
     ]
     for cls in ACTION_TYPES.values():
@@ -224,4 +223,3 @@ def describe_actions(capabilities: Capabilities | None = None, grid: tuple[int, 
         "Answer with exactly one JSON object and nothing else, for example: " + example_step(capabilities, grid)
     )
     return "\n".join(lines)
-

@@ -1,0 +1,116 @@
+"""parse_step: lenient about what models write, strict about what it means."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlagent.actions import (
+    KEY_NAMES,
+    Action,
+    Click,
+    Done,
+    Key,
+    LongPress,
+    OpenApp,
+    Scroll,
+    Step,
+    Swipe,
+    Type,
+    Wait,
+)
+from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES, Capabilities
+from vlagent.errors import InvalidModelOutput
+from vlagent.parsing import parse_step
+
+CORPUS = yaml.safe_load((Path(__file__).parent / "data" / "malformed_outputs.yaml").read_text(encoding="utf-8"))
+CAPS: dict[str | None, Capabilities | None] = {None: None, "phone": PHONE_CAPABILITIES, "desktop": DESKTOP_CAPABILITIES}
+
+
+def test_corpus_is_big_enough_and_has_both_outcomes() -> None:
+    assert len(CORPUS) >= 30
+    assert sum("error" in case for case in CORPUS) >= 10
+    assert sum("expect" in case for case in CORPUS) >= 20
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
+def test_corpus(case: dict[str, Any]) -> None:
+    grid = tuple(case.get("grid", (1000, 1000)))
+    caps = CAPS[case.get("caps")]
+    if "error" in case:
+        with pytest.raises(InvalidModelOutput) as info:
+            parse_step(case["input"], grid=grid, capabilities=caps)  # type: ignore[arg-type]
+        assert case["error"] in info.value.feedback
+        assert info.value.raw == case["input"]
+        # the feedback always shows the expected shape, and stays short enough to show a model
+        assert '{"thought": ' in info.value.feedback
+        assert len(info.value.feedback) < 900
+        return
+    step = parse_step(case["input"], grid=grid, capabilities=caps)  # type: ignore[arg-type]
+    got = step.action.model_dump()
+    for field, value in case["expect"].items():
+        assert got[field] == (tuple(value) if isinstance(value, list) else value), field
+    if "thought" in case:
+        assert step.thought == case["thought"]
+
+
+def test_feedback_names_the_allowed_actions_of_the_device() -> None:
+    with pytest.raises(InvalidModelOutput) as info:
+        parse_step('{"action": "long_press", "x": 1, "y": 1}', capabilities=DESKTOP_CAPABILITIES)
+    assert "click, done, key, scroll, swipe, type, wait" in info.value.feedback
+
+
+def test_strict_json_is_taken_as_is_even_with_special_token_text_inside() -> None:
+    step = Step(thought="the label reads <|im_end|>", action=Type(text="{not json}"))
+    assert parse_step(step.model_dump_json()) == step
+
+
+# --- round trip: any valid step, dumped to JSON, parses back equal -------------------------
+
+GRID = (1000, 2000)
+xs = st.integers(0, GRID[0])
+ys = st.integers(0, GRID[1])
+texts = st.text(min_size=1, max_size=50)
+durations = st.floats(0.1, 5.0, allow_nan=False)
+
+actions: st.SearchStrategy[Action] = st.one_of(
+    st.builds(Click, x=xs, y=ys, button=st.sampled_from(["left", "right", "middle"]), clicks=st.integers(1, 3)),
+    st.builds(LongPress, x=xs, y=ys, duration=durations),
+    st.builds(Type, text=texts, submit=st.booleans()),
+    st.builds(Swipe, x1=xs, y1=ys, x2=xs, y2=ys, duration=durations),
+    st.builds(
+        Scroll,
+        direction=st.sampled_from(["up", "down", "left", "right"]),
+        x=st.none() | xs,
+        y=st.none() | ys,
+        amount=st.integers(1, 10),
+    ),
+    st.builds(
+        Key,
+        key=st.sampled_from(KEY_NAMES),
+        modifiers=st.lists(st.sampled_from(["ctrl", "alt", "shift", "super"]), max_size=4).map(tuple),
+    ),
+    st.builds(OpenApp, name=st.text(min_size=1, max_size=100)),
+    st.builds(Wait, seconds=st.floats(0.0, 30.0, allow_nan=False)),
+    st.builds(Done, status=st.sampled_from(["success", "failure"]), answer=st.none() | st.text(max_size=100)),
+)
+steps = st.builds(Step, thought=st.none() | st.text(max_size=200), action=actions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, st.booleans())
+def test_round_trip(step: Step, exclude_none: bool) -> None:
+    assert parse_step(step.model_dump_json(exclude_none=exclude_none), grid=GRID) == step
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps)
+def test_round_trip_through_a_code_fence_and_an_end_token(step: Step) -> None:
+    text = "```json\n" + json.dumps(step.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n```<|im_end|>"
+    assert parse_step(text, grid=GRID) == step

@@ -1,0 +1,339 @@
+"""Parse what a model actually wrote into a Step, leniently in form and strictly in meaning.
+
+Form: models fence their JSON, add prose around it, leak special tokens (``<|im_end|>``),
+write Python literals (single quotes, ``None``, ``True``), leave trailing commas, forget the
+closing brace, or put unescaped quotes inside strings. Syntax repair is delegated to the
+``json-repair`` library rather than to hand-written regular expressions; this module only
+strips special tokens and then normalises the *shape* of what was decoded:
+
+- a bare action ``{"action": "click", "x": 1, "y": 2, "thought": "..."}`` or the wrapped
+  form ``{"thought": ..., "action": {...}}``;
+- ``"type"`` instead of ``"action"`` as the discriminator; upper-case action names; a
+  Hermes tool call ``{"name": ..., "arguments": {...}}``;
+- numbers written as strings, and coordinate pairs such as ``"point": [x, y]`` or
+  ``"coordinate": "(x, y)"`` mapped onto ``x``/``y`` (``x1``.. ``y2`` for swipes);
+- several JSON objects: the first one that is a valid step wins.
+
+Meaning is never guessed: an unknown action, a missing field, a coordinate outside the
+model's grid or an action the driver cannot perform raises
+:class:`vlagent.errors.InvalidModelOutput` with short feedback written for the model.
+
+The returned Step is in GRID coordinates; converting to device pixels is
+:mod:`vlagent.coords`' job. This module must not import heavy libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import cast
+
+import json_repair
+from pydantic import ValidationError
+
+from vlagent.actions import ACTION_TYPES, Step, action_points
+from vlagent.drivers.base import Capabilities
+from vlagent.errors import InvalidModelOutput
+from vlagent.schema import example_step
+
+__all__ = ["parse_step"]
+
+log = logging.getLogger(__name__)
+
+#: Special tokens of the Qwen family and friends that leak into decoded text.
+_SPECIAL_TOKENS = re.compile(r"<\|[A-Za-z0-9_]+\|>|</?tool_call>|</?s>|<\|?endoftext\|?>")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+#: How many later '{' positions to try when the whole text does not decode to a step.
+_MAX_STARTS = 20
+
+_ACTION_ALIASES = {
+    "tap": "click",
+    "left_click": "click",
+    "long_click": "long_press",
+    "input": "type",
+    "input_text": "type",
+    "type_text": "type",
+    "open": "open_app",
+    "launch": "open_app",
+    "press": "key",
+    "key_press": "key",
+    "finish": "done",
+    "finished": "done",
+    "terminate": "done",
+}
+_THOUGHT_ALIASES = ("thought", "thoughts", "thinking", "reasoning", "reason", "explanation", "rationale")
+_POINT_KEYS = ("point", "coordinate", "coordinates", "coord", "position", "point_2d", "start_box", "box", "bbox_2d")
+_START_KEYS = ("start", "from", "start_point", "start_coordinate", "coordinate", "point", "start_box")
+_END_KEYS = ("end", "to", "end_point", "end_coordinate", "coordinate2", "end_box")
+_COORD_FIELDS = ("x", "y", "x1", "y1", "x2", "y2")
+_WORD_FIELDS = ("button", "direction", "status", "key")
+_KEY_ALIASES = {"esc": "escape", "return": "enter", "del": "delete", "pgup": "page_up", "pgdn": "page_down"}
+_MODIFIER_ALIASES = {"control": "ctrl", "cmd": "super", "win": "super", "meta": "super", "option": "alt"}
+
+JsonDict = dict[str, object]
+
+
+def parse_step(
+    text: str,
+    *,
+    grid: tuple[int, int] = (1000, 1000),
+    capabilities: Capabilities | None = None,
+) -> Step:
+    """Parse a model's answer into a Step in grid coordinates, or raise InvalidModelOutput.
+
+    ``grid`` is the largest valid (x, y) value (``CoordCodec.grid_size``); ``capabilities``
+    restricts the allowed actions, keys and buttons.
+    """
+    first_error: str | None = None
+    seen_candidate = False
+    for candidate in _candidates(text):
+        seen_candidate = True
+        try:
+            return _to_step(candidate, grid, capabilities)
+        except _Problem as problem:
+            log.debug("candidate %r rejected: %s", candidate, problem)
+            first_error = first_error or str(problem)
+    expected = "Answer with one JSON object like " + example_step(capabilities, grid)
+    if not seen_candidate:
+        raise InvalidModelOutput(f"no JSON object found in your answer. {expected}", text)
+    raise InvalidModelOutput(f"{first_error}. {expected}", text)
+
+
+class _Problem(Exception):
+    """What is wrong with one candidate object; becomes the feedback if no candidate fits."""
+
+
+# --- finding JSON objects ---------------------------------------------------------------
+
+
+def _candidates(text: str) -> Iterator[JsonDict]:
+    """Dicts decoded from ``text``: strict JSON first, then repaired JSON from each '{'."""
+    stripped = text.strip()
+    try:
+        # Well-formed answers (the common case with constrained decoding) take no repair.
+        yield from _dicts(json.loads(stripped))
+        return
+    except ValueError:
+        pass
+    cleaned = _SPECIAL_TOKENS.sub(" ", stripped)
+    # The whole text first (json-repair skips prose and splits several objects); then from
+    # each later '{', for prose whose own braces confused the first pass.
+    starts = [0, *(m.start() for m in re.finditer(r"\{", cleaned))][: _MAX_STARTS + 1]
+    seen: list[JsonDict] = []
+    for start in starts:
+        for found in _dicts(_repair(cleaned[start:])):
+            if found not in seen:
+                seen.append(found)
+                yield found
+
+
+def _repair(text: str) -> object:
+    try:
+        return json_repair.loads(text)
+    except (ValueError, RecursionError) as exc:  # json-repair gives up on some inputs
+        log.debug("json-repair failed: %s", exc)
+        return None
+
+
+def _dicts(value: object) -> Iterator[JsonDict]:
+    if isinstance(value, dict):
+        yield cast(JsonDict, value)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dicts(item)
+
+
+# --- normalising the shape --------------------------------------------------------------
+
+
+def _lower_keys(obj: Mapping[str, object] | Mapping[object, object]) -> JsonDict:
+    return {str(k).strip().lower(): v for k, v in obj.items()}
+
+
+def _as_dict(value: object) -> JsonDict | None:
+    if isinstance(value, dict):
+        return _lower_keys(value)
+    if isinstance(value, str) and value.strip().startswith("{"):
+        decoded = _repair(value)
+        return _lower_keys(decoded) if isinstance(decoded, dict) else None
+    return None
+
+
+def _split(obj: JsonDict) -> tuple[object, JsonDict]:
+    """(thought, action dict) from any of the accepted outer shapes."""
+    thought = _thought_of(obj)
+    inner = _as_dict(obj.get("action"))
+    if inner is not None:  # {"thought": ..., "action": {...}}
+        return thought if thought is not None else _thought_of(inner), inner
+    arguments = _as_dict(obj.get("arguments"))
+    if arguments is not None and "action" not in obj:  # {"name": "mobile_use", "arguments": {...}}
+        return thought if thought is not None else _thought_of(arguments), arguments
+    return thought, obj
+
+
+def _thought_of(obj: JsonDict) -> object:
+    if obj.get("thought") is not None:  # kept as written, even empty
+        return obj["thought"]
+    return next((obj[k] for k in _THOUGHT_ALIASES if obj.get(k) not in (None, "")), None)
+
+
+def _action_name(action: JsonDict) -> str:
+    raw = action.get("action")
+    if not isinstance(raw, str):
+        raw = action.pop("type", None)
+        if not isinstance(raw, str):
+            raise _Problem('the action object has no "action" field naming the action')
+    name = raw.strip().lower().replace(" ", "_").replace("-", "_")
+    return _ACTION_ALIASES.get(name, name)
+
+
+def _numbers(value: object) -> list[float] | None:
+    """[x, y, ...] from a list, a dict with x/y, or a string such as '(12, 34)' or '12 34'."""
+    if isinstance(value, (list, tuple)):
+        flat: list[object] = []
+        for item in value:
+            flat.extend(item if isinstance(item, (list, tuple)) else [item])
+        out = [_number(v) for v in flat]
+        return None if any(v is None for v in out) else cast(list[float], out)
+    if isinstance(value, dict):
+        lowered = _lower_keys(value)
+        if "x" in lowered and "y" in lowered:
+            return _numbers([lowered["x"], lowered["y"]])
+        return None
+    if isinstance(value, str):
+        return [float(n) for n in _NUMBER.findall(value)] or None
+    return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _point(values: list[float], key: str) -> tuple[float, float]:
+    if len(values) == 2:
+        return values[0], values[1]
+    if len(values) == 4:  # a box: act on its centre
+        return (values[0] + values[2]) / 2, (values[1] + values[3]) / 2
+    raise _Problem(f'"{key}" must be a point [x, y], got {len(values)} numbers')
+
+
+def _pop_point(action: JsonDict, keys: tuple[str, ...]) -> tuple[str, tuple[float, float]] | None:
+    for key in keys:
+        if key in action:
+            values = _numbers(action[key])
+            if values is None:
+                raise _Problem(f'"{key}" must be a point [x, y]')
+            point = _point(values, key)
+            del action[key]
+            return key, point
+    return None
+
+
+def _map_points(name: str, action: JsonDict) -> None:
+    """Move coordinate pairs onto the x/y fields the action models use."""
+    if name == "swipe":
+        if "x1" not in action:
+            start = _pop_point(action, _START_KEYS)
+            if start is not None:
+                action["x1"], action["y1"] = start[1]
+        if "x2" not in action:
+            end = _pop_point(action, _END_KEYS)
+            if end is not None:
+                action["x2"], action["y2"] = end[1]
+    elif "x" not in action and "y" not in action:
+        found = _pop_point(action, _POINT_KEYS)
+        if found is not None:
+            action["x"], action["y"] = found[1]
+
+
+def _coerce_coords(action: JsonDict, grid: tuple[int, int]) -> None:
+    """Numbers-as-strings and float coordinates become ints; out-of-grid values are refused."""
+    for field in _COORD_FIELDS:
+        if field not in action or action[field] is None:
+            continue
+        value = _number(action[field])
+        if value is None or not math.isfinite(value):
+            raise _Problem(f'"{field}" must be an integer, got {action[field]!r}')
+        limit = grid[0] if field.startswith("x") else grid[1]
+        if not 0 <= value <= limit:
+            raise _Problem(
+                f'"{field}"={value:g} is outside the screen: x must be 0..{grid[0]} and y must be 0..{grid[1]}'
+            )
+        action[field] = round(value)
+
+
+def _normalise_words(name: str, action: JsonDict) -> None:
+    """Case and spelling of enum values: "Enter" -> "enter", "ctrl+c" -> key c with ctrl."""
+    for field in _WORD_FIELDS:
+        value = action.get(field)
+        if isinstance(value, str):
+            action[field] = value.strip().lower().replace(" ", "_")
+    key = action.get("key")
+    if name != "key" or not isinstance(key, str):
+        return
+    parts = [p for p in re.split(r"[+]", key) if p] if "+" in key else [key]
+    key = _KEY_ALIASES.get(parts[-1], parts[-1])
+    action["key"] = key
+    if len(parts) > 1:
+        extra = [_MODIFIER_ALIASES.get(p, p) for p in parts[:-1]]
+        existing = action.get("modifiers")
+        listed = [str(m).lower() for m in existing] if isinstance(existing, (list, tuple)) else []
+        action["modifiers"] = [*listed, *extra]
+
+
+def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
+    thought, action = _split(_lower_keys(obj))
+    action = dict(action)
+    name = _action_name(action)
+    allowed = sorted(capabilities.actions) if capabilities is not None else list(ACTION_TYPES)
+    if name not in ACTION_TYPES:
+        raise _Problem(f"unknown action {name!r}; use one of: {', '.join(allowed)}")
+    if name not in allowed:
+        raise _Problem(f"this device cannot '{name}'; use one of: {', '.join(allowed)}")
+    action["action"] = name
+    for key in _THOUGHT_ALIASES:
+        action.pop(key, None)
+    _map_points(name, action)
+    _coerce_coords(action, grid)
+    _normalise_words(name, action)
+    fields = ACTION_TYPES[name].model_fields
+    dropped = [k for k in action if k not in fields]
+    if dropped:  # extra keys ("element", "description", ...) carry no executable meaning
+        log.debug("ignoring fields %s of %s", dropped, name)
+    payload: JsonDict = {"action": {k: v for k, v in action.items() if k in fields}}
+    if thought is not None:
+        payload["thought"] = thought if isinstance(thought, str) else json.dumps(thought)
+    try:
+        step = Step.model_validate(payload)
+    except ValidationError as exc:
+        raise _Problem(_explain(name, exc)) from exc
+    if capabilities is not None:
+        refusal = capabilities.refusal(step.action)
+        if refusal is not None:
+            raise _Problem(refusal)
+    assert all(0 <= x <= grid[0] and 0 <= y <= grid[1] for x, y in action_points(step.action))
+    return step
+
+
+def _explain(name: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:3]:
+        loc = [str(p) for p in error["loc"] if p not in ("action", name)]
+        where = ".".join(loc) or name
+        if error["type"] == "missing":
+            problems.append(f"'{name}' needs \"{where}\"")
+        else:
+            problems.append(f'"{where}": {error["msg"]}')
+    return "; ".join(problems)
