@@ -11,8 +11,8 @@ panels at a fixed position and size (so screenshots are reproducible):
 
 After every change the app rewrites ``FILE`` atomically (temporary file + rename) with its
 whole state as JSON: field contents, checkbox values, visible and selected items, the last
-mouse click in screen coordinates, the focused widget, and the screen rectangle of every
-named widget. A test proves that a click or a typed string reached the app by reading that
+mouse click in screen coordinates, the last key with its modifiers, the focused widget, and
+the screen rectangle of every named widget. A test proves that a click or a typed string reached the app by reading that
 file, and can find where to click without hard-coding pixels.
 
 This module must not import vlagent's heavy parts; it only needs the standard library
@@ -69,6 +69,8 @@ SETTINGS: tuple[tuple[str, str, bool], ...] = (
 # Unicode text is visible on screen (the state file is correct either way).
 _FONT_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "Noto Sans", "DejaVu Sans")
 _BUTTON_NAMES = {1: "left", 2: "middle", 3: "right"}
+# X11 modifier bits of a key event's state (Alt is Mod1 and Super is Mod4 on common keymaps).
+_SHIFT, _CONTROL, _MOD1, _MOD4 = 0x1, 0x4, 0x8, 0x40
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -96,6 +98,7 @@ class SampleDesktopApp:
         self._opened: str | None = None
         self._context: str | None = None
         self._last_click: dict[str, Any] | None = None
+        self._last_key: dict[str, Any] | None = None
         self._clicks = 0
         self._ready = False
         self._widgets: dict[str, tk.Widget] = {}
@@ -120,6 +123,7 @@ class SampleDesktopApp:
         self.search.trace_add("write", lambda *_: self._filter())
         # Record every click wherever it lands: tests check where the pointer really went.
         root.bind_all("<ButtonPress>", self._on_click, add="+")
+        root.bind_all("<KeyPress>", self._on_key, add="+")
         root.bind_all("<FocusIn>", lambda _e: self.save(), add="+")
         root.bind("<Configure>", lambda _e: self.save(), add="+")
         root.after(50, self._mark_ready)
@@ -238,6 +242,20 @@ class SampleDesktopApp:
         }
         self.save()
 
+    def _on_key(self, event: tk.Event) -> None:  # type: ignore[type-arg]
+        keysym = str(event.keysym)
+        if keysym.endswith(("_L", "_R")):  # a modifier on its own: wait for the real key
+            return
+        state = int(event.state)
+        self._last_key = {
+            "keysym": keysym,
+            "shift": bool(state & _SHIFT),
+            "ctrl": bool(state & _CONTROL),
+            "alt": bool(state & _MOD1),
+            "super": bool(state & _MOD4),
+        }
+        self.root.after_idle(self.save)  # after the widget's own binding changed its text
+
     def _mark_ready(self) -> None:
         self.root.update_idletasks()
         self._ready = True
@@ -283,6 +301,7 @@ class SampleDesktopApp:
             "list_top": top,
             "rows": rows,
             "last_click": self._last_click,
+            "last_key": self._last_key,
             "focus": focus.winfo_name() if focus is not None else None,
             "widgets": {name: self._rect(widget) for name, widget in self._widgets.items()},
         }
