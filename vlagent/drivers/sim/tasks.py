@@ -1,0 +1,153 @@
+"""Built-in tasks for the simulated phone, each judged from phone state.
+
+A SimTask pairs a natural-language instruction with ``check(phone)``, which reads the
+world (never the model's claims), and ``oracle(phone)``, a script for ScriptedPolicy that
+solves the task. Oracle items are callables that look elements up with ``phone.locate``
+when they are played, so they work for every layout seed. Tasks start from a fresh phone
+(``setup`` may adjust it); they must not reach into the phone's private state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vlagent.actions import Action, Click, Done, Scroll, Type, Wait
+from vlagent.drivers.sim.world import SimPhone
+from vlagent.errors import ConfigError
+from vlagent.policies.base import Observation
+from vlagent.policies.scripted import ScriptItem
+
+__all__ = ["SIM_TASKS", "SimTask", "get_task", "tap_label"]
+
+NOTE_TEXT = "买牛奶 🥛 café"
+CONTACT_NAME = "Ada Lovelace"
+CONTACT_PHONE = "+44 20 7946 0958"
+
+
+@dataclass(frozen=True)
+class SimTask:
+    """A task on the simulated phone."""
+
+    name: str
+    instruction: str
+    check: Callable[[SimPhone], bool]
+    oracle: Callable[[SimPhone], list[ScriptItem]]
+    setup: Callable[[SimPhone], None] | None = None
+
+    def prepare(self, phone: SimPhone) -> SimPhone:
+        """Apply ``setup`` (if any) to ``phone`` and return it."""
+        if self.setup is not None:
+            self.setup(phone)
+        return phone
+
+
+def tap_label(phone: SimPhone, label: str) -> Callable[[Observation], Action]:
+    """A script item that taps wherever ``label`` is when it is played (done(failure) if absent)."""
+
+    def item(obs: Observation) -> Action:
+        point = phone.locate(label)
+        if point is None:
+            return Done(status="failure", answer=f"'{label}' is not on screen")
+        return Click(x=point[0], y=point[1])
+
+    return item
+
+
+def reveal(phone: SimPhone, label: str) -> Callable[[Observation], Action]:
+    """A script item that scrolls down unless ``label`` is already visible (then waits 0 s)."""
+
+    def item(obs: Observation) -> Action:
+        return Wait(seconds=0) if phone.locate(label) is not None else Scroll(direction="down")
+
+    return item
+
+
+def _toggle_oracle(label: str) -> Callable[[SimPhone], list[ScriptItem]]:
+    def oracle(phone: SimPhone) -> list[ScriptItem]:
+        return [
+            tap_label(phone, "Settings"),
+            *(reveal(phone, label) for _ in range(3)),
+            tap_label(phone, label),
+            Done(),
+        ]
+
+    return oracle
+
+
+def _note_oracle(phone: SimPhone) -> list[ScriptItem]:
+    return [
+        tap_label(phone, "Notes"),
+        tap_label(phone, "New note"),
+        tap_label(phone, "Note text"),
+        Type(text=NOTE_TEXT),
+        tap_label(phone, "Save"),
+        Done(),
+    ]
+
+
+def _contact_oracle(phone: SimPhone) -> list[ScriptItem]:
+    return [
+        tap_label(phone, "Contacts"),
+        tap_label(phone, "Add contact"),
+        tap_label(phone, "Name"),
+        Type(text=CONTACT_NAME),
+        tap_label(phone, "Phone"),
+        Type(text=CONTACT_PHONE, submit=True),
+        Done(),
+    ]
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _has_contact(phone: SimPhone) -> bool:
+    return any(c.name == CONTACT_NAME and _digits(c.phone) == _digits(CONTACT_PHONE) for c in phone.contacts)
+
+
+SIM_TASKS: dict[str, SimTask] = {
+    task.name: task
+    for task in (
+        SimTask("wifi", "Turn on Wi-Fi.", lambda p: p.toggles["wifi"], _toggle_oracle("Wi-Fi")),
+        SimTask(
+            "dark_mode",
+            "Open Settings and turn on Dark mode.",
+            lambda p: p.toggles["dark_mode"],
+            _toggle_oracle("Dark mode"),
+        ),
+        SimTask(
+            "airplane_mode",
+            "Turn on airplane mode.",
+            lambda p: p.toggles["airplane_mode"],
+            _toggle_oracle("Airplane mode"),
+        ),
+        SimTask(
+            "bluetooth_off",
+            "Turn Bluetooth off.",
+            lambda p: not p.toggles["bluetooth"],
+            _toggle_oracle("Bluetooth"),
+            setup=lambda p: p.set_toggle("bluetooth", True),
+        ),
+        SimTask(
+            "note",
+            f'Write a new note that says "{NOTE_TEXT}" and save it.',
+            lambda p: NOTE_TEXT in p.notes,
+            _note_oracle,
+        ),
+        SimTask(
+            "add_contact",
+            f"Add a contact named {CONTACT_NAME} with phone number {CONTACT_PHONE}.",
+            _has_contact,
+            _contact_oracle,
+        ),
+    )
+}
+
+
+def get_task(name: str) -> SimTask:
+    """The built-in task called ``name``; ConfigError lists the known ones otherwise."""
+    try:
+        return SIM_TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown sim task '{name}'; known: {', '.join(sorted(SIM_TASKS))}") from None
