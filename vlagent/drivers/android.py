@@ -1,0 +1,592 @@
+"""Android phones over ADB: ``open_driver("adb")`` or ``open_driver("adb:SERIAL")``.
+
+The driver talks the adb host protocol through adbutils to an adb server (default
+127.0.0.1:5037, or ``ANDROID_ADB_SERVER_HOST`` / ``ANDROID_ADB_SERVER_PORT``), which forwards
+to the phone. Screens are captured with raw ``screencap`` (pixels encoded on the host,
+about 3x faster than ``screencap -p`` on real phones) and PNG as a fallback; input goes
+through ``input tap|swipe|text|keyevent``, ``monkey`` and, for non-ASCII text, the
+ADBKeyboard IME broadcast.
+
+What this module must not do: let the device shell interpret any text it sends. Every
+argument is quoted (argv lists joined with ``shlex.quote``) and ``input text`` gets its own
+``%s`` encoding for spaces. It also must not import adbutils at import time.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import re
+import shlex
+import socket
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from PIL import Image, UnidentifiedImageError
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
+from vlagent.drivers.base import PHONE_CAPABILITIES, BaseDriver, Capabilities
+from vlagent.errors import (
+    ActionNotSupportedError,
+    ConfigError,
+    DeviceError,
+    DeviceNotFoundError,
+    DeviceTimeoutError,
+    MissingExtraError,
+)
+from vlagent.frames import Frame
+
+if TYPE_CHECKING:
+    from adbutils import AdbClient, AdbDevice
+
+__all__ = [
+    "ADB_KEYBOARD_IME",
+    "ANDROID_KEYCODES",
+    "AdbConfig",
+    "AdbDriver",
+    "create_driver",
+    "decode_raw_screencap",
+    "input_text_chunks",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The ADBKeyboard input method (https://github.com/senzhk/ADBKeyBoard), needed for non-ASCII text.
+ADB_KEYBOARD_IME = "com.android.adbkeyboard/.AdbIME"
+ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
+
+#: vlagent key names -> Android KeyEvent codes (android.view.KeyEvent).
+ANDROID_KEYCODES: Mapping[str, int] = MappingProxyType(
+    {
+        "home": 3,
+        "back": 4,
+        "up": 19,
+        "down": 20,
+        "left": 21,
+        "right": 22,
+        "volume_up": 24,
+        "volume_down": 25,
+        "power": 26,
+        "tab": 61,
+        "space": 62,
+        "enter": 66,
+        "backspace": 67,  # KEYCODE_DEL deletes backwards
+        "menu": 82,
+        "page_up": 92,
+        "page_down": 93,
+        "escape": 111,
+        "delete": 112,  # KEYCODE_FORWARD_DEL
+        "line_start": 122,
+        "line_end": 123,
+        "app_switch": 187,
+        **{f"f{i}": 130 + i for i in range(1, 13)},
+        **{chr(ord("a") + i): 29 + i for i in range(26)},
+        **{str(i): 7 + i for i in range(10)},
+    }
+)
+
+# Android PixelFormat constants -> (bytes per pixel, Pillow raw mode producing RGB).
+_PIXEL_FORMATS: Mapping[int, tuple[int, str]] = MappingProxyType(
+    {1: (4, "RGBX"), 2: (4, "RGBX"), 3: (3, "RGB"), 4: (2, "BGR;16"), 5: (4, "BGRX")}
+)
+
+# Labels whose package name does not contain the label (stock Google / AOSP apps).
+_APP_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "playstore": ("com.android.vending",),
+        "gmail": ("com.google.android.gm",),
+        "maps": ("com.google.android.apps.maps",),
+        "messages": ("com.google.android.apps.messaging", "com.android.messaging", "com.android.mms"),
+        "phone": ("com.google.android.dialer", "com.android.dialer"),
+        "camera": ("com.android.camera2", "com.android.camera", "com.google.android.GoogleCamera"),
+        "clock": ("com.google.android.deskclock", "com.android.deskclock"),
+        "photos": ("com.google.android.apps.photos", "com.android.gallery3d"),
+        "files": ("com.google.android.documentsui", "com.android.documentsui"),
+        "contacts": ("com.google.android.contacts", "com.android.contacts"),
+        "calendar": ("com.google.android.calendar", "com.android.calendar"),
+        "browser": ("com.android.chrome", "com.android.browser"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class AdbConfig:
+    """Settings of an :class:`AdbDriver`; every field can be passed to ``open_driver("adb", ...)``."""
+
+    host: str | None = None
+    """adb server host; None: ``ANDROID_ADB_SERVER_HOST`` or 127.0.0.1 (as adbutils)."""
+    port: int | None = None
+    """adb server port; None: ``ANDROID_ADB_SERVER_PORT`` or 5037."""
+    timeout: float = 10.0
+    """Seconds any single device command may take (input, wm, pm...)."""
+    capture_timeout: float = 20.0
+    """Seconds a screenshot may take."""
+    attempts: int = 3
+    """Tries per device call when the connection is lost or times out."""
+    retry_wait: float = 0.2
+    """First back-off between tries, doubled each time (max 2 s)."""
+    screencap: Literal["auto", "raw", "png"] = "auto"
+    """``auto`` uses raw pixels and falls back to PNG when the device's raw format is unknown."""
+    switch_ime: bool = True
+    """When non-ASCII text must be typed and ADBKeyboard is installed, make it the current keyboard."""
+    scroll_fraction: float = 0.3
+    """How far one scroll unit moves the finger, as a fraction of the screen side."""
+    scroll_ms: int = 300
+    apps: Mapping[str, str] = field(default_factory=dict)
+    """Extra app label -> package name entries for ``open_app``."""
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.capture_timeout <= 0:
+            raise ConfigError("adb timeouts must be positive")
+        if self.attempts < 1:
+            raise ConfigError("adb attempts must be at least 1")
+        if self.screencap not in ("auto", "raw", "png"):
+            raise ConfigError(f"adb screencap must be auto, raw or png, got {self.screencap!r}")
+        if not 0.01 <= self.scroll_fraction <= 0.9:
+            raise ConfigError("adb scroll_fraction must be within 0.01..0.9")
+
+    @property
+    def server(self) -> tuple[str, int]:
+        host = self.host or os.environ.get("ANDROID_ADB_SERVER_HOST") or "127.0.0.1"
+        port = self.port or int(os.environ.get("ANDROID_ADB_SERVER_PORT") or 5037)
+        return host, port
+
+
+class _CommandFailed(DeviceError):
+    """A device command ran and reported failure: retrying the same call will not help."""
+
+
+def create_driver(arg: str | None, **options: Any) -> AdbDriver:
+    """Registry factory: ``arg`` is the serial (None: the only connected device)."""
+    names = {f.name for f in fields(AdbConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"unknown adb option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return AdbDriver(arg or None, AdbConfig(**options))
+
+
+def decode_raw_screencap(data: bytes) -> Image.Image:
+    """Decode the output of ``screencap`` (no ``-p``) into an RGB image.
+
+    The output is a little-endian header of width, height, pixel format (12 bytes; Android 12+
+    adds a colour space word, 16 bytes) followed by the pixels. Raises ValueError when the
+    data does not fit that layout.
+    """
+    if len(data) < 12:
+        raise ValueError(f"raw screencap too short ({len(data)} bytes)")
+    width, height, fmt = struct.unpack_from("<III", data)
+    if fmt not in _PIXEL_FORMATS:
+        raise ValueError(f"unknown raw screencap pixel format {fmt}")
+    bpp, raw_mode = _PIXEL_FORMATS[fmt]
+    if not (0 < width <= 16384 and 0 < height <= 16384):
+        raise ValueError(f"implausible raw screencap size {width}x{height}")
+    header = len(data) - width * height * bpp
+    if header not in (12, 16):
+        raise ValueError(f"raw screencap of {len(data)} bytes does not hold {width}x{height} format {fmt} pixels")
+    return Image.frombuffer("RGB", (width, height), data[header:], "raw", raw_mode, 0, 1)
+
+
+def input_text_chunks(text: str) -> list[str]:
+    """Arguments for successive ``input text`` calls that type ``text`` (printable ASCII) exactly.
+
+    ``input text`` turns ``%s`` into a space and has no escape for a literal ``%s``, so the
+    text is split between every ``%`` and a following ``s``; spaces become ``%s``.
+    """
+    pieces = re.split(r"(?<=%)(?=s)", text)
+    return [piece.replace(" ", "%s") for piece in pieces if piece]
+
+
+class AdbDriver(BaseDriver):
+    """An Android device reached through an adb server."""
+
+    _capabilities: Capabilities = PHONE_CAPABILITIES
+
+    def __init__(self, serial: str | None = None, config: AdbConfig | None = None) -> None:
+        self.config = config or AdbConfig()
+        try:
+            import adbutils
+        except ImportError as exc:
+            raise MissingExtraError("android", "adbutils", "Driving an Android phone") from exc
+        host, port = self.config.server
+        self._where = f"{host}:{port}"
+        self._client: AdbClient = adbutils.AdbClient(host=host, port=port, socket_timeout=self.config.timeout)
+        self.serial = self._call("finding the device", lambda: self._pick_serial(serial))
+        self.name = f"adb:{self.serial}"
+        self._device: AdbDevice = self._client.device(serial=self.serial)
+        self._natural: tuple[int, int] | None = None
+        self._rotation: int = 0
+        self._density: int | None = None
+        self._packages: set[str] | None = None
+        self._ime_ready = False
+        self._raw_ok = self.config.screencap != "png"
+        self._closed = False
+        log.info("opened %s via adb server %s", self.name, self._where)
+
+    # --- device selection -------------------------------------------------------------
+
+    def _pick_serial(self, wanted: str | None) -> str:
+        try:
+            infos = self._client.list()
+        except Exception as exc:
+            if _is_adb_error(exc, timeout=False) or (isinstance(exc, OSError) and not isinstance(exc, TimeoutError)):
+                raise DeviceNotFoundError(
+                    f"cannot reach the adb server at {self._where} ({exc}). Install Android platform-tools and "
+                    "start it with 'adb start-server', or point vlagent at another server with the host/port options "
+                    "(ANDROID_ADB_SERVER_HOST / ANDROID_ADB_SERVER_PORT)."
+                ) from exc
+            raise
+        states = {info.serial: info.state for info in infos}
+        ready = [s for s, state in states.items() if state == "device"]
+        hint = (
+            "Enable Developer options and USB debugging on the phone, connect it, accept the "
+            "'Allow USB debugging' prompt, and check that 'adb devices' lists it as 'device'."
+        )
+        if wanted is None:
+            if not ready:
+                others = ", ".join(f"{s} ({state})" for s, state in states.items())
+                raise DeviceNotFoundError(
+                    f"no Android device is ready on the adb server at {self._where}"
+                    + (f"; seen: {others}" if others else "")
+                    + f". {hint}"
+                )
+            if len(ready) > 1:
+                raise ConfigError(f"several Android devices are connected ({', '.join(ready)}); choose one: adb:SERIAL")
+            return ready[0]
+        if wanted not in states:
+            known = ", ".join(states) or "none"
+            raise DeviceNotFoundError(
+                f"no device '{wanted}' on the adb server at {self._where} (connected: {known}). {hint}"
+            )
+        if states[wanted] != "device":
+            raise DeviceNotFoundError(f"device '{wanted}' is '{states[wanted]}', not ready. {hint}")
+        return wanted
+
+    # --- the Driver protocol -------------------------------------------------------------
+
+    def screen_size(self) -> tuple[int, int]:
+        if self._natural is None:
+            self._refresh_geometry()
+        assert self._natural is not None
+        width, height = self._natural
+        return (height, width) if self._rotation in (90, 270) else (width, height)
+
+    def screenshot(self) -> Frame:
+        image, how = self._call("taking a screenshot", self._capture)
+        width, height = self.screen_size()
+        if (image.width > image.height) != (width > height) and image.width != image.height:
+            self._refresh_geometry()  # the phone was rotated since the last look
+            width, height = self.screen_size()
+        meta = {
+            "serial": self.serial,
+            "density": str(self._density_dpi()),
+            "rotation": str(self._rotation),
+            "capture": how,
+            "physical_size": f"{image.width}x{image.height}",
+        }
+        return Frame(image=image, width=width, height=height, device=MappingProxyType(meta))
+
+    def execute(self, action: Action) -> None:
+        self._check_open()
+        self.ensure_supported(action)
+        if isinstance(action, Click):
+            tap = ["input", "tap", str(action.x), str(action.y)]
+            self._run("tap", [tap] * action.clicks)
+        elif isinstance(action, LongPress):
+            ms = str(round(action.duration * 1000))
+            point = [str(action.x), str(action.y)]
+            self._run("long press", [["input", "swipe", *point, *point, ms]])
+        elif isinstance(action, Swipe):
+            coords = [str(v) for v in (action.x1, action.y1, action.x2, action.y2)]
+            self._run("swipe", [["input", "swipe", *coords, str(round(action.duration * 1000))]])
+        elif isinstance(action, Scroll):
+            x1, y1, x2, y2 = self._scroll_points(action)
+            coords = [str(v) for v in (x1, y1, x2, y2)]
+            self._run("scroll", [["input", "swipe", *coords, str(self.config.scroll_ms)]])
+        elif isinstance(action, Key):
+            self._run("key", [["input", "keyevent", str(ANDROID_KEYCODES[action.key])]])
+        elif isinstance(action, Type):
+            self._type(action.text, action.submit)
+        elif isinstance(action, OpenApp):
+            self._open_app(action.name)
+        elif isinstance(action, Wait):
+            time.sleep(action.seconds)
+        elif isinstance(action, Done):
+            return
+        else:  # pragma: no cover - the union is closed
+            raise ActionNotSupportedError(f"unknown action {action!r}")
+
+    def close(self) -> None:
+        # adbutils opens one connection per call: there is nothing long-lived to release.
+        self._closed = True
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def _scroll_points(self, action: Scroll) -> tuple[int, int, int, int]:
+        width, height = self.screen_size()
+        x = width // 2 if action.x is None else min(action.x, width - 1)
+        y = height // 2 if action.y is None else min(action.y, height - 1)
+        vertical = action.direction in ("up", "down")
+        side = height if vertical else width
+        half = min(side * self.config.scroll_fraction * action.amount, side * 0.9) / 2
+        centre: float = y if vertical else x
+        centre = min(max(centre, half + 1), side - 2 - half)  # keep both ends on screen
+        # Content to reveal is "down": the finger moves up (from larger to smaller y).
+        start, end = (round(centre + half), round(centre - half))
+        if action.direction in ("up", "left"):
+            start, end = end, start
+        return (x, start, x, end) if vertical else (start, y, end, y)
+
+    def _type(self, text: str, submit: bool) -> None:
+        commands: list[list[str]] = []
+        if text.isascii():
+            for part in re.split(r"(\r\n|\n|\t)", text):
+                if part in ("\n", "\r\n"):
+                    commands.append(["input", "keyevent", str(ANDROID_KEYCODES["enter"])])
+                elif part == "\t":
+                    commands.append(["input", "keyevent", str(ANDROID_KEYCODES["tab"])])
+                elif part:
+                    bad = sorted({c for c in part if not c.isprintable()})
+                    if bad:
+                        raise ActionNotSupportedError(f"cannot type control characters {bad!r} on an Android device")
+                    commands.extend(["input", "text", chunk] for chunk in input_text_chunks(part))
+            if submit:
+                commands.append(["input", "keyevent", str(ANDROID_KEYCODES["enter"])])
+            self._run("typing text", commands)
+            return
+        self._ensure_adb_keyboard(text)
+        encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        output = self._run("typing text", [["am", "broadcast", "-a", "ADB_INPUT_B64", "--es", "msg", encoded]])
+        if "Broadcast completed" not in output:
+            raise _CommandFailed(f"ADBKeyboard did not take the text: {output.strip()[:200]!r}")
+        if submit:
+            self._run("typing text", [["input", "keyevent", str(ANDROID_KEYCODES["enter"])]])
+
+    def _ensure_adb_keyboard(self, text: str) -> None:
+        if self._ime_ready:
+            return
+        how_to = (
+            f"Typing non-ASCII text ({text[:20]!r}) on an Android device needs the ADBKeyboard input method: "
+            "install it (https://github.com/senzhk/ADBKeyBoard, 'adb install ADBKeyboard.apk'), then run "
+            f"'adb shell ime enable {ADB_KEYBOARD_IME}' and 'adb shell ime set {ADB_KEYBOARD_IME}'."
+        )
+        enabled = self._run("listing keyboards", [["ime", "list", "-s"]]).split()
+        if ADB_KEYBOARD_IME not in enabled:
+            if ADB_KEYBOARD_PACKAGE not in self._installed_packages():
+                raise ActionNotSupportedError(how_to)
+            if not self.config.switch_ime:
+                raise ActionNotSupportedError(how_to)
+            self._run("enabling ADBKeyboard", [["ime", "enable", ADB_KEYBOARD_IME]])
+        current = self._run("reading the keyboard", [["settings", "get", "secure", "default_input_method"]]).strip()
+        if current != ADB_KEYBOARD_IME:
+            if not self.config.switch_ime:
+                raise ActionNotSupportedError(how_to)
+            log.info("switching %s keyboard from %s to ADBKeyboard for non-ASCII text", self.serial, current)
+            self._run("selecting ADBKeyboard", [["ime", "set", ADB_KEYBOARD_IME]])
+        self._ime_ready = True
+
+    def _open_app(self, name: str) -> None:
+        package = self._resolve_package(name)
+        if package is None:
+            # Like the simulated phone: nothing opens, the model sees an unchanged screen and can recover.
+            log.warning("%s: no installed app matches %r; nothing opened", self.serial, name)
+            return
+        output = self._run(
+            f"opening {package}", [["monkey", "-p", package, "-c", "android.intent.category.LAUNCHER", "1"]]
+        )
+        if "monkey aborted" in output or "No activities found" in output:
+            raise ActionNotSupportedError(f"cannot open '{name}': package {package} has no launcher activity")
+
+    def _resolve_package(self, name: str) -> str | None:
+        """Package for ``name``: a package name, a configured label, or a label matched against package names.
+
+        Android has no shell command that lists app labels, so a label is matched against the
+        segments of installed package names ("Settings" -> com.android.settings), with a few
+        aliases for stock apps whose package differs from the label ("Play Store" -> com.android.vending).
+        None when nothing matches: pass a package name or add the label to ``AdbConfig.apps``.
+        """
+        for label, package in self.config.apps.items():
+            if label.casefold() == name.strip().casefold():
+                return package
+        packages = self._installed_packages()
+        if name.strip() in packages:
+            return name.strip()
+        key = re.sub(r"[^0-9a-z]", "", name.casefold())
+        if key:
+            for candidate in _APP_ALIASES.get(key, ()):
+                if candidate in packages:
+                    return candidate
+            best = max(packages, key=lambda pkg: (_label_score(key, pkg), -len(pkg)), default=None)
+            if best is not None and _label_score(key, best) > 0:
+                return best
+        return None
+
+    def _installed_packages(self) -> set[str]:
+        if self._packages is None:
+            output = self._run("listing packages", [["pm", "list", "packages"]])
+            self._packages = {line[8:].strip() for line in output.splitlines() if line.startswith("package:")}
+        return self._packages
+
+    # --- geometry ----------------------------------------------------------------------------
+
+    def _refresh_geometry(self) -> None:
+        output = self._run("reading the screen size", [["wm", "size"]])
+        sizes = dict(re.findall(r"(Physical|Override) size:\s*(\d+x\d+)", output))
+        size = sizes.get("Override") or sizes.get("Physical")
+        if size is None:
+            raise _CommandFailed(f"unexpected 'wm size' output: {output.strip()[:200]!r}")
+        width, height = (int(v) for v in size.split("x"))
+        self._natural = (width, height)
+        self._rotation = self._query_rotation()
+
+    def _query_rotation(self) -> int:
+        output = self._run("reading the rotation", [["dumpsys", "input"]])
+        match = re.search(r"SurfaceOrientation:\s*(\d)", output)
+        if match is None:
+            output = self._run("reading the rotation", [["dumpsys", "window", "displays"]])
+            match = re.search(r"mCurrentRotation=(?:ROTATION_)?(\d+)", output)
+        if match is None:
+            log.debug("rotation of %s unknown, assuming 0", self.serial)
+            return 0
+        value = int(match.group(1))
+        return value * 90 if value < 4 else value
+
+    def _density_dpi(self) -> int:
+        if self._density is None:
+            output = self._run("reading the density", [["wm", "density"]])
+            found = dict(re.findall(r"(Physical|Override) density:\s*(\d+)", output))
+            self._density = int(found.get("Override") or found.get("Physical") or 0)
+        return self._density
+
+    # --- capture -----------------------------------------------------------------------------
+
+    def _capture(self) -> tuple[Image.Image, str]:
+        self._check_open()
+        if self._raw_ok:
+            data = self._exec_out("screencap")
+            try:
+                return decode_raw_screencap(data), "raw"
+            except ValueError as exc:
+                if self.config.screencap == "raw":
+                    raise _CommandFailed(f"raw screencap unusable: {exc}") from exc
+                log.warning("raw screencap unusable on %s (%s); using screencap -p from now on", self.serial, exc)
+                self._raw_ok = False
+        data = self._exec_out("screencap -p")
+        try:
+            with Image.open(io.BytesIO(data)) as png:
+                return png.convert("RGB"), "png"
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DeviceError(f"screencap -p returned {len(data)} bytes that are not an image") from exc
+
+    def _exec_out(self, command: str) -> bytes:
+        """Run ``exec:COMMAND`` (no terminal, binary-safe) and read all of its output in large chunks."""
+        conn = self._device.open_transport(timeout=self.config.capture_timeout)
+        try:
+            conn.send_command("exec:" + command)
+            conn.check_okay()
+            sock = conn.conn
+            buffer = bytearray()
+            while chunk := sock.recv(1 << 20):
+                buffer += chunk
+            return bytes(buffer)
+        finally:
+            conn.close()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _run(self, what: str, commands: Sequence[Sequence[str]]) -> str:
+        """Run argv lists in one device shell (joined by ``&&``), each argument quoted; return the output."""
+        self._check_open()
+        line = " && ".join(shlex.join(argv) for argv in commands)
+
+        def once() -> str:
+            result = self._device.shell2(line, timeout=self.config.timeout, rstrip=True)
+            if result.returncode != 0:
+                raise _CommandFailed(
+                    f"{what} failed on {self.serial} (exit {result.returncode}): {result.output[:300]}"
+                )
+            return str(result.output)
+
+        log.debug("%s: adb shell %s", self.serial, line)
+        return self._call(what, once)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Call ``fn`` translating adbutils/socket errors and retrying lost connections."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.config.attempts),
+            wait=wait_exponential(multiplier=self.config.retry_wait, max=2.0),
+            retry=retry_if_exception_type(DeviceError)
+            & retry_if_not_exception_type((ActionNotSupportedError, _CommandFailed)),
+            before_sleep=lambda state: log.warning(
+                "%s failed (attempt %d), retrying: %s",
+                what,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                try:
+                    return fn()
+                except (DeviceError, ConfigError):
+                    raise
+                except Exception as exc:
+                    translated = self._translate(what, exc)
+                    if translated is None:
+                        raise
+                    raise translated from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _translate(self, what: str, exc: Exception) -> DeviceError | None:
+        from adbutils.errors import AdbConnectionError, AdbError, AdbTimeout
+
+        where = getattr(self, "serial", None) or self._where
+        if isinstance(exc, (AdbTimeout, socket.timeout, TimeoutError)):
+            return DeviceTimeoutError(f"{what} on {where} timed out: {exc}")
+        if isinstance(exc, (AdbConnectionError, OSError, EOFError)):
+            return DeviceError(
+                f"lost the connection to the adb server at {self._where} while {what} on {where}: {exc}. "
+                "Check that the adb server runs and 'adb devices' lists the phone."
+            )
+        if isinstance(exc, AdbError):
+            text = str(exc)
+            if "not found" in text or "offline" in text or "unauthorized" in text:
+                return DeviceNotFoundError(f"{where} is not available while {what}: {text}. Check 'adb devices'.")
+            return DeviceError(f"{what} on {where} failed: {text}")
+        return None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeviceError(f"{self.name} is closed")
+
+
+def _label_score(key: str, package: str) -> int:
+    parts = [re.sub(r"[^0-9a-z]", "", p) for p in package.casefold().split(".")]
+    if parts and parts[-1] == key:
+        return 4
+    if key in parts:
+        return 3
+    if parts and key in parts[-1]:
+        return 2
+    return 1 if key in "".join(parts) else 0
+
+
+def _is_adb_error(exc: BaseException, *, timeout: bool) -> bool:
+    from adbutils.errors import AdbError, AdbTimeout
+
+    return isinstance(exc, AdbError) and (timeout or not isinstance(exc, AdbTimeout))
