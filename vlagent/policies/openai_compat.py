@@ -1,0 +1,371 @@
+"""A policy backed by an OpenAI-compatible chat-completions server (vLLM, SGLang, others).
+
+The prompt comes from :mod:`vlagent.policies.prompt` (shared with the in-process Qwen2-VL
+policy); this module only turns it into HTTP: images become base64 data URLs (oldest
+first, the current screen last, at most ``max_images`` of the newest), the step schema
+restricted to the driver goes in ``response_format`` when ``structured`` is on, and the
+answer is parsed leniently and converted from the model's grid to device pixels.
+
+Failures are translated at this boundary: connection errors, timeouts and 5xx answers are
+retried with backoff (tenacity) and then raised as ``PolicyBackendError`` naming the URL
+and what to check; a wrong model name lists the models the server does serve; an answer
+that is not a valid step raises ``InvalidModelOutput`` so the episode loop can feed the
+problem back. httpx is imported lazily (extra ``openai``); this module must not import
+torch or transformers.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from PIL import Image
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from vlagent.actions import Step
+from vlagent.coords import codec_by_name, decode_action
+from vlagent.errors import ConfigError, InvalidModelOutput, MissingExtraError, ModelError, PolicyBackendError
+from vlagent.policies.base import Decision, Observation
+from vlagent.policies.prompt import Message, ModelFamily, build_messages, get_family
+from vlagent.schema import JSONObject, step_schema
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["OpenAICompatPolicy", "OpenAIConfig", "create_policy"]
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = ("VLAGENT_API_KEY", "OPENAI_API_KEY")
+#: Options the CLI hands every policy that this one has no use for (memory owns them).
+_SHARED_OPTIONS = frozenset({"max_pixels", "min_pixels", "max_tokens", "script"})
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """Settings of an OpenAI-compatible backend."""
+
+    base_url: str
+    """Server URL; ``http://host:8000`` and ``http://host:8000/v1`` both work."""
+    model: str
+    """The served model name (vLLM: ``--served-model-name``, default the path it loaded)."""
+    api_key: str | None = None
+    """Bearer token; default from VLAGENT_API_KEY, then OPENAI_API_KEY."""
+    family: str = "qwen2vl"
+    """Model family (prompt wording, coordinate grid, parser): see ``vlagent.policies.prompt``."""
+    coords: str | None = None
+    """Override the family's coordinate convention: norm1000 | norm999 | abs_resized | pixels."""
+    structured: bool = True
+    """Send the step schema as ``response_format`` (constrained decoding on the server)."""
+    with_thought: bool = True
+    max_images: int | None = None
+    """Send at most this many images (the newest), e.g. vLLM's ``--limit-mm-per-prompt``."""
+    image_format: Literal["png", "jpeg"] = "png"
+    jpeg_quality: int = 90
+    temperature: float = 0.0
+    max_tokens: int = 256
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
+    attempts: int = 4
+    """Tries per request for connection errors, timeouts, 429 and 5xx answers."""
+    backoff_s: float = 0.5
+    """First retry delay; doubles each time, at most 10 s."""
+    concurrency: int = 8
+    """Parallel requests in ``decide_batch``."""
+    extra_body: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    """Merged into every request body (e.g. ``{"top_k": 1}`` or server-specific options)."""
+
+    def __post_init__(self) -> None:
+        if not self.base_url or not urlsplit(self.base_url).scheme.startswith("http"):
+            raise ConfigError(f"base URL must start with http:// or https://, got {self.base_url!r}")
+        if not self.model:
+            raise ConfigError("the served model name is empty: pass --model NAME (as the server lists it)")
+        if self.max_images is not None and self.max_images < 1:
+            raise ConfigError(f"max_images must be at least 1, got {self.max_images}")
+        if self.attempts < 1 or self.concurrency < 1:
+            raise ConfigError("attempts and concurrency must be at least 1")
+
+    @property
+    def api_url(self) -> str:
+        """The base URL with ``/v1`` added when it has no path at all."""
+        url = self.base_url.rstrip("/")
+        return url + "/v1" if urlsplit(url).path in ("", "/") else url
+
+
+class _Transient(Exception):
+    """A retryable answer (429, 5xx); ``detail`` is what the server said."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status}: {detail}")
+
+
+def _import_httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as exc:
+        raise MissingExtraError("openai", "httpx", "The OpenAI-compatible policy") from exc
+    return httpx
+
+
+def _data_url(image: Image.Image, fmt: Literal["png", "jpeg"], quality: int) -> str:
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    else:
+        image.save(buffer, format="PNG")
+    return f"data:image/{fmt};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _server_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    error = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("detail") or error)[:300]
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])[:300]
+    return str(error)[:300]
+
+
+class OpenAICompatPolicy:
+    """Asks a chat-completions server for each step. Thread-safe; close it when done."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig | None = None, /, *, transport: Any = None, **options: Any) -> None:
+        """``OpenAICompatPolicy(base_url=..., model=...)`` or ``OpenAICompatPolicy(OpenAIConfig(...))``.
+
+        ``options`` are OpenAIConfig fields (overriding ``config``'s); ``transport`` is an
+        optional httpx transport.
+        """
+        try:
+            config = dataclasses.replace(config, **options) if config is not None else OpenAIConfig(**options)
+        except TypeError as exc:
+            raise ConfigError(f"invalid option for the openai policy: {exc}") from exc
+        self.config = config
+        family = get_family(config.family)
+        if config.coords is not None:
+            codec_by_name(config.coords)  # raises on unknown names
+            family = dataclasses.replace(family, coords=config.coords)
+        self.family: ModelFamily = family
+        hx = _import_httpx()
+        api_key = config.api_key or next((os.environ[k] for k in API_KEY_ENV if os.environ.get(k)), None)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = hx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        self._client: httpx.Client = hx.Client(
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=hx.Limits(max_connections=config.concurrency),
+        )
+        self._retrying = Retrying(
+            stop=stop_after_attempt(config.attempts),
+            wait=wait_exponential(multiplier=config.backoff_s, max=10.0),
+            retry=retry_if_exception(self._is_transient),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        self._transport_errors: tuple[type[BaseException], ...] = (hx.TransportError,)
+
+    # --- Policy -----------------------------------------------------------------------------
+
+    def decide(self, observation: Observation) -> Decision:
+        cfg = self.config
+        images = observation.prompt_images
+        if cfg.max_images is not None and len(images) > cfg.max_images:
+            images = images[-cfg.max_images :]
+            observation = dataclasses.replace(observation, images=images)
+        shown = images[-1].image.size
+        grid = self.family.grid(shown)
+        body: dict[str, object] = {
+            "model": cfg.model,
+            "messages": self._http_messages(build_messages(observation, self.family, with_thought=cfg.with_thought)),
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_tokens,
+        }
+        if cfg.structured and self.family.json_actions:
+            schema: JSONObject = step_schema(observation.capabilities, grid=grid, with_thought=cfg.with_thought)
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "step", "schema": schema, "strict": True},
+            }
+        body.update(cfg.extra_body)
+        started = time.perf_counter()
+        answer = self._post("/chat/completions", body)
+        latency = time.perf_counter() - started
+        text, usage = self._read_answer(answer)
+        usage.update({"latency_s": latency, "images": float(len(images))})
+        step = self.family.parse(text, grid, observation.capabilities)
+        frame = observation.frame
+        action = decode_action(step.action, self.family.codec(shown), frame.width, frame.height)
+        log.debug("%s answered in %.2fs: %s", cfg.model, latency, text)
+        return Decision(step=Step(thought=step.thought, action=action), raw=text, usage=MappingProxyType(usage))
+
+    def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
+        if not observations:
+            return []
+
+        def one(obs: Observation) -> Decision | ModelError:
+            try:
+                return self.decide(obs)
+            except ModelError as exc:
+                return exc
+
+        workers = min(self.config.concurrency, len(observations))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlagent-openai") as pool:
+            return list(pool.map(one, observations))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> OpenAICompatPolicy:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def _http_messages(self, messages: list[Message]) -> list[Message]:
+        """Image parts -> data-URL parts; text-only content lists -> plain strings."""
+        cfg = self.config
+        out: list[Message] = []
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    if part.get("type") == "image":
+                        url = _data_url(part["image"], cfg.image_format, cfg.jpeg_quality)
+                        parts.append({"type": "image_url", "image_url": {"url": url}})
+                    else:
+                        parts.append(part)
+                if all(p.get("type") == "text" for p in parts):
+                    # Some servers' templates accept only a string as system content.
+                    out.append({**message, "content": "\n".join(str(p["text"]) for p in parts)})
+                    continue
+                content = parts
+            out.append({**message, "content": content})
+        return out
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, (_Transient, *self._transport_errors))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("model server request failed (attempt %d), retrying: %s", state.attempt_number, exc)
+
+    def _post(self, path: str, body: Mapping[str, object]) -> dict[str, Any]:
+        url = self.config.api_url + path
+        try:
+            response: httpx.Response = self._retrying(self._post_once, url, body)
+        except _Transient as exc:
+            raise PolicyBackendError(
+                f"the model server at {url} kept failing (HTTP {exc.status}: {exc.detail}) after "
+                f"{self.config.attempts} attempts; check the server's log"
+            ) from exc
+        except self._transport_errors as exc:
+            raise PolicyBackendError(self._unreachable(url, exc)) from exc
+        if response.status_code >= 400:
+            raise self._client_error(url, response)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise PolicyBackendError(f"the server at {url} answered with something that is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise PolicyBackendError(f"the server at {url} answered with unexpected JSON: {str(answer)[:200]}")
+        return answer
+
+    def _post_once(self, url: str, body: Mapping[str, object]) -> httpx.Response:
+        response = self._client.post(url, json=body)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Transient(response.status_code, _server_detail(response))
+        return response
+
+    def _unreachable(self, url: str, exc: BaseException) -> str:
+        kind = type(exc).__name__
+        if "Timeout" in kind:
+            return (
+                f"the model server at {url} did not answer in time ({kind}, limit {self.config.timeout_s:g}s, "
+                f"{self.config.attempts} attempts); is it overloaded or still loading the model? "
+                "Raise the timeout or lower the image budget"
+            )
+        return (
+            f"cannot reach the model server at {url} ({kind}: {exc}). Check that the server is running "
+            "and that --base-url is right (host, port, and usually a path ending in /v1)"
+        )
+
+    def _client_error(self, url: str, response: httpx.Response) -> PolicyBackendError:
+        status = response.status_code
+        detail = _server_detail(response)
+        model = self.config.model
+        if status == 404 and ("model" in detail.lower() or "does not exist" in detail.lower()):
+            served = self._served_models()
+            listed = f"; it serves: {', '.join(served)}" if served else ""
+            return PolicyBackendError(f"the server at {self.config.api_url} has no model named '{model}'{listed}")
+        if status == 404:
+            return PolicyBackendError(f"{url} does not exist (HTTP 404: {detail}); the base URL usually ends in /v1")
+        if status in (401, 403):
+            return PolicyBackendError(
+                f"the server at {url} refused the request (HTTP {status}: {detail}); "
+                f"set the API key with --api-key or {API_KEY_ENV[0]}"
+            )
+        hint = ""
+        if "image" in detail.lower() and ("at most" in detail.lower() or "limit" in detail.lower()):
+            hint = "; the server limits images per prompt: pass --max-images (vLLM: --limit-mm-per-prompt)"
+        return PolicyBackendError(f"the server at {url} rejected the request (HTTP {status}: {detail}){hint}")
+
+    def _served_models(self) -> list[str]:
+        try:
+            response = self._client.get(self.config.api_url + "/models")
+            data = response.json().get("data", []) if response.status_code == 200 else []
+        except Exception:  # best effort: it only improves an error message
+            log.debug("could not list the served models", exc_info=True)
+            return []
+        return [str(m.get("id")) for m in data if isinstance(m, dict)]
+
+    def _read_answer(self, answer: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise PolicyBackendError(f"the server's answer has no choices[0].message: {str(answer)[:200]}") from exc
+        if choice.get("finish_reason") == "length":
+            log.info("the model hit max_tokens=%d; its answer may be cut off", self.config.max_tokens)
+        raw_usage = answer.get("usage") or {}
+        usage = {
+            "prompt_tokens": float(raw_usage.get("prompt_tokens") or 0),
+            "completion_tokens": float(raw_usage.get("completion_tokens") or 0),
+        }
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidModelOutput("your answer was empty. Answer with one JSON object.", str(text))
+        return text, usage
+
+
+def create_policy(**options: Any) -> OpenAICompatPolicy:
+    """Registry factory: ``open_policy("openai", base_url=..., model=..., api_key=..., max_images=...)``."""
+    ignored = sorted(k for k in options if k in _SHARED_OPTIONS)
+    if ignored:
+        log.debug("openai policy ignores options %s (the memory uses them)", ignored)
+    kept = {k: v for k, v in options.items() if k not in _SHARED_OPTIONS and v is not None}
+    if "base_url" not in kept:
+        raise ConfigError("the openai policy needs --base-url (e.g. http://127.0.0.1:8000/v1) and --model NAME")
+    if "model" not in kept:
+        raise ConfigError("the openai policy needs --model: the model name the server serves (see its /v1/models)")
+    return OpenAICompatPolicy(**kept)
