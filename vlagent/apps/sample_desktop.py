@@ -101,6 +101,7 @@ class SampleDesktopApp:
         self._last_key: dict[str, Any] | None = None
         self._clicks = 0
         self._ready = False
+        self._save_pending = False
         self._widgets: dict[str, tk.Widget] = {}
 
         root.title(TITLE)
@@ -181,9 +182,8 @@ class SampleDesktopApp:
         self.listbox.bind("<<ListboxSelect>>", lambda _e: self.save())
         self.listbox.bind("<Double-Button-1>", self._open_item)
         self.listbox.bind("<Button-3>", self._context_item)
-        # Scrolling moves the view after the class binding ran; save once it has.
-        for sequence in ("<Button-4>", "<Button-5>", "<MouseWheel>"):
-            self.listbox.bind(sequence, lambda _e: self.root.after_idle(self.save), add="+")
+        for sequence in ("<Button-4>", "<Button-5>", "<MouseWheel>"):  # scrolling changes the visible rows
+            self.listbox.bind(sequence, lambda _e: self.save(), add="+")
         self._fill_list()
 
     # --- behaviour --------------------------------------------------------------------
@@ -254,12 +254,12 @@ class SampleDesktopApp:
             "alt": bool(state & _MOD1),
             "super": bool(state & _MOD4),
         }
-        self.root.after_idle(self.save)  # after the widget's own binding changed its text
+        self.save()
 
     def _mark_ready(self) -> None:
         self.root.update_idletasks()
         self._ready = True
-        self.save()
+        self._write()
 
     # --- state ------------------------------------------------------------------------
 
@@ -307,9 +307,17 @@ class SampleDesktopApp:
         }
 
     def save(self) -> None:
-        """Write the state file now (called after every change)."""
-        if not self._ready:
-            return
+        """Write the state file once the current event is fully handled (called after every change).
+
+        Several handlers react to one click (the widget's, then the recorder bound to "all");
+        writing when Tk is idle again means a reader never sees half of an event's effects.
+        """
+        if self._ready and not self._save_pending:
+            self._save_pending = True
+            self.root.after_idle(self._write)
+
+    def _write(self) -> None:
+        self._save_pending = False
         self._seq += 1
         write_json_atomic(self.state_path, self.state())
 

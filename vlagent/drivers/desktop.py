@@ -367,14 +367,15 @@ class DesktopDriver(BaseDriver):
     def _window_title_at(self, x: int, y: int) -> str | None:
         """Title of the top-level window that is visible at pointer position (x, y)."""
         try:
-            root = self._display().screen().root
+            display = self._display()
+            root = display.screen().root
             # query_tree lists children bottom to top: the last one containing the point is on top.
             for win in reversed(root.query_tree().children):
                 if win.get_attributes().map_state != 2:  # X.IsViewable
                     continue
                 g = win.get_geometry()
                 if g.x <= x < g.x + g.width + 2 * g.border_width and g.y <= y < g.y + g.height + 2 * g.border_width:
-                    return _title_below(win)
+                    return _title_below(display, win)
         except VlagentError:
             raise
         except Exception as exc:
@@ -387,9 +388,9 @@ class DesktopDriver(BaseDriver):
             win = display.get_input_focus().focus
             if isinstance(win, int):  # PointerRoot or None: keys go to the window under the pointer
                 win = display.screen().root.query_pointer().child
-                return _title_below(win) if win and not isinstance(win, int) else None
+                return _title_below(display, win) if win and not isinstance(win, int) else None
             for _ in range(20):  # walk up from the focused widget to its top-level window
-                title = _wm_title(win)
+                title = _wm_title(display, win)
                 if title:
                     return title
                 parent = win.query_tree().parent
@@ -519,8 +520,7 @@ def _check_display() -> None:
     raise UserError(f"no X display: the DISPLAY environment variable is not set. {_display_hint()}")
 
 
-def _wm_title(win: Any) -> str | None:
-    display = win.display
+def _wm_title(display: Any, win: Any) -> str | None:
     net_name = win.get_full_property(display.intern_atom("_NET_WM_NAME"), 0)
     value = net_name.value if net_name is not None and net_name.value else win.get_wm_name()
     if isinstance(value, bytes):
@@ -528,13 +528,13 @@ def _wm_title(win: Any) -> str | None:
     return value or None
 
 
-def _title_below(win: Any, depth: int = 0) -> str | None:
+def _title_below(display: Any, win: Any, depth: int = 0) -> str | None:
     """The title of ``win`` or, for a window manager's frame, of the client inside it."""
-    title = _wm_title(win)
+    title = _wm_title(display, win)
     if title or depth >= 3:
         return title
     for child in reversed(win.query_tree().children):
-        title = _title_below(child, depth + 1)
+        title = _title_below(display, child, depth + 1)
         if title:
             return title
     return None
