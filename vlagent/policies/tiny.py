@@ -15,14 +15,27 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from vlagent.errors import MissingExtraError
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tiny_qwen2vl", "full_size_config"]
+__all__ = [
+    "CHAT_TEMPLATE",
+    "SPECIAL_TOKENS",
+    "build_tiny_qwen2vl",
+    "create_policy",
+    "full_size_config",
+    "tiny_model_path",
+]
 
 log = logging.getLogger(__name__)
+
+#: Bumped whenever the tiny model's recipe changes, so cached copies are rebuilt.
+_FORMAT = 1
 
 #: Qwen2-VL's special tokens in the order of the real tokenizer (ids 151643...151656 there).
 SPECIAL_TOKENS = (
@@ -203,3 +216,43 @@ def build_tiny_qwen2vl(path: Path, *, seed: int = 0, full_size: bool = False) ->
     (path / "VLAGENT_TINY.json").write_text(json.dumps({"seed": seed, "full_size": full_size, "random": True}))
     log.info("built random Qwen2-VL (%s) in %s", "full size" if full_size else "tiny", path)
     return path
+
+
+def _cache_dir(seed: int) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "vlagent" / f"tiny-qwen2vl-{_FORMAT}-seed{seed}"
+
+
+def tiny_model_path(seed: int = 0) -> Path:
+    """The tiny model's directory in the user cache, built on first use (< 1 s)."""
+    path = _cache_dir(seed)
+    if (path / "VLAGENT_TINY.json").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside and rename, so a concurrent user never sees a half-written model.
+    staging = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    build_tiny_qwen2vl(staging, seed=seed)
+    try:
+        staging.rename(path)
+    except OSError:  # another process won the race; its copy is identical
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def create_policy(**options: Any) -> Any:
+    """Registry factory for ``--policy tiny``: the qwen2vl policy on the tiny random model.
+
+    It answers random but always valid actions (constrained decoding), which is what demos
+    of the plumbing and load tests want. Short string caps keep its answers inside
+    ``max_new_tokens``, since a random model fills every string to its limit.
+    """
+    from vlagent.policies.qwen2vl import create_policy as create_qwen
+
+    seed = int(options.pop("seed", 0) or 0)
+    options.pop("model", None)
+    options.setdefault("max_thought_chars", 40)
+    options.setdefault("max_string_chars", 24)
+    options.setdefault("family", "qwen2vl")
+    policy = create_qwen(model=str(tiny_model_path(seed)), **options)
+    policy.name = "tiny"
+    return policy

@@ -1,0 +1,423 @@
+"""Qwen2VLPolicy: a Qwen-VL model run in-process with transformers.
+
+One ``generate`` call serves a whole batch of observations (left padding, one grammar
+state per row). Each step: resize every prompt image once to the pixel budget (multiples
+of 28), build the chat with :mod:`vlagent.policies.prompt`, run the processor, generate
+under the step's JSON grammar (:mod:`vlagent.policies.grammar`), parse the text
+(:func:`vlagent.parsing.parse_step`), and convert the model's grid to device pixels with
+the family's codec.
+
+Why not ``qwen_vl_utils.process_vision_info`` (the seed recipe, measured as the baseline
+in ``tools/bench_policy.py``): its only effect on our already-sized images is an RGB
+conversion and a full copy through ``Image.resize``; and it resizes with its own constants,
+so a change of its defaults would silently shift coordinates. Here the one resize uses
+:func:`vlagent.coords.smart_resize` (the same arithmetic) and the processor is told a
+size range that keeps the image as it is, so what the model sees is exactly the size the
+codec assumes.
+
+This module imports torch and transformers only when a policy is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from PIL import Image
+
+from vlagent.actions import Step
+from vlagent.coords import IMAGE_FACTOR, MAX_PIXELS, MIN_PIXELS, decode_action, smart_resize
+from vlagent.errors import (
+    ConfigError,
+    InvalidModelOutput,
+    MissingExtraError,
+    ModelError,
+    ModelLoadError,
+    PolicyBackendError,
+)
+from vlagent.frames import Frame
+from vlagent.policies.base import Decision, Observation
+from vlagent.policies.grammar import GrammarCompiler, RowConstraint, cap_strings, make_logits_processor
+from vlagent.policies.prompt import ModelFamily, build_messages, detect_family, get_family
+from vlagent.schema import step_schema
+
+__all__ = ["DEFAULT_MODEL", "PreparedBatch", "Qwen2VLPolicy", "QwenPolicyConfig", "create_policy"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+_IMAGE_PAD = "<|image_pad|>"
+_END_OF_TURN = "<|im_end|>"
+
+
+@dataclass(frozen=True)
+class QwenPolicyConfig:
+    """Settings of the in-process Qwen-VL policy."""
+
+    model: str = DEFAULT_MODEL
+    """Hub id or local directory with config.json, weights and processor files."""
+    device: str = "auto"
+    """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:1``..."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """``auto``: bfloat16 on GPU, float32 on CPU."""
+    attn: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    """``auto``: flash_attention_2 on CUDA when flash-attn is installed, else sdpa."""
+    load_in_4bit: bool = False
+    """Quantize weights to 4 bits with bitsandbytes (GPU only)."""
+    min_pixels: int = MIN_PIXELS
+    max_pixels: int = 1280 * IMAGE_FACTOR * IMAGE_FACTOR
+    """Pixel budget per image: visual tokens = pixels / 784 (1280 tokens by default)."""
+    max_new_tokens: int = 128
+    constrained: bool = True
+    """Decode under the step's JSON grammar (llguidance); off: free text parsed leniently."""
+    thought: bool = True
+    """Ask for a short thought before the action."""
+    max_thought_chars: int = 200
+    """Cap on the thought under constrained decoding, so the JSON closes within max_new_tokens."""
+    max_string_chars: int = 120
+    """Cap on other free strings (typed text, answers) under constrained decoding, same reason."""
+    family: str | None = None
+    """Model family (qwen2vl, qwen25vl, qwen3vl); detected from the model when None."""
+    coords: str | None = None
+    """Coordinate convention override: norm1000, norm999 or abs_resized."""
+    temperature: float = 0.0
+    """0 decodes greedily (reproducible); above 0 samples."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_pixels <= self.max_pixels <= MAX_PIXELS:
+            raise ConfigError(
+                f"need 0 < min_pixels <= max_pixels <= {MAX_PIXELS}, got {self.min_pixels}, {self.max_pixels}"
+            )
+        if self.max_new_tokens < 8:
+            raise ConfigError("max_new_tokens must be at least 8")
+        if self.temperature < 0:
+            raise ConfigError("temperature must be >= 0")
+        if self.coords not in (None, "norm1000", "norm999", "abs_resized"):
+            raise ConfigError(f"coords must be norm1000, norm999 or abs_resized, got {self.coords!r}")
+
+
+@dataclass
+class _Row:
+    observation: Observation
+    family: ModelFamily
+    image_size: tuple[int, int]
+    grid: tuple[int, int]
+    schema: dict[str, Any]
+    messages: list[dict[str, Any]]
+    images: list[Image.Image]
+    text: str = ""
+
+
+@dataclass
+class PreparedBatch:
+    """Processor output for a batch, plus what is needed to read the answers back."""
+
+    rows: list[_Row]
+    inputs: Any
+    """transformers BatchFeature: input_ids, attention_mask, pixel_values, image_grid_thw, ..."""
+    preprocess_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _require(purpose: str) -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingExtraError("qwen", exc.name or "transformers", purpose) from exc
+    return torch, transformers
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _load_error(model: str, exc: BaseException | None) -> ModelLoadError:
+    reason = f": {exc}" if exc is not None else ""
+    if _looks_like_path(model) or Path(model).expanduser().exists():
+        hint = (
+            f"'{model}' must be a directory with config.json, the weights (*.safetensors) and the processor files "
+            "(preprocessor_config.json, tokenizer.json, chat_template)."
+        )
+    else:
+        hint = (
+            f"download the weights once with `hf download {model}` (older hubs: `huggingface-cli download {model}`), "
+            "or pass a local directory with --model /path/to/weights."
+        )
+        if _offline():
+            hint += " HF_HUB_OFFLINE is set, so only the local cache is searched."
+    return ModelLoadError(f"cannot load model '{model}'{reason.splitlines()[0] if reason else ''}. {hint}")
+
+
+class _FirstCallTimer:
+    """A logits processor that records when the first token's logits arrive (end of prefill)."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.first is None:
+            self.first = time.perf_counter()
+        return scores
+
+
+class Qwen2VLPolicy:
+    """Chooses steps with a Qwen-VL model in this process; batches many episodes per call."""
+
+    name = "qwen2vl"
+
+    def __init__(self, config: QwenPolicyConfig | None = None, *, model: Any = None, processor: Any = None) -> None:
+        """Load ``config.model`` (or use an already loaded ``model`` and ``processor``)."""
+        self.config = config or QwenPolicyConfig()
+        torch, _ = _require("The qwen2vl policy")
+        self._torch = torch
+        if model is None or processor is None:
+            model, processor = self._load()
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        self.device = next(model.parameters()).device
+        model_type = getattr(model.config, "model_type", None)
+        family = get_family(self.config.family) if self.config.family else detect_family(model_type, self.config.model)
+        if self.config.coords:
+            family = dataclasses.replace(family, coords=self.config.coords)
+        self.family = family
+        self._image_pad_id = self.tokenizer.convert_tokens_to_ids(_IMAGE_PAD)
+        self._eos_id = self.tokenizer.convert_tokens_to_ids(_END_OF_TURN)
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_id
+        self._compiler: GrammarCompiler | None = None
+        log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self) -> tuple[Any, Any]:
+        torch, transformers = _require("The qwen2vl policy")
+        cfg = self.config
+        path = Path(cfg.model).expanduser()
+        local = path.is_dir()
+        if not local and _looks_like_path(cfg.model):
+            raise _load_error(cfg.model, FileNotFoundError(f"no directory {path}"))
+        source = str(path) if local else cfg.model
+        device = cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        on_gpu = device.startswith("cuda")
+        if on_gpu and not torch.cuda.is_available():
+            raise ConfigError(f"device '{device}' requested but torch sees no CUDA GPU")
+        dtype = {"auto": torch.bfloat16 if on_gpu else torch.float32}.get(cfg.dtype) or getattr(torch, cfg.dtype)
+        attn = cfg.attn
+        if attn == "auto":
+            attn = "flash_attention_2" if on_gpu and importlib.util.find_spec("flash_attn") else "sdpa"
+        kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn, "local_files_only": local or _offline()}
+        if cfg.load_in_4bit:
+            if not on_gpu:
+                raise ConfigError("load_in_4bit needs a CUDA GPU (bitsandbytes)")
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise MissingExtraError("gpu", "bitsandbytes", "4-bit loading")
+            kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_compute_dtype=dtype
+            )
+            kwargs["device_map"] = {"": device}
+        elif on_gpu:
+            kwargs["device_map"] = {"": device}
+        t0 = time.perf_counter()
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=kwargs["local_files_only"])
+            model = transformers.AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        except ImportError as exc:
+            raise MissingExtraError("gpu", exc.name or "flash_attn", f"attention '{attn}'") from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise _load_error(cfg.model, exc) from exc
+        if not on_gpu:
+            model = model.to(device)
+        model.eval()
+        log.info("loaded %s (%s, %s, %s) in %.1f s", source, device, dtype, attn, time.perf_counter() - t0)
+        return model, processor
+
+    # ------------------------------------------------------------------ preprocessing
+
+    def _fit(self, frame: Frame) -> Frame:
+        """The frame with its image at a size the processor keeps as is (multiples of 28, in budget)."""
+        w, h = frame.image.size
+        th, tw = smart_resize(h, w, min_pixels=self.config.min_pixels, max_pixels=self.config.max_pixels)
+        if (tw, th) == (w, h):
+            return frame
+        image = frame.image.resize((tw, th), Image.Resampling.BICUBIC)
+        return Frame(image, frame.width, frame.height, frame.timestamp, frame.device)
+
+    def _schema(self, obs: Observation, grid: tuple[int, int]) -> dict[str, Any]:
+        schema: dict[str, Any] = step_schema(obs.capabilities, grid=grid, with_thought=self.config.thought)
+        if self.config.constrained:
+            schema = cap_strings(schema, self.config.max_thought_chars, fields=("thought",))
+            schema = cap_strings(schema, self.config.max_string_chars, fields=("text", "name", "answer"))
+        return schema
+
+    def prepare(self, observations: Sequence[Observation]) -> PreparedBatch:
+        """Messages, chat template and processor for a batch (no model call)."""
+        t0 = time.perf_counter()
+        rows: list[_Row] = []
+        for obs in observations:
+            fitted = tuple(self._fit(f) for f in obs.prompt_images)
+            obs = dataclasses.replace(obs, images=fitted)
+            size = fitted[-1].image.size
+            grid = self.family.grid(size)
+            messages = build_messages(obs, self.family, with_thought=self.config.thought)
+            rows.append(
+                _Row(obs, self.family, size, grid, self._schema(obs, grid), messages, [f.image for f in fitted])
+            )
+        for row in rows:
+            row.text = self.processor.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True)
+        all_images = [image for row in rows for image in row.images]
+        # The images already have their final size; a wide size range makes the processor keep it.
+        inputs = self.processor(
+            text=[row.text for row in rows],
+            images=all_images,
+            padding=True,
+            return_tensors="pt",
+            size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
+        )
+        inputs = inputs.to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return PreparedBatch(rows, inputs, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ deciding
+
+    def _grammar(self) -> GrammarCompiler:
+        if self._compiler is None:
+            vocab = self.model.config.get_text_config().vocab_size
+            self._compiler = GrammarCompiler(self.tokenizer, vocab_size=vocab, eos_token_id=self._eos_id)
+        return self._compiler
+
+    def generate(self, batch: PreparedBatch) -> tuple[Any, list[RowConstraint] | None]:
+        """Run the model on a prepared batch; returns the new tokens per row and the grammar states."""
+        torch = self._torch
+        from transformers import LogitsProcessorList
+
+        prompt_length = batch.inputs["input_ids"].shape[1]
+        timer = _FirstCallTimer()
+        processors: list[Any] = [timer]
+        constraints: list[RowConstraint] | None = None
+        if self.config.constrained and all(row.family.json_actions for row in batch.rows):
+            compiler = self._grammar()
+            constraints = [compiler.row(row.schema) for row in batch.rows]
+            processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": self.config.temperature}
+            if self.config.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                **batch.inputs,
+                max_new_tokens=self.config.max_new_tokens,
+                logits_processor=LogitsProcessorList(processors),
+                pad_token_id=self._pad_id,
+                eos_token_id=sorted({self._eos_id, self._pad_id}),
+                **sampling,
+            )
+        end = time.perf_counter()
+        first = timer.first or end
+        batch.timings.update(prefill_s=first - t0, decode_s=end - first)
+        return output[:, prompt_length:].cpu(), constraints
+
+    def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
+        """One model call for all ``observations``; per row a Decision or the ModelError it caused."""
+        if not observations:
+            return []
+        try:
+            batch = self.prepare(observations)
+            new_tokens, constraints = self.generate(batch)
+        except (RuntimeError, ValueError) as exc:  # OOM, shape or backend failures
+            log.exception("generation failed for a batch of %d", len(observations))
+            error = PolicyBackendError(f"model call failed: {exc}")
+            error.__cause__ = exc
+            return [error for _ in observations]
+        results: list[Decision | ModelError] = []
+        for i, row in enumerate(batch.rows):
+            t0 = time.perf_counter()
+            try:
+                results.append(self._read(batch, i, row, new_tokens[i], constraints[i] if constraints else None, t0))
+            except ModelError as exc:
+                results.append(exc)
+        return results
+
+    def decide(self, observation: Observation) -> Decision:
+        result = self.decide_batch([observation])[0]
+        if isinstance(result, ModelError):
+            raise result
+        return result
+
+    def _read(
+        self, batch: PreparedBatch, i: int, row: _Row, tokens: Any, constraint: RowConstraint | None, t0: float
+    ) -> Decision:
+        ids = tokens.tolist()
+        length = next((n for n, t in enumerate(ids) if t in (self._eos_id, self._pad_id)), len(ids))
+        text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+        if constraint is not None:
+            if constraint.error:
+                raise InvalidModelOutput(f"the answer broke the JSON grammar ({constraint.error})", text)
+            if length == len(ids) and not constraint.matcher.is_accepting():
+                raise InvalidModelOutput(
+                    f"the answer was cut off after {length} tokens; keep the thought short and answer with one "
+                    "JSON object",
+                    text,
+                )
+        step = row.family.parse(text, row.grid, row.observation.capabilities)
+        frame = row.observation.frame
+        codec = row.family.codec(row.image_size)
+        action = decode_action(step.action, codec, frame.width, frame.height)
+        input_ids = batch.inputs["input_ids"][i]
+        mask = batch.inputs["attention_mask"][i]
+        usage = {
+            "prompt_tokens": float(int(mask.sum())),
+            "visual_tokens": float(int((input_ids == self._image_pad_id).sum())),
+            "output_tokens": float(length),
+            "batch_size": float(len(batch.rows)),
+            "preprocess_s": batch.preprocess_s,
+            "prefill_s": batch.timings.get("prefill_s", 0.0),
+            "decode_s": batch.timings.get("decode_s", 0.0),
+            "parse_s": time.perf_counter() - t0,
+        }
+        return Decision(step=Step(thought=step.thought, action=action), raw=text, usage=MappingProxyType(usage))
+
+
+_OTHER_POLICIES_OPTIONS = frozenset({"base_url", "api_key", "script", "max_images", "max_tokens"})
+
+
+def create_policy(**options: Any) -> Qwen2VLPolicy:
+    """Registry factory: ``open_policy("qwen2vl", model=..., max_pixels=..., device=..., ...)``.
+
+    Accepts every QwenPolicyConfig field; ``model_device`` is an alias of ``device`` for
+    command lines where ``--device`` names the screen. Options that belong to other
+    policies are accepted when empty and refused otherwise.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    if "model_device" in options:
+        options["device"] = options.pop("model_device")
+    if "no_constrain" in options:
+        options["constrained"] = not options.pop("no_constrain")
+    misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
+    if misplaced:
+        raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")
+    for key in ("max_images", "max_tokens"):  # memory options, handled by TrajectoryMemory
+        options.pop(key, None)
+    known = {f.name for f in dataclasses.fields(QwenPolicyConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown qwen2vl option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return Qwen2VLPolicy(QwenPolicyConfig(**options))
