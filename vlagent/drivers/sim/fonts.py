@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from PIL import ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["Face", "FontSet", "font_set"]
 
@@ -43,6 +43,8 @@ _FALLBACK = (
 )
 # A code point no font maps: its bitmap is the face's "missing glyph" box.
 _PROBE = "\U0010fffd"
+# Bound on cached widths and text masks per FontSet (a screen shows a few hundred strings).
+_CACHE_LIMIT = 4096
 
 
 @functools.cache
@@ -83,6 +85,8 @@ class FontSet:
         self.faces: list[Face] = [self.primary, *(_load(p, size) for p in fallbacks)]
         self._missing = [self._signature(face, _PROBE) for face in self.faces]
         self._choice: dict[str, int] = {}
+        self._widths: dict[str, float] = {}
+        self._masks: dict[tuple[int, str], tuple[int, int, Image.Image]] = {}
 
     @staticmethod
     def _signature(face: Face, ch: str) -> tuple[tuple[int, int], bytes]:
@@ -101,27 +105,53 @@ class FontSet:
             self._choice[ch] = index
         return index
 
-    def runs(self, text: str) -> Iterator[tuple[Face, str]]:
-        """Split ``text`` into maximal runs drawn with one face."""
+    def _index_runs(self, text: str) -> Iterator[tuple[int, str]]:
         start, current = 0, -1
         for i, ch in enumerate(text):
             index = self._face_index(ch)
             if index != current:
                 if i > start:
-                    yield self.faces[current], text[start:i]
+                    yield current, text[start:i]
                 start, current = i, index
         if len(text) > start:
-            yield self.faces[max(current, 0)], text[start:]
+            yield max(current, 0), text[start:]
+
+    def runs(self, text: str) -> Iterator[tuple[Face, str]]:
+        """Split ``text`` into maximal runs drawn with one face."""
+        for index, run in self._index_runs(text):
+            yield self.faces[index], run
 
     def width(self, text: str) -> float:
-        return sum(face.getlength(run) for face, run in self.runs(text))
+        width = self._widths.get(text)
+        if width is None:
+            width = sum(face.getlength(run) for face, run in self.runs(text))
+            if len(self._widths) >= _CACHE_LIMIT:
+                self._widths.clear()
+            self._widths[text] = width
+        return width
+
+    def _mask(self, index: int, run: str) -> tuple[int, int, Image.Image]:
+        """The run's coverage mask and its offset from the (left, middle) anchor, cached:
+        rasterising glyphs is most of a frame's cost, and screens repeat their strings."""
+        key = (index, run)
+        found = self._masks.get(key)
+        if found is None:
+            face = self.faces[index]
+            left, top, right, bottom = (int(v) for v in face.getbbox(run, anchor="lm"))
+            mask = Image.new("L", (max(1, right - left), max(1, bottom - top)))
+            ImageDraw.Draw(mask).text((-left, -top), run, font=face, fill=255, anchor="lm")
+            if len(self._masks) >= _CACHE_LIMIT:
+                self._masks.clear()
+            found = self._masks[key] = (left, top, mask)
+        return found
 
     def draw(self, draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill: tuple[int, int, int]) -> None:
         """Draw ``text`` with its left edge at x and its vertical middle at y."""
         x, y = xy
-        for face, run in self.runs(text):
-            draw.text((x, y), run, font=face, fill=fill, anchor="lm")
-            x += face.getlength(run)
+        for index, run in self._index_runs(text):
+            left, top, mask = self._mask(index, run)
+            draw.bitmap((round(x) + left, round(y) + top), mask, fill=fill)
+            x += self.width(run)
 
     def fit(self, text: str, max_width: float) -> str:
         """``text`` cut with an ellipsis so that it fits ``max_width``."""
@@ -140,9 +170,10 @@ class FontSet:
         """Lines of ``text`` broken at newlines and wherever a line would overflow."""
         lines: list[str] = []
         for paragraph in text.split("\n"):
-            line = ""
+            line, width = "", 0.0  # width: sum of character advances (kerning ignored)
             for ch in paragraph:
-                if line and self.width(line + ch) > max_width:
+                advance = self.width(ch)
+                if line and width + advance > max_width:
                     cut = line.rfind(" ")
                     if cut > 0 and ch != " ":
                         lines.append(line[:cut])
@@ -150,9 +181,11 @@ class FontSet:
                     else:
                         lines.append(line)
                         line = ""
+                    width = sum(self.width(c) for c in line)
                     if ch == " " and not line:
                         continue
                 line += ch
+                width += advance
             lines.append(line)
         return lines
 
