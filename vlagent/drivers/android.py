@@ -198,7 +198,7 @@ def decode_raw_screencap(data: bytes) -> Image.Image:
     header = len(data) - width * height * bpp
     if header not in (12, 16):
         raise ValueError(f"raw screencap of {len(data)} bytes does not hold {width}x{height} format {fmt} pixels")
-    return Image.frombuffer("RGB", (width, height), data[header:], "raw", raw_mode, 0, 1)
+    return Image.frombytes("RGB", (width, height), data[header:], "raw", raw_mode)
 
 
 def input_text_chunks(text: str) -> list[str]:

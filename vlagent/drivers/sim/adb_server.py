@@ -739,7 +739,10 @@ class SimAdbServer:
         return self.devices[serial]
 
     def start(self) -> SimAdbServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="adb-sim", daemon=True)
+        # A short poll interval makes stop() quick, which tests that unplug a phone rely on.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="adb-sim", daemon=True
+        )
         self._thread.start()
         log.info("simulated adb server on %s:%d serving %s", self.host, self.port, ", ".join(self.devices))
         return self

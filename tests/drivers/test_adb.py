@@ -1,0 +1,333 @@
+"""AdbDriver against simulated phones served over the real adb protocol (real sockets, real adbutils)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageChops
+
+from vlagent.actions import Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
+from vlagent.agent import EndReason, run_episode
+from vlagent.drivers import check_driver, open_driver
+from vlagent.drivers.android import AdbDriver, decode_raw_screencap, input_text_chunks
+from vlagent.drivers.sim.adb_server import SimAdbServer, _decode_input_text, serve_sim
+from vlagent.drivers.sim.tasks import SIM_TASKS
+from vlagent.drivers.sim.world import SimPhone
+from vlagent.errors import (
+    ActionNotSupportedError,
+    ConfigError,
+    DeviceError,
+    DeviceNotFoundError,
+    DeviceTimeoutError,
+)
+from vlagent.policies.scripted import ScriptedPolicy
+
+NASTY = 'it\'s "quoted"; rm -rf / && reboot || id | cat $(id) `id` ${HOME} 100%s 50% \\ * ~ <x> #c'
+
+
+def _open(server: SimAdbServer, serial: str = "sim-0", **options: object) -> AdbDriver:
+    driver = open_driver(f"adb:{serial}", port=server.port, retry_wait=0.01, **options)
+    assert isinstance(driver, AdbDriver)
+    return driver
+
+
+def _focus_note_field(phone: SimPhone) -> None:
+    assert phone.open_app("Notes")
+    for label in ("New note", "Note text"):
+        point = phone.locate(label)
+        assert point is not None, label
+        phone.tap(*point)
+    assert phone.focused_field == "note_text"
+
+
+def test_driver_passes_the_conformance_check(adb_sim: SimAdbServer) -> None:
+    with _open(adb_sim) as driver:
+        check_driver(driver)
+        assert driver.name == "adb:sim-0"
+        assert driver.screen_size() == (1080, 2400)
+    assert ["input", "tap", "540", "1200"] in adb_sim["sim-0"].commands("input")
+
+
+def test_open_without_serial_picks_the_only_device(adb_sim: SimAdbServer) -> None:
+    driver = open_driver("adb", port=adb_sim.port)
+    assert driver.name == "adb:sim-0"
+
+
+def test_open_with_several_devices_needs_a_serial(adb_sims: SimAdbServer) -> None:
+    with pytest.raises(ConfigError, match=r"sim-0, sim-1.*adb:SERIAL"):
+        open_driver("adb", port=adb_sims.port)
+    driver = _open(adb_sims, "sim-1")
+    driver.execute(Key(key="app_switch"))
+    assert adb_sims["sim-1"].phone.screen == "recents"
+    assert adb_sims["sim-0"].phone.screen == "home"
+    assert adb_sims["sim-0"].commands("input") == []
+
+
+def test_unknown_serial_lists_connected_devices(adb_sims: SimAdbServer) -> None:
+    with pytest.raises(DeviceNotFoundError, match=r"no device 'nope'.*sim-0, sim-1.*USB debugging"):
+        open_driver("adb:nope", port=adb_sims.port, retry_wait=0.01)
+
+
+def test_no_adb_server_says_how_to_start_one(no_real_adb: None) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    with pytest.raises(DeviceNotFoundError, match=r"cannot reach the adb server at 127\.0\.0\.1:\d+.*adb start-server"):
+        open_driver("adb", port=port, retry_wait=0.01)
+
+
+def test_unknown_option_is_a_config_error(adb_sim: SimAdbServer) -> None:
+    with pytest.raises(ConfigError, match="unknown adb option"):
+        open_driver("adb", port=adb_sim.port, colour="blue")
+
+
+@pytest.mark.parametrize("header", [12, 16])
+def test_raw_screenshot_is_pixel_exact(no_real_adb: None, header: int) -> None:
+    with serve_sim([SimPhone(serial="sim-0")], raw_header=header) as server:
+        driver = _open(server)
+        frame = driver.screenshot()
+        expected = server["sim-0"].phone.render()
+    assert frame.size == (1080, 2400)
+    assert frame.device["capture"] == "raw"
+    assert frame.device["density"] == "420"
+    assert frame.device["rotation"] == "0"
+    assert frame.device["serial"] == "sim-0"
+    assert ImageChops.difference(frame.image, expected).getbbox() is None
+
+
+def test_png_screenshot_matches_raw(adb_sim: SimAdbServer) -> None:
+    raw = _open(adb_sim).screenshot()
+    png = _open(adb_sim, screencap="png").screenshot()
+    assert png.device["capture"] == "png"
+    assert ImageChops.difference(raw.image, png.image).getbbox() is None
+    assert ["screencap", "-p"] in adb_sim["sim-0"].commands()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "bpp"), [(1, "RGBA", 4), (2, "RGBX", 4), (3, "RGB", 3), (5, "BGRA", 4), (4, "BGR;16", 2)]
+)
+def test_decode_raw_screencap_formats(fmt: int, mode: str, bpp: int) -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)] * 3
+    image = Image.frombytes("RGB", (4, 3), bytes(v for rgb in colours for v in rgb))
+    if fmt == 4:  # RGB565 little-endian words, red in the top bits
+        pixels = b"".join(struct.pack("<H", (r >> 3) << 11 | (g >> 2) << 5 | b >> 3) for r, g, b in colours)
+    elif fmt == 5:
+        pixels = b"".join(bytes((b, g, r, 255)) for r, g, b in colours)
+    else:
+        pixels = image.convert("RGBA" if bpp == 4 else "RGB").tobytes()
+    for header in (struct.pack("<III", 4, 3, fmt), struct.pack("<IIII", 4, 3, fmt, 0)):
+        decoded = decode_raw_screencap(header + pixels)
+        assert decoded.mode == "RGB"
+        assert decoded.tobytes() == image.tobytes()
+    with pytest.raises(ValueError, match="does not hold"):
+        decode_raw_screencap(struct.pack("<III", 4, 3, fmt) + pixels[:-1])
+
+
+def test_unusable_raw_capture_falls_back_to_png(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    device = adb_sim["sim-0"]
+    monkeypatch.setattr(device, "screencap", lambda png: device.__class__.screencap(device, png) if png else b"junk")
+    driver = _open(adb_sim)
+    assert driver.screenshot().device["capture"] == "png"
+    assert driver.screenshot().device["capture"] == "png"
+    assert device.commands("screencap") == [["screencap"], ["screencap", "-p"], ["screencap", "-p"]]
+
+
+def test_tap_keys_and_open_app_change_the_phone(adb_sim: SimAdbServer) -> None:
+    phone = adb_sim["sim-0"].phone
+    driver = _open(adb_sim)
+    point = phone.locate("Settings")
+    assert point is not None
+    driver.execute(Click(x=point[0], y=point[1]))
+    assert phone.screen == "settings"
+    driver.execute(Key(key="home"))
+    assert phone.screen == "home"
+    driver.execute(OpenApp(name="Clock"))  # label -> com.android.deskclock via the stock-app aliases
+    assert phone.current_app == "com.android.deskclock"
+    driver.execute(Key(key="back"))
+    driver.execute(OpenApp(name="com.vlagent.notes"))
+    assert phone.current_app == "com.vlagent.notes"
+    driver.execute(OpenApp(name="Gallery"))  # label found inside the package name com.android.gallery3d
+    assert phone.current_app == "com.android.gallery3d"
+    monkeys = adb_sim["sim-0"].commands("monkey")
+    assert monkeys[0] == ["monkey", "-p", "com.android.deskclock", "-c", "android.intent.category.LAUNCHER", "1"]
+    assert adb_sim["sim-0"].commands("input")[1:3] == [["input", "keyevent", "3"], ["input", "keyevent", "4"]]
+
+
+def test_unknown_app_opens_nothing(adb_sim: SimAdbServer, caplog: pytest.LogCaptureFixture) -> None:
+    driver = _open(adb_sim)
+    driver.execute(OpenApp(name="Flight Simulator"))
+    assert adb_sim["sim-0"].phone.screen == "home"
+    assert adb_sim["sim-0"].commands("monkey") == []
+    assert "no installed app matches 'Flight Simulator'" in caplog.text
+
+
+def test_gestures_become_input_swipes(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim)
+    driver.execute(LongPress(x=100, y=200, duration=1.5))
+    driver.execute(Swipe(x1=10, y1=20, x2=30, y2=40, duration=0.25))
+    driver.execute(Scroll(direction="down"))
+    driver.execute(Scroll(direction="up", x=300, y=600, amount=2))
+    driver.execute(Scroll(direction="right"))
+    swipes = adb_sim["sim-0"].commands("input")
+    assert swipes[0] == ["input", "swipe", "100", "200", "100", "200", "1500"]
+    assert swipes[1] == ["input", "swipe", "10", "20", "30", "40", "250"]
+    down = [int(v) for v in swipes[2][2:6]]
+    assert down[0] == down[2] == 540 and down[1] > down[3]  # reveal below: the finger moves up
+    up = [int(v) for v in swipes[3][2:6]]
+    assert up[0] == up[2] == 300 and up[1] < up[3]
+    assert all(0 < v < 2400 for v in up)
+    right = [int(v) for v in swipes[4][2:6]]
+    assert right[1] == right[3] == 1200 and right[0] > right[2]
+
+
+def test_hostile_text_is_typed_verbatim_and_runs_nothing_else(adb_sim: SimAdbServer) -> None:
+    device = adb_sim["sim-0"]
+    _focus_note_field(device.phone)
+    driver = _open(adb_sim)
+    device.clear()
+    driver.execute(Type(text=NASTY))
+    assert device.phone.fields["note_text"] == NASTY
+    programs = {argv[0] for argv in device.commands()}
+    assert programs == {"input"}, device.log
+    assert all(argv[:2] == ["input", "text"] for argv in device.commands())
+    # the literal "%s" in the text needs a split: input text would turn it into a space
+    assert len(device.commands()) == 2
+
+
+def test_newlines_and_tabs_become_key_events(adb_sim: SimAdbServer) -> None:
+    device = adb_sim["sim-0"]
+    driver = _open(adb_sim)
+    driver.execute(Type(text="a b\n$(reboot)\tc", submit=True))
+    assert device.commands() == [
+        ["input", "text", "a%sb"],
+        ["input", "keyevent", "66"],
+        ["input", "text", "$(reboot)"],
+        ["input", "keyevent", "61"],
+        ["input", "text", "c"],
+        ["input", "keyevent", "66"],
+    ]
+
+
+def test_unicode_text_goes_through_adbkeyboard(adb_sim: SimAdbServer) -> None:
+    device = adb_sim["sim-0"]
+    _focus_note_field(device.phone)
+    driver = _open(adb_sim)
+    text = "买牛奶 🥛 café; $(id) 'x'"
+    driver.execute(Type(text=text))
+    driver.execute(Type(text="ü"))
+    assert device.phone.fields["note_text"] == text + "ü"
+    assert device.current_ime == "com.android.adbkeyboard/.AdbIME"
+    assert [argv[:2] for argv in device.commands()] == [
+        ["ime", "list"],
+        ["pm", "list"],
+        ["ime", "enable"],
+        ["settings", "get"],
+        ["ime", "set"],
+        ["am", "broadcast"],
+        ["am", "broadcast"],  # the IME check is done once per driver
+    ]
+
+
+def test_unicode_without_adbkeyboard_names_the_fix(no_real_adb: None) -> None:
+    with serve_sim([SimPhone(serial="sim-0")], adbkeyboard=False) as server:
+        driver = _open(server)
+        with pytest.raises(ActionNotSupportedError, match=r"ADBKeyboard.*ime set com\.android\.adbkeyboard/\.AdbIME"):
+            driver.execute(Type(text="日本語"))
+        assert server["sim-0"].commands("am") == []
+
+
+def test_ime_is_not_switched_when_told_not_to(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim, switch_ime=False)
+    with pytest.raises(ActionNotSupportedError, match="ADBKeyboard"):
+        driver.execute(Type(text="é"))
+    assert adb_sim["sim-0"].current_ime != "com.android.adbkeyboard/.AdbIME"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=40))
+def test_input_text_chunks_round_trip_through_androids_decoding(text: str) -> None:
+    chunks = input_text_chunks(text)
+    assert "".join(_decode_input_text(chunk) for chunk in chunks) == text
+    assert all(" " not in chunk for chunk in chunks)
+
+
+def test_unsupported_actions_are_refused_before_the_device(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim)
+    with pytest.raises(ActionNotSupportedError):
+        driver.execute(Key(key="f1"))
+    with pytest.raises(ActionNotSupportedError):
+        driver.execute(Click(x=1, y=1, button="right"))
+    driver.execute(Wait(seconds=0))
+    driver.execute(Done())
+    assert adb_sim["sim-0"].commands() == []
+
+
+class _SlowPhone(SimPhone):
+    def render(self, copy: bool = True) -> Image.Image:
+        time.sleep(1.0)
+        return super().render(copy)
+
+
+def test_a_device_that_stops_answering_times_out(no_real_adb: None) -> None:
+    with serve_sim([_SlowPhone(serial="sim-0")]) as server:
+        driver = _open(server, capture_timeout=0.2, attempts=2)
+        started = time.perf_counter()
+        with pytest.raises(DeviceTimeoutError, match="taking a screenshot on sim-0 timed out"):
+            driver.screenshot()
+        assert time.perf_counter() - started < 1.5
+
+
+def test_lost_server_is_retried_then_a_device_error(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim, attempts=3)
+    adb_sim.stop()
+    with pytest.raises(DeviceError, match="lost the connection to the adb server") as info:
+        driver.execute(Click(x=5, y=5))
+    assert info.value.__cause__ is not None  # the adbutils error is chained
+
+
+# --- whole episodes over adb ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_server(no_real_adb: None) -> Iterator[SimAdbServer]:
+    with serve_sim([SimPhone(serial="sim-0")]) as server:
+        yield server
+
+
+@pytest.mark.parametrize("name", sorted(SIM_TASKS))
+def test_sim_tasks_solved_over_adb(fresh_server: SimAdbServer, name: str) -> None:
+    task = SIM_TASKS[name]
+    phone = task.prepare(fresh_server["sim-0"].phone)
+    assert not task.check(phone)
+    with _open(fresh_server) as driver:
+        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), max_steps=15)
+    assert episode.end is EndReason.DONE_SUCCESS, episode.detail
+    assert task.check(phone), phone.snapshot()
+    unexpected = {argv[0] for argv in fresh_server["sim-0"].commands()} - {
+        "screencap", "input", "wm", "dumpsys", "ime", "pm", "settings", "am", "monkey"
+    }  # fmt: skip
+    assert not unexpected
+
+
+def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> None:
+    task = SIM_TASKS["wifi"]
+    phone = fresh_server["sim-0"].phone
+
+    class Unplug:
+        def on_step(self, episode: object, record: object, after: object) -> None:
+            threading.Thread(target=fresh_server.stop).start()
+            time.sleep(0.2)
+
+    with _open(fresh_server) as driver:
+        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), hooks=[Unplug()])
+    assert episode.end is EndReason.ERROR
+    assert "DeviceError" in episode.detail and "adb server" in episode.detail
+    assert len(episode.steps) == 2
+    assert episode.device_retries >= 1
