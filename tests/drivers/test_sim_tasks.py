@@ -49,3 +49,19 @@ def test_oracles_work_through_transitions() -> None:
     phone = SimPhone(transition_delay=0.2, clock=lambda: 0.0)  # frozen clock: always mid-transition
     episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
     assert episode.end is EndReason.DONE_SUCCESS and task.check(phone)
+
+
+def test_setup_prepares_the_phone_before_the_episode() -> None:
+    from vlagent.drivers.sim.tasks import SimTask, tap_label
+
+    task = SimTask(
+        "bluetooth_off",
+        "Turn Bluetooth off.",
+        lambda p: not p.toggles["bluetooth"],
+        lambda p: [tap_label(p, "Settings"), tap_label(p, "Bluetooth"), Done()],
+        setup=lambda p: p.set_toggle("bluetooth", True),
+    )
+    phone = task.prepare(SimPhone())
+    assert not task.check(phone)
+    run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
+    assert task.check(phone)

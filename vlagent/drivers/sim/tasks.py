@@ -122,13 +122,7 @@ SIM_TASKS: dict[str, SimTask] = {
             lambda p: p.toggles["airplane_mode"],
             _toggle_oracle("Airplane mode"),
         ),
-        SimTask(
-            "bluetooth_off",
-            "Turn Bluetooth off.",
-            lambda p: not p.toggles["bluetooth"],
-            _toggle_oracle("Bluetooth"),
-            setup=lambda p: p.set_toggle("bluetooth", True),
-        ),
+        SimTask("location_off", "Turn off Location.", lambda p: not p.toggles["location"], _toggle_oracle("Location")),
         SimTask(
             "note",
             f'Write a new note that says "{NOTE_TEXT}" and save it.',

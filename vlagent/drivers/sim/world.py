@@ -235,6 +235,9 @@ class SimPhone:
         self.events: deque[str] = deque(maxlen=200)
         """Recent inputs and what they did, for debugging (not part of ``snapshot``)."""
 
+    def __repr__(self) -> str:
+        return f"SimPhone(serial={self.serial!r}, seed={self.seed}, screen={self._stack[-1]!r})"
+
     # ---- queries ----------------------------------------------------------------------
 
     @property
