@@ -141,6 +141,8 @@ def run_task(
     try:
         sim_task = _sim_task(request.device, request.task)
         instruction = getattr(sim_task, "instruction", request.task)
+        if sim_task is not None:
+            sim_task.prepare(driver.phone)  # type: ignore[attr-defined]
         policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, sim_task)
         run_dir = new_run_dir(request.out, getattr(sim_task, "name", request.task))
         hooks: list[object] = [Recorder(run_dir, meta={"device_spec": request.device}), *extra_hooks]
