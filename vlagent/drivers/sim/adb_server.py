@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 from vlagent.drivers.android import ADB_KEYBOARD_IME, ADB_KEYBOARD_PACKAGE, ANDROID_KEYCODES
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from vlagent.drivers.sim.world import SimPhone
 
 __all__ = [
@@ -238,6 +240,7 @@ class SimDevice:
     enabled_imes: list[str] = field(default_factory=lambda: [_LATIN_IME])
     current_ime: str = _LATIN_IME
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _raw_cache: tuple[Image.Image, bytes] | None = field(default=None, repr=False)
 
     def commands(self, program: str | None = None) -> list[list[str]]:
         """Logged commands, optionally only those of one program; ``echo X4EXIT`` markers left out."""
@@ -352,10 +355,15 @@ class SimDevice:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG", compress_level=1)
             return buffer.getvalue()
+        cached = self._raw_cache
+        if cached is not None and cached[0] is image:  # the phone re-uses its frame while nothing changes
+            return cached[1]
         header = struct.pack("<III", image.width, image.height, 1)
         if self.raw_header == 16:
             header += struct.pack("<I", 0)  # colour space: unknown/sRGB
-        return header + image.convert("RGBA").tobytes()
+        data = header + image.convert("RGBA").tobytes()
+        self._raw_cache = (image, data)
+        return data
 
 
 class _Usage(Exception):
