@@ -102,6 +102,31 @@ def test_raw_screenshot_is_pixel_exact(no_real_adb: None, header: int) -> None:
     assert ImageChops.difference(frame.image, expected).getbbox() is None
 
 
+def test_rotated_phone_reports_landscape_geometry(no_real_adb: None) -> None:
+    with serve_sim([SimPhone(serial="sim-0", width=2400, height=1080)]) as server:
+        server["sim-0"].rotation = 90
+        driver = _open(server)
+        frame = driver.screenshot()
+        assert driver.screen_size() == frame.size == (2400, 1080)
+        assert frame.device["rotation"] == "90"
+        assert frame.scale == 1.0
+
+
+def test_rotation_during_a_session_is_noticed(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim)
+    assert driver.screenshot().size == (1080, 2400)
+    adb_sim["sim-0"].phone = SimPhone(serial="sim-0", width=2400, height=1080)  # the user turned the phone
+    adb_sim["sim-0"].rotation = 270
+    frame = driver.screenshot()
+    assert frame.size == driver.screen_size() == (2400, 1080)
+    assert frame.device["rotation"] == "270"
+
+
+def test_server_port_from_the_environment(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_sim.port))
+    assert open_driver("adb").name == "adb:sim-0"
+
+
 def test_png_screenshot_matches_raw(adb_sim: SimAdbServer) -> None:
     raw = _open(adb_sim).screenshot()
     png = _open(adb_sim, screencap="png").screenshot()

@@ -233,6 +233,9 @@ class SimDevice:
     """Whether the ADBKeyboard app is installed (it starts disabled, as after ``adb install``)."""
     raw_header: int = 16
     """Raw screencap header size: 16 on Android 12+, 12 before."""
+    rotation: int = 0
+    """Reported display rotation in degrees. With 90 or 270, ``wm size`` reports the natural
+    (swapped) size as a real phone does; build the SimPhone in landscape for such a device."""
     log: list[list[str]] = field(default_factory=list)
     """argv of every command the shell ran or tried to run, in order."""
     lines: list[str] = field(default_factory=list)
@@ -453,7 +456,10 @@ def _echo(dev: SimDevice, args: list[str]) -> _Result:
 
 def _wm(dev: SimDevice, args: list[str]) -> _Result:
     if args == ["size"]:
-        return _ok(f"Physical size: {dev.phone.width}x{dev.phone.height}\n")
+        width, height = dev.phone.width, dev.phone.height
+        if dev.rotation in (90, 270):
+            width, height = height, width
+        return _ok(f"Physical size: {width}x{height}\n")
     if args == ["density"]:
         return _ok(f"Physical density: {dev.phone.density}\n")
     raise _Usage("only 'wm size' and 'wm density' are simulated")
@@ -546,9 +552,10 @@ def _settings(dev: SimDevice, args: list[str]) -> _Result:
 
 def _dumpsys(dev: SimDevice, args: list[str]) -> _Result:
     if args[:1] == ["input"]:
-        return _ok("INPUT MANAGER (dumpsys input)\n  Viewport INTERNAL:\n    SurfaceOrientation: 0\n")
+        orientation = dev.rotation // 90
+        return _ok(f"INPUT MANAGER (dumpsys input)\n  Viewport INTERNAL:\n    SurfaceOrientation: {orientation}\n")
     if args[:1] == ["window"]:
-        return _ok(f"  mCurrentRotation=ROTATION_0\n  cur={dev.phone.width}x{dev.phone.height}\n")
+        return _ok(f"  mCurrentRotation=ROTATION_{dev.rotation}\n  cur={dev.phone.width}x{dev.phone.height}\n")
     if args[:1] == ["activity"]:
         return _ok(f"  mResumedActivity: ActivityRecord{{0 u0 {dev.phone.current_app}/.Main t1}}\n")
     return _ok()
