@@ -54,6 +54,7 @@ ADB_SERVER_VERSION = 41
 #: Features the simulated devices advertise (``shell_v2`` makes the adb CLI use framed output).
 DEVICE_FEATURES = "shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir,apex,abb,abb_exec"
 _MAX_REQUEST = 64 * 1024
+_MAX_LOG = 20_000
 _LATIN_IME = "com.google.android.inputmethod.latin/com.android.inputmethod.latin.LatinIME"
 _KEYCODE_NAMES = {code: name for name, code in ANDROID_KEYCODES.items()}
 _SYMBOLIC_KEYS = {
@@ -273,6 +274,8 @@ class SimDevice:
         """Run a shell command line; syntax errors run nothing (status 2), like ``sh -c``."""
         with self._lock:
             self.lines.append(line)
+            if len(self.lines) > _MAX_LOG:
+                del self.lines[: _MAX_LOG // 2]
             try:
                 items = _lex(line)
             except ShellSyntaxError as exc:
@@ -338,6 +341,8 @@ class SimDevice:
 
     def _run_argv(self, argv: list[str]) -> _Result:
         self.log.append(list(argv))
+        if len(self.log) > _MAX_LOG:  # a long `vlagent sim serve` session must not grow without bound
+            del self.log[: _MAX_LOG // 2]
         program = argv[0].rsplit("/", 1)[-1]
         handler = _PROGRAMS.get(program)
         if handler is None:
