@@ -1,0 +1,312 @@
+"""Regenerate the shipped scenario files in ``scenarios/`` by playing a script for each one.
+
+Each definition below gives a task, its device, its success checks and a script (the same
+kind of items ScriptedPolicy plays, looking targets up on the live screen). The script is
+played once on the real device (the simulated phone, or the sample desktop app on a private
+Xvfb screen), and every step is written as a gold step with its target label, box and the
+fingerprint of the frame it was decided on. The scenario is kept only when its checks pass.
+
+    python tools/make_scenarios.py [--out scenarios] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlagent.actions import Action, Click, Done, Key, OpenApp, Scroll, Type, Wait
+from vlagent.agent import run_episode
+from vlagent.drivers.sim.tasks import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
+from vlagent.policies.base import Observation
+from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.replay import _frame_fingerprint
+from vlagent.scenario import (
+    Check,
+    DeviceSpec,
+    GoldStep,
+    Scenario,
+    ScenarioDevice,
+    open_scenario_device,
+    scenario_to_yaml,
+)
+
+log = logging.getLogger("make_scenarios")
+
+Item = Action | Callable[[Observation], Action]
+Script = Callable[[ScenarioDevice], list[Item]]
+
+
+@dataclass
+class Definition:
+    name: str
+    task: str
+    checks: list[dict[str, Any]]
+    script: Script
+    device: dict[str, Any] = field(default_factory=lambda: {"kind": "sim"})
+    max_steps: int = 12
+    tags: list[str] = field(default_factory=list)
+
+
+# --- simulated phone ---------------------------------------------------------------------
+
+
+def tap(label: str) -> Callable[[ScenarioDevice], Item]:
+    def bind(dev: ScenarioDevice) -> Item:
+        def item(obs: Observation) -> Action:
+            point = dev.phone.locate(label)  # type: ignore[union-attr]
+            if point is None:
+                raise RuntimeError(f"{label!r} is not on screen")
+            return Click(x=point[0], y=point[1])
+
+        return item
+
+    return bind
+
+
+def reveal(label: str) -> Callable[[ScenarioDevice], Item]:
+    def bind(dev: ScenarioDevice) -> Item:
+        phone: Any = dev.phone
+        return lambda obs: Wait(seconds=0) if phone.locate(label) is not None else Scroll(direction="down")
+
+    return bind
+
+
+def sim_script(*parts: Callable[[ScenarioDevice], Item] | Action) -> Script:
+    def script(dev: ScenarioDevice) -> list[Item]:
+        return [p if not callable(p) else p(dev) for p in parts]  # type: ignore[misc]
+
+    return script
+
+
+def toggle_script(label: str, scrolls: int = 0) -> Script:
+    return sim_script(tap("Settings"), *([Scroll(direction="down")] * scrolls), tap(label), Done())
+
+
+GREEK = "Καλημέρα κόσμε ✓"
+
+SIM: list[Definition] = [
+    Definition("sim-wifi-on", "Turn on Wi-Fi.", [{"toggle": "wifi", "value": True}], toggle_script("Wi-Fi")),
+    Definition(
+        "sim-dark-mode",
+        "Open Settings and turn on Dark mode.",
+        [{"toggle": "dark_mode", "value": True}],
+        toggle_script("Dark mode", scrolls=2),
+        tags=["scroll"],
+    ),
+    Definition(
+        "sim-battery-saver",
+        "Turn on Battery saver (it is further down in Settings).",
+        [{"toggle": "battery_saver", "value": True}],
+        toggle_script("Battery saver", scrolls=2),
+        tags=["scroll"],
+    ),
+    Definition(
+        "sim-airplane-mode",
+        "Turn on airplane mode.",
+        [{"toggle": "airplane_mode", "value": True}],
+        toggle_script("Airplane mode"),
+    ),
+    Definition(
+        "sim-bluetooth-off",
+        "Turn Bluetooth off.",
+        [{"toggle": "bluetooth", "value": False}],
+        toggle_script("Bluetooth"),
+        device={"kind": "sim", "state": {"toggles": {"bluetooth": True}}},
+    ),
+    Definition(
+        "sim-location-off", "Turn off location.", [{"toggle": "location", "value": False}], toggle_script("Location")
+    ),
+    Definition(
+        "sim-note-unicode",
+        f'Write a new note that says "{NOTE_TEXT}" and save it.',
+        [{"note": NOTE_TEXT}],
+        sim_script(tap("Notes"), tap("New note"), tap("Note text"), Type(text=NOTE_TEXT), tap("Save"), Done()),
+        tags=["unicode"],
+    ),
+    Definition(
+        "sim-note-greek",
+        f'Create a note with the text "{GREEK}".',
+        [{"note": GREEK}, {"screen": "notes"}],
+        sim_script(OpenApp(name="Notes"), tap("New note"), tap("Note text"), Type(text=GREEK), tap("Save"), Done()),
+        tags=["unicode"],
+    ),
+    Definition(
+        "sim-add-contact",
+        f"Add a contact named {CONTACT_NAME} with phone number {CONTACT_PHONE}.",
+        [{"contact": CONTACT_NAME, "phone": CONTACT_PHONE}],
+        sim_script(
+            tap("Contacts"),
+            tap("Add contact"),
+            tap("Name"),
+            Type(text=CONTACT_NAME),
+            tap("Phone"),
+            Type(text=CONTACT_PHONE, submit=True),
+            Done(),
+        ),
+    ),
+    Definition("sim-open-camera", "Open the Camera app.", [{"app": "Camera"}], sim_script(tap("Camera"), Done())),
+    Definition(
+        "sim-open-clock-by-name",
+        "Open the Clock app.",
+        [{"app": "com.android.deskclock"}],
+        sim_script(OpenApp(name="Clock"), Done()),
+    ),
+    Definition(
+        "sim-back-home",
+        "Leave Settings and go back to the home screen.",
+        [{"screen": "home"}, {"text": "Monday, 1 January"}],
+        sim_script(Key(key="home"), Done()),
+        device={"kind": "sim"},
+    ),
+]
+# sim-back-home starts inside Settings
+SETUP: dict[str, list[Action]] = {"sim-back-home": [OpenApp(name="Settings")]}
+
+
+# --- sample desktop app ------------------------------------------------------------------
+
+
+def widget(name: str) -> Callable[[ScenarioDevice], Item]:
+    def bind(dev: ScenarioDevice) -> Item:
+        def item(obs: Observation) -> Action:
+            state = dev.app_state() or {}
+            x, y, w, h = state["widgets"][name]
+            return Click(x=x + w // 2, y=y + h // 2)
+
+        return item
+
+    return bind
+
+
+DESKTOP_DEVICE = {"kind": "sample_desktop"}
+DESKTOP: list[Definition] = [
+    Definition(
+        "desktop-login",
+        "Sign in to the sample app as user 'ada' with the password 'secret'.",
+        [{"state": "logged_in", "value": True}, {"state": "user", "value": "ada"}],
+        sim_script(
+            widget("username"),
+            Type(text="ada"),
+            widget("password"),
+            Type(text="secret"),
+            widget("login_button"),
+            Done(),
+        ),
+        device=DESKTOP_DEVICE,
+    ),
+    Definition(
+        "desktop-dark-mode",
+        "Turn on Dark mode in the sample app's settings.",
+        [{"state": "settings.dark_mode", "value": True}],
+        sim_script(widget("dark_mode"), Done()),
+        device=DESKTOP_DEVICE,
+    ),
+    Definition(
+        "desktop-note-unicode",
+        "Type 'Grüße, 世界 ✓' into the Note field of the sample app.",
+        [{"state": "note", "value": "Grüße, 世界 ✓"}],
+        sim_script(widget("note"), Type(text="Grüße, 世界 ✓"), Done()),
+        device=DESKTOP_DEVICE,
+        tags=["unicode"],
+    ),
+    Definition(
+        "desktop-search",
+        "Search the shopping list for 'milk'.",
+        [{"state": "search", "value": "milk"}, {"state": "visible_items", "value": ["Milk"]}],
+        sim_script(widget("search"), Type(text="milk"), Done()),
+        device=DESKTOP_DEVICE,
+    ),
+]
+
+
+# --- recording ---------------------------------------------------------------------------
+
+
+class _Targets:
+    """Episode hook: the target label and box of every click, read from the live device."""
+
+    def __init__(self, dev: ScenarioDevice) -> None:
+        self.dev = dev
+        self.gold: list[GoldStep] = []
+
+    def on_decision(self, episode: object, record: Any) -> None:
+        action = record.action
+        target: str | None = None
+        box: tuple[int, int, int, int] | None = None
+        if isinstance(action, Click):
+            target, box = self._element_at(action.x, action.y)
+        fp = _frame_fingerprint(record.frame, (action.x, action.y), box) if isinstance(action, Click) else None
+        self.gold.append(GoldStep(action=action, target=target, box=box, fingerprint=fp))
+
+    def _element_at(self, x: int, y: int) -> tuple[str | None, tuple[int, int, int, int] | None]:
+        if self.dev.phone is not None:
+            hits = [e for e in self.dev.phone.elements() if e.on_tap is not None]
+            for element in reversed(hits):
+                x0, y0, x1, y1 = element.hit_box
+                if x0 <= x < x1 and y0 <= y < y1:
+                    return element.label, element.hit_box
+            return None, None
+        state = self.dev.app_state() or {}
+        for name, (wx, wy, ww, wh) in state.get("widgets", {}).items():
+            if wx <= x < wx + ww and wy <= y < wy + wh:
+                return name, (wx, wy, wx + ww, wy + wh)
+        return None, None
+
+
+def build(definition: Definition, workdir: Path) -> Scenario:
+    draft = Scenario(
+        name=definition.name,
+        task=definition.task,
+        device=DeviceSpec.model_validate(definition.device),
+        setup=SETUP.get(definition.name, []),
+        max_steps=definition.max_steps,
+        success=[Check.model_validate(c) for c in definition.checks],
+        tags=definition.tags,
+    )
+    with open_scenario_device(draft, workdir) as dev:
+        hook = _Targets(dev)
+        policy = ScriptedPolicy(definition.script(dev))
+        episode = run_episode(draft.task, dev.driver, policy, max_steps=draft.max_steps, hooks=[hook])
+        results = dev.judge(draft.success)
+    failed = [r.check.describe() for r in results if not r.passed]
+    if failed:
+        raise RuntimeError(f"{definition.name}: script did not succeed ({episode.end}): {failed}")
+    return draft.model_copy(update={"gold": hook.gold})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("scenarios"))
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    definitions = [d for d in SIM + DESKTOP if args.only is None or d.name in args.only]
+    display = None
+    if any(d.device.get("kind") == "sample_desktop" for d in definitions) and not os.environ.get("DISPLAY"):
+        from vlagent.drivers.xvfb import VirtualDisplay
+
+        display = VirtualDisplay(1280, 800, 24).start()
+        os.environ.update(display.env)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for definition in definitions:
+                scenario = build(definition, Path(tmp) / definition.name)
+                path = args.out / f"{definition.name}.yaml"
+                path.write_text(scenario_to_yaml(scenario), encoding="utf-8")
+                log.info("wrote %s (%d gold steps)", path, len(scenario.gold))
+    finally:
+        if display is not None:
+            display.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

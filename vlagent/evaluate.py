@@ -1,0 +1,338 @@
+"""Evaluation: run scenarios, judge them from device state, score steps, write the results.
+
+``evaluate(scenarios, config)`` runs every scenario in a thread pool (``jobs`` at a time;
+the simulated phone is thread-safe, desktop scenarios share one screen and run one at a
+time), records each episode, judges success from the device's state after the episode,
+scores each step against the scenario's gold steps by every convention of
+:mod:`vlagent.scoring`, and writes into ``out``::
+
+    results.json   per scenario: success, end reason, steps, timings, tokens, step scores
+    junit.xml      one testcase per scenario, for CI systems
+    report.html    an index linking each run's own report page
+    <scenario>/    the run: trajectory.jsonl, frames, report.html, divergence report if any
+
+With the ``scripted`` policy each scenario plays its own gold steps through a
+ReplayPolicy: exact where the screen is unchanged, self-healed by ``heal`` or stopped with a
+divergence report where it is not. This module must not parse scenario files itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlagent.agent import EndReason, Episode, run_episode
+from vlagent.errors import ConfigError, VlagentError
+from vlagent.policies.base import Policy
+from vlagent.recorder import Recorder
+from vlagent.replay import ReplayPolicy
+from vlagent.scenario import SAMPLE_DESKTOP, Scenario, open_scenario_device
+from vlagent.scoring import CONVENTIONS, Box, StepScore, score_step, summarize
+
+__all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit"]
+
+log = logging.getLogger(__name__)
+
+PolicyFactory = Callable[[Scenario], Policy]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to evaluate: which policy, how many at once, where to write, what to change."""
+
+    out: Path
+    policy: str = "scripted"
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    jobs: int = 1
+    layout_seed: int | None = None
+    """Override the simulated phone's layout seed of every sim scenario (robustness runs)."""
+    heal: Policy | None = None
+    """With the scripted policy: re-locate changed targets with this policy."""
+    policy_factory: PolicyFactory | None = None
+    """Build the policy per scenario (overrides ``policy``), e.g. for tests."""
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
+
+
+@dataclass
+class ScenarioResult:
+    """The outcome of one scenario (the JSON of results.json, one entry)."""
+
+    name: str
+    source: str | None
+    task: str
+    device: str
+    success: bool
+    end_reason: str
+    detail: str
+    steps: int
+    checks: list[dict[str, Any]]
+    timings: dict[str, float]
+    tokens: dict[str, float]
+    scores: dict[str, dict[str, Any]]
+    replay: dict[str, Any] | None
+    run_dir: str
+    error: str | None = None
+
+    @property
+    def errored(self) -> bool:
+        return self.error is not None or self.end_reason == EndReason.ERROR.value
+
+
+@dataclass
+class EvalResult:
+    results: list[ScenarioResult]
+    out: Path
+    duration_s: float
+
+    @property
+    def passed(self) -> int:
+        return sum(r.success for r in self.results)
+
+    @property
+    def success_rate(self) -> float:
+        return self.passed / len(self.results) if self.results else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        scores: dict[str, Any] = {}
+        for convention in CONVENTIONS:
+            per = [r.scores[convention] for r in self.results if convention in r.scores]
+            steps = sum(p["steps"] for p in per)
+            scores[convention] = {
+                "steps": steps,
+                "type_accuracy": _weighted(per, "type_accuracy", "steps"),
+                "grounding_accuracy": _weighted(per, "grounding_accuracy", "grounded_steps"),
+                "step_success_rate": _weighted(per, "step_success_rate", "steps"),
+            }
+        return {
+            "scenarios": len(self.results),
+            "passed": self.passed,
+            "failed": len(self.results) - self.passed,
+            "errors": sum(r.errored for r in self.results),
+            "success_rate": self.success_rate,
+            "duration_s": self.duration_s,
+            "scores": scores,
+        }
+
+
+def _weighted(items: list[dict[str, Any]], key: str, weight: str) -> float | None:
+    pairs = [(i[key], i[weight]) for i in items if i.get(key) is not None and i.get(weight)]
+    total = sum(w for _, w in pairs)
+    return sum(v * w for v, w in pairs) / total if total else None
+
+
+# --- one scenario -------------------------------------------------------------------------
+
+
+def _with_seed(scenario: Scenario, seed: int | None) -> Scenario:
+    if seed is None or scenario.device.kind != "sim":
+        return scenario
+    device = scenario.device.model_copy(update={"options": {**scenario.device.options, "seed": seed}})
+    return scenario.model_copy(update={"device": device})
+
+
+def _step_scores(scenario: Scenario, episode: Episode) -> dict[str, dict[str, Any]]:
+    if not scenario.gold:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for convention in CONVENTIONS:
+        scores: list[StepScore] = []
+        for index, gold in enumerate(scenario.gold):
+            if index >= len(episode.steps):
+                break
+            record = episode.steps[index]
+            size = record.frame.size
+            boxes = [Box.from_pixels(*gold.box, size[0], size[1])] if gold.box else []
+            scores.append(score_step(record.action, gold.action, size, boxes=boxes, convention=convention))
+        summary = summarize(scores).as_dict()
+        # Missing steps (the episode stopped early) count as wrong: divide by the gold length.
+        summary["gold_steps"] = len(scenario.gold)
+        summary["matched_steps"] = sum(s.success for s in scores)
+        out[convention] = summary
+    return out
+
+
+def _totals(episode: Episode) -> tuple[dict[str, float], dict[str, float]]:
+    timings = {
+        "duration_s": episode.duration_s,
+        "capture_s": sum(s.capture_s for s in episode.steps),
+        "model_s": sum(s.model_s for s in episode.steps),
+        "execute_s": sum(s.execute_s for s in episode.steps),
+    }
+    tokens: dict[str, float] = {}
+    for step in episode.steps:
+        for key, value in step.decision.usage.items():
+            if key.endswith("tokens"):
+                tokens[key] = tokens.get(key, 0.0) + float(value)
+    return timings, tokens
+
+
+class _Runner:
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        self._desktop = threading.Lock()
+        self._shared: Policy | None = None
+        self._shared_lock = threading.Lock()
+
+    def policy_for(self, scenario: Scenario, run_dir: Path) -> Policy:
+        config = self.config
+        if config.policy_factory is not None:
+            return config.policy_factory(scenario)
+        if config.policy == "scripted":
+            if not scenario.gold:
+                raise ConfigError(f"{scenario.source}: the scripted policy needs gold steps in the scenario")
+            return ReplayPolicy(
+                scenario.gold, heal=config.heal, report_dir=run_dir / "divergence", expected_frames=scenario.frames_dir
+            )
+        with self._shared_lock:
+            if self._shared is None:
+                from vlagent.policies.registry import open_policy
+
+                self._shared = open_policy(config.policy, **config.policy_options)
+            return self._shared
+
+    def run(self, scenario: Scenario) -> ScenarioResult:
+        scenario = _with_seed(scenario, self.config.layout_seed)
+        run_dir = self.config.out / scenario.name
+        lock = self._desktop if scenario.device.kind == SAMPLE_DESKTOP else contextlib.nullcontext()
+        started = time.time()
+        try:
+            with lock, open_scenario_device(scenario, run_dir / "device") as device:
+                policy = self.policy_for(scenario, run_dir)
+                recorder = Recorder(run_dir, image_format="jpeg", meta={"scenario": scenario.name})
+                episode = run_episode(
+                    scenario.task, device.driver, policy, max_steps=scenario.max_steps, hooks=[recorder]
+                )
+                checks = device.judge(scenario.success)
+        except VlagentError as exc:
+            log.warning("scenario %s could not run: %s", scenario.name, exc)
+            return ScenarioResult(
+                scenario.name, scenario.source, scenario.task, scenario.device.kind, False, EndReason.ERROR.value,
+                str(exc), 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=str(exc),
+            )  # fmt: skip
+        timings, tokens = _totals(episode)
+        replay = None
+        if isinstance(policy, ReplayPolicy):
+            result = policy.result
+            replay = {
+                "status": result.status,
+                "healed": result.healed,
+                "outcomes": [
+                    {"step": o.index, "status": o.status, "distance": o.distance, "detail": o.detail}
+                    for o in result.outcomes
+                    if o.status != "exact" or o.distance is not None
+                ],
+                "divergence_report": str(result.report.relative_to(self.config.out)) if result.report else None,
+            }
+        return ScenarioResult(
+            name=scenario.name,
+            source=scenario.source,
+            task=scenario.task,
+            device=scenario.device.kind,
+            success=all(c.passed for c in checks),
+            end_reason=episode.end.value if episode.end else EndReason.ERROR.value,
+            detail=episode.detail,
+            steps=len(episode.steps),
+            checks=[{"check": c.check.describe(), "passed": c.passed, "detail": c.detail} for c in checks],
+            timings=timings,
+            tokens=tokens,
+            scores=_step_scores(scenario, episode),
+            replay=replay,
+            run_dir=str(run_dir),
+        )
+
+
+@contextlib.contextmanager
+def _display_for(scenarios: Sequence[Scenario]) -> Iterator[None]:
+    """A private Xvfb screen when desktop scenarios must run and no display is set."""
+    if os.environ.get("DISPLAY") or not any(s.device.kind == SAMPLE_DESKTOP for s in scenarios):
+        yield
+        return
+    from vlagent.drivers.xvfb import VirtualDisplay, xvfb_available
+
+    if not xvfb_available():
+        yield  # the desktop scenarios will report the missing display as their error
+        return
+    display = VirtualDisplay(1280, 800, 24).start()
+    saved = {key: os.environ.get(key) for key in display.env}
+    os.environ.update(display.env)
+    try:
+        yield
+    finally:
+        display.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def evaluate(
+    scenarios: Sequence[Scenario],
+    config: EvalConfig,
+    *,
+    on_result: Callable[[ScenarioResult], None] | None = None,
+) -> EvalResult:
+    """Run ``scenarios`` and write results.json, junit.xml and report.html into ``config.out``."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    runner = _Runner(config)
+    started = time.perf_counter()
+    results: list[ScenarioResult] = []
+    with _display_for(scenarios), ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval") as pool:
+        for result in pool.map(runner.run, scenarios):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    evaluation = EvalResult(results, config.out, time.perf_counter() - started)
+    payload = {"summary": evaluation.summary(), "scenarios": [asdict(r) for r in results]}
+    (config.out / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_junit(evaluation, config.out / "junit.xml")
+    from vlagent.report import write_eval_report
+
+    write_eval_report(config.out)
+    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(results), config.out)
+    return evaluation
+
+
+def write_junit(evaluation: EvalResult, path: Path) -> None:
+    """JUnit XML: one testcase per scenario; a failed check is a failure, a run that broke an error."""
+    failures = sum(not r.success and not r.errored for r in evaluation.results)
+    errors = sum(not r.success and r.errored for r in evaluation.results)
+    attrs = {
+        "name": "vlagent-eval",
+        "tests": str(len(evaluation.results)),
+        "failures": str(failures),
+        "errors": str(errors),
+        "skipped": "0",
+        "time": f"{evaluation.duration_s:.3f}",
+    }
+    suites = ET.Element("testsuites", attrs)
+    suite = ET.SubElement(suites, "testsuite", attrs)
+    for r in evaluation.results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {"classname": f"scenarios.{r.device}", "name": r.name, "time": f"{r.timings.get('duration_s', 0.0):.3f}"},
+        )
+        if r.success:
+            continue
+        failed = [c["check"] + (f" ({c['detail']})" if c["detail"] else "") for c in r.checks if not c["passed"]]
+        text = "\n".join([f"end: {r.end_reason} {r.detail}".strip(), *failed])
+        kind = "error" if r.errored else "failure"
+        message = r.error or (f"{len(failed)} check(s) failed: " + "; ".join(failed))
+        ET.SubElement(case, kind, {"message": message[:500], "type": r.end_reason}).text = text
+        ET.SubElement(case, "system-out").text = f"run: {r.run_dir}"
+    ET.indent(suites)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)

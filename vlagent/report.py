@@ -1,0 +1,205 @@
+"""Static HTML reports: one light page per run, one index per evaluation.
+
+A run page lists every step: a JPEG thumbnail of the frame (an external file, loaded
+lazily; never inline base64) with the action drawn on it (a ring for a click, an arrow for
+a swipe or scroll), the action, the thought, timings and the visible effect, under a
+header with the task and the end reason. Thumbnails are made once and reused, so a
+1000-step run renders in seconds and opens instantly. The index summarises results.json.
+
+This module only reads run directories and results; it must not run anything.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from vlagent.actions import Action, Click, LongPress, Scroll, Swipe, describe_action
+from vlagent.recorder import RecordedStep, Trajectory, load_trajectory
+
+__all__ = ["THUMB_SIDE", "draw_action", "write_eval_report", "write_report", "write_run_report"]
+
+log = logging.getLogger(__name__)
+
+#: Longest side of a thumbnail in pixels.
+THUMB_SIDE = 360
+_SCROLL_FINGER = {"down": (0, -1), "up": (0, 1), "right": (-1, 0), "left": (1, 0)}
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
+header{background:#263238;color:#fff;padding:12px 20px}
+header h1{font-size:18px;margin:0 0 4px} header p{margin:2px 0;font-size:13px}
+main{display:flex;flex-wrap:wrap;gap:12px;padding:16px}
+.step{background:#fff;border-radius:6px;box-shadow:0 1px 3px #0002;width:260px;font-size:12px;overflow:hidden}
+.step img{width:100%;height:auto;display:block;background:#ddd}
+.step div{padding:6px 8px} code{font-size:12px;color:#0d47a1}
+.thought{color:#555;font-style:italic} .t{color:#777}
+.ok{color:#2e7d32;font-weight:bold} .bad{color:#c62828;font-weight:bold}
+table{border-collapse:collapse;margin:16px;background:#fff;font-size:13px}
+td,th{border-bottom:1px solid #ddd;padding:6px 10px;text-align:left}
+"""
+
+
+def _points(action: Action, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float] | None] | None:
+    if isinstance(action, (Click, LongPress)):
+        return (action.x, action.y), None
+    if isinstance(action, Swipe):
+        return (action.x1, action.y1), (action.x2, action.y2)
+    if isinstance(action, Scroll):
+        width, height = size
+        x = action.x if action.x is not None else width / 2
+        y = action.y if action.y is not None else height / 2
+        dx, dy = _SCROLL_FINGER[action.direction]
+        return (x, y), (x + dx * width * 0.25, y + dy * height * 0.25)
+    return None
+
+
+def draw_action(image: Image.Image, action: Action, size: tuple[int, int]) -> Image.Image:
+    """``image`` (any scale of a ``size`` screen) with the action drawn: ring for taps, arrow for swipes."""
+    found = _points(action, size)
+    if found is None:
+        return image
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    sx, sy = out.width / size[0], out.height / size[1]
+    r = max(6, round(min(out.size) * 0.04))
+    line = max(2, r // 3)
+    (x0, y0), end = found
+    px, py = x0 * sx, y0 * sy
+    if end is None:
+        draw.ellipse((px - r, py - r, px + r, py + r), outline=(229, 57, 53), width=line)
+        draw.ellipse((px - line, py - line, px + line, py + line), fill=(229, 57, 53))
+        return out
+    qx, qy = end[0] * sx, end[1] * sy
+    draw.line((px, py, qx, qy), fill=(30, 136, 229), width=line)
+    # arrow head: two short strokes back from the tip
+    import math
+
+    angle = math.atan2(qy - py, qx - px)
+    for side in (-0.5, 0.5):
+        hx = qx - r * 1.4 * math.cos(angle + side)
+        hy = qy - r * 1.4 * math.sin(angle + side)
+        draw.line((qx, qy, hx, hy), fill=(30, 136, 229), width=line)
+    draw.ellipse((px - line * 1.5, py - line * 1.5, px + line * 1.5, py + line * 1.5), fill=(30, 136, 229))
+    return out
+
+
+def _thumbnail(traj: Trajectory, step: RecordedStep, thumbs: Path) -> str:
+    name = f"thumbs/step_{step.index:04d}.jpg"
+    target = thumbs / f"step_{step.index:04d}.jpg"
+    source = traj.frame_path(step)
+    if target.exists() and source.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+        return name
+    with Image.open(source) as image:
+        image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # JPEG: decode at reduced size, much faster
+        small = image.convert("RGB")
+        small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    draw_action(small, step.action, step.frame_size).save(target, format="JPEG", quality=75)
+    return name
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def write_run_report(run_dir: Path | str, *, title: str | None = None, extra: str = "") -> Path:
+    """Write ``report.html`` (and ``thumbs/``) into a run directory; return the page's path."""
+    run_dir = Path(run_dir)
+    traj = load_trajectory(run_dir)
+    thumbs = run_dir / "thumbs"
+    thumbs.mkdir(exist_ok=True)
+    cards = []
+    for step in traj.steps:
+        thumb = _thumbnail(traj, step, thumbs) if traj.frame_path(step).exists() else ""
+        thought = f'<p class="thought">{html.escape(step.thought)}</p>' if step.thought else ""
+        effect = f" · {html.escape(step.effect)}" if step.effect else ""
+        usage = " · ".join(f"{k} {v:g}" for k, v in step.usage.items() if k.endswith("tokens"))
+        cards.append(
+            f'<section class="step" id="s{step.index}"><a href="{html.escape(step.frame)}">'
+            f'<img loading="lazy" src="{thumb}" alt="step {step.index + 1}"></a><div>'
+            f"<b>{step.index + 1}.</b> <code>{html.escape(describe_action(step.action))}</code>{thought}"
+            f'<p class="t">capture {_fmt(step.capture_s)} · model {_fmt(step.model_s)} · act {_fmt(step.execute_s)}'
+            f"{effect}{' · ' + usage if usage else ''}</p></div></section>"
+        )
+    task = traj.start.task if traj.start else "(unknown task)"
+    end = traj.end
+    end_text = f"{end.reason}" + (f": {html.escape(end.detail)}" if end.detail else "") if end else "did not finish"
+    duration = f" · {end.duration_s:.1f} s" if end else ""
+    device = (
+        f" · device {html.escape(traj.start.device)} · policy {html.escape(traj.start.policy)}" if traj.start else ""
+    )
+    page = (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{html.escape(title or task)}</title>'
+        f"<style>{_CSS}</style><header><h1>{html.escape(title or task)}</h1><p>Task: {html.escape(task)}</p>"
+        f"<p>End: <b>{end_text}</b> · {len(traj.steps)} steps{duration}{device}</p>{extra}</header>"
+        f"<main>{''.join(cards)}</main></html>\n"
+    )
+    path = run_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def write_eval_report(out: Path | str) -> Path:
+    """Write ``report.html`` for an evaluation directory (reads results.json) and each run's page."""
+    out = Path(out)
+    data: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    summary = data["summary"]
+    rows = []
+    for r in data["scenarios"]:
+        run_dir = Path(r["run_dir"])
+        link = html.escape(r["name"])
+        verdict = '<span class="ok">PASS</span>' if r["success"] else '<span class="bad">FAIL</span>'
+        replay = r.get("replay") or {}
+        note = ""
+        if replay.get("divergence_report"):
+            note = f'<a href="{html.escape(replay["divergence_report"])}">divergence</a>'
+        elif replay.get("healed"):
+            note = f"{replay['healed']} step(s) self-healed"
+        if (run_dir / "trajectory.jsonl").exists():
+            extra = "".join(
+                f"<p>{'✔' if c['passed'] else '✘'} {html.escape(c['check'])} {html.escape(c['detail'])}</p>"
+                for c in r["checks"]
+            )
+            write_run_report(run_dir, title=r["name"], extra=extra)
+            link = f'<a href="{html.escape(run_dir.name)}/report.html">{link}</a>'
+        qwen = r["scores"].get("qwen", {})
+        rows.append(
+            f"<tr><td>{link}</td><td>{verdict}</td><td>{html.escape(r['end_reason'])}</td><td>{r['steps']}</td>"
+            f"<td>{_pct(qwen.get('step_success_rate'))}</td><td>{r['timings'].get('duration_s', 0):.2f}s</td>"
+            f"<td>{note or html.escape((r.get('error') or '')[:120])}</td></tr>"
+        )
+    scores = "".join(
+        f"<tr><td>{name}</td><td>{_pct(s['type_accuracy'])}</td><td>{_pct(s['grounding_accuracy'])}</td>"
+        f"<td>{_pct(s['step_success_rate'])}</td><td>{s['steps']}</td></tr>"
+        for name, s in summary["scores"].items()
+    )
+    page = (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>vlagent evaluation</title><style>{_CSS}</style>'
+        f"<header><h1>Evaluation: {summary['passed']}/{summary['scenarios']} scenarios passed "
+        f"({_pct(summary['success_rate'])})</h1>"
+        f"<p>{summary['duration_s']:.1f} s · {summary['errors']} errors</p></header>"
+        "<table><tr><th>scenario</th><th>result</th><th>end</th><th>steps</th><th>step success (qwen)</th>"
+        f"<th>time</th><th>notes</th></tr>{''.join(rows)}</table>"
+        "<table><tr><th>convention</th><th>type accuracy</th><th>grounding accuracy</th><th>step success rate</th>"
+        f"<th>steps</th></tr>{scores}</table></html>\n"
+    )
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_report(path: Path | str) -> Path:
+    """``vlagent report DIR``: an evaluation index when DIR has results.json, else a run page."""
+    path = Path(path)
+    if (path / "results.json").exists():
+        return write_eval_report(path)
+    return write_run_report(path)
