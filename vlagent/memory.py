@@ -176,12 +176,16 @@ class TrajectoryMemory:
         self._history: list[HistoryEntry] = []
         self._frames: list[_Stored] = []
         self.last_selection: Selection | None = None
+        # The current screen as last sent: add() usually receives that same screen next, and
+        # shrinking the already-resized copy is several times cheaper than the capture.
+        self._current: tuple[Image.Image, Image.Image] | None = None
 
     def reset(self) -> None:
         """Forget everything (a new episode)."""
         self._history.clear()
         self._frames.clear()
         self.last_selection = None
+        self._current = None
 
     # --- text ------------------------------------------------------------------------
 
@@ -230,7 +234,10 @@ class TrajectoryMemory:
         fit = self._fit_tokens(frame.image.width, frame.image.height, self.config.max_tokens, cap)
         if fit is None:
             return  # too large to ever be sent as an older screen
-        small = Frame(_resize(frame.image, fit[0]), frame.width, frame.height, frame.timestamp, frame.device)
+        source = self._current[1] if self._current and self._current[0] is frame.image else frame.image
+        if source.width < fit[0][0] or source.height < fit[0][1]:
+            source = frame.image
+        small = Frame(_resize(source, fit[0]), frame.width, frame.height, frame.timestamp, frame.device)
         self._frames.append(_Stored(entry.index, small, frame.image.size))
         del self._frames[:-keep]
 
@@ -245,9 +252,9 @@ class TrajectoryMemory:
         if current is None:
             raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
         size, tokens = current
-        chosen: list[tuple[Frame, SelectedImage]] = [
-            (self._framed(frame, _resize(frame.image, size)), SelectedImage(None, *size, tokens))
-        ]
+        sent = _resize(frame.image, size)
+        self._current = (frame.image, sent)
+        chosen: list[tuple[Frame, SelectedImage]] = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
         remaining = cfg.max_tokens - tokens
         cap = float(cfg.max_pixels)
         for stored in reversed(self._frames):
