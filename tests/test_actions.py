@@ -51,7 +51,9 @@ def test_capabilities_refuse_what_a_device_lacks() -> None:
     assert "right button" in (PHONE_CAPABILITIES.refusal(Click(x=1, y=1, button="right")) or "")
     assert "modifier" in (PHONE_CAPABILITIES.refusal(Key(key="enter", modifiers=("ctrl",))) or "")
     assert DESKTOP_CAPABILITIES.refusal(Key(key="c", modifiers=("ctrl",))) is None
-    assert "open_app" in (DESKTOP_CAPABILITIES.refusal(ACTION_ADAPTER.validate_python({"action": "open_app", "name": "x"})) or "")
+    assert "open_app" in (
+        DESKTOP_CAPABILITIES.refusal(ACTION_ADAPTER.validate_python({"action": "open_app", "name": "x"})) or ""
+    )
 
 
 def test_describe_action_is_readable() -> None:

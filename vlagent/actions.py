@@ -216,8 +216,7 @@ Action: TypeAlias = Annotated[
 ]
 
 ACTION_TYPES: dict[str, type[_ActionBase]] = {
-    cls.model_fields["action"].default: cls
-    for cls in (Click, LongPress, Type, Swipe, Scroll, Key, OpenApp, Wait, Done)
+    cls.model_fields["action"].default: cls for cls in (Click, LongPress, Type, Swipe, Scroll, Key, OpenApp, Wait, Done)
 }
 
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

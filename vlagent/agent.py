@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class EndReason(str, enum.Enum):
+class EndReason(enum.StrEnum):
     """Why an episode ended."""
 
     DONE_SUCCESS = "done_success"
@@ -204,7 +204,9 @@ class _DeviceCalls:
 
     def _count(self, state: object) -> None:
         self._episode.device_retries += 1
-        log.warning("device call failed, retrying: %s", getattr(getattr(state, "outcome", None), "exception", lambda: None)())
+        log.warning(
+            "device call failed, retrying: %s", getattr(getattr(state, "outcome", None), "exception", lambda: None)()
+        )
 
     def run(self, fn: Callable[..., T], *args: object) -> T:
         return self._retrying(fn, *args)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +32,7 @@ EXIT_FAILED = 1
 class _Group(click.Group):
     """Runs commands with vlagent errors turned into messages instead of tracebacks."""
 
-    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -65,7 +64,9 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
     from rich.logging import RichHandler
 
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, markup=False)])
@@ -205,6 +206,26 @@ def show(run_dir: str, as_json: bool) -> None:
     click.echo(f"end: {traj.end.reason} {traj.end.detail}" if traj.end else "end: (not recorded - interrupted run)")
 
 
+@cli.group()
+def sim() -> None:
+    """The simulated phone."""
+
+
+@sim.command("serve")
+@click.option("--port", default=5037, show_default=True, help="Loopback port for the adb protocol.")
+@click.option(
+    "--serial", "serials", multiple=True, default=("sim-0",), show_default=True, help="One simulated phone per serial."
+)
+@click.option("--seed", default=0, show_default=True, help="Layout seed of the phones.")
+@click.option("--transition-delay", default=0.0, show_default=True, help="Seconds a screen change takes to show.")
+def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: float) -> None:
+    """Serve simulated phones over the adb protocol (then: adb -P PORT devices)."""
+    from vlagent.drivers.sim.adb_server import serve_forever
+
+    click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+    serve_forever(port, list(serials), seed, transition_delay)
+
+
 class _Progress:
     """Episode hook that prints one line per step as it happens."""
 
@@ -219,7 +240,7 @@ class _Progress:
             f"policy {getattr(policy, 'name', '?')}[/]"
         )
 
-    def on_decision(self, episode: object, record: Any) -> None:  # noqa: ANN401
+    def on_decision(self, episode: object, record: Any) -> None:
         from vlagent.actions import describe_action
 
         thought = f" [dim]{record.decision.step.thought}[/]" if record.decision.step.thought else ""
@@ -229,7 +250,7 @@ class _Progress:
             markup=True,
         )
 
-    def on_end(self, episode: Any) -> None:  # noqa: ANN401
+    def on_end(self, episode: Any) -> None:
         self.console.print(f"[bold]end[/]: {episode.end.value} {episode.detail}".rstrip())
 
 
@@ -239,4 +260,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

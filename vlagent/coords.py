@@ -76,9 +76,7 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def visual_tokens(
-    width: int, height: int, *, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
-) -> int:
+def visual_tokens(width: int, height: int, *, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> int:
     """Visual tokens Qwen2-VL spends on a ``width`` x ``height`` image."""
     h, w = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
     return (h // IMAGE_FACTOR) * (w // IMAGE_FACTOR)

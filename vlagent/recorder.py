@@ -189,7 +189,9 @@ class Recorder:
         )
 
     def on_step(self, episode: Episode, record: StepRecord, after: Frame) -> None:
-        self._write(StepResult(index=record.index, execute_s=record.execute_s, change=record.change, effect=record.effect))
+        self._write(
+            StepResult(index=record.index, execute_s=record.execute_s, change=record.change, effect=record.effect)
+        )
 
     def on_end(self, episode: Episode) -> None:
         if self._file is None:
@@ -230,8 +232,7 @@ class Recorder:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open("r", encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            yield number, text
+        yield from enumerate(handle, start=1)
 
 
 def load_trajectory(path: Path | str) -> Trajectory:

@@ -148,7 +148,9 @@ def run_task(
         hooks: list[object] = [Recorder(run_dir, meta={"device_spec": request.device}), *extra_hooks]
         if progress is not None:
             hooks.append(progress)
-        episode = run_episode(instruction, driver, policy, max_steps=request.max_steps, memory=_memory(request.options), hooks=hooks)
+        episode = run_episode(
+            instruction, driver, policy, max_steps=request.max_steps, memory=_memory(request.options), hooks=hooks
+        )
         judged = bool(sim_task.check(driver.phone)) if sim_task is not None else None  # type: ignore[attr-defined]
         return RunResult(episode, run_dir, judged)
     finally:

@@ -180,6 +180,25 @@ def create_driver(arg: str | None, **options: Any) -> AdbDriver:
     return AdbDriver(arg or None, AdbConfig(**options))
 
 
+def list_serials(config: AdbConfig | None = None) -> list[str]:
+    """Serials of the devices the adb server reports as ready; DeviceNotFoundError if it is unreachable."""
+    config = config or AdbConfig()
+    try:
+        import adbutils
+    except ImportError as exc:
+        raise MissingExtraError("android", "adbutils", "Listing Android phones") from exc
+    host, port = config.server
+    client = adbutils.AdbClient(host=host, port=port, socket_timeout=min(config.timeout, 3.0))
+    try:
+        return [info.serial for info in client.list() if info.state == "device"]
+    except Exception as exc:
+        if _is_adb_error(exc, timeout=True) or isinstance(exc, OSError):
+            raise DeviceNotFoundError(
+                f"no adb server at {host}:{port} ({exc}); start one with 'adb start-server'"
+            ) from exc
+        raise
+
+
 def decode_raw_screencap(data: bytes) -> Image.Image:
     """Decode the output of ``screencap`` (no ``-p``) into an RGB image.
 

@@ -34,7 +34,20 @@ __all__ = [
 ]
 
 PHONE_KEYS = frozenset(
-    {"home", "back", "app_switch", "menu", "power", "volume_up", "volume_down", "enter", "backspace", "delete", "space", "tab"}
+    {
+        "home",
+        "back",
+        "app_switch",
+        "menu",
+        "power",
+        "volume_up",
+        "volume_down",
+        "enter",
+        "backspace",
+        "delete",
+        "space",
+        "tab",
+    }
 )
 DESKTOP_KEYS = frozenset(set(KEY_NAMES) - {"home", "back", "app_switch", "menu", "power", "volume_up", "volume_down"})
 
@@ -199,7 +212,9 @@ def _check_actions(driver: Driver, caps: Capabilities, width: int, height: int, 
         except Exception as exc:  # noqa: BLE001
             problems.append(f"{describe_action(action)} must raise ActionNotSupportedError, raised {exc!r}")
         else:
-            problems.append(f"{describe_action(action)} is outside capabilities but did not raise ActionNotSupportedError")
+            problems.append(
+                f"{describe_action(action)} is outside capabilities but did not raise ActionNotSupportedError"
+            )
 
 
 def _unsupported_examples(caps: Capabilities) -> Iterable[Action]:

@@ -70,10 +70,14 @@ def load_script(path: Path | str) -> list[Step]:
         else:
             items = yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON Lines' if path.suffix == '.jsonl' else 'YAML/JSON'}: {exc}") from exc
+        raise ConfigError(
+            f"{path}: not valid {'JSON Lines' if path.suffix == '.jsonl' else 'YAML/JSON'}: {exc}"
+        ) from exc
     if not isinstance(items, list):
         raise ConfigError(f"{path}: a script is a list of steps")
-    wrapped = [item if isinstance(item, dict) and isinstance(item.get("action"), dict) else {"action": item} for item in items]
+    wrapped = [
+        item if isinstance(item, dict) and isinstance(item.get("action"), dict) else {"action": item} for item in items
+    ]
     try:
         return _STEPS.validate_python(wrapped)
     except ValidationError as exc:

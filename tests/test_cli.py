@@ -1,0 +1,113 @@
+"""The vlagent command as a user meets it: demo, run, show, errors, config from env and file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlagent.recorder import load_trajectory
+
+
+def vlagent(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "ADBUTILS_ADB_PATH": "/bin/false", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "vlagent.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
+    )
+
+
+def test_demo_completes_and_writes_a_run(tmp_path: Path) -> None:
+    result = vlagent("demo", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "SUCCESS judged from device state" in result.stdout
+    run_dir = Path(result.stdout.strip().splitlines()[-1].removeprefix("run written to "))
+    traj = load_trajectory(run_dir)
+    assert traj.complete and traj.end is not None and traj.end.reason == "done_success"
+    assert "step" in result.stderr  # progress lines went to stderr
+
+
+def test_run_builtin_task_then_show_as_json(tmp_path: Path) -> None:
+    result = vlagent("run", "note", "--device", "sim:5", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    run_dir = result.stdout.strip().splitlines()[-1].removeprefix("run written to ")
+    shown = vlagent("show", run_dir, "--json")
+    data = json.loads(shown.stdout)
+    typed = [s["action"]["text"] for s in data["steps"] if s["action"]["action"] == "type"]
+    assert typed == ["买牛奶 🥛 café"]
+    assert data["end"]["reason"] == "done_success"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "do something", "--device", "toaster"], "unknown device 'toaster'"),
+        (["run", "do something"], "no policy can run this task"),
+        (["run", "wifi", "--policy", "oracle", "--device", "sim", "--max-steps", "0"], "Invalid value"),
+        (["run", "x", "--policy", "scripted", "--script", "missing.yaml"], "cannot read script"),
+        (["show", "."], "no trajectory"),
+    ],
+)
+def test_user_mistakes_exit_2_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    result = vlagent(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_scripted_run_from_a_file(tmp_path: Path) -> None:
+    script = tmp_path / "script.yaml"
+    script.write_text("- {action: open_app, name: Settings}\n- {action: done, status: failure, answer: gave up}\n")
+    result = vlagent("run", "open settings", "--script", str(script), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    assert "done_failure (gave up)" in result.stdout
+
+
+def test_options_from_environment_and_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "vlagent.yaml"
+    config.write_text(f"run:\n  device: sim:3\n  out: {tmp_path / 'from-file'}\n")
+    result = vlagent("--config", str(config), "run", "wifi", env={"VLAGENT_RUN_MAX_STEPS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert "step_limit" in result.stdout  # the env var's 2 steps are too few for the wifi task
+    assert (tmp_path / "from-file").is_dir()
+    traj = load_trajectory(next((tmp_path / "from-file").iterdir()))
+    assert traj.start is not None and traj.start.meta["device_spec"] == "sim:3"
+
+
+def test_sim_serve_answers_the_adb_cli(tmp_path: Path) -> None:
+    import shutil
+    import socket
+    import time
+
+    if shutil.which("adb") is None:
+        pytest.skip("Debian's adb command line tool is not installed (apt-get install adb)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vlagent.cli", "sim", "serve", "--port", str(port), "--serial", "sim-a"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # wait until our server listens: an adb client finding no server would start a real one on the port
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        while time.monotonic() < deadline:
+            out = subprocess.run(["adb", "-P", str(port), "devices"], capture_output=True, text=True, timeout=10)
+            if "sim-a\tdevice" in out.stdout:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"adb never saw the simulated phone: {out.stdout} {out.stderr}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
