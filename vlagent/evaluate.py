@@ -36,7 +36,7 @@ from vlagent.errors import ConfigError, VlagentError
 from vlagent.policies.base import Policy
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy
-from vlagent.scenario import SAMPLE_DESKTOP, Scenario, open_scenario_device
+from vlagent.scenario import SAMPLE_DESKTOP, Scenario, ScenarioDevice, open_scenario_device
 from vlagent.scoring import CONVENTIONS, Box, StepScore, score_step, summarize
 
 __all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit"]
@@ -56,8 +56,9 @@ class EvalConfig:
     jobs: int = 1
     layout_seed: int | None = None
     """Override the simulated phone's layout seed of every sim scenario (robustness runs)."""
-    heal: Policy | None = None
-    """With the scripted policy: re-locate changed targets with this policy."""
+    heal: Policy | Callable[[ScenarioDevice], Policy] | None = None
+    """With the scripted policy: re-locate changed targets with this policy (or a factory
+    given each scenario's opened device, e.g. a locator reading the simulated phone)."""
     policy_factory: PolicyFactory | None = None
     """Build the policy per scenario (overrides ``policy``), e.g. for tests."""
 
@@ -186,15 +187,18 @@ class _Runner:
         self._shared: Policy | None = None
         self._shared_lock = threading.Lock()
 
-    def policy_for(self, scenario: Scenario, run_dir: Path) -> Policy:
+    def policy_for(self, scenario: Scenario, run_dir: Path, device: ScenarioDevice) -> Policy:
         config = self.config
         if config.policy_factory is not None:
             return config.policy_factory(scenario)
         if config.policy == "scripted":
             if not scenario.gold:
                 raise ConfigError(f"{scenario.source}: the scripted policy needs gold steps in the scenario")
+            heal = config.heal
+            if heal is not None and not isinstance(heal, Policy):
+                heal = heal(device)
             return ReplayPolicy(
-                scenario.gold, heal=config.heal, report_dir=run_dir / "divergence", expected_frames=scenario.frames_dir
+                scenario.gold, heal=heal, report_dir=run_dir / "divergence", expected_frames=scenario.frames_dir
             )
         with self._shared_lock:
             if self._shared is None:
@@ -210,7 +214,7 @@ class _Runner:
         started = time.time()
         try:
             with lock, open_scenario_device(scenario, run_dir / "device") as device:
-                policy = self.policy_for(scenario, run_dir)
+                policy = self.policy_for(scenario, run_dir, device)
                 recorder = Recorder(run_dir, image_format="jpeg", meta={"scenario": scenario.name})
                 episode = run_episode(
                     scenario.task, device.driver, policy, max_steps=scenario.max_steps, hooks=[recorder]

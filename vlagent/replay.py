@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 #: equal digest. Raise it (e.g. 0.03) for devices whose pixels shimmer between captures.
 FINGERPRINT_THRESHOLD = 0.0
 #: Largest distance between the recorded target and the one a heal policy points at: an
-#: element that moved is drawn over another background, so this one is tolerant.
-HEAL_TOLERANCE = 0.1
+#: element that moved is drawn over another background (a wallpaper gradient), so this only
+#: catches answers aimed at something unlike the target (another kind of element, empty space).
+HEAL_TOLERANCE = 0.25
 _HASH = 16
 
 Region = tuple[int, int, int, int]

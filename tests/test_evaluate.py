@@ -1,0 +1,105 @@
+"""Evaluation end to end: shipped scenarios with their gold scripts, shifted layouts, junit for CI."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from vlagent.actions import Action, Click, Done
+from vlagent.evaluate import EvalConfig, evaluate
+from vlagent.policies.base import Observation, Policy
+from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.scenario import ScenarioDevice, load_scenarios
+
+if TYPE_CHECKING:
+    from tests.conftest import SampleApp  # noqa: F401
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def sim_scenarios() -> list:  # type: ignore[type-arg]
+    return [s for s in load_scenarios([SCENARIOS]) if s.device.kind == "sim"]
+
+
+def junit(path: Path) -> tuple[ET.Element, list[ET.Element]]:
+    root = ET.parse(path).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    return suite, suite.findall("testcase")
+
+
+def test_every_sim_scenario_passes_with_its_gold_script(tmp_path: Path) -> None:
+    scenarios = sim_scenarios()
+    result = evaluate(scenarios, EvalConfig(out=tmp_path, jobs=2))
+    assert result.passed == len(scenarios) >= 12, [(r.name, r.checks) for r in result.results if not r.success]
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert data["summary"]["success_rate"] == 1.0
+    for convention in ("aitw", "androidcontrol", "qwen"):
+        assert data["summary"]["scores"][convention]["step_success_rate"] == 1.0
+    first = data["scenarios"][0]
+    assert {"success", "end_reason", "steps", "timings", "tokens", "scores", "checks"} <= set(first)
+    assert first["end_reason"] == "done_success" and first["replay"]["status"] == "exact"
+    suite, cases = junit(tmp_path / "junit.xml")
+    assert suite.get("tests") == str(len(scenarios)) and suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert sorted(c.get("name") for c in cases) == sorted(s.name for s in scenarios)
+    index = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"{len(scenarios)}/{len(scenarios)} scenarios passed" in index
+    assert (tmp_path / "sim-wifi-on" / "report.html").exists()
+
+
+def test_shifted_layout_without_healing_stops_with_divergence_reports(tmp_path: Path) -> None:
+    scenarios = [s for s in sim_scenarios() if s.name in ("sim-wifi-on", "sim-open-camera", "sim-note-greek")]
+    result = evaluate(scenarios, EvalConfig(out=tmp_path, layout_seed=3))
+    by_name = {r.name: r for r in result.results}
+    assert by_name["sim-note-greek"].success  # opens Notes by name: nothing moved for it
+    diverged = by_name["sim-open-camera"]
+    assert not diverged.success and diverged.replay is not None and diverged.replay["status"] == "diverged"
+    report = tmp_path / diverged.replay["divergence_report"]
+    page = report.read_text(encoding="utf-8")
+    assert "Replay diverged at step 1" in page and "Camera" in page
+    assert (report.parent / "actual_000.jpg").stat().st_size > 1000
+    suite, cases = junit(tmp_path / "junit.xml")
+    assert suite.get("failures") == "2" and suite.get("errors") == "0"
+    failed = {c.get("name"): c.find("failure") for c in cases}
+    assert failed["sim-note-greek"] is None
+    camera = failed["sim-open-camera"]
+    assert camera is not None and "app Camera is in front" in (camera.get("message") or "")
+
+
+def label_locator(device: ScenarioDevice) -> Policy:
+    """A heal policy for the simulated phone: taps the element the instruction names."""
+
+    def locate(obs: Observation) -> Action:
+        match = re.fullmatch(r'Tap "(.+)"\.', obs.task)
+        point = device.phone.locate(match.group(1)) if match and device.phone else None
+        return Click(x=point[0], y=point[1]) if point else Done(status="failure")
+
+    return ScriptedPolicy([locate] * 20)
+
+
+def test_shifted_layout_self_heals_with_a_locator_policy(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    scenarios = [s for s in sim_scenarios() if s.name in ("sim-wifi-on", "sim-dark-mode", "sim-add-contact")]
+    result = evaluate(scenarios, EvalConfig(out=tmp_path, layout_seed=5, heal=label_locator))
+    assert result.passed == 3, [(r.name, r.detail) for r in result.results]
+    assert all(r.replay and r.replay["status"] == "healed" and r.replay["healed"] >= 1 for r in result.results)
+    assert "self-healed" in caplog.text
+
+
+def test_desktop_scenarios_pass_on_the_sample_app(xvfb_display: str, tmp_path: Path) -> None:
+    scenarios = [s for s in load_scenarios([SCENARIOS]) if s.device.kind == "sample_desktop"]
+    result = evaluate(scenarios, EvalConfig(out=tmp_path, jobs=2))
+    assert result.passed == len(scenarios) >= 3, [(r.name, r.checks, r.error) for r in result.results]
+
+
+def test_a_scenario_that_cannot_run_is_a_junit_error(tmp_path: Path) -> None:
+    bad = sim_scenarios()[0].model_copy(update={"name": "bad-device"})
+    bad = bad.model_copy(update={"device": bad.device.model_copy(update={"options": {"width": 10}})})
+    result = evaluate([bad], EvalConfig(out=tmp_path))
+    assert not result.results[0].success and result.results[0].error
+    suite, cases = junit(tmp_path / "junit.xml")
+    assert suite.get("errors") == "1" and cases[0].find("error") is not None

@@ -1,0 +1,87 @@
+"""Record -> scenario -> replay: exact on an unchanged screen (no model), and the replay driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from vlagent.actions import Click
+from vlagent.agent import EndReason, run_episode
+from vlagent.drivers.registry import open_driver
+from vlagent.drivers.replay import ReplayDriver
+from vlagent.drivers.sim import SimDriver, SimPhone
+from vlagent.drivers.sim.tasks import get_task
+from vlagent.policies.base import Decision, Observation
+from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.recorder import Recorder
+from vlagent.replay import ReplayPolicy, fingerprint, fingerprint_distance, scenario_from_run
+from vlagent.scenario import Check
+
+
+def record_wifi(run_dir: Path, seed: int = 0) -> SimDriver:
+    driver = SimDriver(seed=seed)
+    task = get_task("wifi")
+    run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(driver.phone)), hooks=[Recorder(run_dir)])
+    return driver
+
+
+class NoModel:
+    name = "no-model"
+
+    def decide(self, observation: Observation) -> Decision:
+        raise AssertionError("replay on an unchanged screen must not ask a model")
+
+    def decide_batch(self, observations: object) -> list[object]:
+        raise AssertionError("not used")
+
+
+def test_recorded_run_becomes_a_scenario_that_replays_exactly(tmp_path: Path) -> None:
+    record_wifi(tmp_path / "run")
+    scenario = scenario_from_run(tmp_path / "run", name="wifi", success=[Check(toggle="wifi")])
+    clicks = [g for g in scenario.gold if isinstance(g.action, Click)]
+    assert len(clicks) == 2 and all(g.fingerprint for g in clicks)
+    driver = SimDriver(seed=0)
+    policy = ReplayPolicy(scenario.gold, heal=NoModel())  # type: ignore[arg-type]
+    episode = run_episode(scenario.task, driver, policy)
+    assert episode.end is EndReason.DONE_SUCCESS
+    assert driver.phone.toggles["wifi"]
+    assert {o.status for o in policy.outcomes} == {"exact"}
+
+
+def test_replay_on_a_moved_layout_diverges_with_a_report(tmp_path: Path) -> None:
+    record_wifi(tmp_path / "run")
+    scenario = scenario_from_run(tmp_path / "run", success=[Check(toggle="wifi")])
+    policy = ReplayPolicy(scenario.gold, report_dir=tmp_path / "div", expected_frames=tmp_path / "run")
+    episode = run_episode(scenario.task, SimDriver(seed=3), policy)
+    assert episode.end is EndReason.DONE_FAILURE and "diverged at step 1" in episode.detail
+    assert policy.result.report is not None
+    page = policy.result.report.read_text(encoding="utf-8")
+    assert 'src="expected_000.jpg"' in page and 'src="actual_000.jpg"' in page
+    assert "base64" not in page
+
+
+def test_replay_driver_serves_recorded_frames_for_offline_reruns(tmp_path: Path) -> None:
+    record_wifi(tmp_path / "run")
+    driver = open_driver(f"replay:{tmp_path / 'run'}")
+    assert isinstance(driver, ReplayDriver)
+    first = driver.screenshot()
+    assert first.size == (1080, 2400)
+    policy = ScriptedPolicy([Click(x=135, y=840), Click(x=500, y=300)])
+    episode = run_episode("offline", driver, policy, max_steps=2)
+    assert driver.executed == [Click(x=135, y=840), Click(x=500, y=300)]
+    # each executed action moved on to the next recorded screen (home, then Settings)
+    assert episode.steps[0].frame.image.tobytes() != episode.steps[1].frame.image.tobytes()
+    assert episode.steps[0].frame.image.tobytes() == first.image.tobytes()
+
+
+def test_fingerprint_separates_rows_but_not_identical_renders() -> None:
+    phone = SimPhone()
+    phone.open_app("Settings")
+    image = phone.render()
+    rows = {e.label: e.hit_box for e in phone.elements()}
+    wifi, nfc = fingerprint(image, rows["Wi-Fi"]), fingerprint(image, rows["NFC"])
+    assert fingerprint_distance(wifi, fingerprint(phone.render(), rows["Wi-Fi"])) == 0.0
+    assert fingerprint_distance(wifi, nfc) > 0.0
+    dark = Image.new("RGB", image.size, (0, 0, 0))
+    assert fingerprint_distance(wifi, fingerprint(dark, rows["Wi-Fi"])) == 1.0
