@@ -37,7 +37,11 @@ from vlagent.errors import (
 )
 from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.parsing import parse_step
 from vlagent.policies import Decision, HistoryEntry, Observation, Policy, ScriptedPolicy
+from vlagent.policies.registry import available_policies, open_policy
+from vlagent.recorder import Recorder, load_trajectory
+from vlagent.schema import describe_actions, step_schema
 
 __version__ = "0.1.0"
 
@@ -62,6 +66,7 @@ __all__ = [
     "Observation",
     "OpenApp",
     "Policy",
+    "Recorder",
     "ScriptedPolicy",
     "Scroll",
     "Step",
@@ -75,11 +80,17 @@ __all__ = [
     "Wait",
     "__version__",
     "available_drivers",
+    "available_policies",
     "check_driver",
     "codec_by_name",
     "describe_action",
+    "describe_actions",
+    "load_trajectory",
     "open_driver",
+    "open_policy",
+    "parse_step",
     "run_episode",
     "smart_resize",
+    "step_schema",
     "visual_tokens",
 ]
