@@ -15,7 +15,7 @@ from vlagent.drivers.sim.tasks import get_task
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.recorder import Recorder
-from vlagent.replay import ReplayPolicy, fingerprint, fingerprint_distance, scenario_from_run
+from vlagent.replay import ReplayPolicy, fingerprint, fingerprint_distance, replay_run, scenario_from_run
 from vlagent.scenario import Check
 
 
@@ -85,3 +85,14 @@ def test_fingerprint_separates_rows_but_not_identical_renders() -> None:
     assert fingerprint_distance(wifi, nfc) > 0.0
     dark = Image.new("RGB", image.size, (0, 0, 0))
     assert fingerprint_distance(wifi, fingerprint(dark, rows["Wi-Fi"])) == 1.0
+
+
+def test_replay_run_reexecutes_on_a_fresh_device(tmp_path: Path) -> None:
+    driver = SimDriver(seed=0)
+    task = get_task("wifi")
+    recorder = Recorder(tmp_path / "run", meta={"device_spec": "sim"})
+    run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(driver.phone)), hooks=[recorder])
+    assert replay_run(tmp_path / "run", tmp_path / "again").status == "exact"
+    moved = replay_run(tmp_path / "run", tmp_path / "moved", device="sim:3")
+    assert moved.status == "diverged" and moved.report is not None and moved.report.exists()
+    assert (tmp_path / "again" / "trajectory.jsonl").exists()

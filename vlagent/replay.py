@@ -34,7 +34,7 @@ from vlagent.actions import Action, Click, Done, LongPress, Step, describe_actio
 from vlagent.errors import ModelError, UserError
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation, Policy, decide_each
-from vlagent.recorder import load_trajectory
+from vlagent.recorder import Trajectory, load_trajectory
 from vlagent.scenario import Check, DeviceSpec, GoldStep, Scenario
 
 __all__ = [
@@ -45,7 +45,9 @@ __all__ = [
     "ReplayResult",
     "fingerprint",
     "fingerprint_distance",
+    "gold_from_trajectory",
     "heal_instruction",
+    "replay_run",
     "scenario_from_run",
     "target_region",
     "write_divergence_report",
@@ -137,7 +139,46 @@ def _point(action: Action) -> tuple[int, int] | None:
     return None
 
 
-# --- record: run -> scenario ---------------------------------------------------------------
+# --- record: run -> scenario
+
+
+def gold_from_trajectory(traj: Trajectory) -> list[GoldStep]:
+    """The run's actions as gold steps, each click fingerprinted on the frame it was decided on."""
+    gold: list[GoldStep] = []
+    for step in traj.steps:
+        point = _point(step.action)
+        fp = None
+        if point is not None and traj.frame_path(step).exists():
+            with Image.open(traj.frame_path(step)) as image:
+                frame = Frame.of(image.convert("RGB"), scale=image.width / step.frame_size[0])
+                fp = _frame_fingerprint(frame, point, None)
+        gold.append(GoldStep(action=step.action, thought=step.thought, fingerprint=fp))
+    return gold
+
+
+def replay_run(
+    run_dir: Path | str, out: Path | str, *, heal: Policy | None = None, device: str | None = None
+) -> ReplayResult:
+    """Re-execute a recorded run on its device (or ``device``), recording the replay into ``out``.
+
+    Exact where the screen is unchanged; healed by ``heal`` or stopped with a divergence
+    report (``out/divergence/divergence.html``) where it is not.
+    """
+    from vlagent.agent import run_episode
+    from vlagent.drivers.registry import open_driver
+    from vlagent.recorder import Recorder
+
+    traj = load_trajectory(run_dir)
+    if traj.start is None:
+        raise UserError(f"{run_dir}: the trajectory has no start line")
+    spec = device or traj.start.meta.get("device_spec", traj.start.device)
+    out = Path(out)
+    policy = ReplayPolicy(
+        gold_from_trajectory(traj), heal=heal, report_dir=out / "divergence", expected_frames=traj.path
+    )
+    with open_driver(spec) as driver:
+        run_episode(traj.start.task, driver, policy, max_steps=len(traj.steps) + 1, hooks=[Recorder(out)])
+    return policy.result
 
 
 def scenario_from_run(
@@ -158,15 +199,7 @@ def scenario_from_run(
         raise UserError(f"{run_dir}: the trajectory has no start line")
     if not success:
         raise UserError("a recorded scenario needs at least one success check (e.g. --check toggle=wifi)")
-    gold: list[GoldStep] = []
-    for step in traj.steps:
-        point = _point(step.action)
-        fp = None
-        if point is not None:
-            with Image.open(traj.frame_path(step)) as image:
-                frame = Frame.of(image.convert("RGB"), scale=image.width / step.frame_size[0])
-                fp = _frame_fingerprint(frame, point, None)
-        gold.append(GoldStep(action=step.action, thought=step.thought, fingerprint=fp))
+    gold = gold_from_trajectory(traj)
     spec = device or DeviceSpec(kind=traj.start.meta.get("device_spec", traj.start.device).split(":")[0])
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or traj.start.task).strip("-")[:60] or "recorded"
     return Scenario(
