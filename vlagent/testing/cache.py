@@ -1,0 +1,213 @@
+"""An opt-in cache of resolved actions, so a passing UI test re-runs without the model.
+
+After ``Agent.act(instruction)`` ends with ``done(success)``, every step is stored under
+the instruction, its step number and a fingerprint of the screen the step was decided on.
+The next run of the same instruction plays a stored step whenever the screen at that step
+has the same fingerprint, and asks the model from the first step whose screen differs: a
+changed UI costs model calls only where it changed. A run that used the cache and then
+failed drops the instruction's entries, so a stale cache cannot keep a test red.
+
+The file is plain JSON (actions in device pixels), meant to be committed or kept as a CI
+artifact. This module must not judge success itself (it trusts the episode's end) and must
+not import heavy libraries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vlagent.actions import Step
+from vlagent.agent import EndReason, Episode
+from vlagent.errors import ConfigError, ModelError
+from vlagent.frames import Frame
+from vlagent.policies.base import Decision, Observation, Policy, decide_each
+
+__all__ = ["ActionCache", "CachedPolicy", "fingerprint_distance", "screen_fingerprint"]
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+_HASH = 16
+
+
+def screen_fingerprint(frame: Frame) -> str:
+    """``PERCEPTUAL:DIGEST`` of a whole screen.
+
+    PERCEPTUAL is a 16x16 difference hash (how alike two screens look); DIGEST hashes a
+    64-column grey thumbnail at 4 bits per pixel (equal digests: the screen is unchanged
+    for any practical purpose, including a toggle that flipped).
+    """
+    grey = frame.image.convert("L")
+    small = grey.resize((_HASH + 1, _HASH), Image.Resampling.BILINEAR).tobytes()
+    bits = 0
+    for row in range(_HASH):
+        line = small[row * (_HASH + 1) : (row + 1) * (_HASH + 1)]
+        for col in range(_HASH):
+            bits = (bits << 1) | (line[col] > line[col + 1])
+    cols = 64
+    rows = max(8, round(cols * grey.height / grey.width))
+    fine = grey.resize((cols, rows), Image.Resampling.BOX).tobytes()
+    digest = hashlib.blake2b(bytes(v >> 4 for v in fine), digest_size=8).hexdigest()
+    return f"{bits:0{_HASH * _HASH // 4}x}:{digest}"
+
+
+def fingerprint_distance(a: str, b: str) -> float:
+    """0 for equal digests, else the share of differing perceptual-hash bits (at least 1/256);
+    1 for fingerprints that cannot be compared."""
+    pa, _, da = a.partition(":")
+    pb, _, db = b.partition(":")
+    if len(pa) != _HASH * _HASH // 4 or len(pa) != len(pb):
+        return 1.0
+    if da and da == db:
+        return 0.0
+    try:
+        differing = bin(int(pa, 16) ^ int(pb, 16)).count("1")
+    except ValueError:
+        return 1.0
+    return max(differing, 1) / (_HASH * _HASH)
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fingerprint: str
+    step: Step
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = CACHE_VERSION
+    instructions: dict[str, list[_Entry]] = Field(default_factory=dict)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+
+class ActionCache:
+    """Steps of passing ``act`` calls keyed by instruction, step number and screen fingerprint.
+
+    ``threshold`` is the largest fingerprint distance still counted as the same screen: 0
+    (default) demands equal digests; raise it (e.g. 0.02) for screens with shimmering
+    pixels such as a blinking cursor. ``read_only`` uses the file without updating it.
+    """
+
+    def __init__(self, path: Path | str, *, threshold: float = 0.0, read_only: bool = False) -> None:
+        if not 0.0 <= threshold < 1.0:
+            raise ConfigError(f"cache threshold must be in [0, 1), got {threshold}")
+        self.path = Path(path)
+        self.threshold = threshold
+        self.read_only = read_only
+        self.stats = CacheStats()
+        self._data = self._load()
+
+    def _load(self) -> _File:
+        if not self.path.exists():
+            return _File()
+        try:
+            data = _File.model_validate_json(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError, ValueError) as exc:
+            raise ConfigError(f"cannot read the action cache {self.path}: {exc}; delete it to start afresh") from exc
+        if data.version != CACHE_VERSION:
+            log.warning(
+                "action cache %s has format %d, expected %d; starting empty", self.path, data.version, CACHE_VERSION
+            )
+            return _File()
+        return data
+
+    def __len__(self) -> int:
+        return len(self._data.instructions)
+
+    def instructions(self) -> list[str]:
+        return sorted(self._data.instructions)
+
+    def steps(self, instruction: str) -> list[Step]:
+        return [entry.step for entry in self._data.instructions.get(instruction, [])]
+
+    def lookup(self, instruction: str, index: int, frame: Frame) -> Step | None:
+        """The stored step ``index`` of ``instruction`` when ``frame`` matches its screen, else None."""
+        entries = self._data.instructions.get(instruction)
+        if entries is None or index >= len(entries):
+            self.stats.misses += 1
+            return None
+        entry = entries[index]
+        distance = fingerprint_distance(screen_fingerprint(frame), entry.fingerprint)
+        if distance > self.threshold:
+            self.stats.misses += 1
+            log.info("cache miss for %r step %d: the screen changed (distance %.3f)", instruction, index + 1, distance)
+            return None
+        self.stats.hits += 1
+        return entry.step
+
+    def store(self, instruction: str, steps: Sequence[tuple[Frame, Step]]) -> None:
+        """Replace the entries of ``instruction`` with ``steps`` (the screen each step was decided on)."""
+        self._data.instructions[instruction] = [
+            _Entry(fingerprint=screen_fingerprint(frame), step=step) for frame, step in steps
+        ]
+        self.save()
+
+    def forget(self, instruction: str) -> None:
+        if self._data.instructions.pop(instruction, None) is not None:
+            self.save()
+
+    def learn(self, episode: Episode) -> None:
+        """Store a passing episode's steps; drop the instruction when a cached run failed."""
+        if episode.end is EndReason.DONE_SUCCESS:
+            self.store(episode.task, [(record.frame, record.decision.step) for record in episode.steps])
+        elif any(record.decision.usage.get("cached") for record in episode.steps):
+            log.warning("a run of %r that used the cache failed; dropping its cached steps", episode.task)
+            self.forget(episode.task)
+
+    def save(self) -> None:
+        """Write the file atomically (temporary file + rename)."""
+        if self.read_only:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = self._data.model_dump_json(indent=1)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class CachedPolicy:
+    """Answers from an ActionCache where the screen matches, from ``inner`` elsewhere.
+
+    A step played from the cache has ``usage["cached"] == 1``; ``inner`` is not called for
+    it (so a lazily loaded model is never loaded when every step hits).
+    """
+
+    def __init__(self, inner: Policy, cache: ActionCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.name = getattr(inner, "name", "policy")
+
+    def decide(self, observation: Observation) -> Decision:
+        # Hits only for a first try: feedback means the cached step was just rejected.
+        if observation.feedback is None:
+            step = self.cache.lookup(observation.task, observation.step_index, observation.frame)
+            if step is not None:
+                return Decision(
+                    step=step, raw=step.model_dump_json(exclude_none=True), usage=MappingProxyType({"cached": 1.0})
+                )
+        return self.inner.decide(observation)
+
+    def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
+        return decide_each(self, observations)
