@@ -7,7 +7,9 @@ loop detection and telemetry live in hooks and collaborators, not in flags here.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +55,8 @@ class StepRecord:
     effect: str | None = None
     change: float | None = None
     """Fraction of the screen (around the action) that changed, 0-1; None if unmeasured."""
+    selection: dict[str, object] | None = None
+    """What memory sent with the prompt (images, tokens), when the policy looked at images."""
 
     @property
     def action(self) -> Action:
@@ -129,9 +133,12 @@ def run_episode(
         for index in range(max_steps):
             capture_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            obs = Observation(task, frame, driver.capabilities, index, memory.history, memory.select(frame), hint=hint)
+            memory.last_selection = None
+            select = functools.partial(memory.select, frame)
+            obs = Observation(task, frame, driver.capabilities, index, memory.history, select_images=select, hint=hint)
             decision, invalid = _decide(policy, obs, max_invalid, episode)
             record = StepRecord(index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid)
+            record.selection = memory.last_selection.as_dict() if memory.last_selection else None
             episode.steps.append(record)
             _call(hooks, "on_decision", episode, record)  # recorded before acting: crash-safe
             if isinstance(record.action, Done):
@@ -182,7 +189,7 @@ def _decide(policy: Policy, obs: Observation, max_invalid: int, episode: Episode
             log.info("invalid model output (%d/%d): %s", len(feedback), max_invalid, exc.feedback)
             if len(feedback) > max_invalid:
                 raise
-            obs = Observation(**{**obs.__dict__, "feedback": exc.feedback})
+            obs = dataclasses.replace(obs, feedback=exc.feedback)
 
 
 def _transient(exc: BaseException) -> bool:

@@ -133,7 +133,7 @@ class SummaryEntry(HistoryEntry):
 class _Stored:
     step: int
     frame: Frame
-    """The screen, downscaled to the largest size it can ever be sent at."""
+    """The screen as captured; resized copies are made on demand."""
     source_size: tuple[int, int]
     resized: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
 
@@ -234,11 +234,9 @@ class TrajectoryMemory:
         fit = self._fit_tokens(frame.image.width, frame.image.height, self.config.max_tokens, cap)
         if fit is None:
             return  # too large to ever be sent as an older screen
-        source = self._current[1] if self._current and self._current[0] is frame.image else frame.image
-        if source.width < fit[0][0] or source.height < fit[0][1]:
-            source = frame.image
-        small = Frame(_resize(source, fit[0]), frame.width, frame.height, frame.timestamp, frame.device)
-        self._frames.append(_Stored(entry.index, small, frame.image.size))
+        # Keep the frame as captured and shrink it only if a policy asks for it: at most
+        # ``max_images - 1`` frames are held, and scripted policies never look at them.
+        self._frames.append(_Stored(entry.index, frame, frame.image.size))
         del self._frames[:-keep]
 
     def select(self, frame: Frame) -> tuple[Frame, ...]:

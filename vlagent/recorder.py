@@ -78,6 +78,8 @@ class RecordedStep(_Line):
     model_s: float
     invalid_outputs: int = 0
     usage: dict[str, float] = Field(default_factory=dict)
+    selection: dict[str, object] | None = None
+    """What memory sent with the prompt: budget, total_tokens, dropped, images (step, size, tokens)."""
     timestamp: float
     # filled from the matching "result" line when the action was executed
     execute_s: float | None = None
@@ -184,6 +186,7 @@ class Recorder:
                 model_s=record.model_s,
                 invalid_outputs=record.invalid_outputs,
                 usage=usage,
+                selection=record.selection,
                 timestamp=record.frame.timestamp,
             )
         )

@@ -9,8 +9,9 @@ with a message the loop feeds back on the next try.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
@@ -53,15 +54,21 @@ class Observation:
     history: tuple[HistoryEntry, ...] = ()
     images: tuple[Frame, ...] = ()
     """Images to send, oldest first, the current screen last, already sized by memory.
-    Empty means: send ``frame`` alone."""
+    Empty means: ask ``select_images``, or else send ``frame`` alone."""
+    select_images: Callable[[], tuple[Frame, ...]] | None = field(default=None, compare=False, repr=False)
+    """Memory's selection, computed only if a policy looks at the images (scripted ones do not)."""
     feedback: str | None = None
     """Why the previous answer was rejected; show it to the model."""
     hint: str | None = None
     """A note from a watcher, e.g. that the last actions changed nothing."""
 
-    @property
+    @cached_property
     def prompt_images(self) -> tuple[Frame, ...]:
-        return self.images or (self.frame,)
+        """The images for the prompt: ``images``, else memory's selection, else the current frame."""
+        if self.images:
+            return self.images
+        selected = self.select_images() if self.select_images is not None else ()
+        return selected or (self.frame,)
 
 
 def _no_usage() -> Mapping[str, float]:
