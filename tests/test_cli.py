@@ -111,3 +111,33 @@ def test_sim_serve_answers_the_adb_cli(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_eval_writes_results_junit_and_report(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    scenarios = Path(__file__).resolve().parent.parent / "scenarios"
+    phone = sorted(p for p in scenarios.glob("sim-*.yaml"))[:3]
+    out = tmp_path / "eval"
+    result = vlagent("eval", *map(str, phone), "--jobs", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"{len(phone)}/{len(phone)} scenarios passed" in result.stdout
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert data["summary"]["passed"] == len(phone)
+    suite = ET.parse(out / "junit.xml").getroot()
+    assert int(suite.get("tests") or suite[0].get("tests") or 0) == len(phone)
+    assert "base64" not in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_record_then_replay_a_run(tmp_path: Path) -> None:
+    run = vlagent("run", "wifi", "--device", "sim", "--out", str(tmp_path / "runs"), "--settle-timeout", "0")
+    assert run.returncode == 0, run.stderr
+    run_dir = run.stdout.strip().splitlines()[-1].removeprefix("run written to ")
+    scenario = tmp_path / "wifi.yaml"
+    recorded = vlagent("record", run_dir, "--out", str(scenario), "--check", "toggle=wifi")
+    assert recorded.returncode == 0, recorded.stderr
+    replayed = vlagent("replay", str(scenario), "--out", str(tmp_path / "replay"))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert replayed.stdout.startswith("passed: exact")
+    report = vlagent("report", run_dir)
+    assert report.returncode == 0 and Path(report.stdout.strip()).is_file()

@@ -122,6 +122,27 @@ def _run_options(fn: F) -> F:
         click.option(
             "--out", type=click.Path(file_okay=False), default="runs", show_default=True, help="Where runs are written."
         ),
+        click.option(
+            "--settle-timeout",
+            type=click.FloatRange(0, 60),
+            default=3.0,
+            show_default=True,
+            help="After an action, wait up to this long for the screen to stop changing (0: no wait).",
+        ),
+        click.option(
+            "--settle-stable",
+            type=click.FloatRange(0, 10),
+            default=0.3,
+            show_default=True,
+            help="Seconds the screen must stay unchanged to count as settled.",
+        ),
+        click.option(
+            "--on-stuck",
+            type=click.Choice(["stop", "hint"]),
+            default="stop",
+            show_default=True,
+            help="When the same action changes nothing 3 times or screens cycle: stop, or hint the model.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -135,14 +156,32 @@ def _run_options(fn: F) -> F:
 @click.argument("task")
 @_run_options
 @_policy_options
-def run(task: str, device: str, max_steps: int, out: str, policy: str, **policy_options: object) -> None:
+def run(
+    task: str,
+    device: str,
+    max_steps: int,
+    out: str,
+    settle_timeout: float,
+    settle_stable: float,
+    on_stuck: str,
+    policy: str,
+    **policy_options: object,
+) -> None:
     """Run TASK (natural language, or a built-in sim task name) on a device."""
     from vlagent.runner import RunRequest, execute_run
 
-    episode_dir, verdict = execute_run(
-        RunRequest(task=task, device=device, policy=policy, max_steps=max_steps, out=Path(out), options=policy_options),
-        progress=_Progress(),
+    request = RunRequest(
+        task=task,
+        device=device,
+        policy=policy,
+        max_steps=max_steps,
+        out=Path(out),
+        options=policy_options,
+        settle_timeout=settle_timeout,
+        settle_stable=settle_stable,
+        on_stuck=on_stuck,
     )
+    episode_dir, verdict = execute_run(request, progress=_Progress())
     click.echo(f"{verdict}\nrun written to {episode_dir}")
 
 
@@ -224,6 +263,124 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 
     click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
     serve_forever(port, list(serials), seed, transition_delay)
+
+
+@cli.command("eval")
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True))
+@_policy_options
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Scenarios at once.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/eval", show_default=True)
+@click.option("--layout-seed", type=int, help="Override the simulated phone's layout seed (robustness runs).")
+@click.option("--heal-policy", help="With --policy scripted: re-locate moved targets with this policy.")
+def eval_(
+    scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None, policy: str,
+    **policy_options: object,
+) -> None:  # fmt: skip
+    """Run scenario files (or folders of them); write results.json, junit.xml and report.html."""
+    from rich.progress import Progress
+
+    from vlagent.evaluate import EvalConfig, evaluate
+    from vlagent.policies.registry import open_policy
+    from vlagent.scenario import load_scenarios
+
+    loaded = load_scenarios([Path(p) for p in scenarios])
+    options = {k: v for k, v in policy_options.items() if v is not None}
+    name = "scripted" if policy == "auto" else policy
+    heal = open_policy(heal_policy, **options) if heal_policy else None
+    config = EvalConfig(
+        out=Path(out), policy=name, policy_options=options, jobs=jobs, layout_seed=layout_seed, heal=heal
+    )
+    with Progress(transient=True) as bar:
+        task = bar.add_task("scenarios", total=len(loaded))
+
+        def done(result: Any) -> None:
+            mark = "[green]pass[/]" if result.success else "[red]FAIL[/]"
+            bar.console.print(f"{mark} {result.name}  [dim]{result.end_reason}, {result.steps} steps[/]")
+            bar.advance(task)
+
+        result = evaluate(loaded, config, on_result=done)
+    summary = result.summary()
+    click.echo(
+        f"{summary['passed']}/{summary['scenarios']} scenarios passed ({summary['errors']} errors) in "
+        f"{summary['duration_s']:.1f}s\nresults: {Path(out) / 'results.json'}, {Path(out) / 'junit.xml'}, "
+        f"{Path(out) / 'report.html'}"
+    )
+    if summary["passed"] != summary["scenarios"]:
+        raise SystemExit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--device", "-d", help="Replay on this device instead of the recorded one (e.g. sim:3).")
+@click.option("--heal/--no-heal", default=False, show_default=True, help="Re-locate changed targets with --policy.")
+@click.option("--policy", default="qwen2vl", show_default=True, help="Policy used to heal.")
+@click.option("--model", help="Model for the healing policy.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/replay", show_default=True)
+def replay(source: str, device: str | None, heal: bool, policy: str, model: str | None, out: str) -> None:
+    """Re-execute a recorded run directory or a scenario file; stop with a report where the screen differs."""
+    from vlagent.policies.registry import open_policy
+
+    options = {"model": model} if model else {}
+    healer = open_policy(policy, **options) if heal else None
+    path = Path(source)
+    if path.is_file():
+        from vlagent.evaluate import EvalConfig, evaluate
+        from vlagent.scenario import load_scenario
+
+        layout = int(device.split(":", 1)[1]) if device and device.startswith("sim:") else None
+        result = evaluate([load_scenario(path)], EvalConfig(out=Path(out), heal=healer, layout_seed=layout))
+        item = result.results[0]
+        status = item.replay["status"] if item.replay else item.end_reason
+        click.echo(f"{'passed' if item.success else 'FAILED'}: {status}; report {Path(out) / 'report.html'}")
+        if not item.success:
+            raise SystemExit(EXIT_FAILED)
+        return
+    from vlagent.replay import replay_run
+
+    outcome = replay_run(path, Path(out), heal=healer, device=device)
+    click.echo(
+        f"replay {outcome.status} ({outcome.healed} healed)" + (f"; report {outcome.report}" if outcome.report else "")
+    )
+    if outcome.status == "diverged":
+        raise SystemExit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Scenario file to write (.yaml).")
+@click.option("--name", help="Scenario name (default: from the task).")
+@click.option(
+    "--check", "checks", multiple=True, required=True, help="Success check KIND=VALUE, e.g. toggle=wifi, note='hi'."
+)
+def record(run_dir: str, out: str, name: str | None, checks: tuple[str, ...]) -> None:
+    """Turn a recorded run into a scenario whose gold steps are its actions."""
+    from pydantic import ValidationError
+
+    from vlagent.errors import ConfigError
+    from vlagent.replay import scenario_from_run
+    from vlagent.scenario import Check, scenario_to_yaml
+
+    parsed = []
+    for item in checks:
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--check {item!r}: expected KIND=VALUE, e.g. toggle=wifi")
+        try:
+            parsed.append(Check.model_validate({kind.strip(): value.strip()}))
+        except ValidationError as exc:
+            raise ConfigError(f"--check {item!r}: {exc.errors()[0]['msg']}") from exc
+    scenario = scenario_from_run(run_dir, name=name, success=parsed)
+    Path(out).write_text(scenario_to_yaml(scenario), encoding="utf-8")
+    click.echo(f"scenario written to {out} ({len(scenario.gold)} gold steps)")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+def report(path: str) -> None:
+    """Write report.html for a run directory or an evaluation directory."""
+    from vlagent.report import write_report
+
+    click.echo(str(write_report(path)))
 
 
 class _Progress:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image, ImageChops
 
-from vlagent.actions import Action, Click, LongPress, action_points, describe_action, map_points
+from vlagent.actions import Action, Click, LongPress, Wait, action_points, describe_action, map_points
 from vlagent.agent import EndReason, Verdict
 from vlagent.drivers.base import Driver
 from vlagent.frames import Frame
@@ -212,7 +212,7 @@ class Settle:
 def screen_hash(frame: Frame, size: int = 16) -> int:
     """A difference hash (dHash) of ``size`` x ``size`` bits: similar screens, similar bits."""
     grey = _grey(frame.image, 8).resize((size + 1, size), Image.Resampling.BOX)
-    pixels = list(grey.getdata())
+    pixels = list(grey.tobytes())
     bits = 0
     for row in range(size):
         base = row * (size + 1)
@@ -309,7 +309,8 @@ class LoopDetector:
         return map_points(a, _origin) == map_points(b, _origin)
 
     def _useless_repeat(self, record: StepRecord) -> tuple[str, str] | None:
-        if record.change != 0.0:
+        # A wait is meant to change nothing by itself; endless waiting is bounded by the step limit.
+        if record.change != 0.0 or isinstance(record.action, Wait):
             self._same = []
             return None
         if self._same and not self._same_action(self._same[0], record.action, record.frame):

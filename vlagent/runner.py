@@ -16,6 +16,7 @@ from pathlib import Path
 from vlagent.agent import Episode, run_episode
 from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import available_drivers, open_driver
+from vlagent.effects import FrameChange, LoopConfig, LoopDetector, Settle
 from vlagent.errors import ConfigError, VlagentError
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Policy
@@ -41,6 +42,12 @@ class RunRequest:
     max_steps: int = 20
     out: Path = Path("runs")
     options: Mapping[str, object] = field(default_factory=dict)
+    settle_timeout: float = 3.0
+    """Wait up to this long for the screen to stop changing after an action (0: no waiting)."""
+    settle_stable: float = 0.3
+    """The screen must stay unchanged this long to count as settled."""
+    on_stuck: str = "stop"
+    """``stop`` ends a looping episode as ``stuck``; ``hint`` tells the model and carries on."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,12 @@ def _memory(options: Mapping[str, object]) -> TrajectoryMemory:
         raise ConfigError(f"memory option not supported: {exc}") from exc
 
 
+def _loop_detector(on_stuck: str) -> LoopDetector:
+    if on_stuck not in ("stop", "hint"):
+        raise ConfigError(f"--on-stuck must be 'stop' or 'hint', got {on_stuck!r}")
+    return LoopDetector(LoopConfig(on_stuck="stop" if on_stuck == "stop" else "hint"))
+
+
 def run_task(
     request: RunRequest,
     *,
@@ -145,11 +158,25 @@ def run_task(
             sim_task.prepare(driver.phone)  # type: ignore[attr-defined]
         policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, sim_task)
         run_dir = new_run_dir(request.out, getattr(sim_task, "name", request.task))
-        hooks: list[object] = [Recorder(run_dir, meta={"device_spec": request.device}), *extra_hooks]
+        hooks: list[object] = [
+            Recorder(run_dir, meta={"device_spec": request.device}),
+            _loop_detector(request.on_stuck),
+            *extra_hooks,
+        ]
         if progress is not None:
             hooks.append(progress)
+        settle = (
+            Settle(timeout=request.settle_timeout, stable_for=request.settle_stable) if request.settle_timeout else None
+        )
         episode = run_episode(
-            instruction, driver, policy, max_steps=request.max_steps, memory=_memory(request.options), hooks=hooks
+            instruction,
+            driver,
+            policy,
+            max_steps=request.max_steps,
+            memory=_memory(request.options),
+            hooks=hooks,
+            settle=settle,
+            effect=FrameChange(),
         )
         judged = bool(sim_task.check(driver.phone)) if sim_task is not None else None  # type: ignore[attr-defined]
         return RunResult(episode, run_dir, judged)

@@ -1,8 +1,9 @@
 """ScriptedPolicy: plays a fixed list of steps (tests, demos, replays).
 
 Each item is an Action, a Step, or a callable that computes the action from the
-observation (e.g. to click wherever a label is on a simulated screen). When the script
-runs out it answers ``done(failure)``.
+observation (e.g. to click wherever a label is on a simulated screen); a callable that
+returns None is skipped (e.g. "scroll unless the row is already visible"). When the
+script runs out it answers ``done(failure)``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from vlagent.policies.base import Decision, Observation, decide_each
 
 __all__ = ["ScriptItem", "ScriptedPolicy", "create_policy", "load_script"]
 
-ScriptItem = Action | Step | Callable[[Observation], Action | Step]
+ScriptItem = Action | Step | Callable[[Observation], Action | Step | None]
 
 
 class ScriptedPolicy:
@@ -40,13 +41,14 @@ class ScriptedPolicy:
         return len(self._script) - self._next
 
     def decide(self, observation: Observation) -> Decision:
-        if self._next >= len(self._script):
-            step = Step(action=Done(status="failure", answer="script exhausted"))
-        else:
+        produced: Action | Step | None = None
+        while produced is None and self._next < len(self._script):
             item = self._script[self._next]
             self._next += 1
             produced = item(observation) if callable(item) else item
-            step = produced if isinstance(produced, Step) else Step(action=produced)
+        if produced is None:
+            produced = Done(status="failure", answer="script exhausted")
+        step = produced if isinstance(produced, Step) else Step(action=produced)
         return Decision(step=step, raw=step.model_dump_json(exclude_none=True))
 
     def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vlagent.actions import Action, Click, Done, Scroll, Type, Wait
+from vlagent.actions import Action, Click, Done, Scroll, Type
 from vlagent.drivers.sim.world import SimPhone
 from vlagent.errors import ConfigError
 from vlagent.policies.base import Observation
@@ -54,11 +54,11 @@ def tap_label(phone: SimPhone, label: str) -> Callable[[Observation], Action]:
     return item
 
 
-def reveal(phone: SimPhone, label: str) -> Callable[[Observation], Action]:
-    """A script item that scrolls down unless ``label`` is already visible (then waits 0 s)."""
+def reveal(phone: SimPhone, label: str) -> Callable[[Observation], Action | None]:
+    """A script item that scrolls down unless ``label`` is already visible (then it is skipped)."""
 
-    def item(obs: Observation) -> Action:
-        return Wait(seconds=0) if phone.locate(label) is not None else Scroll(direction="down")
+    def item(obs: Observation) -> Action | None:
+        return None if phone.locate(label) is not None else Scroll(direction="down")
 
     return item
 
