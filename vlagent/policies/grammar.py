@@ -23,7 +23,7 @@ from typing import Any
 
 from vlagent.errors import ConfigError, MissingExtraError
 
-__all__ = ["GrammarCompiler", "RowConstraint", "cap_strings"]
+__all__ = ["GrammarCompiler", "RowConstraint", "bound_numbers", "cap_strings", "make_logits_processor"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,37 @@ def cap_strings(schema: dict[str, Any], max_chars: int, *, fields: Sequence[str]
     return out
 
 
+def bound_numbers(schema: dict[str, Any], step: float = 0.01) -> dict[str, Any]:
+    """A copy of ``schema`` where every non-integer number is a multiple of ``step``.
+
+    Why: a JSON number may have endless digits ("2.30123409..."), and a weak model under a
+    grammar happily writes them until ``max_new_tokens`` runs out. Two decimals are plenty
+    for durations and waits.
+    """
+    out = copy.deepcopy(schema)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "number" and "multipleOf" not in node:
+                node["multipleOf"] = step
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(out)
+    return out
+
+
+#: JSON escapes a constrained answer may use: no \uXXXX (six tokens per character for a weak
+#: model); non-ASCII text is written as plain UTF-8 instead.
+_ESCAPES = 'nrtbf"\\'
+
+
+_JSON_OPTIONS = {"whitespace_flexible": False, "coerce_one_of": True, "json_allowed_escapes": _ESCAPES}
+
+
 class GrammarCompiler:
     """Compiles schemas to llguidance grammars for one tokenizer (built once, ~1 s)."""
 
@@ -86,7 +117,8 @@ class GrammarCompiler:
         grammar = self._grammars.get(key)
         if grammar is None:
             grammar = self._llg.LLMatcher.grammar_from_json_schema(
-                key, defaults={"whitespace_flexible": False, "coerce_one_of": True}
+                json.dumps(bound_numbers(schema)),
+                defaults=_JSON_OPTIONS,
             )
             error = self._llg.LLMatcher.validate_grammar(grammar, self._tokenizer)
             if error and not error.startswith("WARNING"):

@@ -19,6 +19,7 @@ This module must not import heavy libraries and must not talk to any model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,6 +168,7 @@ def detect_family(model_type: str | None, name: str = "", *, default: str = "qwe
     return get_family(default)
 
 
+@functools.lru_cache(maxsize=256)
 def system_prompt(
     task: str,
     capabilities: Capabilities,
@@ -175,7 +177,11 @@ def system_prompt(
     *,
     with_thought: bool = True,
 ) -> str:
-    """The instructions: role, task, coordinate convention, allowed actions and answer format."""
+    """The instructions: role, task, coordinate convention, allowed actions and answer format.
+
+    Cached: a batch of episodes on one kind of device shares it, and rendering the action
+    list from the schema costs milliseconds.
+    """
     device = "phone" if "open_app" in capabilities.actions else "computer"
     grid = family.grid(image_size)
     answer = (

@@ -199,6 +199,7 @@ class Qwen2VLPolicy:
         self._eos_id = self.tokenizer.convert_tokens_to_ids(_END_OF_TURN)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_id
         self._compiler: GrammarCompiler | None = None
+        self._schemas: dict[tuple[Any, tuple[int, int]], dict[str, Any]] = {}
         log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
 
     # ------------------------------------------------------------------ loading
@@ -259,10 +260,14 @@ class Qwen2VLPolicy:
         return Frame(image, frame.width, frame.height, frame.timestamp, frame.device)
 
     def _schema(self, obs: Observation, grid: tuple[int, int]) -> dict[str, Any]:
-        schema: dict[str, Any] = step_schema(obs.capabilities, grid=grid, with_thought=self.config.thought)
-        if self.config.constrained:
-            schema = cap_strings(schema, self.config.max_thought_chars, fields=("thought",))
-            schema = cap_strings(schema, self.config.max_string_chars, fields=("text", "name", "answer"))
+        key = (obs.capabilities, grid)
+        schema = self._schemas.get(key)
+        if schema is None:  # the same for every step of a device: build it once
+            schema = step_schema(obs.capabilities, grid=grid, with_thought=self.config.thought)
+            if self.config.constrained:
+                schema = cap_strings(schema, self.config.max_thought_chars, fields=("thought",))
+                schema = cap_strings(schema, self.config.max_string_chars, fields=("text", "name", "answer"))
+            self._schemas[key] = schema
         return schema
 
     def prepare(self, observations: Sequence[Observation]) -> PreparedBatch:
