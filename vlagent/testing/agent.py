@@ -240,6 +240,7 @@ class Agent:
 
     def act(self, instruction: str, max_steps: int = 10) -> Episode:
         """Carry out ``instruction``; raise ActFailed unless the policy ends with done(success)."""
+        __tracebackhide__ = True  # pytest shows the test line, not this method
         if not instruction.strip():
             raise ConfigError("act() needs a non-empty instruction")
         call = self._begin("act", instruction)
@@ -311,6 +312,7 @@ class Agent:
 
     def assert_(self, statement: str) -> str:
         """Fail (AssertionFailed) unless the model judges ``statement`` true of the screen; returns its reason."""
+        __tracebackhide__ = True  # pytest shows the test line, not this method
         call = self._begin("assert", statement)
         judgement = self._judge(call, statement, 0)
         self._finish(call, judgement.verdict)
@@ -343,6 +345,7 @@ class Agent:
 
     def wait_until(self, statement: str, timeout: float = 10.0, interval: float = 0.5) -> Judgement:
         """Judge ``statement`` repeatedly until it is true; WaitTimeout after ``timeout`` seconds."""
+        __tracebackhide__ = True
         if timeout < 0 or interval <= 0:
             raise ConfigError("wait_until needs timeout >= 0 and interval > 0")
         call = self._begin("wait", statement)
@@ -368,6 +371,7 @@ class Agent:
 
     def locate(self, description: str) -> tuple[int, int]:
         """Device-pixel centre of the element ``description`` names; LocateFailed when not found."""
+        __tracebackhide__ = True
         call = self._begin("locate", description)
         frame = self.driver.screenshot()
         prompt = (
