@@ -13,7 +13,7 @@ from vlagent.testing import Agent, SimOracle
 from vlagent.testing.oracle import OracleCannotAnswer
 
 
-@pytest.mark.parametrize("seed", [0, 3, 7])
+@pytest.mark.parametrize("seed", [0, 3])
 @pytest.mark.parametrize(
     ("instruction", "key", "value"),
     [
