@@ -7,14 +7,14 @@ has the same fingerprint, and asks the model from the first step whose screen di
 changed UI costs model calls only where it changed. A run that used the cache and then
 failed drops the instruction's entries, so a stale cache cannot keep a test red.
 
-The file is plain JSON (actions in device pixels), meant to be committed or kept as a CI
-artifact. This module must not judge success itself (it trusts the episode's end) and must
+Fingerprints come from :mod:`vlagent.replay` (the machinery scenario replay uses). The file
+is plain JSON (actions in device pixels), meant to be committed or kept as a CI artifact.
+This module must not judge success itself (it trusts the episode's end) and must
 not import heavy libraries.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlagent.actions import Step
@@ -31,50 +30,19 @@ from vlagent.agent import EndReason, Episode
 from vlagent.errors import ConfigError, ModelError
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation, Policy, decide_each
+from vlagent.replay import fingerprint, fingerprint_distance
 
 __all__ = ["ActionCache", "CachedPolicy", "fingerprint_distance", "screen_fingerprint"]
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-_HASH = 16
 
 
 def screen_fingerprint(frame: Frame) -> str:
-    """``PERCEPTUAL:DIGEST`` of a whole screen.
-
-    PERCEPTUAL is a 16x16 difference hash (how alike two screens look); DIGEST hashes a
-    64-column grey thumbnail at 4 bits per pixel (equal digests: the screen is unchanged
-    for any practical purpose, including a toggle that flipped).
-    """
-    grey = frame.image.convert("L")
-    small = grey.resize((_HASH + 1, _HASH), Image.Resampling.BILINEAR).tobytes()
-    bits = 0
-    for row in range(_HASH):
-        line = small[row * (_HASH + 1) : (row + 1) * (_HASH + 1)]
-        for col in range(_HASH):
-            bits = (bits << 1) | (line[col] > line[col + 1])
-    cols = 64
-    rows = max(8, round(cols * grey.height / grey.width))
-    fine = grey.resize((cols, rows), Image.Resampling.BOX).tobytes()
-    digest = hashlib.blake2b(bytes(v >> 4 for v in fine), digest_size=8).hexdigest()
-    return f"{bits:0{_HASH * _HASH // 4}x}:{digest}"
-
-
-def fingerprint_distance(a: str, b: str) -> float:
-    """0 for equal digests, else the share of differing perceptual-hash bits (at least 1/256);
-    1 for fingerprints that cannot be compared."""
-    pa, _, da = a.partition(":")
-    pb, _, db = b.partition(":")
-    if len(pa) != _HASH * _HASH // 4 or len(pa) != len(pb):
-        return 1.0
-    if da and da == db:
-        return 0.0
-    try:
-        differing = bin(int(pa, 16) ^ int(pb, 16)).count("1")
-    except ValueError:
-        return 1.0
-    return max(differing, 1) / (_HASH * _HASH)
+    """Fingerprint of the whole screen, with the replay machinery's ``fingerprint`` (a perceptual
+    hash plus a strict digest: equal digests mean the screen is unchanged, a flipped toggle included)."""
+    return fingerprint(frame.image, (0, 0, frame.image.width, frame.image.height))
 
 
 class _Entry(BaseModel):
