@@ -36,6 +36,7 @@ from vlagent.actions import Step
 from vlagent.coords import codec_by_name, decode_action
 from vlagent.errors import ConfigError, InvalidModelOutput, MissingExtraError, ModelError, PolicyBackendError
 from vlagent.policies.base import Decision, Observation
+from vlagent.policies.grammar import cap_strings
 from vlagent.policies.prompt import Message, ModelFamily, build_messages, get_family
 from vlagent.schema import JSONObject, step_schema
 
@@ -68,6 +69,12 @@ class OpenAIConfig:
     structured: bool = True
     """Send the step schema as ``response_format`` (constrained decoding on the server)."""
     with_thought: bool = True
+    max_thought_chars: int | None = None
+    """Cap on the thought's length in the schema sent (None: the action model's own limit)."""
+    max_string_chars: int | None = None
+    """Cap on other free strings (typed text, app names, answers) in the schema sent. Small or
+    fine-tuned models under constrained decoding may fill a string to its limit; a cap keeps
+    the JSON closing within ``max_tokens``."""
     max_images: int | None = None
     """Send at most this many images (the newest), e.g. vLLM's ``--limit-mm-per-prompt``."""
     image_format: Literal["png", "jpeg"] = "png"
@@ -199,6 +206,10 @@ class OpenAICompatPolicy:
         }
         if cfg.structured and self.family.json_actions:
             schema: JSONObject = step_schema(observation.capabilities, grid=grid, with_thought=cfg.with_thought)
+            if cfg.max_thought_chars is not None:
+                schema = cap_strings(schema, cfg.max_thought_chars, fields=("thought",))
+            if cfg.max_string_chars is not None:
+                schema = cap_strings(schema, cfg.max_string_chars, fields=("text", "name", "answer"))
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "step", "schema": schema, "strict": True},
