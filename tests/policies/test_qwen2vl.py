@@ -212,3 +212,28 @@ def test_import_vlagent_does_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_registry_opens_qwen2vl_and_tiny_policies(
+    tiny_qwen2vl: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from vlagent.errors import ConfigError
+    from vlagent.policies.registry import open_policy
+
+    policy = open_policy(
+        "qwen2vl", model=str(tiny_qwen2vl), max_pixels=64 * TOKEN_PIXELS, model_device="cpu", no_constrain=True
+    )
+    assert isinstance(policy, Qwen2VLPolicy) and policy.config.constrained is False
+    assert policy.family.name == "qwen2vl" and policy.config.device == "cpu"
+    with pytest.raises(ConfigError, match="base_url"):
+        open_policy("qwen2vl", model=str(tiny_qwen2vl), base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(ConfigError, match="colour"):
+        open_policy("qwen2vl", model=str(tiny_qwen2vl), colour="red")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tiny = open_policy("tiny", max_pixels=64 * TOKEN_PIXELS)
+    assert tiny.name == "tiny"
+    obs = _observation(
+        5, PHONE_CAPABILITIES, (1080, 2400), TrajectoryMemory(MemoryConfig(max_pixels=64 * TOKEN_PIXELS))
+    )
+    assert obs.capabilities.refusal(tiny.decide(obs).action) is None
