@@ -72,10 +72,22 @@ def test_family_detection_and_grid(model_type: str | None, name: str, family: st
 
 
 def test_fine_tune_family_registered_by_name_wins_over_its_architecture() -> None:
-    tars = register_family(ModelFamily("test-tars", "norm1000", model_types=("qwen2_vl",), name_hints=("ui-tars",)))
+    tars = register_family(
+        ModelFamily(
+            "test-tars",
+            "norm1000",
+            model_types=("qwen2_vl",),
+            name_hints=("ui-tars",),
+            json_actions=False,
+            instructions=lambda task, caps, family, size, thought: f"Thought: ...\nAction: click(...) for {task}",
+        )
+    )
     try:
         assert detect_family("qwen2_vl", "bytedance-research/UI-TARS-2B-SFT") is tars
         assert detect_family("qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct").name == "qwen2vl"
+        obs = Observation("open mail", _frame(1080, 2400), PHONE_CAPABILITIES)
+        system = build_messages(obs, tars)[0]["content"][0]["text"]
+        assert system == "Thought: ...\nAction: click(...) for open mail"
     finally:
         from vlagent.policies.prompt import FAMILIES
 

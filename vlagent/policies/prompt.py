@@ -36,8 +36,10 @@ from vlagent.schema import describe_actions
 __all__ = [
     "FAMILIES",
     "ImageGrid",
+    "InstructionsFn",
     "Message",
     "ModelFamily",
+    "ParseFn",
     "build_messages",
     "detect_family",
     "get_family",
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 ParseFn = Callable[[str, tuple[int, int], Capabilities | None], Step]
+#: (task, capabilities, family, image size, with_thought) -> system prompt text.
+InstructionsFn = Callable[[str, Capabilities, "ModelFamily", tuple[int, int], bool], str]
 
 
 def _parse_json(text: str, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
@@ -100,6 +104,8 @@ class ModelFamily:
     """Answers are vlagent JSON steps, so the step schema can constrain decoding."""
     parse: ParseFn = _parse_json
     """Model text -> Step in grid coordinates; raises InvalidModelOutput."""
+    instructions: InstructionsFn | None = None
+    """The family's own system prompt (a native action format); None: vlagent's JSON instructions."""
 
     def codec(self, image_size: tuple[int, int]) -> CoordCodec:
         """The codec for a prompt whose current screenshot has ``image_size`` (width, height)."""
@@ -182,6 +188,8 @@ def system_prompt(
     Cached: a batch of episodes on one kind of device shares it, and rendering the action
     list from the schema costs milliseconds.
     """
+    if family.instructions is not None:
+        return family.instructions(task, capabilities, family, image_size, with_thought)
     device = "phone" if "open_app" in capabilities.actions else "computer"
     grid = family.grid(image_size)
     answer = (
