@@ -51,14 +51,16 @@ class Row:
     name: str
     times: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
     tokens: list[int] = field(default_factory=list)
+    visual: list[int] = field(default_factory=list)
     valid: int = 0
     steps: int = 0
 
-    def add(self, parts: dict[str, float], tokens: int, valid: int, steps: int = 1) -> None:
+    def add(self, parts: dict[str, float], tokens: int, visual: int, valid: int, steps: int = 1) -> None:
         """One call that made ``steps`` steps (``valid`` of them valid) in ``parts`` seconds."""
         for part in PARTS:
             self.times[part].append(parts[part] / steps)
         self.tokens.append(tokens)
+        self.visual.append(visual)
         self.valid += valid
         self.steps += steps
 
@@ -95,7 +97,7 @@ def observations(count: int, screen: tuple[int, int]) -> list[Observation]:
 
 def naive_step(
     policy: Qwen2VLPolicy, obs: Observation, max_pixels: int, max_new_tokens: int
-) -> tuple[dict[str, float], int, int]:
+) -> tuple[dict[str, float], int, int, int]:
     """The seed recipe, with vlagent's prompt text so both sides read the same words."""
     import torch
     from qwen_vl_utils import process_vision_info
@@ -132,12 +134,13 @@ def naive_step(
     t3 = time.perf_counter()
     first = timer.at or t2
     parts = {"preprocess": t1 - t0, "prefill": first - t1, "decode": t2 - first, "parse": t3 - t2}
-    return parts, int(new.numel()), valid
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    return parts, int(new.numel()), int((inputs["input_ids"] == image_pad).sum()), valid
 
 
 def vlagent_steps(
     policy: Qwen2VLPolicy, batch: list[Observation], memory: TrajectoryMemory
-) -> tuple[dict[str, float], int, int]:
+) -> tuple[dict[str, float], int, int, int]:
     t0 = time.perf_counter()
     sized = [Observation(o.task, o.frame, o.capabilities, images=memory.select(o.frame)) for o in batch]
     sizing = time.perf_counter() - t0
@@ -157,7 +160,7 @@ def vlagent_steps(
         and all(0 <= x < o.frame.width and 0 <= y < o.frame.height for x, y in action_points(d.action))
     )
     tokens = int(max((d.usage.get("output_tokens", 0) for d in decisions), default=0))
-    return parts, tokens, valid
+    return parts, tokens, int(usage.get("visual_tokens", 0)), valid
 
 
 def load(args: argparse.Namespace, tmp: Path) -> Qwen2VLPolicy:
@@ -233,14 +236,15 @@ def main() -> None:
     print(f"device: {device}, screen {screen[0]}x{screen[1]}, max_pixels {args.max_pixels}, ", end="")
     print(f"constrained: {not args.no_constrain}, thought: {args.thought}")
     header = f"{'':<18}{'preproc ms':>11}{'vis+prefill':>12}{'decode ms':>10}{'parse ms':>9}"
-    header += f"{'total ms':>10}{'tokens':>8}{'ms/token':>9}{'valid':>8}{'speed-up':>9}"
+    header += f"{'total ms':>10}{'visual':>7}{'tokens':>8}{'ms/token':>9}{'valid':>8}{'speed-up':>9}"
     print(header)
     for row in (naive, single, batched):
         if not row.steps:
             continue
         print(
             f"{row.name:<18}{row.ms('preprocess'):>11.1f}{row.ms('prefill'):>12.1f}{row.ms('decode'):>10.1f}"
-            f"{row.ms('parse'):>9.2f}{row.total_ms:>10.1f}{statistics.median(row.tokens):>8.0f}"
+            f"{row.ms('parse'):>9.2f}{row.total_ms:>10.1f}{statistics.median(row.visual):>7.0f}"
+            f"{statistics.median(row.tokens):>8.0f}"
             f"{row.ms('decode') / max(1.0, statistics.median(row.tokens) - 1):>9.1f}"
             f"{row.valid:>4}/{row.steps:<3}{naive.total_ms / row.total_ms:>8.2f}x"
         )
