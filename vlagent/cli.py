@@ -109,6 +109,21 @@ def _policy_options(fn: F) -> F:
         click.option("--max-images", type=int, help="At most this many images per prompt."),
         click.option("--max-tokens", type=int, help="Visual-token budget per prompt (all images)."),
         click.option("--family", help="Model family override: qwen2vl, qwen25vl, qwen3vl, ..."),
+        click.option("--model-device", help="Where the model runs (qwen2vl): auto | cpu | cuda | cuda:N."),
+        click.option(
+            "--dtype",
+            type=click.Choice(["auto", "bfloat16", "float16", "float32"]),
+            help="Weights dtype (qwen2vl); auto: bf16 on GPU, fp32 on CPU.",
+        ),
+        click.option(
+            "--load-in-4bit", is_flag=True, default=None, help="4-bit weights via bitsandbytes (qwen2vl, GPU)."
+        ),
+        click.option(
+            "--no-constrain",
+            is_flag=True,
+            default=None,
+            help="Free-text answers parsed leniently instead of grammar-constrained JSON.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)

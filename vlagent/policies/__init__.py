@@ -1,6 +1,16 @@
 """Policies: what decides the next step. See :mod:`vlagent.policies.base`."""
 
 from vlagent.policies.base import Decision, HistoryEntry, Observation, Policy, decide_each
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
 from vlagent.policies.scripted import ScriptedPolicy
 
-__all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "ScriptedPolicy", "decide_each"]
+__all__ = [
+    "Decision",
+    "HistoryEntry",
+    "Observation",
+    "Policy",
+    "Qwen2VLPolicy",
+    "QwenPolicyConfig",
+    "ScriptedPolicy",
+    "decide_each",
+]
