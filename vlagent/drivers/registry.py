@@ -9,14 +9,13 @@ MissingExtraError when an extra is absent.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import cast
 
 from vlagent.drivers.base import Driver
 from vlagent.errors import ConfigError, UnknownDriverError
+from vlagent.plugins import discover, load_target
 
 __all__ = ["DriverFactory", "available_drivers", "open_driver"]
 
@@ -34,16 +33,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
 
 def available_drivers() -> dict[str, str]:
     """Name -> 'module:factory' for built-in and entry-point drivers."""
-    found = dict(BUILTIN_DRIVERS)
-    for ep in entry_points(group="vlagent.drivers"):
-        found[ep.name] = ep.value
-    return found
-
-
-def _load(target: str) -> DriverFactory:
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    return cast(DriverFactory, getattr(module, attr))
+    return discover("vlagent.drivers", BUILTIN_DRIVERS)
 
 
 def open_driver(spec: str, **options: object) -> Driver:
@@ -58,6 +48,6 @@ def open_driver(spec: str, **options: object) -> Driver:
     drivers = available_drivers()
     if name not in drivers:
         raise UnknownDriverError(name, list(drivers))
-    factory = _load(drivers[name])
+    factory = cast(DriverFactory, load_target(drivers[name]))
     log.debug("opening driver %s (arg=%r) via %s", name, arg, drivers[name])
     return factory(arg if sep else None, **options)

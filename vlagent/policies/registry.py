@@ -7,12 +7,11 @@ libraries are imported only inside the factory.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import cast
 
 from vlagent.errors import ConfigError
+from vlagent.plugins import discover, load_target
 from vlagent.policies.base import Policy
 
 __all__ = ["available_policies", "open_policy"]
@@ -27,10 +26,7 @@ BUILTIN_POLICIES: dict[str, str] = {
 
 def available_policies() -> dict[str, str]:
     """Name -> 'module:factory' for built-in and entry-point policies."""
-    found = dict(BUILTIN_POLICIES)
-    for ep in entry_points(group="vlagent.policies"):
-        found[ep.name] = ep.value
-    return found
+    return discover("vlagent.policies", BUILTIN_POLICIES)
 
 
 def open_policy(name: str, **options: object) -> Policy:
@@ -38,6 +34,5 @@ def open_policy(name: str, **options: object) -> Policy:
     policies = available_policies()
     if name not in policies:
         raise ConfigError(f"unknown policy '{name}'. Known policies: {', '.join(sorted(policies))}")
-    module_name, _, attr = policies[name].partition(":")
-    factory = cast(Callable[..., Policy], getattr(importlib.import_module(module_name), attr))
+    factory = cast(Callable[..., Policy], load_target(policies[name]))
     return factory(**options)
