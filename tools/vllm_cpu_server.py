@@ -379,10 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"serving {server.model} at {server.url} (pid {server.pid}, log {server.log_path})")
-    print(f"try: vlagent run --device sim --policy openai --base-url {server.url} --model {server.model} ...")
+    print(f"check it: curl {server.url}/models")
     if not args.foreground:
         _write_pid(venv, server)
-        print(f"stop it with: python {Path(__file__).name} --stop")
+        print(f"stop it: python {os.path.relpath(__file__)} --stop")
         return 0
     try:
         while server.alive():
