@@ -145,10 +145,11 @@ def test_episode_logs_in_toggles_searches_and_types_unicode(sample_app: SampleAp
 
 
 @pytest.mark.xvfb
-@pytest.mark.parametrize("typing", ["xdotool", "clipboard"])
+@pytest.mark.parametrize("typing", ["auto", "clipboard"])
 def test_unicode_typing_methods(sample_app: SampleApp, typing: str) -> None:
     with desktop(typing=typing) as driver:
         driver.execute(Click(x=sample_app.center("note")[0], y=sample_app.center("note")[1]))
+        sample_app.wait_for(lambda s: s["focus"] == "note")
         driver.execute(Type(text=UNICODE))
     assert sample_app.wait_for(lambda s: s["note"] == UNICODE)["note"] == UNICODE
 

@@ -258,6 +258,12 @@ class SampleDesktopApp:
 
     def _mark_ready(self) -> None:
         self.root.update_idletasks()
+        # Without a window manager (Xvfb) nothing gives a new window the keyboard focus, and
+        # Tk drops key events until it has it; a window mapped under a resting pointer never
+        # gets the pointer-follows-focus event either. Take the focus explicitly.
+        self.root.update()  # the window is mapped once pending events are handled
+        self.root.focus_force()
+        self.root.update()
         self._ready = True
         self._write()
 

@@ -20,8 +20,10 @@ on the image at physical ``(px, py)`` is clicked at logical ``(px / scale, py / 
 and lands where the image showed it. Wayland sessions without XWayland are not supported.
 
 Typing. ``pyautogui.write`` silently drops non-ASCII characters, so text that is not
-printable ASCII is typed with ``xdotool type`` (X11) or pasted from the clipboard
-(``xclip`` on X11, pyperclip elsewhere; this replaces the clipboard's content).
+printable ASCII is pasted from the clipboard (``xclip`` on X11, which also reports when
+the application has read it; pyperclip elsewhere). This replaces the clipboard's content.
+``typing="xdotool"`` types it with ``xdotool type`` instead, which remaps a spare keycode
+per character and can drop or repeat characters on a busy machine.
 
 Safety. ``dry_run=True`` checks and records actions in ``journal`` without touching the
 screen. ``allowed_regions`` (rects in frame coordinates) and ``allowed_windows`` (title
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -109,7 +112,9 @@ class DesktopConfig:
     allowed_windows: tuple[str, ...] = ()
     """If set, the target window's title must contain one of these (X11 only)."""
     typing: TypingMethod = "auto"
-    """How to type text; auto = pyautogui for ASCII, else xdotool, else the clipboard."""
+    """How to type text; auto = pyautogui for ASCII, else the clipboard (else xdotool)."""
+    paste_timeout: float = 2.0
+    """Seconds to wait for the application to read text pasted from the clipboard."""
     type_interval: float = 0.005
     """Seconds between typed characters."""
     scroll_clicks: int = 3
@@ -120,8 +125,8 @@ class DesktopConfig:
             raise ConfigError(f"monitor index must be >= 0, got {self.monitor}")
         if self.scale is not None and not 0.25 <= self.scale <= 8:
             raise ConfigError(f"scale must be between 0.25 and 8, got {self.scale}")
-        if self.pause < 0 or self.type_interval < 0:
-            raise ConfigError("pause and type_interval must be >= 0")
+        if self.pause < 0 or self.type_interval < 0 or self.paste_timeout <= 0:
+            raise ConfigError("pause and type_interval must be >= 0, paste_timeout > 0")
         if not 1 <= self.scroll_clicks <= 100:
             raise ConfigError(f"scroll_clicks must be 1..100, got {self.scroll_clicks}")
         if self.typing not in ("auto", "pyautogui", "xdotool", "clipboard"):
@@ -191,6 +196,7 @@ class DesktopDriver(BaseDriver):
         """Every action accepted by ``execute`` (performed, or only recorded in dry-run)."""
         self._pyautogui: ModuleType | None = None
         self._xlib: Any = None  # Xlib display, opened only for allowed_windows
+        self._clipboard: _X11Clipboard | None = None
         self._closed = False
         _check_display()
         mss = _import("mss", "mss", "Desktop screen capture")
@@ -303,6 +309,9 @@ class DesktopDriver(BaseDriver):
         if self._xlib is not None:
             self._xlib.close()
             self._xlib = None
+        if self._clipboard is not None:
+            self._clipboard.stop()
+            self._clipboard = None
 
     # --- capture --------------------------------------------------------------------
 
@@ -465,7 +474,7 @@ class DesktopDriver(BaseDriver):
         if method == "auto":
             if plain:
                 method = "pyautogui"
-            elif _IS_X11 and shutil.which("xdotool"):
+            elif _IS_X11 and not shutil.which("xclip") and shutil.which("xdotool"):
                 method = "xdotool"
             else:
                 method = "clipboard"
@@ -478,9 +487,20 @@ class DesktopDriver(BaseDriver):
         elif method == "xdotool":
             delay_ms = str(max(1, round(self.config.type_interval * 1000)))
             _run_tool(["xdotool", "type", "--delay", delay_ms, "--", text], "xdotool", timeout=10 + len(text) * 0.05)
+        elif _IS_X11:
+            if self._clipboard is not None:
+                self._clipboard.stop()
+            self._clipboard = _X11Clipboard(text)
+            gui.hotkey("ctrl", "v")
+            self._clipboard.wait_pasted(self.config.paste_timeout)
         else:
-            _copy_to_clipboard(text)
+            pyperclip = _import("pyperclip", "pyperclip", "Typing non-ASCII text via the clipboard")
+            try:
+                pyperclip.copy(text)
+            except Exception as exc:
+                raise DeviceError(f"cannot put text on the clipboard: {exc}") from exc
             gui.hotkey("command" if _IS_MAC else "ctrl", "v")
+            time.sleep(0.05)  # let the application read the clipboard before it can change again
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -540,29 +560,75 @@ def _title_below(display: Any, win: Any, depth: int = 0) -> str | None:
     return None
 
 
-def _run_tool(cmd: Sequence[str], tool: str, *, timeout: float, stdin: bytes | None = None) -> None:
+def _run_tool(cmd: Sequence[str], tool: str, *, timeout: float) -> None:
     if shutil.which(cmd[0]) is None:
         raise ActionNotSupportedError(f"'{tool}' is not installed; install it with: sudo apt-get install {tool}")
     try:
-        # Output goes to DEVNULL: xclip forks a child that keeps the clipboard and would hold a pipe open.
-        proc = subprocess.run(
-            list(cmd), input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout, check=False
-        )
+        proc = subprocess.run(list(cmd), capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DeviceError(f"{tool} failed: {exc}") from exc
     if proc.returncode != 0:
-        raise DeviceError(f"{tool} exited with status {proc.returncode}")
+        message = proc.stderr.decode(errors="replace").strip()[-300:]
+        raise DeviceError(f"{tool} exited with status {proc.returncode}: {message}")
 
 
-def _copy_to_clipboard(text: str) -> None:
-    if _IS_X11:
-        _run_tool(["xclip", "-selection", "clipboard", "-i"], "xclip", timeout=5, stdin=text.encode("utf-8"))
-        return
-    pyperclip = _import("pyperclip", "pyperclip", "Typing non-ASCII text via the clipboard")
-    try:
-        pyperclip.copy(text)
-    except Exception as exc:
-        raise DeviceError(f"cannot put text on the clipboard: {exc}") from exc
+class _X11Clipboard:
+    """Owns the X11 CLIPBOARD selection through a foreground ``xclip`` and sees it being read.
+
+    ``xclip -verbose`` announces each selection request it waits for, so we know when it owns
+    the clipboard (before pasting) and when the application has fetched the text (after).
+    The process keeps serving until the next paste or ``stop`` (some toolkits ask twice:
+    first for the formats, then for the text).
+    """
+
+    def __init__(self, text: str) -> None:
+        if shutil.which("xclip") is None:
+            raise ActionNotSupportedError(
+                "typing non-ASCII text needs 'xclip' (or 'xdotool'); install it with: sudo apt-get install xclip"
+            )
+        try:
+            self._proc = subprocess.Popen(
+                ["xclip", "-selection", "clipboard", "-i", "-verbose"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(text.encode("utf-8"))
+            self._proc.stdin.close()
+        except OSError as exc:
+            raise DeviceError(f"xclip failed: {exc}") from exc
+        self._output = b""
+        self._wait_for(b"request number 1", 5.0, "xclip did not take the clipboard")
+
+    def _wait_for(self, marker: bytes, timeout: float, problem: str) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + timeout
+        while marker not in self._output:
+            left = deadline - time.monotonic()
+            ready = select.select([stdout], [], [], max(0.0, left))[0] if left > 0 else []
+            chunk = os.read(stdout.fileno(), 4096) if ready else b""
+            if not chunk:
+                self.stop()
+                tail = self._output.decode(errors="replace").strip().splitlines()[-1:]
+                raise DeviceError(f"{problem} within {timeout:g} s{': ' + tail[0] if tail else ''}")
+            self._output += chunk
+
+    def wait_pasted(self, timeout: float) -> None:
+        """Return once the first request was served (xclip then waits for request 2)."""
+        self._wait_for(b"request number 2", timeout, "nothing read the pasted text (is a text field focused?)")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 def create_driver(arg: str | None = None, **options: object) -> DesktopDriver:
