@@ -167,14 +167,14 @@ def check_driver(driver: Driver, *, act: bool = True) -> None:
         width, height = driver.screen_size()
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             problems.append(f"screen_size() must return two positive ints, got {(width, height)!r}")
-    except Exception as exc:  # noqa: BLE001 - a checker reports every failure
+    except Exception as exc:
         problems.append(f"screen_size() raised {exc!r}")
         width = height = 0
     frames: list[Frame] = []
     for attempt in range(2):
         try:
             frame = driver.screenshot()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             problems.append(f"screenshot() #{attempt + 1} raised {exc!r}")
             continue
         if not isinstance(frame, Frame):
@@ -196,12 +196,12 @@ def check_driver(driver: Driver, *, act: bool = True) -> None:
 def _check_actions(driver: Driver, caps: Capabilities, width: int, height: int, problems: list[str]) -> None:
     try:
         driver.execute(Wait(seconds=0))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"execute(wait 0s) raised {exc!r}")
     if "click" in caps.actions and width > 0:
         try:
             driver.execute(Click(x=width // 2, y=height // 2))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             problems.append(f"execute(click centre) raised {exc!r}")
     unsupported = _unsupported_examples(caps)
     for action in unsupported:
@@ -209,7 +209,7 @@ def _check_actions(driver: Driver, caps: Capabilities, width: int, height: int, 
             driver.execute(action)
         except ActionNotSupportedError:
             continue
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             problems.append(f"{describe_action(action)} must raise ActionNotSupportedError, raised {exc!r}")
         else:
             problems.append(
