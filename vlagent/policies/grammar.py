@@ -18,12 +18,19 @@ import copy
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vlagent.errors import ConfigError, MissingExtraError
 
-__all__ = ["GrammarCompiler", "RowConstraint", "bound_numbers", "cap_strings", "make_logits_processor"]
+__all__ = [
+    "GrammarCompiler",
+    "RowConstraint",
+    "bound_numbers",
+    "cap_strings",
+    "make_logits_processor",
+    "unpack_bitmask",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,24 @@ _ESCAPES = 'nrtbf"\\'
 _JSON_OPTIONS = {"whitespace_flexible": False, "coerce_one_of": True, "json_allowed_escapes": _ESCAPES}
 
 
+def _bit(token: int) -> int:
+    """The int32 word (signed) with only ``token``'s bit set, in llguidance's bitmask layout."""
+    bit = 1 << (token % 32)
+    return bit - (1 << 32) if bit >= 1 << 31 else bit
+
+
+def unpack_bitmask(mask: Any, vocab: int, device: Any) -> Any:
+    """llguidance's (rows, words) int32 bitmask as a (rows, vocab) bool tensor on ``device``.
+
+    Unpacked with plain tensor ops (llguidance's own kernel compiles on first use).
+    """
+    import torch
+
+    bits = torch.arange(32, dtype=torch.int32, device=device)
+    words = mask.to(device, non_blocking=True)
+    return (((words.unsqueeze(-1) >> bits) & 1).reshape(words.shape[0], -1)[:, :vocab]).bool()
+
+
 class GrammarCompiler:
     """Compiles schemas to llguidance grammars for one tokenizer (built once, ~1 s)."""
 
@@ -126,18 +151,44 @@ class GrammarCompiler:
             self._grammars[key] = grammar
         return grammar
 
-    def row(self, schema: dict[str, Any]) -> RowConstraint:
+    def row(self, schema: dict[str, Any], *, fast_forward: bool = False) -> RowConstraint:
         matcher = self._llg.LLMatcher(self._tokenizer, self.grammar(schema), log_level=0)
-        return RowConstraint(matcher)
+        return RowConstraint(matcher, fast_forward=fast_forward)
 
 
 @dataclass
 class RowConstraint:
-    """The grammar state of one batch row."""
+    """The grammar state of one batch row.
+
+    With ``fast_forward`` the row also knows the tokens the grammar forces next (keys,
+    punctuation, the closing braces): llguidance's ``compute_ff_tokens`` gives them in the
+    tokenizer's canonical split. Both decoders take them in the same order, one at a time
+    under ``generate`` (the mask allows only that token) or several per forward pass in
+    :mod:`vlagent.policies.fastdecode`, so their greedy answers are the same tokens.
+    """
 
     matcher: Any
+    fast_forward: bool = False
     finished: bool = False
     error: str | None = None
+    sampled: int = 0
+    """Tokens chosen from the model's logits."""
+    forced: int = 0
+    """Tokens the grammar forced (no choice to make)."""
+    _queue: list[int] = field(default_factory=list)
+
+    @property
+    def stopped(self) -> bool:
+        """The answer is complete (or broken): only end-of-turn may follow."""
+        return self.finished or bool(self.matcher.is_stopped())
+
+    def forced_token(self) -> int | None:
+        """The next token if the grammar forces it, else None (the model must choose)."""
+        if not self.fast_forward or self.stopped:
+            return None
+        if not self._queue:
+            self._queue = [int(t) for t in self.matcher.compute_ff_tokens()]
+        return self._queue[0] if self._queue else None
 
     def consume(self, token: int) -> None:
         if self.finished:
@@ -145,6 +196,12 @@ class RowConstraint:
         if self.matcher.is_stopped():  # the grammar had only allowed end-of-turn
             self.finished = True
             return
+        if self._queue and self._queue[0] == token:
+            self._queue.pop(0)
+            self.forced += 1
+        else:
+            self._queue.clear()
+            self.sampled += 1
         if not self.matcher.consume_token(token):
             self.error = self.matcher.get_error() or f"token {token} rejected"
             self.finished = True
@@ -156,10 +213,6 @@ def make_logits_processor(rows: Sequence[RowConstraint], prompt_length: int, voc
     from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
     from transformers import LogitsProcessor
 
-    bits = torch.arange(32, dtype=torch.int32)
-    eos_bit = 1 << (eos_token_id % 32)
-    eos_bit = eos_bit - (1 << 32) if eos_bit >= 1 << 31 else eos_bit  # as a signed int32
-
     class _GrammarLogits(LogitsProcessor):  # type: ignore[misc]
         def __init__(self) -> None:
             self.mask = allocate_token_bitmask(len(rows), vocab_size)
@@ -169,14 +222,14 @@ def make_logits_processor(rows: Sequence[RowConstraint], prompt_length: int, voc
             for i, row in enumerate(rows):
                 if generated > 0:
                     row.consume(int(input_ids[i, -1]))
-                if row.finished:  # let the row end (or keep padding after it ended)
+                forced = None if row.finished else row.forced_token()
+                if row.finished or forced is not None:  # one allowed token: the end, or the forced one
+                    token = eos_token_id if forced is None else forced
                     self.mask[i].zero_()
-                    self.mask[i, eos_token_id // 32] = eos_bit
+                    self.mask[i, token // 32] = _bit(token)
                 else:
                     fill_next_token_bitmask(row.matcher, self.mask, i)
-            # Unpack 32 bits per int32 without torch.compile (llguidance's kernel compiles on first use).
-            allowed = ((self.mask.unsqueeze(-1) >> bits) & 1).reshape(len(rows), -1)[:, : scores.shape[1]]
-            allowed = allowed.to(scores.device).bool()
+            allowed = unpack_bitmask(self.mask, scores.shape[1], scores.device)
             return scores.masked_fill(~allowed, float("-inf"))  # type: ignore[return-value]
 
     return _GrammarLogits()

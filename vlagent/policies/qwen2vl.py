@@ -46,6 +46,7 @@ from vlagent.errors import (
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.grammar import GrammarCompiler, RowConstraint, cap_strings, make_logits_processor
+from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import ModelFamily, build_messages, detect_family, get_family
 from vlagent.schema import step_schema
 
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 _IMAGE_PAD = "<|image_pad|>"
+_VISION_START = "<|vision_start|>"
 _END_OF_TURN = "<|im_end|>"
 
 
@@ -90,6 +92,20 @@ class QwenPolicyConfig:
     """Coordinate convention override: norm1000, norm999 or abs_resized."""
     temperature: float = 0.0
     """0 decodes greedily (reproducible); above 0 samples."""
+    fast: bool = True
+    """Decode with vlagent's loop (:mod:`vlagent.policies.fastdecode`); False: transformers' ``generate``."""
+    prefix_cache: bool = True
+    """Fast loop: compute the prompt before the first image once per episode and reuse its KV cache."""
+    fast_forward: bool = True
+    """Append the tokens the grammar forces (keys, punctuation) without a choice; several per pass in the fast loop."""
+    fast_inputs: bool = True
+    """Build pixel values and token ids directly from the sized images instead of running the processor."""
+    cache: Literal["auto", "dynamic", "static"] = "auto"
+    """KV cache: ``static`` pre-allocates fixed-length buckets (needed to compile); ``auto``: static on CUDA."""
+    compile: Literal["auto", "off", "default", "reduce-overhead"] = "auto"
+    """torch.compile mode of the decode step (static cache only); ``auto``: reduce-overhead on CUDA, off on CPU."""
+    time_parts: bool = False
+    """Wait for the GPU between vision, prefill and decode so their times are exact (benchmarks)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels <= MAX_PIXELS:
@@ -198,8 +214,22 @@ class Qwen2VLPolicy:
         self._image_pad_id = self.tokenizer.convert_tokens_to_ids(_IMAGE_PAD)
         self._eos_id = self.tokenizer.convert_tokens_to_ids(_END_OF_TURN)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_id
+        self._vision_start_id = self.tokenizer.convert_tokens_to_ids(_VISION_START)
         self._compiler: GrammarCompiler | None = None
         self._schemas: dict[tuple[Any, tuple[int, int]], dict[str, Any]] = {}
+        image_processor = getattr(processor, "image_processor", None)
+        self._layout = (
+            PixelLayout.of(image_processor) if self.config.fast_inputs and supported(image_processor) else None
+        )
+        on_gpu = self.device.type == "cuda"
+        self.cache_kind: Literal["dynamic", "static"] = (
+            self.config.cache if self.config.cache != "auto" else ("static" if on_gpu else "dynamic")
+        )
+        compile_mode = (
+            self.config.compile if self.config.compile != "auto" else ("reduce-overhead" if on_gpu else "off")
+        )
+        self.compile_mode = compile_mode if self.cache_kind == "static" and compile_mode != "off" else None
+        self._decoder: Any = None
         log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
 
     # ------------------------------------------------------------------ loading
@@ -286,6 +316,8 @@ class Qwen2VLPolicy:
         for row in rows:
             row.text = self.processor.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True)
         all_images = [image for row in rows for image in row.images]
+        if self._layout is not None:
+            return PreparedBatch(rows, self._direct_inputs(rows), time.perf_counter() - t0)
         # The images already have their final size; a wide size range makes the processor keep it.
         inputs = self.processor(
             text=[row.text for row in rows],
@@ -298,6 +330,39 @@ class Qwen2VLPolicy:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return PreparedBatch(rows, inputs, time.perf_counter() - t0)
+
+    def _direct_inputs(self, rows: list[_Row]) -> Any:
+        """What the processor returns (left-padded), built from the sized images and one tokenizer call."""
+        torch = self._torch
+        from transformers import BatchFeature
+
+        assert self._layout is not None
+        images = [image for row in rows for image in row.images]
+        data: dict[str, Any] = {}
+        counts: list[int] = []
+        if images:
+            pixel_values, grid = patchify(images, self._layout, device=self.device, dtype=self.model.dtype)
+            merge = self._layout.merge_size**2
+            counts = [int(t * h * w) // merge for t, h, w in grid.tolist()]
+            data.update(pixel_values=pixel_values, image_grid_thw=grid)
+        encoded = self.tokenizer([row.text for row in rows], add_special_tokens=False)["input_ids"]
+        ids: list[list[int]] = []
+        start = 0
+        for row, row_ids in zip(rows, encoded, strict=True):
+            ids.append(expand_image_tokens(row_ids, self._image_pad_id, counts[start : start + len(row.images)]))
+            start += len(row.images)
+        width = max(len(r) for r in ids)
+        input_ids = torch.full((len(ids), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, r in enumerate(ids):  # left padding, as the processor does for a decoder-only model
+            input_ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+        data.update(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            mm_token_type_ids=(input_ids == self._image_pad_id).int().to(self.device),
+        )
+        return BatchFeature(data)
 
     # ------------------------------------------------------------------ deciding
 
@@ -312,19 +377,23 @@ class Qwen2VLPolicy:
         torch = self._torch
         from transformers import LogitsProcessorList
 
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": self.config.temperature}
+            if self.config.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
         prompt_length = batch.inputs["input_ids"].shape[1]
         timer = _FirstCallTimer()
         processors: list[Any] = [timer]
         constraints: list[RowConstraint] | None = None
         if self.config.constrained and all(row.family.json_actions for row in batch.rows):
             compiler = self._grammar()
-            constraints = [compiler.row(row.schema) for row in batch.rows]
+            constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
-        sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": self.config.temperature}
-            if self.config.temperature > 0
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        )
+        if self.config.fast:
+            return self._generate_fast(batch, constraints), constraints
+        if self.cache_kind == "static":  # transformers then compiles its decode step itself
+            sampling["cache_implementation"] = "static"
         t0 = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
@@ -339,6 +408,49 @@ class Qwen2VLPolicy:
         first = timer.first or end
         batch.timings.update(prefill_s=first - t0, decode_s=end - first)
         return output[:, prompt_length:].cpu(), constraints
+
+    def _generate_fast(self, batch: PreparedBatch, constraints: list[RowConstraint] | None) -> Any:
+        from vlagent.policies.fastdecode import FastDecoder
+
+        torch = self._torch
+        if self._decoder is None:
+            self._decoder = FastDecoder(
+                self.model,
+                image_token_id=self._image_pad_id,
+                vision_start_id=self._vision_start_id,
+                eos_id=self._eos_id,
+                pad_id=self._pad_id,
+                prefix_cache=self.config.prefix_cache,
+                cache=self.cache_kind,
+                compile_mode=self.compile_mode,
+                synchronize=self.config.time_parts,
+            )
+        inputs = batch.inputs
+        rows = [
+            ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
+        ]
+        with torch.inference_mode():
+            result = self._decoder.run(
+                rows,
+                inputs.get("pixel_values"),
+                inputs.get("image_grid_thw"),
+                constraints,
+                max_new_tokens=self.config.max_new_tokens,
+                temperature=self.config.temperature,
+            )
+        batch.timings.update(
+            vision_s=result.vision_s,
+            prefill_s=result.prefill_s,
+            decode_s=result.decode_s,
+            forward_passes=float(result.forward_passes),
+            prefix_tokens=float(result.prefix_tokens),
+            compile_s=result.compile_s,
+        )
+        width = max(1, max(len(t) for t in result.tokens))
+        out = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        for i, tokens in enumerate(result.tokens):
+            out[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        return out
 
     def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
         """One model call for all ``observations``; per row a Decision or the ModelError it caused."""
@@ -394,8 +506,14 @@ class Qwen2VLPolicy:
             "output_tokens": float(length),
             "batch_size": float(len(batch.rows)),
             "preprocess_s": batch.preprocess_s,
+            "vision_s": batch.timings.get("vision_s", 0.0),
             "prefill_s": batch.timings.get("prefill_s", 0.0),
             "decode_s": batch.timings.get("decode_s", 0.0),
+            "forward_passes": batch.timings.get("forward_passes", float(length)),
+            "prefix_tokens": batch.timings.get("prefix_tokens", 0.0),
+            "compile_s": batch.timings.get("compile_s", 0.0),
+            "sampled_tokens": float(constraint.sampled if constraint else length),
+            "forced_tokens": float(constraint.forced if constraint else 0),
             "parse_s": time.perf_counter() - t0,
         }
         return Decision(step=Step(thought=step.thought, action=action), raw=text, usage=MappingProxyType(usage))

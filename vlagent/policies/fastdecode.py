@@ -1,0 +1,381 @@
+"""The fast decode loop of the Qwen2-VL policy: what ``generate`` does, minus its waste.
+
+Same model, same inputs, same greedy choices as ``model.generate`` under the step
+grammar (the tests compare both), with four savings:
+
+- prefix reuse: the prompt up to the first image (chat header + system prompt with the
+  task and the action schema) is the same at every step of an episode; its keys and
+  values are computed once and copied into each step's cache. Exact, because causal
+  attention makes a prefix's keys and values independent of what follows, and text
+  before the first image has plain 1-D positions 0..P-1 under M-RoPE.
+- forced tokens: where the grammar leaves no choice (keys, quotes, the closing braces)
+  the tokens are appended without sampling, several per forward pass, and the loop ends
+  as soon as the JSON is complete (no forward pass for the end-of-turn token).
+- vision apart from prefill, and logits only for the last position (``generate`` does
+  that too); the timings of each part are reported.
+- optionally a static KV cache whose length comes from a few fixed buckets, and a
+  ``torch.compile``d decode step per (batch, chunk, bucket) shape, so a new screen size
+  does not recompile. Chunks of forced tokens are padded to a few fixed lengths; the
+  padding's cache slots are given back and overwritten by the next real token.
+
+Batches: rows share the prefix cache when they share the prefix (same task, device and
+screenshot size); the prompt after it is left-padded per row (padding between prefix and
+suffix, masked out, positions computed without it).
+
+This module must not build prompts, parse answers or know about actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vlagent.policies.grammar import RowConstraint, unpack_bitmask
+
+__all__ = ["CACHE_BUCKETS", "CHUNK_BUCKETS", "DecodeResult", "FastDecoder"]
+
+log = logging.getLogger(__name__)
+
+#: Static cache lengths: prompt + answer is rounded up to one of these (one compile each).
+CACHE_BUCKETS = (1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24576, 32768)
+#: Lengths of compiled decode chunks (1 sampled token + forced tokens, padded up).
+CHUNK_BUCKETS = (1, 4, 16)
+#: Prefixes shorter than this are not worth a cache entry.
+_MIN_PREFIX = 16
+
+
+@dataclass
+class DecodeResult:
+    """New tokens per row (end-of-turn appended where the answer ended) and where time went."""
+
+    tokens: list[list[int]]
+    vision_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    forward_passes: int = 0
+    prefix_tokens: int = 0
+    """Prompt tokens whose keys and values came from the prefix cache."""
+    prefix_hit: bool = False
+    compile_s: float = 0.0
+    """Time spent compiling decode shapes during this call (first use of a shape)."""
+    cache: str = "dynamic"
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class FastDecoder:
+    """Greedy/sampled decoding of a Qwen2-VL model with prefix reuse and forced-token fast-forward."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        image_token_id: int,
+        vision_start_id: int,
+        eos_id: int,
+        pad_id: int,
+        prefix_cache: bool = True,
+        cache: Literal["dynamic", "static"] = "dynamic",
+        compile_mode: str | None = None,
+        max_prefixes: int = 8,
+        synchronize: bool = False,
+    ) -> None:
+        import torch
+
+        self._torch = torch
+        self.model = model
+        self.lm = model.model.language_model
+        self.device = next(model.parameters()).device
+        self.image_token_id = image_token_id
+        self.vision_start_id = vision_start_id
+        self.eos_id = eos_id
+        self.pad_id = pad_id
+        self.prefix_cache = prefix_cache
+        self.cache_kind = cache
+        self.compile_mode = compile_mode
+        self.max_prefixes = max_prefixes
+        # Timings of parts need the device to finish its queue (costs a little on GPU).
+        self.synchronize = synchronize
+        self._prefixes: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
+        self._static: dict[tuple[int, int], Any] = {}
+        self._compiled: dict[tuple[int, int, int], Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _sync(self) -> None:
+        if self.synchronize and self.device.type == "cuda":
+            self._torch.cuda.synchronize(self.device)
+
+    def _prefix_length(self, rows: Sequence[Sequence[int]]) -> int:
+        """Tokens before the first image shared by all rows (0: no reuse)."""
+        if not self.prefix_cache:
+            return 0
+        first = rows[0]
+        try:
+            length = list(first).index(self.vision_start_id)
+        except ValueError:
+            return 0
+        if length < _MIN_PREFIX:
+            return 0
+        head = list(first[:length])
+        if any(list(row[:length]) != head for row in rows[1:]):
+            return 0
+        return length
+
+    def _prefix_kv(self, ids: tuple[int, ...]) -> tuple[list[tuple[Any, Any]], bool]:
+        """Keys and values of the prefix, computed on first use (batch of 1)."""
+        cached = self._prefixes.get(ids)
+        if cached is not None:
+            self._prefixes.move_to_end(ids)
+            return cached, True
+        torch = self._torch
+        from transformers import DynamicCache
+
+        cache: Any = DynamicCache()
+        tokens = torch.tensor([ids], device=self.device)
+        positions = torch.arange(len(ids), device=self.device).view(1, 1, -1).expand(3, 1, -1)
+        self.lm(input_ids=tokens, position_ids=positions, cache=cache, use_cache=True)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self._prefixes[ids] = kv
+        while len(self._prefixes) > self.max_prefixes:
+            self._prefixes.popitem(last=False)
+        return kv, False
+
+    def _new_cache(self, batch: int, length: int) -> tuple[Any, int]:
+        """An empty cache for ``batch`` rows and ``length`` tokens; static caches are reused per shape."""
+        from transformers import DynamicCache, StaticCache
+
+        if self.cache_kind == "dynamic":
+            return DynamicCache(), length
+        bucket = next((b for b in CACHE_BUCKETS if b >= length), None)
+        if bucket is None:
+            raise ValueError(f"prompt + answer of {length} tokens exceeds the largest cache bucket {CACHE_BUCKETS[-1]}")
+        cache = self._static.get((batch, bucket))
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=bucket)
+            self._static[(batch, bucket)] = cache
+        else:
+            filled = int(cache.get_seq_length())
+            if filled:
+                cache.crop(-filled)  # forget the last step; stale slots are masked, then overwritten
+        return cache, bucket
+
+    def _forward(self, ids: Any, positions: Any, mask: Any, cache: Any, real: int, result: DecodeResult) -> Any:
+        """Run a chunk of tokens (all rows); returns the float32 logits of position ``real - 1``."""
+        torch = self._torch
+        result.forward_passes += 1
+        if self.cache_kind == "static" and self.compile_mode:
+            padded = next((c for c in CHUNK_BUCKETS if c >= ids.shape[1]), ids.shape[1])
+            if padded > ids.shape[1]:  # pad the chunk; its cache slots are handed back below
+                extra = padded - ids.shape[1]
+                ids = torch.cat([ids, ids[:, -1:].expand(-1, extra)], dim=1)
+                positions = torch.cat([positions, positions[:, :, -1:].expand(-1, -1, extra)], dim=2)
+            hidden = self._compiled_step(ids.shape[0], padded, mask.shape[1], cache, result)(ids, positions, mask)
+            hidden = hidden[:, real - 1].clone()  # cudagraph outputs are overwritten by the next replay
+            if padded > real:
+                cache.crop(-(padded - real))
+        else:
+            out = self.lm(input_ids=ids, position_ids=positions, attention_mask=mask, cache=cache, use_cache=True)
+            hidden = out.last_hidden_state[:, real - 1]
+        return self.model.lm_head(hidden).float()
+
+    def _compiled_step(self, batch: int, chunk: int, bucket: int, cache: Any, result: DecodeResult) -> Any:
+        key = (batch, chunk, bucket)
+        step = self._compiled.get(key)
+        if step is None:
+            torch = self._torch
+            lm = self.lm
+
+            def decode(ids: Any, positions: Any, mask: Any) -> Any:
+                out = lm(input_ids=ids, position_ids=positions, attention_mask=mask, cache=cache, use_cache=True)
+                return out.last_hidden_state
+
+            compiled = torch.compile(decode, mode=self.compile_mode, fullgraph=False, dynamic=False)
+            first = True
+
+            def run(ids: Any, positions: Any, mask: Any) -> Any:
+                nonlocal first
+                if self.compile_mode == "reduce-overhead":
+                    torch.compiler.cudagraph_mark_step_begin()
+                if not first:
+                    return compiled(ids, positions, mask)
+                t0 = time.perf_counter()
+                out = compiled(ids, positions, mask)
+                self._sync()
+                result.compile_s += time.perf_counter() - t0
+                log.info("compiled decode for batch %d, chunk %d, cache %d", batch, chunk, bucket)
+                first = False
+                return out
+
+            step = self._compiled[key] = run
+        return step
+
+    def _choose(self, logits: Any, rows: list[int], constraints: list[RowConstraint] | None, temperature: float) -> Any:
+        """Next token for each listed row, under its grammar mask."""
+        torch = self._torch
+        scores = logits[rows]
+        if constraints is not None:
+            from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
+
+            mask = allocate_token_bitmask(len(rows), scores.shape[1])
+            for n, i in enumerate(rows):
+                fill_next_token_bitmask(constraints[i].matcher, mask, n)
+            allowed = unpack_bitmask(mask, scores.shape[1], scores.device)
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        if temperature > 0:
+            probs = torch.softmax(scores / temperature, dim=-1)
+            return torch.multinomial(probs, 1).squeeze(1).tolist()
+        return scores.argmax(dim=-1).tolist()
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(
+        self,
+        rows: Sequence[Sequence[int]],
+        pixel_values: Any,
+        image_grid_thw: Any,
+        constraints: list[RowConstraint] | None,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+    ) -> DecodeResult:
+        """Decode the answer of each prompt in ``rows`` (token ids without padding)."""
+        torch = self._torch
+        device = self.device
+        batch = len(rows)
+        t0 = time.perf_counter()
+        result = DecodeResult(tokens=[[] for _ in rows], cache=self.cache_kind)
+
+        prefix = self._prefix_length(rows)
+        suffixes = [list(row[prefix:]) for row in rows]
+        width = max(len(s) for s in suffixes)
+        layout = [list(rows[0][:prefix]) + [self.pad_id] * (width - len(s)) + s for s in suffixes]
+        full = torch.tensor(layout, device=device)
+        prompt = prefix + width
+        capacity = prompt + max_new_tokens + CHUNK_BUCKETS[-1]
+        cache, mask_length = self._new_cache(batch, capacity)
+        attention = torch.zeros(batch, max(mask_length, capacity), dtype=torch.long, device=device)
+        attention[:, :prefix] = 1
+        for i, s in enumerate(suffixes):
+            attention[i, prompt - len(s) : prompt] = 1
+        mm_types = (full == self.image_token_id).int()
+        grid = image_grid_thw.to(device) if image_grid_thw is not None else None
+        positions, _ = self.model.model.get_rope_index(
+            full, mm_types, image_grid_thw=grid, attention_mask=attention[:, :prompt]
+        )
+        next_position = positions[0, :, -1] + 1  # the prompt ends with text: all three axes agree
+
+        # Vision tower, then the text embeddings with the image features in place.
+        ids = full[:, prefix:]
+        embeds = self.lm.get_input_embeddings()(ids)
+        if pixel_values is not None:
+            self._sync()
+            tv = time.perf_counter()
+            features = self.model.model.get_image_features(pixel_values.to(device), grid, return_dict=True)
+            image_embeds = torch.cat(list(features.pooler_output), dim=0).to(embeds.dtype)
+            slots = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(slots, image_embeds)
+            self._sync()
+            result.vision_s = time.perf_counter() - tv
+
+        tp = time.perf_counter()
+        if prefix:
+            kv, hit = self._prefix_kv(tuple(rows[0][:prefix]))
+            for layer, (k, v) in enumerate(kv):
+                cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), layer)
+            result.prefix_tokens, result.prefix_hit = prefix, hit
+        mask = attention if self.cache_kind == "static" else attention[:, :prompt]
+        out = self.lm(
+            inputs_embeds=embeds,
+            position_ids=positions[:, :, prefix:],
+            attention_mask=mask,
+            cache=cache,
+            use_cache=True,
+        )
+        logits = self.model.lm_head(out.last_hidden_state[:, -1]).float()
+        result.forward_passes += 1
+        self._sync()
+        result.prefill_s = time.perf_counter() - tp
+
+        td = time.perf_counter()
+        length = prompt
+        done = [False] * batch
+        generated = 0
+        while generated < max_new_tokens:
+            chunk: list[list[int]] = [[] for _ in rows]
+            # The first token of the chunk: forced by the grammar, else chosen from the logits.
+            choose = []
+            for i in range(batch):
+                if done[i]:
+                    chunk[i].append(self.pad_id)
+                    continue
+                forced = constraints[i].forced_token() if constraints else None
+                if forced is None:
+                    choose.append(i)
+                else:
+                    chunk[i].append(forced)
+            if choose:
+                for i, token in zip(choose, self._choose(logits, choose, constraints, temperature), strict=True):
+                    chunk[i].append(int(token))
+            self._take(chunk, 0, constraints, done, result)
+            # More tokens in the same pass while every unfinished row has a forced one.
+            while generated + len(chunk[0]) < max_new_tokens and not all(done):
+                extra = [
+                    None if done[i] else constraints[i].forced_token() if constraints else None for i in range(batch)
+                ]
+                if any(e is None for i, e in enumerate(extra) if not done[i]):
+                    break
+                for i in range(batch):
+                    chunk[i].append(self.pad_id if done[i] else int(extra[i] or 0))
+                self._take(chunk, len(chunk[0]) - 1, constraints, done, result)
+            generated += len(chunk[0])
+            if all(done) or generated >= max_new_tokens:
+                break
+            size = len(chunk[0])
+            ids = torch.tensor(chunk, device=device)
+            offsets = torch.arange(size, device=device)
+            chunk_positions = (next_position.unsqueeze(1) + offsets).unsqueeze(0).expand(3, -1, -1)
+            attention[:, length : length + size] = 1
+            mask = attention if self.cache_kind == "static" else attention[:, : length + size]
+            logits = self._forward(ids, chunk_positions, mask, cache, size, result)
+            next_position = next_position + size
+            length += size
+        self._sync()
+        result.decode_s = time.perf_counter() - td
+        for i in range(batch):
+            if done[i] and len(result.tokens[i]) < max_new_tokens:
+                result.tokens[i].append(self.eos_id)  # what generate would have sampled next
+        result.timings["total_s"] = time.perf_counter() - t0
+        return result
+
+    def _take(
+        self,
+        chunk: list[list[int]],
+        index: int,
+        constraints: list[RowConstraint] | None,
+        done: list[bool],
+        result: DecodeResult,
+    ) -> None:
+        """Commit token ``index`` of each unfinished row: grammar state, output, end of answer."""
+        for i, tokens in enumerate(chunk):
+            if done[i]:
+                continue
+            token = tokens[index]
+            if constraints is None:
+                if token in (self.eos_id, self.pad_id):
+                    done[i] = True
+                    tokens[index] = self.pad_id
+                    continue
+                result.tokens[i].append(token)
+                continue
+            row = constraints[i]
+            if token == self.eos_id and row.matcher.is_accepting():
+                done[i] = True
+                continue
+            row.consume(token)
+            result.tokens[i].append(token)
+            if row.stopped:
+                done[i] = True
