@@ -132,6 +132,7 @@ def run_episode(
         frame = device.run(driver.screenshot)
         for index in range(max_steps):
             capture_s = time.perf_counter() - t0
+            _call(hooks, "on_observe", episode, index, frame)  # e.g. start encoding the frame while the model thinks
             t1 = time.perf_counter()
             memory.last_selection = None
             select = functools.partial(memory.select, frame)

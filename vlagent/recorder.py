@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -154,6 +155,10 @@ class Recorder:
         self.image_format = image_format
         self.meta = dict(meta or {})
         self._file: IO[str] | None = None
+        # Frames are encoded on a worker thread from the moment they are captured, so the
+        # encoding overlaps the model's thinking; the step line still waits for the file.
+        self._encoder: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future[str]] = {}
 
     @property
     def trajectory_path(self) -> Path:
@@ -169,8 +174,14 @@ class Recorder:
             )
         )
 
+    def on_observe(self, episode: Episode, index: int, frame: Frame) -> None:
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlagent-recorder")
+        self._pending[index] = self._encoder.submit(self._save_frame, index, frame)
+
     def on_decision(self, episode: Episode, record: StepRecord) -> None:
-        frame_name = self._save_frame(record.index, record.frame)
+        pending = self._pending.pop(record.index, None)
+        frame_name = pending.result() if pending is not None else self._save_frame(record.index, record.frame)
         usage = {k: float(v) for k, v in record.decision.usage.items()}
         self._write(
             RecordedStep(
@@ -197,6 +208,9 @@ class Recorder:
         )
 
     def on_end(self, episode: Episode) -> None:
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)  # frames of undecided steps still land on disk
+            self._encoder, self._pending = None, {}
         if self._file is None:
             return
         self._write(
