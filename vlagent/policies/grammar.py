@@ -136,22 +136,26 @@ class GrammarCompiler:
             raise ConfigError(f"constrained decoding needs a fast tokenizer: {exc}") from exc
         self._grammars: dict[str, str] = {}
 
-    def grammar(self, schema: dict[str, Any]) -> str:
+    def grammar(self, schema: dict[str, Any] | str) -> str:
+        """The compiled grammar of a JSON schema, or of a Lark grammar given as a string."""
         # Not sort_keys: property order is the order the model writes (thought before action).
-        key = json.dumps(schema)
+        key = schema if isinstance(schema, str) else json.dumps(schema)
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = self._llg.LLMatcher.grammar_from_json_schema(
-                json.dumps(bound_numbers(schema)),
-                defaults=_JSON_OPTIONS,
-            )
+            if isinstance(schema, str):  # a native (non-JSON) answer format, e.g. UI-TARS calls
+                grammar = self._llg.LLMatcher.grammar_from_lark(schema)
+            else:
+                grammar = self._llg.LLMatcher.grammar_from_json_schema(
+                    json.dumps(bound_numbers(schema)),
+                    defaults=_JSON_OPTIONS,
+                )
             error = self._llg.LLMatcher.validate_grammar(grammar, self._tokenizer)
             if error and not error.startswith("WARNING"):
                 raise ConfigError(f"the action schema cannot be compiled to a grammar: {error}")
             self._grammars[key] = grammar
         return grammar
 
-    def row(self, schema: dict[str, Any], *, fast_forward: bool = False) -> RowConstraint:
+    def row(self, schema: dict[str, Any] | str, *, fast_forward: bool = False) -> RowConstraint:
         matcher = self._llg.LLMatcher(self._tokenizer, self.grammar(schema), log_level=0)
         return RowConstraint(matcher, fast_forward=fast_forward)
 
