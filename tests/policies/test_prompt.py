@@ -116,7 +116,9 @@ def test_qwen3_history_uses_its_999_grid() -> None:
         PHONE_CAPABILITIES,
         history=(HistoryEntry(0, Swipe(x1=0, y1=2000, x2=1000, y2=0)),),
     )
-    assert "swipe(0, 999 -> 999, 0)" in _texts(build_messages(obs, get_family("qwen3vl")))
+    # Shown in the family's own tool-call arguments, on its 0-999 grid.
+    text = _texts(build_messages(obs, get_family("qwen3vl")))
+    assert '{"action": "swipe", "coordinate": [0, 999], "coordinate2": [999, 0]}' in text
 
 
 def test_grammar_schema_caps_strings_and_numbers() -> None:

@@ -1,0 +1,536 @@
+"""Qwen2.5-VL and Qwen3-VL in their cookbooks' formats: ``mobile_use`` / ``computer_use`` tool calls.
+
+Format (QwenLM cookbooks, Hermes/Nous function calling; REFERENCE section 8)::
+
+    <tool_call>
+    {"name": "mobile_use", "arguments": {"action": "click", "coordinate": [546, 1204]}}
+    </tool_call>
+
+Qwen2.5-VL answers in absolute pixels of the resized image and its tool description states
+that resolution; Qwen3-VL answers on a 0-999 grid (its prompt says the screen is 999x999)
+and writes ``Thought: ...`` and ``Action: "..."`` before the call.
+
+The parser accepts: the call with or without ``<tool_call>`` tags (also a missing closing
+tag), in a code fence, after prose, with ``arguments`` as an object or a JSON string, a bare
+arguments object, JSON defects (single quotes, trailing commas, Python ``None``/``True``, a
+missing closing brace: repaired by json-repair), coordinates as ``[x, y]``, ``"(x, y)"``,
+``{"x":..,"y":..}`` or a 4-number box (its centre), several calls (the first is taken).
+It rejects (InvalidModelOutput): no JSON object, no or an unknown ``action``, a missing or
+malformed coordinate, a point outside the grid, ``mouse_move`` (no hover action here) and
+``left_click_drag`` without a start, unknown keys or buttons, and actions the device cannot
+perform.
+
+Action mapping: click/left_click -> click; double/right/middle/triple_click -> click with
+that button/count; long_press(time) -> long press; swipe(coordinate, coordinate2) -> swipe
+(finger path); type(text) -> type (a trailing newline submits); key(text) or key(keys[]) ->
+key with modifiers; system_button(Back|Home|Menu|Enter) -> key; open(text) -> open app;
+wait(time) -> wait; terminate(status) -> done; answer(text) -> done success with the answer;
+computer_use scroll(pixels) -> scroll up for positive pixels, down for negative, one unit
+per 100 pixels (1..10).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import json_repair
+
+from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Step, Swipe, Type, Wait
+from vlagent.drivers.base import Capabilities
+from vlagent.policies.families._common import (
+    NUMBER,
+    SPECIAL_TOKENS,
+    FamilyProblem,
+    finish_step,
+    invalid,
+    lark_literal,
+    parse_keys,
+    point_of,
+)
+from vlagent.policies.families.base import GrammarLimits, ModelFamily
+
+__all__ = [
+    "grammar_qwen3",
+    "grammar_qwen25",
+    "instructions_qwen3",
+    "instructions_qwen25",
+    "parse_tool_call",
+    "render_tool_call",
+]
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*(?:```|$)", re.DOTALL)
+_THOUGHT = re.compile(r"Thought\s*[:：]\s*(.*?)\s*(?=\n\s*Action\s*[:：]|<tool_call>|\{|$)", re.DOTALL | re.IGNORECASE)
+_HINT = (
+    'Answer with one tool call:\n<tool_call>\n{"name": "mobile_use", "arguments": {"action": "click", '
+    '"coordinate": [x, y]}}\n</tool_call>'
+)
+_BUTTONS = {"back": "back", "home": "home", "menu": "menu", "enter": "enter"}
+_CLICKS = {
+    "click": (1, "left"),
+    "left_click": (1, "left"),
+    "tap": (1, "left"),
+    "double_click": (2, "left"),
+    "triple_click": (3, "left"),
+    "right_click": (1, "right"),
+    "middle_click": (1, "middle"),
+}
+_SCROLL_UNIT = 100  # computer_use scroll pixels per vlagent scroll unit
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _json_text(text: str) -> str:
+    call = _TOOL_CALL.search(text)
+    if call is not None:
+        return call.group(1)
+    fence = _FENCE.search(text)
+    if fence is not None and "{" in fence.group(1):
+        return fence.group(1)
+    start = text.find("{")
+    if start < 0:
+        raise FamilyProblem("no tool call found")
+    return text[start:]
+
+
+def _decode(blob: str) -> dict[str, Any]:
+    try:
+        value: object = json.loads(blob)
+    except ValueError:
+        try:
+            value = json_repair.loads(blob)
+        except (ValueError, RecursionError):
+            value = None
+    if isinstance(value, list):  # several calls: the first
+        value = next((v for v in value if isinstance(v, dict)), None)
+    if not isinstance(value, dict):
+        raise FamilyProblem("the tool call is not a JSON object")
+    return {str(k).lower(): v for k, v in value.items()}
+
+
+def _arguments(call: dict[str, Any]) -> dict[str, Any]:
+    args = call.get("arguments", call.get("parameters"))
+    if isinstance(args, str):
+        args = _decode(args)
+    if args is None and "action" in call:
+        args = call
+    if not isinstance(args, Mapping):
+        raise FamilyProblem('the tool call has no "arguments" object')
+    return {str(k).lower(): v for k, v in args.items()}
+
+
+def _thought(text: str) -> str | None:
+    match = _THOUGHT.search(text)
+    if match is not None:
+        return match.group(1).strip() or None
+    head = text[: text.find("<tool_call>")] if "<tool_call>" in text else ""
+    return head.strip() or None
+
+
+def _numbers(value: object) -> list[float] | None:
+    if isinstance(value, (list, tuple)):
+        flat: list[object] = []
+        for item in value:
+            flat.extend(item if isinstance(item, (list, tuple)) else [item])
+        out = [float(v) for v in flat if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(out) != len(flat):
+            out = [float(n) for v in flat for n in NUMBER.findall(str(v))]
+        return out
+    if isinstance(value, Mapping):
+        lowered = {str(k).lower(): v for k, v in value.items()}
+        return _numbers([lowered.get("x"), lowered.get("y")]) if "x" in lowered else None
+    if isinstance(value, str):
+        return [float(n) for n in NUMBER.findall(value)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None
+    return None
+
+
+def _point(args: dict[str, Any], *keys: str) -> tuple[float, float]:
+    for key in keys:
+        if args.get(key) is not None:
+            values = _numbers(args[key])
+            if not values:
+                raise FamilyProblem(f'"{key}" must be [x, y]')
+            x, y = point_of(values, f'"{key}"')
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise FamilyProblem(f'"{key}" must be [x, y]')
+            return x, y
+    raise FamilyProblem(f'"{keys[0]}" [x, y] is required for action={args.get("action")!r}')
+
+
+def _seconds(args: dict[str, Any], default: float) -> float:
+    value = args.get("time", args.get("duration", args.get("seconds")))
+    if value is None:
+        return default
+    numbers = NUMBER.findall(str(value))
+    if not numbers:
+        raise FamilyProblem(f'"time" must be a number of seconds, got {value!r}')
+    return float(numbers[0])
+
+
+def _text(args: dict[str, Any], action: str) -> str:
+    value = args.get("text", args.get("content"))
+    if not isinstance(value, str) or not value:
+        raise FamilyProblem(f'action={action} needs "text"')
+    return value
+
+
+def _fields(args: dict[str, Any], caps: Capabilities | None) -> dict[str, object]:
+    raw = args.get("action")
+    if not isinstance(raw, str) or not raw.strip():
+        raise FamilyProblem('the arguments have no "action"')
+    action = raw.strip().lower().replace(" ", "_")
+    if action in _CLICKS:
+        clicks, button = _CLICKS[action]
+        x, y = _point(args, "coordinate", "point", "position")
+        return {"action": "click", "x": x, "y": y, "clicks": clicks, "button": button}
+    if action == "long_press":
+        x, y = _point(args, "coordinate", "point")
+        return {"action": "long_press", "x": x, "y": y, "duration": _seconds(args, 1.0)}
+    if action in ("swipe", "left_click_drag", "drag"):
+        if action == "left_click_drag" and args.get("start_coordinate") is None:
+            raise FamilyProblem('left_click_drag starts where the mouse is, which is unknown: give "start_coordinate"')
+        x1, y1 = _point(args, "start_coordinate", "coordinate")
+        x2, y2 = _point(args, "coordinate2", "end_coordinate") if action == "swipe" else _point(args, "coordinate")
+        return {"action": "swipe", "x1": x1, "y1": y1, "x2": x2, "y2": y2}
+    if action == "type":
+        text = _text(args, action)
+        body = text.rstrip("\n")
+        if not body:
+            return {"action": "key", "key": "enter"}
+        return {"action": "type", "text": body, "submit": body != text}
+    if action == "key":
+        keys = args.get("keys", args.get("text", args.get("key")))
+        if not isinstance(keys, (str, list)) or not keys:
+            raise FamilyProblem('action=key needs "keys" (or "text")')
+        return parse_keys(keys, caps)
+    if action == "system_button":
+        button = str(args.get("button", "")).strip().lower()
+        if button not in _BUTTONS:
+            raise FamilyProblem(f"unknown system button {args.get('button')!r}; use Back, Home, Menu or Enter")
+        return {"action": "key", "key": _BUTTONS[button]}
+    if action in ("open", "open_app"):
+        return {"action": "open_app", "name": _text(args, action).strip()}
+    if action == "wait":
+        return {"action": "wait", "seconds": _seconds(args, 1.0)}
+    if action == "terminate":
+        status = str(args.get("status", "success")).strip().lower()
+        return {"action": "done", "status": status, "answer": args.get("answer")}
+    if action == "answer":
+        return {"action": "done", "status": "success", "answer": _text(args, action)}
+    if action == "scroll":
+        pixels = _numbers([args.get("pixels", 0)]) or [0.0]
+        if not pixels[0]:
+            raise FamilyProblem('scroll needs "pixels": positive scrolls up, negative down')
+        fields: dict[str, object] = {
+            "action": "scroll",
+            "direction": "up" if pixels[0] > 0 else "down",
+            "amount": min(10, max(1, round(abs(pixels[0]) / _SCROLL_UNIT))),
+        }
+        if args.get("coordinate") is not None:
+            fields["x"], fields["y"] = _point(args, "coordinate")
+        return fields
+    if action == "mouse_move":
+        raise FamilyProblem("mouse_move alone does nothing here; use left_click with the coordinate")
+    raise FamilyProblem(f"unknown action {action!r}")
+
+
+def parse_tool_call(text: str, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
+    """A mobile_use / computer_use tool call -> Step in grid coordinates."""
+    cleaned = SPECIAL_TOKENS.sub(" ", text)
+    try:
+        args = _arguments(_decode(_json_text(cleaned)))
+        return finish_step(_fields(args, capabilities), _thought(cleaned), grid, capabilities)
+    except FamilyProblem as problem:
+        raise invalid(problem, _HINT, text) from None
+
+
+# --- writing back ---------------------------------------------------------------------------------
+
+
+def _args(action: Action) -> dict[str, object]:
+    if isinstance(action, Click):
+        name = {"right": "right_click", "middle": "middle_click"}.get(action.button, "click")
+        name = {2: "double_click", 3: "triple_click"}.get(action.clicks, name) if name == "click" else name
+        return {"action": name, "coordinate": [action.x, action.y]}
+    if isinstance(action, LongPress):
+        return {"action": "long_press", "coordinate": [action.x, action.y], "time": action.duration}
+    if isinstance(action, Swipe):
+        return {"action": "swipe", "coordinate": [action.x1, action.y1], "coordinate2": [action.x2, action.y2]}
+    if isinstance(action, Type):
+        return {"action": "type", "text": action.text + ("\n" if action.submit else "")}
+    if isinstance(action, Key):
+        if action.key in ("back", "home", "menu", "enter") and not action.modifiers:
+            return {"action": "system_button", "button": action.key.capitalize()}
+        return {"action": "key", "keys": [*action.modifiers, action.key]}
+    if isinstance(action, Scroll):
+        pixels = action.amount * _SCROLL_UNIT * (1 if action.direction == "up" else -1)
+        return {"action": "scroll", "pixels": pixels}
+    if isinstance(action, OpenApp):
+        return {"action": "open", "text": action.name}
+    if isinstance(action, Wait):
+        return {"action": "wait", "time": action.seconds}
+    assert isinstance(action, Done)
+    if action.answer and action.status == "success":
+        return {"action": "answer", "text": action.answer}
+    return {"action": "terminate", "status": action.status}
+
+
+def render_tool_call(action: Action, grid: tuple[int, int]) -> str:
+    """The arguments a tool call for ``action`` would carry (one line, for the history)."""
+    return json.dumps(_args(action), ensure_ascii=False)
+
+
+# --- prompts -----------------------------------------------------------------------------------------
+
+_MOBILE_DESCRIPTION = (
+    "Use a touchscreen to interact with a mobile device, and take screenshots.\n"
+    "* This is an interface to a mobile device with touchscreen. You can perform actions like clicking, typing, "
+    "swiping, etc.\n"
+    "* Some applications may take time to start or process actions, so you may need to wait and take successive "
+    "screenshots to see the results of your actions.\n"
+    "* The screen's resolution is {width}x{height}.\n"
+    "* Make sure to click any buttons, links, icons, etc with the cursor tip in the center of the element. "
+    "Don't click boxes on their edges unless asked."
+)
+_COMPUTER_DESCRIPTION = (
+    "Use a mouse and keyboard to interact with a computer, and take screenshots.\n"
+    "* This is an interface to a desktop GUI. You do not have access to a terminal or applications menu. "
+    "You must click on desktop icons to start applications.\n"
+    "* Some applications may take time to start or process actions, so you may need to wait and take successive "
+    "screenshots to see the results of your actions. E.g. if you click on Firefox and a window doesn't open, try "
+    "wait and taking another screenshot.\n"
+    "* The screen's resolution is {width}x{height}.\n"
+    "* Whenever you intend to move the cursor to click on an element like an icon, you should consult a screenshot "
+    "to determine the coordinates of the element before moving the cursor.\n"
+    "* If you tried clicking on a program or link but it failed to load, even after waiting, try adjusting your "
+    "cursor position so that the tip of the cursor visually falls on the element that you want to click.\n"
+    "* Make sure to click any buttons, links, icons, etc with the cursor tip in the center of the element. "
+    "Don't click boxes on their edges unless asked."
+)
+_MOBILE_ACTIONS = {
+    "key": "Perform a key event on the mobile device.\n    - This supports adb's `keyevent` syntax.\n"
+    '    - Examples: "volume_up", "volume_down", "power", "camera", "clear".',
+    "click": "Click the point on the screen with coordinate (x, y).",
+    "long_press": "Press the point on the screen with coordinate (x, y) for specified seconds.",
+    "swipe": "Swipe from the starting point with coordinate (x, y) to the end point with coordinates2 (x2, y2).",
+    "type": "Input the specified text into the activated input box.",
+    "answer": "Output the answer.",
+    "system_button": "Press the system button.",
+    "open": "Open an app on the device.",
+    "wait": "Wait specified seconds for the change to happen.",
+    "terminate": "Terminate the current task and report its completion status.",
+}
+_COMPUTER_ACTIONS = {
+    "key": "Performs key down presses on the arguments passed in order, then performs key releases in reverse order.",
+    "type": "Type a string of text on the keyboard.",
+    "mouse_move": "Move the cursor to a specified (x, y) pixel coordinate on the screen.",
+    "left_click": "Click the left mouse button.",
+    "left_click_drag": "Click and drag the cursor to a specified (x, y) pixel coordinate on the screen.",
+    "right_click": "Click the right mouse button.",
+    "middle_click": "Click the middle mouse button.",
+    "double_click": "Double-click the left mouse button.",
+    "scroll": "Performs a scroll of the mouse scroll wheel.",
+    "wait": "Wait specified seconds for the change to happen.",
+    "terminate": "Terminate the current task and report its completion status.",
+}
+_TOOLS_HEAD = (
+    "You are a helpful assistant.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+)
+_TOOLS_TAIL = (
+    "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+    '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+    "</tool_call>"
+)
+_QWEN3_FORMAT = (
+    "\n\n# Response format\n\nResponse format for every step:\n"
+    "1) Thought: one concise sentence explaining the next move (no multi-step reasoning).\n"
+    "2) Action: a short imperative describing what to do in the UI.\n"
+    '3) A single <tool_call>...</tool_call> block containing only the JSON: {"name": <function-name>, '
+    '"arguments": <args-json-object>}.\n\nRules:\n- Output exactly in the order: Thought, Action, <tool_call>.\n'
+    "- Be brief: one sentence for Thought, one for Action.\n- Do not output anything else outside those three parts.\n"
+    "- If finishing, use action=terminate in the tool call."
+)
+_QWEN3_MOBILE = ("click", "long_press", "swipe", "type", "answer", "system_button", "wait", "terminate")
+_QWEN25_MOBILE = ("key", "click", "long_press", "swipe", "type", "system_button", "open", "wait", "terminate")
+
+
+def _is_phone(capabilities: Capabilities) -> bool:
+    return "open_app" in capabilities.actions
+
+
+def _tool(phone: bool, actions: tuple[str, ...], size: tuple[int, int]) -> str:
+    table = _MOBILE_ACTIONS if phone else _COMPUTER_ACTIONS
+    listing = "\n".join(f"* `{a}`: {table[a]}" for a in actions)
+    point = (
+        "(x, y): The x (pixels from the left edge) and y (pixels from the top edge) coordinates to move the mouse to."
+    )
+    props: dict[str, object] = {
+        "action": {
+            "description": f"The action to perform. The available actions are:\n{listing}",
+            "enum": list(actions),
+            "type": "string",
+        },
+    }
+    if phone:
+        props |= {
+            "coordinate": {
+                "description": point + " Required only by `action=click`, `action=long_press`, and `action=swipe`.",
+                "type": "array",
+            },
+            "coordinate2": {"description": point + " Required only by `action=swipe`.", "type": "array"},
+            "text": {
+                "description": "Required only by `action=key`, `action=type`, `action=answer`, and `action=open`.",
+                "type": "string",
+            },
+            "time": {
+                "description": "The seconds to wait. Required only by `action=long_press` and `action=wait`.",
+                "type": "number",
+            },
+            "button": {
+                "description": "Back means returning to the previous interface, Home means returning to the desktop, "
+                "Menu means opening the application background menu, and Enter means pressing the enter. Required "
+                "only by `action=system_button`",
+                "enum": ["Back", "Home", "Menu", "Enter"],
+                "type": "string",
+            },
+        }
+    else:
+        props |= {
+            "keys": {"description": "Required only by `action=key`.", "type": "array"},
+            "text": {"description": "Required only by `action=type`.", "type": "string"},
+            "coordinate": {
+                "description": point + " Required only by `action=mouse_move` and `action=left_click_drag`.",
+                "type": "array",
+            },
+            "pixels": {
+                "description": "The amount of scrolling to perform. Positive values scroll up, negative values "
+                "scroll down. Required only by `action=scroll`.",
+                "type": "number",
+            },
+            "time": {"description": "The seconds to wait. Required only by `action=wait`.", "type": "number"},
+        }
+    props["status"] = {
+        "description": "The status of the task. Required only by `action=terminate`.",
+        "type": "string",
+        "enum": ["success", "failure"],
+    }
+    name = "mobile_use" if phone else "computer_use"
+    description = (_MOBILE_DESCRIPTION if phone else _COMPUTER_DESCRIPTION).format(width=size[0], height=size[1])
+    function = {
+        "name": name,
+        "description": description,
+        "parameters": {"properties": props, "required": ["action"], "type": "object"},
+    }
+    return json.dumps({"type": "function", "function": function}, ensure_ascii=False)
+
+
+def instructions_qwen25(
+    task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
+) -> str:
+    phone = _is_phone(capabilities)
+    actions = _QWEN25_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
+    size = family.grid(image_size)
+    return _TOOLS_HEAD + _tool(phone, actions, size) + _TOOLS_TAIL + f"\n\nThe user query: {task}"
+
+
+def instructions_qwen3(
+    task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
+) -> str:
+    phone = _is_phone(capabilities)
+    actions = _QWEN3_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
+    size = family.grid(image_size)
+    return _TOOLS_HEAD + _tool(phone, actions, size) + _TOOLS_TAIL + _QWEN3_FORMAT + f"\n\nThe user query: {task}"
+
+
+# --- grammars -------------------------------------------------------------------------------------------
+
+
+def _arguments_schema(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits, answer: bool) -> list[object]:
+    def point() -> dict[str, object]:
+        return {
+            "type": "array",
+            "prefixItems": [
+                {"type": "integer", "minimum": 0, "maximum": grid[0]},
+                {"type": "integer", "minimum": 0, "maximum": grid[1]},
+            ],
+            "items": False,
+            "minItems": 2,
+            "maxItems": 2,
+        }
+
+    text = {"type": "string", "minLength": 1, "maxLength": limits.string_chars}
+    seconds = {"type": "integer", "minimum": 1, "maximum": 10}
+
+    def one(action: str, **props: object) -> dict[str, object]:
+        return {
+            "type": "object",
+            "properties": {"action": {"const": action}, **props},
+            "required": ["action", *props],
+            "additionalProperties": False,
+        }
+
+    acts, phone = caps.actions, _is_phone(caps)
+    out: list[object] = []
+    if "click" in acts:
+        out.append(one("click" if phone else "left_click", coordinate=point()))
+        if "right" in caps.buttons:
+            out.append(one("right_click", coordinate=point()))
+    if "long_press" in acts:
+        out.append(one("long_press", coordinate=point(), time=seconds))
+    if "swipe" in acts and phone:
+        out.append(one("swipe", coordinate=point(), coordinate2=point()))
+    if "type" in acts:
+        out.append(one("type", text=text))
+    buttons = [b.capitalize() for b in _BUTTONS if b in caps.keys]
+    if "key" in acts and phone and buttons:
+        out.append(one("system_button", button={"enum": buttons}))
+    if "open_app" in acts and not answer:
+        out.append(one("open", text=text))
+    if "wait" in acts:
+        out.append(one("wait", time=seconds))
+    if "done" in acts:
+        out.append(one("terminate", status={"enum": ["success", "failure"]}))
+        if answer:
+            out.append(one("answer", text=text))
+    return out
+
+
+def _call_schema(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits, answer: bool) -> str:
+    schema = {
+        "x-guidance": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "},
+        "type": "object",
+        "properties": {
+            "name": {"const": "mobile_use" if _is_phone(caps) else "computer_use"},
+            "arguments": {"anyOf": _arguments_schema(caps, grid, limits, answer)},
+        },
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+    return json.dumps(schema)
+
+
+def grammar_qwen25(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits) -> str:
+    return (
+        f"start: {lark_literal('<tool_call>' + chr(10))} call {lark_literal(chr(10) + '</tool_call>')}\n"
+        f"call: %json {_call_schema(caps, grid, limits, answer=False)}\n"
+    )
+
+
+def grammar_qwen3(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits) -> str:
+    head = 'start: "Thought: " THOUGHT "\\nAction: \\"" SUMMARY "\\"\\n<tool_call>\\n" call "\\n</tool_call>"'
+    if not limits.with_thought:
+        head = 'start: "<tool_call>\\n" call "\\n</tool_call>"'
+    return (
+        f"{head}\n"
+        f"THOUGHT: /[^\\n]{{1,{limits.thought_chars}}}/\n"
+        f'SUMMARY: /[^\\n"]{{1,{limits.thought_chars}}}/\n'
+        f"call: %json {_call_schema(caps, grid, limits, answer=True)}\n"
+    )
