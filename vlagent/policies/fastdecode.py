@@ -3,8 +3,8 @@
 Same model, same inputs, same greedy choices as ``model.generate`` under the step
 grammar (the tests compare both), with four savings:
 
-- prefix reuse: the prompt up to the first image (chat header + system prompt with the
-  task and the action schema) is the same at every step of an episode; its keys and
+- prefix reuse: the system turn (instructions with the task and the action schema) is
+  the same at every step of an episode; its keys and
   values are computed once and copied into each step's cache. Exact, because causal
   attention makes a prefix's keys and values independent of what follows, and text
   before the first image has plain 1-D positions 0..P-1 under M-RoPE.
@@ -75,6 +75,7 @@ class FastDecoder:
         *,
         image_token_id: int,
         vision_start_id: int,
+        turn_start_id: int,
         eos_id: int,
         pad_id: int,
         prefix_cache: bool = True,
@@ -91,6 +92,7 @@ class FastDecoder:
         self.device = next(model.parameters()).device
         self.image_token_id = image_token_id
         self.vision_start_id = vision_start_id
+        self.turn_start_id = turn_start_id
         self.eos_id = eos_id
         self.pad_id = pad_id
         self.prefix_cache = prefix_cache
@@ -110,17 +112,24 @@ class FastDecoder:
             self._torch.cuda.synchronize(self.device)
 
     def _prefix_length(self, rows: Sequence[Sequence[int]]) -> int:
-        """Tokens before the first image shared by all rows (0: no reuse)."""
+        """Length of the reusable prefix shared by all rows (0: no reuse).
+
+        The prefix ends before the last turn start that precedes the first image: the
+        system turn (instructions, task, actions) is the same at every step of an episode,
+        while the user turn names the step and carries the screens.
+        """
         if not self.prefix_cache:
             return 0
-        first = rows[0]
+        first = list(rows[0])
         try:
-            length = list(first).index(self.vision_start_id)
+            end = first.index(self.vision_start_id)
         except ValueError:
             return 0
+        starts = [n for n in range(end) if first[n] == self.turn_start_id]
+        length = starts[-1] if starts else end
         if length < _MIN_PREFIX:
             return 0
-        head = list(first[:length])
+        head = first[:length]
         if any(list(row[:length]) != head for row in rows[1:]):
             return 0
         return length

@@ -418,6 +418,7 @@ class Qwen2VLPolicy:
                 self.model,
                 image_token_id=self._image_pad_id,
                 vision_start_id=self._vision_start_id,
+                turn_start_id=self.tokenizer.convert_tokens_to_ids("<|im_start|>"),
                 eos_id=self._eos_id,
                 pad_id=self._pad_id,
                 prefix_cache=self.config.prefix_cache,
@@ -444,6 +445,7 @@ class Qwen2VLPolicy:
             decode_s=result.decode_s,
             forward_passes=float(result.forward_passes),
             prefix_tokens=float(result.prefix_tokens),
+            prefix_reused=float(result.prefix_hit),
             compile_s=result.compile_s,
         )
         width = max(1, max(len(t) for t in result.tokens))
@@ -511,6 +513,7 @@ class Qwen2VLPolicy:
             "decode_s": batch.timings.get("decode_s", 0.0),
             "forward_passes": batch.timings.get("forward_passes", float(length)),
             "prefix_tokens": batch.timings.get("prefix_tokens", 0.0),
+            "prefix_reused": batch.timings.get("prefix_reused", 0.0),
             "compile_s": batch.timings.get("compile_s", 0.0),
             "sampled_tokens": float(constraint.sampled if constraint else length),
             "forced_tokens": float(constraint.forced if constraint else 0),

@@ -1,0 +1,156 @@
+"""The fast path of the Qwen2-VL policy chooses exactly what the plain path chooses.
+
+Plain path: the processor + transformers' ``generate`` under the grammar. Fast path:
+pixel values and token ids built directly, the prompt prefix's KV cache reused, forced
+tokens fast-forwarded, optional static cache. Under greedy decoding on the tiny random
+model both must give the same answer text and the same action, for single steps and for
+batches, phones and desktops, with and without a thought, and multi-image prompts.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from vlagent.actions import Click
+from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
+from vlagent.frames import Frame
+from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.policies.base import Decision, HistoryEntry, Observation
+
+pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
+
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
+
+pytestmark = pytest.mark.model
+
+BUDGET = 96 * 28 * 28
+TASKS = ("open settings", "turn on wifi", "write a note saying hi", "call Bob", "search for cats")
+
+
+def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
+    options.setdefault("thought", False)
+    config = QwenPolicyConfig(
+        model=str(tiny_qwen2vl), device="cpu", max_pixels=BUDGET, max_thought_chars=16, max_string_chars=12, **options
+    )
+    model, processor = tiny_loaded
+    return Qwen2VLPolicy(config, model=model, processor=processor)
+
+
+def _plain(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
+    return _policy(tiny_qwen2vl, tiny_loaded, fast=False, fast_inputs=False, **options)
+
+
+def _screen(size: tuple[int, int], seed: int) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x, y = rng.randrange(size[0] - 40), rng.randrange(size[1] - 40)
+        draw.rectangle((x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 120)), fill=rng.randrange(0xFFFFFF))
+    return image
+
+
+def _observations(count: int, *, history: bool = False) -> list[Observation]:
+    sizes = ((1080, 2400), (1280, 800), (720, 1280), (1920, 1080))
+    result = []
+    for seed in range(count):
+        caps = PHONE_CAPABILITIES if seed % 2 == 0 else DESKTOP_CAPABILITIES
+        memory = TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_images=3, max_tokens=4 * 96))
+        entries: list[HistoryEntry] = []
+        if history:  # two earlier screens: a multi-image prompt with a history
+            for step in range(2):
+                earlier = Frame.of(_screen(sizes[seed % 4], 100 + seed * 7 + step))
+                entries.append(HistoryEntry(step, Click(x=10 + step, y=20)))
+                memory.add(entries[-1], earlier)
+        frame = Frame.of(_screen(sizes[seed % 4], seed))
+        images = memory.select(frame)
+        result.append(Observation(TASKS[seed % 5], frame, caps, len(entries), tuple(entries), images))
+    return result
+
+
+def _same(a: Decision, b: Decision) -> None:
+    assert (a.raw, a.step) == (b.raw, b.step)
+
+
+def test_direct_inputs_equal_the_processor_output(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    observations = _observations(3, history=True) + _observations(2)
+    plain = _plain(tiny_qwen2vl, tiny_loaded).prepare(observations).inputs
+    direct = _policy(tiny_qwen2vl, tiny_loaded).prepare(observations).inputs
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
+        assert torch.equal(plain[key], direct[key]), key
+    assert plain["pixel_values"].shape == direct["pixel_values"].shape
+    assert torch.allclose(plain["pixel_values"], direct["pixel_values"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("thought", [False, True])
+def test_fast_and_plain_paths_choose_identical_actions(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], thought: bool
+) -> None:
+    observations = _observations(4) + _observations(2, history=True)
+    plain = _plain(tiny_qwen2vl, tiny_loaded, thought=thought)
+    fast = _policy(tiny_qwen2vl, tiny_loaded, thought=thought)
+    fast_decisions = [fast.decide(obs) for obs in observations]
+    for obs, mine in zip(observations, fast_decisions, strict=True):
+        _same(plain.decide(obs), mine)
+    # The fast path reached the same answers with fewer forward passes: forced tokens came in chunks.
+    forced = sum(d.usage["forced_tokens"] for d in fast_decisions)
+    sampled = sum(d.usage["sampled_tokens"] for d in fast_decisions)
+    assert forced > sampled > 0
+    assert all(d.usage["forward_passes"] < d.usage["output_tokens"] for d in fast_decisions)
+    # Batched (rows with different tasks, so no shared prefix, and different prompt lengths).
+    for a, b in zip(plain.decide_batch(observations), fast.decide_batch(observations), strict=True):
+        assert isinstance(a, Decision) and isinstance(b, Decision)
+        _same(a, b)
+
+
+def test_an_episode_reuses_its_prompt_prefix(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+    plain = _plain(tiny_qwen2vl, tiny_loaded)
+    fast = _policy(tiny_qwen2vl, tiny_loaded)
+    # Steps of one episode: same task and device kind, new screens.
+    steps = [
+        Observation("open settings", Frame.of(_screen((1080, 2400), seed)), PHONE_CAPABILITIES, seed)
+        for seed in range(3)
+    ]
+    results = [fast.decide(obs) for obs in steps]
+    assert all(r.usage["prefix_tokens"] > 100 for r in results)
+    assert [r.usage["prefix_reused"] for r in results] == [0.0, 1.0, 1.0]
+    for obs, mine in zip(steps, results, strict=True):
+        _same(plain.decide(obs), mine)
+    # A batch of rows sharing the prefix uses it too, and agrees with the plain batch; a history
+    # makes one row longer, so the rows are padded between the prefix and the rest.
+    steps[2] = Observation(
+        steps[2].task, steps[2].frame, steps[2].capabilities, 2, (HistoryEntry(0, Click(x=5, y=9), "hi"),)
+    )
+    batch = fast.decide_batch(steps)
+    assert all(isinstance(r, Decision) and r.usage["prefix_reused"] == 1.0 for r in batch)
+    for a, b in zip(plain.decide_batch(steps), batch, strict=True):
+        assert isinstance(a, Decision) and isinstance(b, Decision)
+        _same(a, b)
+
+
+def test_static_cache_gives_the_same_actions(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+    observations = _observations(3)
+    plain = _plain(tiny_qwen2vl, tiny_loaded)
+    static = _policy(tiny_qwen2vl, tiny_loaded, cache="static", compile="off")
+    for obs in observations:
+        _same(plain.decide(obs), static.decide(obs))
+    for a, b in zip(plain.decide_batch(observations), static.decide_batch(observations), strict=True):
+        assert isinstance(a, Decision) and isinstance(b, Decision)
+        _same(a, b)
+
+
+def test_fast_forward_keeps_answers_of_the_plain_generate(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+    # Forcing the grammar's canonical tokens changes nothing a user sees on these screens:
+    # the same actions as sampling every token under the mask.
+    observations = _observations(4)
+    unforced = _plain(tiny_qwen2vl, tiny_loaded, fast_forward=False)
+    fast = _policy(tiny_qwen2vl, tiny_loaded)
+    for obs in observations:
+        assert unforced.decide(obs).action == fast.decide(obs).action
