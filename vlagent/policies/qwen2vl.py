@@ -47,7 +47,7 @@ from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.grammar import GrammarCompiler, RowConstraint, cap_strings, make_logits_processor
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
-from vlagent.policies.prompt import ModelFamily, build_messages, detect_family, get_family
+from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
 from vlagent.schema import step_schema
 
 __all__ = ["DEFAULT_MODEL", "PreparedBatch", "Qwen2VLPolicy", "QwenPolicyConfig", "create_policy"]
@@ -126,7 +126,8 @@ class _Row:
     family: ModelFamily
     image_size: tuple[int, int]
     grid: tuple[int, int]
-    schema: dict[str, Any]
+    schema: dict[str, Any] | str
+    """The step's JSON schema, or a native family's Lark grammar (see ModelFamily.grammar)."""
     messages: list[dict[str, Any]]
     images: list[Image.Image]
     text: str = ""
@@ -289,7 +290,12 @@ class Qwen2VLPolicy:
         image = frame.image.resize((tw, th), Image.Resampling.BICUBIC)
         return Frame(image, frame.width, frame.height, frame.timestamp, frame.device)
 
-    def _schema(self, obs: Observation, grid: tuple[int, int]) -> dict[str, Any]:
+    def _schema(self, obs: Observation, grid: tuple[int, int]) -> dict[str, Any] | str:
+        cfg = self.config
+        limits = GrammarLimits(cfg.max_thought_chars, cfg.max_string_chars, cfg.thought)
+        native = self.family.lark_grammar(obs.capabilities, grid, limits)
+        if native is not None:  # a non-JSON answer format brings its own grammar
+            return native
         key = (obs.capabilities, grid)
         schema = self._schemas.get(key)
         if schema is None:  # the same for every step of a device: build it once
@@ -386,7 +392,7 @@ class Qwen2VLPolicy:
         timer = _FirstCallTimer()
         processors: list[Any] = [timer]
         constraints: list[RowConstraint] | None = None
-        if self.config.constrained and all(row.family.json_actions for row in batch.rows):
+        if self.config.constrained and all(row.family.json_actions or row.family.grammar for row in batch.rows):
             compiler = self._grammar()
             constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))

@@ -254,13 +254,17 @@ def parse_tool_call(text: str, grid: tuple[int, int], capabilities: Capabilities
 # --- writing back ---------------------------------------------------------------------------------
 
 
+def _seconds_out(seconds: float) -> float | int:
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
 def _args(action: Action) -> dict[str, object]:
     if isinstance(action, Click):
         name = {"right": "right_click", "middle": "middle_click"}.get(action.button, "click")
         name = {2: "double_click", 3: "triple_click"}.get(action.clicks, name) if name == "click" else name
         return {"action": name, "coordinate": [action.x, action.y]}
     if isinstance(action, LongPress):
-        return {"action": "long_press", "coordinate": [action.x, action.y], "time": action.duration}
+        return {"action": "long_press", "coordinate": [action.x, action.y], "time": _seconds_out(action.duration)}
     if isinstance(action, Swipe):
         return {"action": "swipe", "coordinate": [action.x1, action.y1], "coordinate2": [action.x2, action.y2]}
     if isinstance(action, Type):
@@ -275,7 +279,7 @@ def _args(action: Action) -> dict[str, object]:
     if isinstance(action, OpenApp):
         return {"action": "open", "text": action.name}
     if isinstance(action, Wait):
-        return {"action": "wait", "time": action.seconds}
+        return {"action": "wait", "time": _seconds_out(action.seconds)}
     assert isinstance(action, Done)
     if action.answer and action.status == "success":
         return {"action": "answer", "text": action.answer}
