@@ -172,23 +172,36 @@ class FastDecoder:
                 cache.crop(-filled)  # forget the last step; stale slots are masked, then overwritten
         return cache, bucket
 
-    def _forward(self, ids: Any, positions: Any, mask: Any, cache: Any, real: int, result: DecodeResult) -> Any:
-        """Run a chunk of tokens (all rows); returns the float32 logits of position ``real - 1``."""
-        torch = self._torch
+    def _forward(
+        self, ids: Any, positions: Any, mask: Any, cache: Any, length: int, real: int, result: DecodeResult
+    ) -> Any:
+        """Run a chunk of ``real`` tokens (all rows) after ``length`` cached ones; float32 logits of its last."""
         result.forward_passes += 1
         if self.cache_kind == "static" and self.compile_mode:
-            padded = next((c for c in CHUNK_BUCKETS if c >= ids.shape[1]), ids.shape[1])
-            if padded > ids.shape[1]:  # pad the chunk; its cache slots are handed back below
-                extra = padded - ids.shape[1]
-                ids = torch.cat([ids, ids[:, -1:].expand(-1, extra)], dim=1)
-                positions = torch.cat([positions, positions[:, :, -1:].expand(-1, -1, extra)], dim=2)
-            hidden = self._compiled_step(ids.shape[0], padded, mask.shape[1], cache, result)(ids, positions, mask)
-            hidden = hidden[:, real - 1].clone()  # cudagraph outputs are overwritten by the next replay
-            if padded > real:
-                cache.crop(-(padded - real))
-        else:
-            out = self.lm(input_ids=ids, position_ids=positions, attention_mask=mask, cache=cache, use_cache=True)
-            hidden = out.last_hidden_state[:, real - 1]
+            try:
+                return self._forward_compiled(ids, positions, mask, cache, real, result)
+            except Exception as exc:  # any compiler failure: keep decoding, uncompiled
+                log.warning("compiled decode failed (%s: %s); decoding without compile", type(exc).__name__, exc)
+                self.compile_mode = None
+                filled = int(cache.get_seq_length())
+                if filled > length:
+                    cache.crop(-(filled - length))
+        out = self.lm(input_ids=ids, position_ids=positions, attention_mask=mask, cache=cache, use_cache=True)
+        return self.model.lm_head(out.last_hidden_state[:, real - 1]).float()
+
+    def _forward_compiled(
+        self, ids: Any, positions: Any, mask: Any, cache: Any, real: int, result: DecodeResult
+    ) -> Any:
+        torch = self._torch
+        padded = next((c for c in CHUNK_BUCKETS if c >= real), real)
+        if padded > real:  # pad the chunk to a compiled length; its cache slots are handed back below
+            extra = padded - real
+            ids = torch.cat([ids, ids[:, -1:].expand(-1, extra)], dim=1)
+            positions = torch.cat([positions, positions[:, :, -1:].expand(-1, -1, extra)], dim=2)
+        hidden = self._compiled_step(ids.shape[0], padded, mask.shape[1], cache, result)(ids, positions, mask)
+        hidden = hidden[:, real - 1].clone()  # cudagraph outputs are overwritten by the next replay
+        if padded > real:
+            cache.crop(-(padded - real))
         return self.model.lm_head(hidden).float()
 
     def _compiled_step(self, batch: int, chunk: int, bucket: int, cache: Any, result: DecodeResult) -> Any:
@@ -349,7 +362,7 @@ class FastDecoder:
             chunk_positions = (next_position.unsqueeze(1) + offsets).unsqueeze(0).expand(3, -1, -1)
             attention[:, length : length + size] = 1
             mask = attention if self.cache_kind == "static" else attention[:, : length + size]
-            logits = self._forward(ids, chunk_positions, mask, cache, size, result)
+            logits = self._forward(ids, chunk_positions, mask, cache, length, size, result)
             next_position = next_position + size
             length += size
         self._sync()
