@@ -384,21 +384,3 @@ def test_episode_on_the_simulated_phone_with_feedback_after_a_garbage_answer(ser
 
 
 # --- a real vLLM server, when one is running --------------------------------------------------
-
-
-@pytest.mark.vllm
-def test_a_real_vllm_server_answers_schema_valid_steps() -> None:
-    """Run with a served model: VLAGENT_VLLM_URL=http://127.0.0.1:8000/v1 VLAGENT_VLLM_MODEL=NAME."""
-    import os
-
-    url, model = os.environ.get("VLAGENT_VLLM_URL"), os.environ.get("VLAGENT_VLLM_MODEL")
-    if not url or not model:
-        pytest.skip("needs a running vLLM server: set VLAGENT_VLLM_URL and VLAGENT_VLLM_MODEL")
-    driver = SimDriver()
-    observation = Observation("Turn on Wi-Fi.", driver.screenshot(), PHONE_CAPABILITIES)
-    with OpenAICompatPolicy(base_url=url, model=model, max_images=1, max_tokens=1200) as policy:
-        decisions = policy.decide_batch([observation] * 4)
-    # with constrained decoding even a random-weight model answers valid steps
-    for decision in decisions:
-        assert not isinstance(decision, Exception), decision
-        assert PHONE_CAPABILITIES.refusal(decision.action) is None
