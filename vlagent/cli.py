@@ -108,7 +108,10 @@ def _policy_options(fn: F) -> F:
         click.option("--min-pixels", type=int, help="Minimum pixels per image."),
         click.option("--max-images", type=int, help="At most this many images per prompt."),
         click.option("--max-tokens", type=int, help="Visual-token budget per prompt (all images)."),
-        click.option("--family", help="Model family override: qwen2vl, qwen25vl, qwen3vl, ..."),
+        click.option(
+            "--family",
+            help="Model family: qwen2vl | qwen25vl | qwen3vl | uitars | uitars15 | showui (default: detected).",
+        ),
         click.option("--model-device", help="Where the model runs (qwen2vl): auto | cpu | cuda | cuda:N."),
         click.option(
             "--dtype",
