@@ -237,7 +237,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--model", help="model directory (real weights); default: random weights")
     parser.add_argument("--budgets", default="256,512,1024,1280", help="visual tokens per image")
-    parser.add_argument("--steps", type=int, default=3, help="measured steps per row (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=5, help="measured steps per row (after one warm-up)")
     parser.add_argument("--naive-tokens", type=int, default=40, help="fixed answer length of the naive recipe")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--compile", choices=("auto", "off", "default", "reduce-overhead"), default="auto")
@@ -271,32 +271,29 @@ def main() -> None:
         table: list[tuple[int, list[Result]]] = []
         for budget in [int(b) for b in args.budgets.split(",")]:
             obs = screens(args.steps + 1, budget)
-            results: list[Result] = []
-            naive = Result("naive")
             naive_policy = _policy(model, processor, base, PLAIN, budget)
-            if on_gpu:
-                torch.cuda.reset_peak_memory_stats()
+            names = ["naive", *rows, "ours"]
+            policies = {name: _policy(model, processor, base, {**PLAIN, **rows[name]}, budget) for name in rows}
+            policies["ours"] = _policy(model, processor, base, {}, budget)
+            results = {name: Result(name) for name in names}
+            # Round robin: every row runs on step i before any runs on step i+1, so a noisy
+            # neighbour on the machine hits all rows alike; step 0 is the warm-up.
             for i, o in enumerate(obs):
-                step = naive_step(naive_policy, o, budget, args.naive_tokens, timer, sync)
-                if i:
-                    _add(naive, step)
-            naive.peak_mb = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else 0.0
-            results.append(naive)
-            for name, overrides in [*rows.items(), ("ours", None)]:
-                config = {} if overrides is None else {**PLAIN, **overrides}
-                policy = _policy(model, processor, base, config, budget)
-                result = Result(name)
-                if on_gpu:
-                    torch.cuda.reset_peak_memory_stats()
-                for i, o in enumerate(obs):
-                    step = policy_step(policy, [o], timer, sync)
-                    result.compile_s += step["compile"]
+                for name in names:
+                    if on_gpu:
+                        torch.cuda.reset_peak_memory_stats()
+                    if name == "naive":
+                        step = naive_step(naive_policy, o, budget, args.naive_tokens, timer, sync)
+                    else:
+                        step = policy_step(policies[name], [o], timer, sync)
+                    result = results[name]
+                    result.compile_s += step.get("compile", 0.0)
+                    if on_gpu:
+                        result.peak_mb = max(result.peak_mb, torch.cuda.max_memory_allocated() / 2**20)
                     if i:
                         _add(result, step)
-                result.peak_mb = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else 0.0
-                results.append(result)
-            table.append((budget, results))
-            _print_budget(budget, results)
+            table.append((budget, list(results.values())))
+            _print_budget(budget, list(results.values()))
 
         # Batch 1 vs batch N throughput at the largest budget: N concurrent episodes, best of 2 rounds.
         budget = table[-1][0]

@@ -22,6 +22,9 @@ Batches: rows share the prefix cache when they share the prefix (same task, devi
 screenshot size); the prompt after it is left-padded per row (padding between prefix and
 suffix, masked out, positions computed without it).
 
+Static caches and compiled steps are shared by all decoders of one model (compiled once);
+such decoders must not run at the same time.
+
 This module must not build prompts, parse answers or know about actions.
 """
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +50,8 @@ CACHE_BUCKETS = (1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24576, 32768)
 CHUNK_BUCKETS = (1, 4, 16)
 #: Prefixes shorter than this are not worth a cache entry.
 _MIN_PREFIX = 16
+#: model -> (static caches by (batch, bucket), compiled steps by (batch, chunk, bucket, mode)).
+_SHARED: weakref.WeakKeyDictionary[Any, tuple[dict[Any, Any], dict[Any, Any]]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -102,8 +108,11 @@ class FastDecoder:
         # Timings of parts need the device to finish its queue (costs a little on GPU).
         self.synchronize = synchronize
         self._prefixes: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
-        self._static: dict[tuple[int, int], Any] = {}
-        self._compiled: dict[tuple[int, int, int], Any] = {}
+        # Static caches and compiled steps belong to the model: every decoder on it shares them,
+        # so a second policy on the same weights does not compile again.
+        shared = _SHARED.setdefault(model, ({}, {}))
+        self._static: dict[tuple[int, int], Any] = shared[0]
+        self._compiled: dict[tuple[int, int, int, str], Any] = shared[1]
 
     # ------------------------------------------------------------------ helpers
 
@@ -205,7 +214,7 @@ class FastDecoder:
         return self.model.lm_head(hidden).float()
 
     def _compiled_step(self, batch: int, chunk: int, bucket: int, cache: Any, result: DecodeResult) -> Any:
-        key = (batch, chunk, bucket)
+        key = (batch, chunk, bucket, str(self.compile_mode))
         step = self._compiled.get(key)
         if step is None:
             torch = self._torch
