@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 CACHE_BUCKETS = (1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24576, 32768)
 #: Lengths of compiled decode chunks (1 sampled token + forced tokens, padded up).
 CHUNK_BUCKETS = (1, 4, 16)
+#: Compiled decode shapes allowed per process (batch sizes x chunk buckets x cache buckets in use).
+_MAX_SHAPES = 64
 #: Prefixes shorter than this are not worth a cache entry.
 _MIN_PREFIX = 16
 #: model -> (static caches by (batch, bucket), compiled steps by (batch, chunk, bucket, mode)).
@@ -224,6 +226,9 @@ class FastDecoder:
                 out = lm(input_ids=ids, position_ids=positions, attention_mask=mask, cache=cache, use_cache=True)
                 return out.last_hidden_state
 
+            # Every (batch, chunk, bucket) shape is one more compiled entry of the same function;
+            # the buckets bound their number, dynamo's default limit (8) would fall back to eager.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _MAX_SHAPES)
             compiled = torch.compile(decode, mode=self.compile_mode, fullgraph=False, dynamic=False)
             first = True
 
