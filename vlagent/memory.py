@@ -125,7 +125,7 @@ class SummaryEntry(HistoryEntry):
     last_index: int = 0
     text: str = ""
 
-    def render(self) -> str:
+    def render(self, action_text: str | None = None) -> str:
         return self.text
 
 

@@ -33,8 +33,10 @@ class HistoryEntry:
     effect: str | None = None
     """e.g. 'no visible change'; None when unknown."""
 
-    def render(self) -> str:
-        text = f"Step {self.index + 1}: {describe_action(self.action)}"
+    def render(self, action_text: str | None = None) -> str:
+        """One history line; ``action_text`` replaces the default rendering of the action
+        (model families show actions in their own grid and syntax)."""
+        text = f"Step {self.index + 1}: {action_text or describe_action(self.action)}"
         if self.thought:
             text += f" - {self.thought}"
         if self.effect:

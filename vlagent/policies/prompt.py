@@ -109,12 +109,7 @@ def _history_line(entry: HistoryEntry, family: ModelFamily, codec: CoordCodec, s
     action = encode_action(entry.action, codec, *screen)
     if family.render is _PLAIN_RENDER:
         return dataclasses.replace(entry, action=action).render()
-    text = f"Step {entry.index + 1}: {family.render(action, codec.grid_size(*screen))}"
-    if entry.thought:
-        text += f" - {entry.thought}"
-    if entry.effect:
-        text += f" [{entry.effect}]"
-    return text
+    return entry.render(family.render(action, codec.grid_size(*screen)))
 
 
 def build_messages(
