@@ -410,23 +410,29 @@ class _Progress:
         self.console = Console(stderr=True, highlight=False)
 
     def on_start(self, episode: object, driver: object, policy: object) -> None:
+        from rich.markup import escape
+
         self.console.print(
-            f"[bold]task[/]: {getattr(episode, 'task', '')}  [dim]device {getattr(driver, 'name', '?')}, "
+            f"[bold]task[/]: {escape(str(getattr(episode, 'task', '')))}  [dim]device {getattr(driver, 'name', '?')}, "
             f"policy {getattr(policy, 'name', '?')}[/]"
         )
 
     def on_decision(self, episode: object, record: Any) -> None:
+        from rich.markup import escape
+
         from vlagent.actions import describe_action
 
-        thought = f" [dim]{record.decision.step.thought}[/]" if record.decision.step.thought else ""
+        thought = f" [dim]{escape(record.decision.step.thought)}[/]" if record.decision.step.thought else ""
         self.console.print(
-            f"  step {record.index + 1:>3}  {describe_action(record.action)}  "
+            f"  step {record.index + 1:>3}  {escape(describe_action(record.action))}  "
             f"[dim]model {record.model_s:.2f}s[/]{thought}",
             markup=True,
         )
 
     def on_end(self, episode: Any) -> None:
-        self.console.print(f"[bold]end[/]: {episode.end.value} {episode.detail}".rstrip())
+        from rich.markup import escape
+
+        self.console.print(f"[bold]end[/]: {episode.end.value} {escape(episode.detail)}".rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
