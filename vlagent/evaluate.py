@@ -34,6 +34,7 @@ from typing import Any
 from vlagent.agent import EndReason, Episode, run_episode
 from vlagent.errors import ConfigError, VlagentError
 from vlagent.policies.base import Policy
+from vlagent.policies.batching import BatchingPolicy
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy
 from vlagent.scenario import SAMPLE_DESKTOP, Scenario, ScenarioDevice, open_scenario_device
@@ -204,7 +205,9 @@ class _Runner:
             if self._shared is None:
                 from vlagent.policies.registry import open_policy
 
-                self._shared = open_policy(config.policy, **config.policy_options)
+                policy = open_policy(config.policy, **config.policy_options)
+                # concurrent episodes share one model: gather their steps into batched calls
+                self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
             return self._shared
 
     def run(self, scenario: Scenario) -> ScenarioResult:
