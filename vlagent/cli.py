@@ -19,7 +19,10 @@ import click
 import yaml
 
 from vlagent import __version__
+from vlagent.agent import Episode, StepRecord
+from vlagent.drivers.base import Driver
 from vlagent.errors import DeviceError, ModelError, UserError, VlagentError
+from vlagent.policies.base import Policy
 
 log = logging.getLogger("vlagent.cli")
 
@@ -409,15 +412,12 @@ class _Progress:
 
         self.console = Console(stderr=True, highlight=False)
 
-    def on_start(self, episode: object, driver: object, policy: object) -> None:
+    def on_start(self, episode: Episode, driver: Driver, policy: Policy) -> None:
         from rich.markup import escape
 
-        self.console.print(
-            f"[bold]task[/]: {escape(str(getattr(episode, 'task', '')))}  [dim]device {getattr(driver, 'name', '?')}, "
-            f"policy {getattr(policy, 'name', '?')}[/]"
-        )
+        self.console.print(f"[bold]task[/]: {escape(episode.task)}  [dim]device {driver.name}, policy {policy.name}[/]")
 
-    def on_decision(self, episode: object, record: Any) -> None:
+    def on_decision(self, episode: Episode, record: StepRecord) -> None:
         from rich.markup import escape
 
         from vlagent.actions import describe_action
@@ -429,10 +429,11 @@ class _Progress:
             markup=True,
         )
 
-    def on_end(self, episode: Any) -> None:
+    def on_end(self, episode: Episode) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[bold]end[/]: {episode.end.value} {escape(episode.detail)}".rstrip())
+        end = episode.end.value if episode.end else "error"
+        self.console.print(f"[bold]end[/]: {end} {escape(episode.detail)}".rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
