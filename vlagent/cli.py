@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
@@ -23,6 +23,9 @@ from vlagent.agent import Episode, StepRecord
 from vlagent.drivers.base import Driver
 from vlagent.errors import DeviceError, ModelError, UserError, VlagentError
 from vlagent.policies.base import Policy
+
+if TYPE_CHECKING:
+    from vlagent.runner import RunResult
 
 log = logging.getLogger("vlagent.cli")
 
@@ -202,8 +205,7 @@ def run(
         settle_stable=settle_stable,
         on_stuck=on_stuck,
     )
-    episode_dir, verdict = execute_run(request, progress=_Progress())
-    click.echo(f"{verdict}\nrun written to {episode_dir}")
+    _finish(execute_run(request, progress=_Progress()))
 
 
 @cli.command()
@@ -217,13 +219,20 @@ def demo(task: str, out: str, seed: int, model: str | None) -> None:
 
     policy = demo_policy_name(model)
     click.echo(f"demo: task '{task}' on the simulated phone (seed {seed}) with the {policy} policy")
-    episode_dir, verdict = execute_run(
+    result = execute_run(
         RunRequest(
             task=task, device=f"sim:{seed}", policy=policy, max_steps=20, out=Path(out), options={"model": model}
         ),
         progress=_Progress(),
     )
-    click.echo(f"{verdict}\nrun written to {episode_dir}")
+    _finish(result)
+
+
+def _finish(result: RunResult) -> None:
+    """Print the verdict and where the run is; exit 1 unless the task succeeded."""
+    click.echo(f"{result.verdict}\nrun written to {result.run_dir}")
+    if not result.ok:
+        raise SystemExit(EXIT_FAILED)
 
 
 @cli.command()

@@ -58,6 +58,13 @@ class RunResult:
     """Success judged from device state (sim tasks), None when no check exists."""
 
     @property
+    def ok(self) -> bool:
+        """Success judged from device state where a check exists, else the agent's own ``done(success)``."""
+        if self.judged_success is not None:
+            return self.judged_success
+        return self.episode.success
+
+    @property
     def verdict(self) -> str:
         end = self.episode.end.value if self.episode.end else "error"
         detail = f" ({self.episode.detail})" if self.episode.detail else ""
@@ -184,10 +191,9 @@ def run_task(
         driver.close()
 
 
-def execute_run(request: RunRequest, *, progress: object | None = None) -> tuple[Path, str]:
-    """``run_task`` for the CLI: returns (run directory, verdict line)."""
-    result = run_task(request, progress=progress)
-    return result.run_dir, result.verdict
+def execute_run(request: RunRequest, *, progress: object | None = None) -> RunResult:
+    """``run_task`` for the CLI."""
+    return run_task(request, progress=progress)
 
 
 def list_devices() -> list[str]:
