@@ -68,7 +68,7 @@ def test_assert_passes_and_fails_with_the_reason(agent: Agent, driver: SimDriver
     with pytest.raises(AssertionFailed) as info:
         agent.assert_("Wi-Fi is off")
     message = str(info.value)
-    assert "model's reason: Wi-Fi is on" in message
+    assert "reason given: Wi-Fi is on" in message
     assert info.value.judgement == Judgement(verdict=False, reason="Wi-Fi is on")
     assert (info.value.run_dir / "frame_0000.png").is_file()
     recorded = load_trajectory(info.value.run_dir)

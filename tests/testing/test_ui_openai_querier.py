@@ -62,7 +62,7 @@ def test_assert_sends_the_schema_and_reports_the_reason(server: tuple[Server, st
     ]
     with OpenAICompatPolicy(base_url=url, model="m", attempts=1) as policy:
         agent = Agent(SimDriver(), policy, out_dir=tmp_path)
-        with pytest.raises(AssertionFailed, match="model's reason: the Wi-Fi switch is grey"):
+        with pytest.raises(AssertionFailed, match="reason given: the Wi-Fi switch is grey"):
             agent.assert_("Wi-Fi is on")
     first, second = state.requests
     schema = first["response_format"]["json_schema"]["schema"]

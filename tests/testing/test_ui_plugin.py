@@ -49,8 +49,8 @@ def test_a_failing_assertion_shows_reasoning_frames_and_html(pytester: pytest.Py
     result = run(pytester, "--vl-out", str(tmp_path))
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
-    assert "assert_('Bluetooth is on') failed: the model judged it false." in output
-    assert "model's reason: Bluetooth is off" in output
+    assert "assert_('Bluetooth is on') failed: the SimOracle judged it false." in output
+    assert "reason given: Bluetooth is off" in output
     assert "vlagent" in output and "2. assert 'Bluetooth is on': FAILED" in output
     assert "model: false: Bluetooth is off" in output
     frame = Path(re.search(r"frame: (\S+frame_0000\.png)", output)[1])  # type: ignore[index]

@@ -44,7 +44,7 @@ def test_assert_query_locate_answer_valid_schemas(tiny_policy: Any, tmp_path: Pa
         except AssertionFailed as failure:
             outcomes.append(False)
             assert f"assert_({statement!r}) failed" in str(failure)
-            assert f"model's reason: {failure.judgement.reason or '(none given)'}" in str(failure)
+            assert f"reason given: {failure.judgement.reason or '(none given)'}" in str(failure)
     screen = agent.query("Describe the screen", Screen)
     assert isinstance(screen, Screen) and 0 <= screen.toggles_on <= 20
     try:

@@ -303,6 +303,12 @@ class Agent:
             )
         return self._querier
 
+    def _judge_name(self) -> str:
+        """Who answered: 'the model', or the named oracle (which reads device state, not pixels)."""
+        querier = self._querier
+        name = type(querier).__name__ if querier is not None else ""
+        return f"the {name}" if "Oracle" in name else "the model"
+
     def check(self, statement: str) -> Judgement:
         """The model's yes/no judgement of ``statement`` about the current screen (never raises on 'no')."""
         call = self._begin("check", statement)
@@ -318,8 +324,8 @@ class Agent:
         self._finish(call, judgement.verdict)
         if not judgement.verdict:
             raise AssertionFailed(
-                f"assert_({statement!r}) failed: the model judged it false.\n"
-                f"model's reason: {judgement.reason or '(none given)'}\n"
+                f"assert_({statement!r}) failed: {self._judge_name()} judged it false.\n"
+                f"reason given: {judgement.reason or '(none given)'}\n"
                 f"screen: {call.frames[-1]}\nrecorded in: {call.run_dir}",
                 judgement,
                 call.run_dir,
