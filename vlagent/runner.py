@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlagent.agent import Episode, run_episode
 from vlagent.drivers.base import Driver
@@ -22,6 +23,10 @@ from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Policy
 from vlagent.policies.registry import open_policy
 from vlagent.recorder import Recorder, new_run_dir
+
+if TYPE_CHECKING:
+    from vlagent.drivers.sim.tasks import SimTask
+    from vlagent.drivers.sim.world import SimPhone
 
 __all__ = ["DEFAULT_MODEL", "RunRequest", "RunResult", "demo_policy_name", "execute_run", "list_devices", "run_task"]
 
@@ -96,7 +101,7 @@ def demo_policy_name(model: str | None) -> str:
     return "qwen2vl" if _local_weights(DEFAULT_MODEL) else "oracle"
 
 
-def _sim_task(device: str, task: str) -> object | None:
+def _sim_task(device: str, task: str) -> SimTask | None:
     if not device.startswith("sim"):
         return None
     from vlagent.drivers.sim.tasks import SIM_TASKS
@@ -104,7 +109,15 @@ def _sim_task(device: str, task: str) -> object | None:
     return SIM_TASKS.get(task)
 
 
-def _choose_policy(request: RunRequest, driver: Driver, sim_task: object | None) -> Policy:
+def _phone(driver: Driver) -> SimPhone:
+    """The simulated phone behind a sim driver (built-in tasks only run there)."""
+    from vlagent.drivers.sim.driver import SimDriver
+
+    assert isinstance(driver, SimDriver), "built-in sim tasks run on the sim driver"
+    return driver.phone
+
+
+def _choose_policy(request: RunRequest, driver: Driver, sim_task: SimTask | None) -> Policy:
     options = {k: v for k, v in request.options.items() if v is not None and k not in ("max_images", "max_tokens")}
     name = request.policy
     if name == "auto":
@@ -126,8 +139,7 @@ def _choose_policy(request: RunRequest, driver: Driver, sim_task: object | None)
             raise ConfigError("the oracle policy only plays built-in simulated-phone tasks (e.g. 'wifi', 'dark_mode')")
         from vlagent.policies.scripted import ScriptedPolicy
 
-        phone = driver.phone  # type: ignore[attr-defined]
-        policy = ScriptedPolicy(sim_task.oracle(phone))  # type: ignore[attr-defined]
+        policy = ScriptedPolicy(sim_task.oracle(_phone(driver)))
         policy.name = "oracle"
         return policy
     if name == "qwen2vl" and "model" not in options:
@@ -160,11 +172,11 @@ def run_task(
     driver = open_driver(request.device)
     try:
         sim_task = _sim_task(request.device, request.task)
-        instruction = getattr(sim_task, "instruction", request.task)
+        instruction = sim_task.instruction if sim_task else request.task
         if sim_task is not None:
-            sim_task.prepare(driver.phone)  # type: ignore[attr-defined]
+            sim_task.prepare(_phone(driver))
         policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, sim_task)
-        run_dir = new_run_dir(request.out, getattr(sim_task, "name", request.task))
+        run_dir = new_run_dir(request.out, sim_task.name if sim_task else request.task)
         hooks: list[object] = [
             Recorder(run_dir, meta={"device_spec": request.device}),
             _loop_detector(request.on_stuck),
@@ -185,7 +197,7 @@ def run_task(
             settle=settle,
             effect=FrameChange(),
         )
-        judged = bool(sim_task.check(driver.phone)) if sim_task is not None else None  # type: ignore[attr-defined]
+        judged = bool(sim_task.check(_phone(driver))) if sim_task is not None else None
         return RunResult(episode, run_dir, judged)
     finally:
         driver.close()
