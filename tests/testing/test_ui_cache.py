@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from vlagent.actions import Click
 from vlagent.drivers.sim import SimDriver
 from vlagent.errors import ConfigError
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
-from vlagent.testing import ActFailed, ActionCache, Agent, SimOracle, screen_fingerprint
+from vlagent.testing import ActFailed, ActionCache, Agent, LocateFailed, SimOracle, screen_fingerprint
 from vlagent.testing.cache import fingerprint_distance
 
 
@@ -111,3 +112,45 @@ def test_a_broken_cache_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="delete it to start afresh"):
         ActionCache(path)
+
+
+class CountingQuerier:
+    """The state oracle, counting how often it is asked."""
+
+    def __init__(self, driver: SimDriver) -> None:
+        self.inner = SimOracle(driver)
+        self.asked = 0
+
+    def ask(self, query, schema):  # type: ignore[no-untyped-def]
+        self.asked += 1
+        return self.inner.ask(query, schema)
+
+
+def test_locate_is_answered_from_the_cache_on_the_same_screen_only(tmp_path: Path) -> None:
+    path = tmp_path / "actions.json"
+    first = SimDriver()
+    asked = CountingQuerier(first)
+    point = Agent(first, NoModel(), out_dir=tmp_path / "a", cache=ActionCache(path), querier=asked).locate("Settings")
+    assert asked.asked == 1 and json.loads(path.read_text())["locations"]["Settings"][0]["x"] == point[0]
+
+    second = SimDriver()
+    again = CountingQuerier(second)
+    cache = ActionCache(path)
+    agent = Agent(second, NoModel(), out_dir=tmp_path / "b", cache=cache, querier=again)
+    assert agent.locate("Settings") == point and again.asked == 0 and cache.stats.hits == 1
+    assert "(from cache)" in agent.calls[-1].reasoning[0]
+
+    # Another screen: the model is asked, and both screens are remembered.
+    second.execute(Click(x=point[0], y=point[1]))
+    agent.locate("Wi-Fi")
+    assert again.asked == 1 and cache.stats.misses == 1
+    assert set(json.loads(path.read_text())["locations"]) == {"Settings", "Wi-Fi"}
+
+
+def test_a_description_not_found_is_not_cached(tmp_path: Path) -> None:
+    path = tmp_path / "actions.json"
+    driver = SimDriver()
+    agent = Agent(driver, NoModel(), out_dir=tmp_path, cache=ActionCache(path), querier=SimOracle(driver))
+    with pytest.raises(LocateFailed):
+        agent.locate("Teleport button")
+    assert not path.exists() or "Teleport button" not in json.loads(path.read_text())["locations"]

@@ -203,7 +203,8 @@ class Agent:
 
     ``out_dir`` receives one run directory per call. ``memory`` sets the visual-token
     budget of ``act`` prompts; ``cache`` (an ActionCache) replays actions that passed before
-    on unchanged screens without asking the model; ``querier`` answers assert_/query/
+    on unchanged screens without asking the model, and answers ``locate`` for a description
+    already found on the same screen; ``querier`` answers assert_/query/
     wait_until/locate (default: derived from ``policy``).
     """
 
@@ -380,6 +381,12 @@ class Agent:
         __tracebackhide__ = True
         call = self._begin("locate", description)
         frame = self.driver.screenshot()
+        cached = self.cache.lookup_location(description, frame) if self.cache is not None else None
+        if cached is not None:
+            self._record(call, 0, frame, Done(answer=f"{cached[0]},{cached[1]}"), "from cache", "")
+            call.reasoning.append(f"found at {cached} (from cache)")
+            self._finish(call, True)
+            return cached
         prompt = (
             f"Find on this {_device_word(self.driver)} screen: {description}\n"
             f"Give its centre as x and y on a 0-{LOCATE_GRID} grid (x from the left edge, y from the top), "
@@ -390,6 +397,8 @@ class Agent:
         self._record(call, 0, frame, Done(answer=f"{point[0]},{point[1]}"), location.reason, location.model_dump_json())
         call.reasoning.append(f"found={location.found} at {point}: {location.reason}")
         self._finish(call, location.found)
+        if location.found and self.cache is not None:
+            self.cache.store_location(description, frame, point)
         if not location.found:
             raise LocateFailed(
                 f"locate({description!r}): the model did not find it.\nmodel's reason: {location.reason}\n"

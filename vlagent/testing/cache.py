@@ -7,6 +7,10 @@ has the same fingerprint, and asks the model from the first step whose screen di
 changed UI costs model calls only where it changed. A run that used the cache and then
 failed drops the instruction's entries, so a stale cache cannot keep a test red.
 
+``Agent.locate`` answers are cached too: a description found on a screen is answered from
+the cache on a screen with the same fingerprint. Assertions and queries are never cached:
+they are what a test checks, so the model judges them on every run.
+
 Fingerprints come from :mod:`vlagent.replay` (the machinery scenario replay uses). The file
 is plain JSON (actions in device pixels), meant to be committed or kept as a CI artifact.
 This module must not judge success itself (it trusts the episode's end) and must
@@ -37,6 +41,9 @@ __all__ = ["ActionCache", "CachedPolicy", "fingerprint_distance", "screen_finger
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+#: Screens remembered per located description: enough for a few app states, bounded so a
+#: screen with a clock or a counter cannot grow the file forever.
+MAX_SCREENS_PER_LOCATION = 8
 
 
 def screen_fingerprint(frame: Frame) -> str:
@@ -52,11 +59,21 @@ class _Entry(BaseModel):
     step: Step
 
 
+class _Located(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fingerprint: str
+    x: int
+    y: int
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = CACHE_VERSION
     instructions: dict[str, list[_Entry]] = Field(default_factory=dict)
+    #: description -> where it was found, one entry per distinct screen (newest last).
+    locations: dict[str, list[_Located]] = Field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +114,7 @@ class ActionCache:
         return data
 
     def __len__(self) -> int:
+        """Number of cached instructions (located descriptions are not counted)."""
         return len(self._data.instructions)
 
     def instructions(self) -> list[str]:
@@ -138,6 +156,26 @@ class ActionCache:
         elif any(record.decision.usage.get("cached") for record in episode.steps):
             log.warning("a run of %r that used the cache failed; dropping its cached steps", episode.task)
             self.forget(episode.task)
+
+    def lookup_location(self, description: str, frame: Frame) -> tuple[int, int] | None:
+        """Where ``description`` was found on a screen matching ``frame``, else None."""
+        entries = self._data.locations.get(description, [])
+        if entries:
+            mine = screen_fingerprint(frame)
+            for entry in reversed(entries):
+                if fingerprint_distance(mine, entry.fingerprint) <= self.threshold:
+                    self.stats.hits += 1
+                    return entry.x, entry.y
+        self.stats.misses += 1
+        return None
+
+    def store_location(self, description: str, frame: Frame, point: tuple[int, int]) -> None:
+        """Remember that ``description`` was found at ``point`` on ``frame``'s screen."""
+        mine = screen_fingerprint(frame)
+        entries = [e for e in self._data.locations.get(description, []) if e.fingerprint != mine]
+        entries.append(_Located(fingerprint=mine, x=point[0], y=point[1]))
+        self._data.locations[description] = entries[-MAX_SCREENS_PER_LOCATION:]
+        self.save()
 
     def save(self) -> None:
         """Write the file atomically (temporary file + rename)."""

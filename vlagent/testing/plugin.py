@@ -82,7 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vl-base-url", default=None, help="OpenAI-compatible server URL for --vl-policy openai")
     group.addoption("--vl-out", default=None, help="directory for the recorded runs (default: pytest's temp dir)")
     group.addoption(
-        "--vl-cache", default=None, help="JSON file of cached actions: passing tests re-run without the model"
+        "--vl-cache",
+        default=None,
+        help="JSON file of cached actions and locations: passing tests re-run without the model",
     )
     group.addoption("--vl-real", action="store_true", default=False, help=f"run tests marked {REAL_MARKER}")
 
