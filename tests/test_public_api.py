@@ -96,3 +96,38 @@ def test_cli_help_works_without_display_or_torch() -> None:
 def test_version() -> None:
     result = subprocess.run([sys.executable, "-m", "vlagent.cli", "--version"], capture_output=True, text=True)
     assert result.stdout.strip() == f"vlagent, version {vlagent.__version__}"
+
+
+def _public_callables() -> list[tuple[str, object]]:
+    import inspect
+
+    import vlagent.policies
+    import vlagent.testing
+
+    found: list[tuple[str, object]] = []
+    for module in (vlagent, vlagent.policies, vlagent.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj):
+                found.extend(
+                    (f"{name}.{attr}", value)
+                    for attr, value in vars(obj).items()
+                    if callable(value) and (attr == "__init__" or not attr.startswith("_"))
+                )
+            elif callable(obj):
+                found.append((name, obj))
+    return found
+
+
+def test_no_any_in_public_signatures() -> None:
+    import inspect
+
+    leaks = []
+    for name, func in _public_callables():
+        try:
+            signature = str(inspect.signature(func))  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # builtins and some C types have none
+            continue
+        if "Any" in signature:
+            leaks.append(f"{name}{signature}")
+    assert len(_public_callables()) > 50 and not leaks, leaks

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
@@ -49,6 +49,10 @@ from vlagent.policies.grammar import GrammarCompiler, RowConstraint, cap_strings
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
 from vlagent.schema import step_schema
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, ProcessorMixin
 
 __all__ = ["DEFAULT_MODEL", "PreparedBatch", "Qwen2VLPolicy", "QwenPolicyConfig", "create_policy"]
 
@@ -195,7 +199,13 @@ class Qwen2VLPolicy:
 
     name = "qwen2vl"
 
-    def __init__(self, config: QwenPolicyConfig | None = None, *, model: Any = None, processor: Any = None) -> None:
+    def __init__(
+        self,
+        config: QwenPolicyConfig | None = None,
+        *,
+        model: PreTrainedModel | None = None,
+        processor: ProcessorMixin | None = None,
+    ) -> None:
         """Load ``config.model`` (or use an already loaded ``model`` and ``processor``)."""
         self.config = config or QwenPolicyConfig()
         torch, _ = _require("The qwen2vl policy")
@@ -378,7 +388,7 @@ class Qwen2VLPolicy:
             self._compiler = GrammarCompiler(self.tokenizer, vocab_size=vocab, eos_token_id=self._eos_id)
         return self._compiler
 
-    def generate(self, batch: PreparedBatch) -> tuple[Any, list[RowConstraint] | None]:
+    def _generate(self, batch: PreparedBatch) -> tuple[torch.Tensor, list[RowConstraint] | None]:
         """Run the model on a prepared batch; returns the new tokens per row and the grammar states."""
         torch = self._torch
         from transformers import LogitsProcessorList
@@ -401,8 +411,9 @@ class Qwen2VLPolicy:
         if self.cache_kind == "static":  # transformers then compiles its decode step itself
             sampling["cache_implementation"] = "static"
         t0 = time.perf_counter()
+        generate: Any = getattr(self.model, "generate")  # noqa: B009 - transformers types it through nn.Module
         with torch.inference_mode():
-            output = self.model.generate(
+            output = generate(
                 **batch.inputs,
                 max_new_tokens=self.config.max_new_tokens,
                 logits_processor=LogitsProcessorList(processors),
@@ -466,7 +477,7 @@ class Qwen2VLPolicy:
             return []
         try:
             batch = self.prepare(observations)
-            new_tokens, constraints = self.generate(batch)
+            new_tokens, constraints = self._generate(batch)
         except (RuntimeError, ValueError) as exc:  # OOM, shape or backend failures
             log.exception("generation failed for a batch of %d", len(observations))
             error = PolicyBackendError(f"model call failed: {exc}")

@@ -35,6 +35,7 @@ from vlagent.drivers.sim.world import APPS, BATTERY_PERCENT, SETTINGS_ROWS, SimP
 from vlagent.errors import ConfigError, ModelError
 from vlagent.policies.base import Decision, Observation, decide_each
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.testing.agent import Query
 
 __all__ = ["OracleCannotAnswer", "SimOracle"]
 
@@ -178,9 +179,8 @@ class SimOracle:
 
     # ------------------------------------------------------------------ Querier
 
-    def ask(self, query: Any, schema: type[M]) -> M:
-        kind = getattr(query, "kind", "query")
-        text = str(getattr(query, "text", query))
+    def ask(self, query: Query, schema: type[M]) -> M:
+        kind, text = query.kind, query.text
         if kind == "assert":
             verdict, reason = self.judge(text)
             return schema.model_validate({"verdict": verdict, "reason": reason})
@@ -288,11 +288,11 @@ class SimOracle:
                 return {"found": True, "x": round(gx), "y": round(gy), "reason": f"'{candidate}' is at {point}"}
         return {"found": False, "x": 0, "y": 0, "reason": f"no visible element called '{label}'"}
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> dict[str, object]:
         """What ``query`` schemas can ask for, by field name."""
         phone = self.phone
         snapshot = phone.snapshot()
-        facts: dict[str, Any] = dict(snapshot["toggles"])
+        facts: dict[str, object] = dict(snapshot["toggles"])
         facts.update(
             screen=phone.screen,
             current_app=phone.current_app,

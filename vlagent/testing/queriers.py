@@ -139,8 +139,9 @@ class Qwen2VLQuerier:
             prompt_length = inputs["input_ids"].shape[1]
             eos = compiler.eos_token_id
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+            generate: Any = getattr(model, "generate")  # noqa: B009 - transformers types it through nn.Module
             with torch.inference_mode():
-                output = model.generate(
+                output = generate(
                     **inputs,
                     max_new_tokens=self.max_new_tokens,
                     logits_processor=LogitsProcessorList(
