@@ -23,6 +23,8 @@ budget (8 concurrent episodes, one ``decide_batch`` per round).
     python tools/bench_step.py                       # CPU, tiny random Qwen2-VL (a minute or two)
     python tools/bench_step.py --device cuda         # Qwen2-VL-2B architecture, random weights, bf16
     python tools/bench_step.py --device cuda --model PATH   # real weights
+    python tools/bench_step.py --full-size --budgets 256 --steps 2 --no-levers --batch 2
+                                                     # the 2B architecture on CPU (slow; float32)
 
 Random weights make answers meaningless but the work per token the same. The prefix cache
 is warm in the measured steps (the first step of an episode pays for it, as the warm-up
@@ -220,22 +222,34 @@ def load(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any, str]:
         return policy.model, policy.processor, args.model
     path = build_tiny_qwen2vl(tmp / "tiny")
     processor = AutoProcessor.from_pretrained(str(path))
-    if args.device == "cpu":
-        policy = Qwen2VLPolicy(QwenPolicyConfig(model=str(path), device="cpu"))
+    on_gpu = args.device.startswith("cuda")
+    if not (on_gpu or args.full_size):
+        policy = Qwen2VLPolicy(QwenPolicyConfig(model=str(path), device=args.device))
         return policy.model, policy.processor, "tiny random Qwen2-VL"
-    attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+    # The full-size architecture: the policy's own choices for the device (bf16 and
+    # flash-attention 2 or sdpa on CUDA, float32 and sdpa on CPU).
+    attn = "flash_attention_2" if on_gpu and importlib.util.find_spec("flash_attn") else "sdpa"
+    dtype = torch.bfloat16 if on_gpu else torch.float32
+    t0 = time.perf_counter()
     with torch.device(args.device):
         model = Qwen2VLForConditionalGeneration._from_config(
-            full_size_config(path), dtype=torch.bfloat16, attn_implementation=attn
+            full_size_config(path), dtype=dtype, attn_implementation=attn
         )
     model.eval()
-    return model, processor, f"Qwen2-VL-2B architecture, random weights, bf16, {attn}"
+    params = sum(p.numel() for p in model.parameters()) / 1e9
+    logging.getLogger("bench").info("built the full-size model in %.1f s", time.perf_counter() - t0)
+    return model, processor, f"Qwen2-VL-2B architecture ({params:.2f} B parameters), random weights, {dtype}, {attn}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Naive recipe vs vlagent's step, per lever, per visual budget.")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--model", help="model directory (real weights); default: random weights")
+    parser.add_argument(
+        "--full-size",
+        action="store_true",
+        help="Qwen2-VL-2B's architecture with random weights on any device (the default on CUDA; CPU: tiny model)",
+    )
     parser.add_argument("--budgets", default="256,512,1024,1280", help="visual tokens per image")
     parser.add_argument("--steps", type=int, default=5, help="measured steps per row (after one warm-up)")
     parser.add_argument("--naive-tokens", type=int, default=40, help="fixed answer length of the naive recipe")
@@ -267,7 +281,7 @@ def main() -> None:
             "compile": args.compile,
             "time_parts": True,
         }
-        rows = {} if args.no_levers else LEVERS
+        rows = {"plain": LEVERS["plain"]} if args.no_levers else LEVERS
         table: list[tuple[int, list[Result]]] = []
         for budget in [int(b) for b in args.budgets.split(",")]:
             obs = screens(args.steps + 1, budget)
