@@ -422,10 +422,9 @@ def _input(dev: SimDevice, args: list[str]) -> _Result:
     elif command in ("swipe", "draganddrop") and len(rest) in (4, 5):
         x1, y1, x2, y2 = (_coord(v) for v in rest[:4])
         ms = _coord(rest[4]) if len(rest) == 5 else 300
-        if (x1, y1) == (x2, y2) and ms >= 500:
-            phone.long_press(x1, y1, duration=ms / 1000)
-        else:
-            phone.swipe(x1, y1, x2, y2, duration=ms / 1000)
+        # The phone reads the gesture as Android does: a swipe that stays put is a tap, or a long
+        # press when held LONG_PRESS_TIMEOUT (how adb clients long-press: `input swipe x y x y 800`).
+        phone.swipe(x1, y1, x2, y2, duration=ms / 1000)
     elif command == "text" and len(rest) == 1:
         text = _decode_input_text(rest[0])
         if not text.isascii():

@@ -279,6 +279,24 @@ class _Painter:
         self.draw.ellipse(e.box, outline=WHITE, width=self.px(8))
         self.draw.ellipse((e.box[0] + pad, e.box[1] + pad, e.box[2] - pad, e.box[3] - pad), fill=WHITE)
 
+    def _scrim(self, e: Element) -> None:
+        # Dim what is already drawn (a modal popup's backdrop); redraw on the pasted image.
+        region = self.image.crop(e.box)
+        self.image.paste(Image.blend(region, Image.new("RGB", region.size, (0, 0, 0)), 0.5), e.box[:2])
+        self.draw = ImageDraw.Draw(self.image)
+
+    def _popup(self, e: Element) -> None:
+        x0, y0, x1, _ = e.box
+        self.draw.rounded_rectangle(e.box, radius=self.px(40), fill=self.p.surface)
+        pad = self.px(60)
+        self.text(
+            (x0 + pad, y0 + self.px(40), x1 - pad, y0 + self.px(130)), e.text, 52, self.p.text, bold=True, center=False
+        )
+        y = y0 + self.px(150)
+        for line in e.subtitle.split("\n"):
+            self.text((x0 + pad, y, x1 - pad, y + self.px(70)), line, 40, self.p.muted, center=False)
+            y += self.px(70)
+
     def _photo(self, e: Element) -> None:
         self.draw.rounded_rectangle(e.box, radius=self.px(12), fill=e.color or self.p.accent)
 

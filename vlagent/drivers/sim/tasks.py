@@ -12,17 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vlagent.actions import Action, Click, Done, Scroll, Type
-from vlagent.drivers.sim.world import SimPhone
+from vlagent.actions import Action, Click, Done, LongPress, Scroll, Type
+from vlagent.drivers.sim.world import DEFAULT_NOTES, SimPhone
 from vlagent.errors import ConfigError
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptItem
 
-__all__ = ["SIM_TASKS", "SimTask", "get_task", "tap_label"]
+__all__ = ["SIM_TASKS", "SimTask", "get_task", "long_press_label", "tap_label"]
 
 NOTE_TEXT = "买牛奶 🥛 café"
 CONTACT_NAME = "Ada Lovelace"
 CONTACT_PHONE = "+44 20 7946 0958"
+DOOMED_NOTE = "Buy milk"
+#: Notes the delete_note task adds around the one to delete (a near-miss included).
+_EXTRA_NOTES = ("Water the plants", DOOMED_NOTE, "Buy milk chocolate for Sam")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,18 @@ def tap_label(phone: SimPhone, label: str) -> Callable[[Observation], Action]:
         if point is None:
             return Done(status="failure", answer=f"'{label}' is not on screen")
         return Click(x=point[0], y=point[1])
+
+    return item
+
+
+def long_press_label(phone: SimPhone, label: str, duration: float = 1.0) -> Callable[[Observation], Action]:
+    """A script item that long-presses wherever ``label`` is when it is played (done(failure) if absent)."""
+
+    def item(obs: Observation) -> Action:
+        point = phone.locate(label)
+        if point is None:
+            return Done(status="failure", answer=f"'{label}' is not on screen")
+        return LongPress(x=point[0], y=point[1], duration=duration)
 
     return item
 
@@ -98,6 +113,25 @@ def _contact_oracle(phone: SimPhone) -> list[ScriptItem]:
     ]
 
 
+def _seed_notes(phone: SimPhone) -> None:
+    for text in _EXTRA_NOTES:
+        phone.add_note(text)
+
+
+def _only_doomed_note_gone(phone: SimPhone) -> bool:
+    expected = [n for n in (*DEFAULT_NOTES, *_EXTRA_NOTES) if n != DOOMED_NOTE]
+    return sorted(phone.notes) == sorted(expected)
+
+
+def _delete_note_oracle(phone: SimPhone) -> list[ScriptItem]:
+    return [
+        tap_label(phone, "Notes"),
+        long_press_label(phone, DOOMED_NOTE),
+        tap_label(phone, "Delete"),
+        Done(),
+    ]
+
+
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
@@ -134,6 +168,13 @@ SIM_TASKS: dict[str, SimTask] = {
             f"Add a contact named {CONTACT_NAME} with phone number {CONTACT_PHONE}.",
             _has_contact,
             _contact_oracle,
+        ),
+        SimTask(
+            "delete_note",
+            f'In Notes, delete the note that says "{DOOMED_NOTE}" and keep the others.',
+            _only_doomed_note_gone,
+            _delete_note_oracle,
+            setup=_seed_notes,
         ),
     )
 }

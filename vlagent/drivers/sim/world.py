@@ -3,7 +3,10 @@
 The phone has a home screen with app icons, a Settings app with a list of toggles longer
 than the screen, a Notes app and a Contacts app with editors, an on-screen keyboard that
 appears when a text field has focus, a recents screen and decorative apps (Camera, Clock,
-Browser, Gallery). Everything a task checker needs is queryable state (``toggles``,
+Browser, Gallery). Touch input follows Android: a press held for ``LONG_PRESS_TIMEOUT`` is
+a long press (a note row opens a Delete/Cancel popup, a home icon an "App info" popup;
+elsewhere it acts as a tap), and a horizontal swipe inward from a screen edge is Back
+(gesture navigation). Everything a task checker needs is queryable state (``toggles``,
 ``notes``, ``contacts``, ``screen``, ``snapshot()``...), so success is judged from the
 world, never from what a model claims.
 
@@ -34,12 +37,17 @@ from PIL import Image
 
 __all__ = [
     "APPS",
+    "DEFAULT_NOTES",
+    "EDGE_BACK_MIN_TRAVEL",
+    "EDGE_BACK_ZONE",
     "HOME_PACKAGE",
+    "LONG_PRESS_TIMEOUT",
     "SETTINGS_ROWS",
     "SYSTEMUI_PACKAGE",
     "App",
     "Contact",
     "Element",
+    "Popup",
     "SettingsRow",
     "SimPhone",
 ]
@@ -49,7 +57,7 @@ log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]
 ElementKind = Literal[
     "panel", "status", "nav", "title", "text", "row", "icon", "button", "text_button", "field", "key", "card",
-    "icon_button", "shutter", "photo", "wallpaper",
+    "icon_button", "shutter", "photo", "wallpaper", "scrim", "popup",
 ]  # fmt: skip
 
 HOME_PACKAGE = "com.android.launcher3"
@@ -58,6 +66,12 @@ SYSTEMUI_PACKAGE = "com.android.systemui"
 CLOCK_TEXT = "12:00"
 DATE_TEXT = "Monday, 1 January"
 BATTERY_PERCENT = 85
+#: Seconds a press must be held to count as a long press (Android's ViewConfiguration uses 400-500 ms).
+LONG_PRESS_TIMEOUT = 0.5
+#: A back gesture starts within this fraction of the screen width from the left or right edge...
+EDGE_BACK_ZONE = 0.05
+#: ...and travels inward at least this fraction of the width (Android gesture navigation).
+EDGE_BACK_MIN_TRAVEL = 0.10
 
 
 @dataclass(frozen=True)
@@ -129,7 +143,7 @@ _DEFAULT_TOGGLES = {row.key: False for row in SETTINGS_ROWS if row.toggle} | {
     "auto_rotate": True,
     "vibrate_on_touch": True,
 }
-_DEFAULT_NOTES = ("Call the dentist on Tuesday", "Ideas for the weekend\nHike, museum, pancakes")
+DEFAULT_NOTES = ("Call the dentist on Tuesday", "Ideas for the weekend\nHike, museum, pancakes")
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,19 @@ class Contact:
 
     name: str
     phone: str
+
+
+@dataclass(frozen=True)
+class Popup:
+    """A popup shown over the current screen after a long press.
+
+    ``kind`` "note": actions for the note at index ``target`` of ``notes`` (Delete, Cancel);
+    ``kind`` "app_info": facts about the app whose package is ``target`` (Close).
+    """
+
+    kind: Literal["note", "app_info"]
+    title: str
+    target: int | str
 
 
 _DEFAULT_CONTACTS = (Contact("Alice Martin", "+1 555 0100"), Contact("Bob Chen", "+1 555 0199"))
@@ -171,6 +198,8 @@ class Element:
     size: int = 44
     color: tuple[int, int, int] | None = None
     focused: bool = False
+    on_long_press: Callable[[], None] | None = None
+    """What holding a press here for ``LONG_PRESS_TIMEOUT`` does (None: the same as a tap)."""
 
     @property
     def hit_box(self) -> Box:
@@ -218,13 +247,14 @@ class SimPhone:
                 rows[start:stop] = block
         self._settings_rows = tuple(rows)
         self._toggles = dict(_DEFAULT_TOGGLES)
-        self._notes = list(_DEFAULT_NOTES)
+        self._notes = list(DEFAULT_NOTES)
         self._contacts = list(_DEFAULT_CONTACTS)
         self._stack = ["home"]
         self._scroll: dict[str, int] = {}
         self._fields: dict[str, str] = {}
         self._focused: str | None = None
         self._editing_note: int | None = None
+        self._popup: Popup | None = None
         self._form_error = ""
         self._recents: list[str] = []
         self._photos = 0
@@ -280,6 +310,12 @@ class SimPhone:
         """Unsaved text of the open editor's fields."""
         with self._lock:
             return dict(self._fields)
+
+    @property
+    def popup(self) -> Popup | None:
+        """The long-press popup shown over the screen, or None."""
+        with self._lock:
+            return self._popup
 
     @property
     def keyboard_shown(self) -> bool:
@@ -349,6 +385,9 @@ class SimPhone:
                 "contacts": [{"name": c.name, "phone": c.phone} for c in self._contacts],
                 "focused_field": self._focused,
                 "fields": dict(self._fields),
+                "popup": None
+                if self._popup is None
+                else {"kind": self._popup.kind, "title": self._popup.title, "target": self._popup.target},
                 "scroll": {self.screen: self._scroll.get(self.screen, 0)},
                 "recents": list(self._recents),
                 "photos": self._photos,
@@ -386,19 +425,52 @@ class SimPhone:
                 target.on_tap()
 
     def long_press(self, x: int, y: int, duration: float = 1.0) -> None:
-        """Same as a tap: no element has a long-press menu."""
-        self.tap(x, y)
+        """Hold a press at (x, y) for ``duration`` seconds.
+
+        Held for ``LONG_PRESS_TIMEOUT`` or longer it runs the element's long-press action (a note
+        row's popup, a home icon's "App info"); where there is none, or when released sooner,
+        it is a tap, as on Android when no long-click listener is set.
+        """
+        with self._lock:
+            if duration < LONG_PRESS_TIMEOUT:
+                self._event(f"press {x},{y} held {duration:g}s < {LONG_PRESS_TIMEOUT:g}s: tap")
+                self.tap(x, y)
+                return
+            target = self._hit(x, y)
+            if target is not None and target.on_long_press is not None:
+                self._event(f"long press {x},{y} -> {target.label}")
+                target.on_long_press()
+                return
+            self._event(f"long press {x},{y} -> {target.label if target else 'nothing'}: no long-press action, tap")
+            self.tap(x, y)
 
     def swipe(self, x1: int, y1: int, x2: int, y2: int, duration: float = 0.3) -> None:
-        """A short swipe is a tap; a vertical one drags the list with the finger."""
+        """A finger moving from (x1, y1) to (x2, y2) in ``duration`` seconds, read like Android reads it.
+
+        Within the touch slop it is a tap, or a long press when held ``LONG_PRESS_TIMEOUT``; a
+        vertical one drags the list with the finger; a horizontal one from a screen edge
+        inward is Back (see ``EDGE_BACK_ZONE``); other horizontal swipes are ignored.
+        """
         with self._lock:
             dx, dy = x2 - x1, y2 - y1
             if math.hypot(dx, dy) <= 24 * self._u:
-                self.tap(x1, y1)
+                if duration >= LONG_PRESS_TIMEOUT:
+                    self.long_press(x1, y1, duration)
+                else:
+                    self.tap(x1, y1)
             elif abs(dy) >= abs(dx):
                 self._scroll_by(y1 - y2)
+            elif self._is_edge_back(x1, dx):
+                self._event(f"edge swipe {x1},{y1} -> {x2},{y2}: back")
+                self._back()
             else:
                 self._event(f"horizontal swipe {x1},{y1} -> {x2},{y2} ignored")
+
+    def _is_edge_back(self, x1: int, dx: int) -> bool:
+        zone, travel = self.width * EDGE_BACK_ZONE, self.width * EDGE_BACK_MIN_TRAVEL
+        from_left = x1 < zone and dx >= travel
+        from_right = x1 >= self.width - zone and -dx >= travel
+        return from_left or from_right
 
     def scroll(self, direction: str, x: int | None = None, y: int | None = None, amount: int = 1) -> None:
         """Reveal content in ``direction``: "down" shows lower rows."""
@@ -495,13 +567,16 @@ class SimPhone:
             self._scroll.pop(stack[-1], None)
         self._stack = stack
         self._focused = None
+        self._popup = None
         self._changed()
 
     def _push(self, screen: str) -> None:
         self._go([*self._stack, screen])
 
     def _back(self) -> None:
-        if self._focused is not None:  # like Android: back first hides the keyboard
+        if self._popup is not None:  # like Android: back first dismisses a popup...
+            self._close_popup()
+        elif self._focused is not None:  # ...or hides the keyboard
             self._focused = None
             self._changed()
         elif len(self._stack) > 1:
@@ -550,6 +625,23 @@ class SimPhone:
         self._event(f"note saved: {text!r}")
         self._go(self._stack[:-1])
 
+    def _open_popup(self, popup: Popup) -> None:
+        self._popup = popup
+        self._event(f"popup {popup.kind} {popup.title!r}")
+        self._changed()
+
+    def _close_popup(self) -> None:
+        self._popup = None
+        self._event("popup closed")
+        self._changed()
+
+    def _delete_note(self, index: int) -> None:
+        text = self._notes.pop(index)
+        self._popup = None
+        self._event(f"note deleted: {text!r}")
+        self._changed()
+        self._scroll_by(0)  # the list got shorter: keep the offset inside it
+
     def _open_contact_form(self) -> None:
         self._fields = {"contact_name": "", "contact_phone": ""}
         self._form_error = ""
@@ -586,6 +678,9 @@ class SimPhone:
 
     def _scroll_by(self, delta: int) -> None:
         screen = self.screen
+        if self._popup is not None:  # a popup is modal: the list under it does not move
+            self._event(f"scroll {screen} by {delta} ignored: a popup is open")
+            return
         top, bottom = self._list_viewport()
         limit = max(0, self._content_height(screen) - (bottom - top))
         offset = min(limit, max(0, self._scroll.get(screen, 0) + delta))
@@ -620,6 +715,8 @@ class SimPhone:
                 self._layout_info(out, screen)
             if self._focused is not None:
                 self._layout_keyboard(out)
+            if self._popup is not None:
+                self._layout_popup(out, self._popup)
             out.append(self._status_element())
             self._layout_nav(out)
             self._layout_cache = (self._version, out)
@@ -694,6 +791,7 @@ class SimPhone:
                     value=row.value,
                     color=row.color,
                     size=row.size,
+                    on_long_press=row.on_long_press,
                 )
             )
 
@@ -709,8 +807,17 @@ class SimPhone:
             col, row = cell % _HOME_COLS, cell // _HOME_COLS
             x0, y0 = col * cell_w, _HOME_TOP + row * _HOME_CELL_H
             box = self._box(x0 + 10, y0, x0 + cell_w - 10, y0 + _HOME_CELL_H - 20)
+            info = Popup("app_info", app.label, app.package)
             out.append(
-                Element("icon", app.label, box, (app.label,), on_tap=partial(self._launch, app), color=app.color)
+                Element(
+                    "icon",
+                    app.label,
+                    box,
+                    (app.label,),
+                    on_tap=partial(self._launch, app),
+                    color=app.color,
+                    on_long_press=partial(self._open_popup, info),
+                )
             )
 
     def _layout_recents(self, out: list[Element]) -> None:
@@ -755,11 +862,10 @@ class SimPhone:
             first, _, rest = note.partition("\n")
             texts = (first, rest.split("\n")[0]) if rest else (first,)
             tap = partial(self._open_note, i)
-            rows.append(
-                Element(
-                    "row", first, (0, 0, self.width, self._px(_ROW_H)), texts, tap, subtitle=texts[-1] if rest else ""
-                )
-            )
+            hold = partial(self._open_popup, Popup("note", first, i))
+            box = (0, 0, self.width, self._px(_ROW_H))
+            sub = texts[-1] if rest else ""
+            rows.append(Element("row", first, box, texts, tap, subtitle=sub, on_long_press=hold))
         self._list_rows(out, rows, "notes")
         if not self._notes:
             out.append(Element("text", "No notes yet", self._box(0, 1000, 1080, 1100), ("No notes yet",), role="muted"))
@@ -843,6 +949,29 @@ class SimPhone:
             height = size * 1.6
             out.append(Element("text", text, self._box(0, y, 1080, y + height), (text,), size=size, role=role))
             y += height + 20
+
+    def _layout_popup(self, out: list[Element], popup: Popup) -> None:
+        """A dimmed screen (a tap on it dismisses, as on Android) under a centred card."""
+        out.append(Element("scrim", "Dismiss popup", (0, 0, self.width, self.height), on_tap=self._close_popup))
+        if popup.kind == "note":
+            label, lines = "Note actions", ["Note actions"]
+            buttons: list[tuple[str, Callable[[], None]]] = [
+                ("Cancel", self._close_popup),
+                ("Delete", partial(self._delete_note, int(popup.target))),
+            ]
+        else:
+            label, lines = "App info", ["App info", str(popup.target)]
+            buttons = [("Close", self._close_popup)]
+        height = 150 + 70 * len(lines) + 170
+        top = (self.height / self._u - height) / 2
+        texts = (popup.title, *lines)
+        card = self._box(90, top, 990, top + height)
+        out.append(Element("popup", label, card, texts, opaque=True, text=popup.title, subtitle="\n".join(lines)))
+        x = 960.0 - 260 * len(buttons) + 20  # buttons sit at the bottom right, as in Material dialogs
+        for text, fn in buttons:
+            box = self._box(x, top + height - 150, x + 240, top + height - 30)
+            out.append(Element("text_button", text, box, (text,), on_tap=fn, size=46))
+            x += 260
 
     def _keyboard_top(self) -> int:
         return self.height - self._px(_NAV_H + 24 + _KEY_H * 5)
