@@ -75,6 +75,9 @@ class FakeVLLM:
     responders: list[Responder] = field(default_factory=list)
     default: Responder | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    owned_by: str | None = "vllm"
+    """What ``/v1/models`` says owns the model (vLLM: "vllm"); None: the endpoint is missing (404)."""
+    model_lists: int = 0
 
     def answer(self, body: dict[str, Any]) -> Reply:
         if body.get("model") != MODEL:
@@ -102,8 +105,12 @@ def server() -> Iterator[FakeVLLM]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+            if self.path == "/v1/models" and fake.owned_by is not None:
+                with fake.lock:
+                    fake.model_lists += 1
+                self._send(
+                    200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": fake.owned_by}]}
+                )
             else:
                 self._send(404, {"detail": "Not Found"})
 
@@ -384,3 +391,100 @@ def test_episode_on_the_simulated_phone_with_feedback_after_a_garbage_answer(ser
 
 
 # --- a real vLLM server, when one is running --------------------------------------------------
+
+
+# --- grammars of non-JSON families in vLLM's field ------------------------------------------------
+
+TARS_CLICK = "Thought: tap it\nAction: click(point='<point>54 120</point>')"
+
+
+def _tars_policy(server: FakeVLLM, **options: Any) -> OpenAICompatPolicy:
+    return OpenAICompatPolicy(base_url=server.url, model=MODEL, family="uitars15", backoff_s=0.01, **options)
+
+
+def test_a_vllm_server_gets_the_familys_grammar_with_the_string_caps(server: FakeVLLM) -> None:
+    server.default = lambda body: completion(TARS_CLICK)
+    with _tars_policy(server, max_thought_chars=40, max_string_chars=24) as policy:
+        decisions = [policy.decide(_observation()) for _ in range(3)]
+    # the screenshot is 108x240 (device 1080x2400): the point lands in device pixels
+    assert decisions[0].action == Click(x=540, y=1200)
+    assert server.model_lists == 1  # asked once, not per step
+    for body in server.requests:
+        assert "response_format" not in body
+        grammar = body["structured_outputs"]["grammar"]
+        assert grammar.startswith("%llguidance {}\n")  # so vLLM's "auto" backend picks llguidance
+        assert 'start: thought "Action: " call' in grammar and "/[^\\n]{1,40}/" in grammar
+        assert "{1,24}/" in grammar
+        assert "Y: /" in grammar and "|240)/" in grammar  # coordinates bounded by the image shown
+
+
+def test_grammar_vllm_sends_it_without_asking_the_server(server: FakeVLLM) -> None:
+    server.owned_by = None  # no /v1/models at all
+    server.default = lambda body: completion(TARS_CLICK)
+    with _tars_policy(server, grammar="vllm") as policy:
+        policy.decide(_observation())
+    assert "grammar" in server.requests[0]["structured_outputs"]
+    assert server.model_lists == 0
+
+
+@pytest.mark.parametrize(
+    ("owned_by", "options"),
+    [("openai", {}), (None, {}), ("vllm", {"grammar": "off"}), ("vllm", {"structured": False})],
+    ids=["other-server", "no-models-endpoint", "grammar-off", "structured-off"],
+)
+def test_no_grammar_field_for_other_servers_or_when_off(
+    server: FakeVLLM, owned_by: str | None, options: dict[str, Any]
+) -> None:
+    server.owned_by = owned_by
+    server.default = lambda body: completion("Thought: ok\nAction: press_back()")
+    with _tars_policy(server, **options) as policy:
+        decision = policy.decide(_observation())
+        policy.decide(_observation())
+    assert decision.action == Key(key="back")  # parsed leniently from the family's own format
+    assert all("structured_outputs" not in body and "response_format" not in body for body in server.requests)
+    assert server.model_lists <= 1
+
+
+def test_json_families_keep_response_format_and_never_ask_what_the_server_is(server: FakeVLLM) -> None:
+    server.default = lambda body: completion(step_json({"action": "key", "key": "back"}))
+    with OpenAICompatPolicy(base_url=server.url, model=MODEL) as policy:
+        policy.decide(_observation())
+    assert "response_format" in server.requests[0] and "structured_outputs" not in server.requests[0]
+    assert server.model_lists == 0
+
+
+def test_a_rejected_grammar_warns_once_and_later_steps_are_parsed_leniently(
+    server: FakeVLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    def answer(body: dict[str, Any]) -> Reply:
+        if "structured_outputs" in body:
+            return vllm_error(400, "Invalid grammar specification.", "BadRequestError")
+        return completion("```\nThought: fine\nAction: click(point='<point>54 120</point>')\n```")
+
+    server.default = answer
+    with _tars_policy(server) as policy:
+        decisions = policy.decide_batch([_observation()] * 3)
+        decisions.append(policy.decide(_observation()))
+    assert all(not isinstance(d, Exception) and d.action == Click(x=540, y=1200) for d in decisions), decisions
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "rejected the uitars15 grammar" in warnings[0], warnings
+    assert "Invalid grammar specification" in warnings[0] and '"backend":"guidance"' in warnings[0]
+    with_grammar = [body for body in server.requests if "structured_outputs" in body]
+    # the concurrent first steps may each have sent it once; nothing after the warning does
+    assert 1 <= len(with_grammar) <= 3 and "structured_outputs" not in server.requests[-1]
+    assert len(server.requests) == 4 + len(with_grammar)
+
+
+def test_a_400_that_is_not_about_the_grammar_is_still_an_error(server: FakeVLLM) -> None:
+    server.default = lambda body: vllm_error(400, "At most 2 image(s) may be provided in one prompt.", "BadRequest")
+    with _tars_policy(server) as policy, pytest.raises(PolicyBackendError, match="--max-images"):
+        policy.decide(_observation())
+    assert len(server.requests) == 1 and "structured_outputs" in server.requests[0]
+
+
+def test_no_constrain_from_the_cli_turns_the_grammar_off(server: FakeVLLM) -> None:
+    server.default = lambda body: completion(TARS_CLICK)
+    with create_policy(base_url=server.url, model=MODEL, family="uitars15", no_constrain=True) as policy:
+        assert policy.config.structured is False
+        policy.decide(_observation())
+    assert "structured_outputs" not in server.requests[0]

@@ -2,9 +2,23 @@
 
 The prompt comes from :mod:`vlagent.policies.prompt` (shared with the in-process Qwen2-VL
 policy); this module only turns it into HTTP: images become base64 data URLs (oldest
-first, the current screen last, at most ``max_images`` of the newest), the step schema
-restricted to the driver goes in ``response_format`` when ``structured`` is on, and the
-answer is parsed leniently and converted from the model's grid to device pixels.
+first, the current screen last, at most ``max_images`` of the newest), and the answer is
+parsed by the model family's parser and converted from the model's grid to device pixels.
+
+Constrained decoding happens on the server when ``structured`` is on. Families whose
+answers are vlagent JSON send the step schema restricted to the driver as
+``response_format`` (json_schema), which any OpenAI-compatible server understands. The
+other families (UI-TARS, Qwen2.5-VL/Qwen3-VL tool calls, ShowUI) have a Lark grammar in
+llguidance's dialect; no standard field carries one, so it goes in vLLM's own request
+field ``structured_outputs: {"grammar": ...}`` (vLLM 0.10 and later; older vLLM called it
+``guided_grammar``), and only to a server known to be vLLM (``grammar="auto"`` asks
+``/v1/models`` once: vLLM lists its models as ``owned_by: "vllm"``), so other servers never
+see an unknown field. The grammar is sent with an ``%llguidance`` directive: vLLM's
+``auto`` backend then hands it to llguidance (xgrammar refuses the directive) instead of
+xgrammar, whose reading of the embedded JSON lets a weak model emit runs of whitespace. If
+the server rejects the grammar (HTTP 400 naming it, e.g. a server pinned to xgrammar), the
+step is asked again without it and the rest of the policy's life parses answers leniently,
+after one warning.
 
 Failures are translated at this boundary: connection errors, timeouts and 5xx answers are
 retried with backoff (tenacity) and then raised as ``PolicyBackendError`` naming the URL
@@ -21,6 +35,7 @@ import dataclasses
 import io
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +52,7 @@ from vlagent.coords import codec_by_name, decode_action
 from vlagent.errors import ConfigError, InvalidModelOutput, MissingExtraError, ModelError, PolicyBackendError
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.grammar import cap_strings
-from vlagent.policies.prompt import Message, ModelFamily, build_messages, get_family
+from vlagent.policies.prompt import GrammarLimits, Message, ModelFamily, build_messages, get_family
 from vlagent.schema import JSONObject, step_schema
 
 if TYPE_CHECKING:
@@ -50,6 +65,8 @@ log = logging.getLogger(__name__)
 API_KEY_ENV = ("VLAGENT_API_KEY", "OPENAI_API_KEY")
 #: Options the CLI hands every policy that this one has no use for (memory owns them).
 _SHARED_OPTIONS = frozenset({"max_pixels", "min_pixels", "max_tokens", "script"})
+#: Makes vLLM's ``auto`` structured-output backend pass the grammar to llguidance, its dialect.
+_LLGUIDANCE_DIRECTIVE = "%llguidance {}\n"
 
 
 @dataclass(frozen=True)
@@ -67,14 +84,20 @@ class OpenAIConfig:
     coords: str | None = None
     """Override the family's coordinate convention: norm1000 | norm999 | abs_resized | pixels."""
     structured: bool = True
-    """Send the step schema as ``response_format`` (constrained decoding on the server)."""
+    """Constrain decoding on the server: the step schema as ``response_format`` for JSON families,
+    the family's grammar (see ``grammar``) for the others. Off: answers are parsed leniently."""
+    grammar: Literal["auto", "vllm", "off"] = "auto"
+    """Where a non-JSON family's Lark grammar goes. ``vllm``: in vLLM's ``structured_outputs``
+    field; ``auto``: the same, when ``/v1/models`` says the server is vLLM (asked once; any
+    doubt sends nothing); ``off``: never sent, answers are parsed leniently."""
     with_thought: bool = True
     max_thought_chars: int | None = None
-    """Cap on the thought's length in the schema sent (None: the action model's own limit)."""
+    """Cap on the thought's length in the schema or grammar sent (None: the action model's own
+    limit in the schema, ``GrammarLimits``' default in a grammar)."""
     max_string_chars: int | None = None
-    """Cap on other free strings (typed text, app names, answers) in the schema sent. Small or
-    fine-tuned models under constrained decoding may fill a string to its limit; a cap keeps
-    the JSON closing within ``max_tokens``."""
+    """Cap on other free strings (typed text, app names, answers) in the schema or grammar sent.
+    Small or fine-tuned models under constrained decoding may fill a string to its limit; a cap
+    keeps the answer closing within ``max_tokens``."""
     max_images: int | None = None
     """Send at most this many images (the newest), e.g. vLLM's ``--limit-mm-per-prompt``."""
     image_format: Literal["png", "jpeg"] = "png"
@@ -101,12 +124,22 @@ class OpenAIConfig:
             raise ConfigError(f"max_images must be at least 1, got {self.max_images}")
         if self.attempts < 1 or self.concurrency < 1:
             raise ConfigError("attempts and concurrency must be at least 1")
+        if self.grammar not in ("auto", "vllm", "off"):
+            raise ConfigError(f"grammar must be auto, vllm or off, got {self.grammar!r}")
 
     @property
     def api_url(self) -> str:
         """The base URL with ``/v1`` added when it has no path at all."""
         url = self.base_url.rstrip("/")
         return url + "/v1" if urlsplit(url).path in ("", "/") else url
+
+
+class _GrammarRejected(Exception):
+    """The server refused the grammar sent (HTTP 400 naming it); ``detail`` is what it said."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
 
 
 class _Transient(Exception):
@@ -187,6 +220,16 @@ class OpenAICompatPolicy:
             reraise=True,
         )
         self._transport_errors: tuple[type[BaseException], ...] = (hx.TransportError,)
+        self._probe_timeout = hx.Timeout(min(config.timeout_s, 10.0), connect=min(config.connect_timeout_s, 5.0))
+        defaults = GrammarLimits()
+        self._limits = GrammarLimits(
+            config.max_thought_chars if config.max_thought_chars is not None else defaults.thought_chars,
+            config.max_string_chars if config.max_string_chars is not None else defaults.string_chars,
+            config.with_thought,
+        )
+        self._grammar_lock = threading.Lock()
+        self._server_is_vllm: bool | None = None  # asked once, when a grammar is first wanted
+        self._grammar_rejected = False
 
     # --- Policy -----------------------------------------------------------------------------
 
@@ -214,9 +257,19 @@ class OpenAICompatPolicy:
                 "type": "json_schema",
                 "json_schema": {"name": "step", "schema": schema, "strict": True},
             }
+        elif cfg.structured and self.family.grammar is not None and self._grammar_wanted():
+            grammar = self.family.lark_grammar(observation.capabilities, grid, self._limits)
+            if grammar is not None:
+                body["structured_outputs"] = {"grammar": _LLGUIDANCE_DIRECTIVE + grammar}
+        grammar_sent = "structured_outputs" in body and "structured_outputs" not in cfg.extra_body
         body.update(cfg.extra_body)
         started = time.perf_counter()
-        answer = self._post("/chat/completions", body)
+        try:
+            answer = self._post("/chat/completions", body, grammar=grammar_sent)
+        except _GrammarRejected as exc:
+            self._reject_grammar(exc.detail)
+            body.pop("structured_outputs")
+            answer = self._post("/chat/completions", body)
         latency = time.perf_counter() - started
         text, usage = self._read_answer(answer)
         usage.update({"latency_s": latency, "images": float(len(images))})
@@ -251,6 +304,48 @@ class OpenAICompatPolicy:
     ) -> None:
         self.close()
 
+    # --- grammar ------------------------------------------------------------------------------
+
+    def _grammar_wanted(self) -> bool:
+        """Whether to send the family's grammar in vLLM's field (the server is asked at most once)."""
+        mode = self.config.grammar
+        if mode == "off" or self._grammar_rejected:
+            return False
+        if mode == "vllm":
+            return True
+        with self._grammar_lock:  # concurrent first steps wait for one answer instead of asking each
+            if self._server_is_vllm is None:
+                self._server_is_vllm = self._is_vllm()
+            return self._server_is_vllm
+
+    def _is_vllm(self) -> bool:
+        url = self.config.api_url + "/models"
+        try:
+            response = self._client.get(url, timeout=self._probe_timeout)
+            data = response.json().get("data") if response.status_code == 200 else None
+            found = isinstance(data, list) and any(isinstance(m, dict) and m.get("owned_by") == "vllm" for m in data)
+        except Exception as exc:  # any doubt means "not vLLM": an unknown field must not reach other servers
+            log.info("could not tell whether %s is vLLM (%s); the %s grammar is not sent", url, exc, self.family.name)
+            return False
+        if found:
+            log.info("%s is vLLM: the %s grammar constrains its answers", self.config.api_url, self.family.name)
+        else:
+            log.info("%s is not vLLM: %s answers are parsed leniently", self.config.api_url, self.family.name)
+        return found
+
+    def _reject_grammar(self, detail: str) -> None:
+        with self._grammar_lock:
+            if self._grammar_rejected:
+                return
+            self._grammar_rejected = True
+        log.warning(
+            "the server at %s rejected the %s grammar (HTTP 400: %s); answers are parsed leniently from now on. "
+            'vLLM takes it with --structured-outputs-config \'{"backend":"guidance"}\' (or "auto")',
+            self.config.api_url,
+            self.family.name,
+            detail,
+        )
+
     # --- HTTP ---------------------------------------------------------------------------------
 
     def _http_messages(self, messages: list[Message]) -> list[Message]:
@@ -282,7 +377,8 @@ class OpenAICompatPolicy:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("model server request failed (attempt %d), retrying: %s", state.attempt_number, exc)
 
-    def _post(self, path: str, body: Mapping[str, object]) -> dict[str, Any]:
+    def _post(self, path: str, body: Mapping[str, object], *, grammar: bool = False) -> dict[str, Any]:
+        """POST with retries; ``grammar``: the body carries our grammar, and a 400 naming it is _GrammarRejected."""
         url = self.config.api_url + path
         try:
             response: httpx.Response = self._retrying(self._post_once, url, body)
@@ -293,6 +389,10 @@ class OpenAICompatPolicy:
             ) from exc
         except self._transport_errors as exc:
             raise PolicyBackendError(self._unreachable(url, exc)) from exc
+        if response.status_code == 400 and grammar:
+            detail = _server_detail(response)
+            if "grammar" in detail.lower() or "structured output" in detail.lower():
+                raise _GrammarRejected(detail)
         if response.status_code >= 400:
             raise self._client_error(url, response)
         try:
@@ -375,6 +475,8 @@ def create_policy(**options: Any) -> OpenAICompatPolicy:
     if ignored:
         log.debug("openai policy ignores options %s (the memory uses them)", ignored)
     kept = {k: v for k, v in options.items() if k not in _SHARED_OPTIONS and v is not None}
+    if "no_constrain" in kept:  # the CLI's --no-constrain: no schema, no grammar
+        kept["structured"] = not kept.pop("no_constrain")
     if "base_url" not in kept:
         raise ConfigError("the openai policy needs --base-url (e.g. http://127.0.0.1:8000/v1) and --model NAME")
     if "model" not in kept:
