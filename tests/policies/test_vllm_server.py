@@ -6,14 +6,16 @@ and say how to prepare it; with ``VLAGENT_REQUIRE_VLLM=1`` (set by CI after prep
 they fail instead, so a broken install cannot pass unnoticed.
 
 What only a real server can show is tested here: its structured-output backend keeps a
-random model inside our step schema, its ``--limit-mm-per-prompt`` and ``--max-model-len``
-rejections, its 404 for an unknown model. Malformed replies and timeouts stay with the
-fake server in ``test_openai_compat.py``.
+random model inside our step schema, and inside each non-JSON family's Lark grammar (sent
+in vLLM's ``structured_outputs`` field), its 400 for a grammar it cannot take, its
+``--limit-mm-per-prompt`` and ``--max-model-len`` rejections, its 404 for an unknown model.
+Malformed replies and timeouts stay with the fake server in ``test_openai_compat.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -33,7 +35,7 @@ from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.base import PHONE_CAPABILITIES
 from vlagent.drivers.sim import SimDriver
 from vlagent.drivers.sim.tasks import SIM_TASKS
-from vlagent.errors import PolicyBackendError
+from vlagent.errors import InvalidModelOutput, PolicyBackendError
 from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Observation
@@ -158,6 +160,62 @@ def test_concurrent_requests_all_answer_valid_steps(vllm_server: Any) -> None:
         assert not isinstance(decision, Exception), decision
         assert _schema_valid(decision.raw), decision.raw
         assert decision.usage["images"] == 2 and decision.usage["prompt_tokens"] > 0
+
+
+# --- non-JSON families under their grammar ------------------------------------------------------
+
+#: How each non-JSON family's answer starts; a random model never writes these unconstrained.
+NATIVE_OPENINGS = {
+    "uitars": "Thought: ",
+    "uitars15": "Thought: ",
+    "qwen25vl": '<tool_call>\n{"name": "mobile_use", "arguments": {"action": ',
+    "qwen3vl": "Thought: ",
+    "showui": "{'action': '",
+}
+
+
+@_vllm
+@pytest.mark.parametrize("family", sorted(NATIVE_OPENINGS))
+def test_non_json_families_under_their_grammar_act_validly_on_every_step(
+    vllm_server: Any, family: str, record_property: Callable[[str, object], None]
+) -> None:
+    memory_config = MemoryConfig(max_tokens=600, max_pixels=400 * 28 * 28, max_images=MAX_IMAGES)
+    raws: list[str] = []
+    names = ["wifi", "note"] * 5  # a toggle and a typing task; random models often end early
+    with _policy(vllm_server, family=family) as policy:
+        while len(raws) < 10 and names:
+            task = SIM_TASKS[names.pop()]
+            driver = SimDriver(sleep=lambda seconds: None)
+            task.prepare(driver.phone)
+            memory = TrajectoryMemory(memory_config)
+            episode = run_episode(task.instruction, driver, policy, max_steps=4, memory=memory, max_invalid=0)
+            assert episode.end is not EndReason.ERROR, episode.detail
+            assert episode.invalid_outputs == 0, [step.decision.raw for step in episode.steps]
+            raws += [step.decision.raw for step in episode.steps]
+    record_property(f"{family}_valid_actions", len(raws))
+    assert len(raws) >= 4 and all(raw.startswith(NATIVE_OPENINGS[family]) for raw in raws), raws
+
+
+@_vllm
+def test_without_the_grammar_the_random_model_answers_garbage(vllm_server: Any) -> None:
+    observation = Observation("Turn on Wi-Fi.", SimDriver().screenshot(), PHONE_CAPABILITIES)
+    policy = _policy(vllm_server, family="uitars15", grammar="off", temperature=0.0, max_tokens=64)
+    with policy, pytest.raises(InvalidModelOutput):
+        policy.decide(observation)
+
+
+@_vllm
+def test_a_grammar_the_server_rejects_warns_once_and_answers_are_parsed_leniently(
+    vllm_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    observation = Observation("Turn on Wi-Fi.", SimDriver().screenshot(), PHONE_CAPABILITIES)
+    with _policy(vllm_server, family="uitars15", temperature=0.0, max_tokens=64) as policy:
+        policy.family = dataclasses.replace(policy.family, grammar=lambda caps, grid, limits: 'start: "a" missing\n')
+        for _ in range(2):
+            with pytest.raises(InvalidModelOutput):  # the step is asked again unconstrained: garbage
+                policy.decide(observation)
+    rejected = [r.getMessage() for r in caplog.records if "rejected the uitars15 grammar" in r.getMessage()]
+    assert len(rejected) == 1 and "HTTP 400" in rejected[0], rejected
 
 
 # --- the server's limits ---------------------------------------------------------------------
