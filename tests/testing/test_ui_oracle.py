@@ -40,6 +40,7 @@ def test_instruction_already_satisfied_ends_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(SIM_TASKS))
 def test_builtin_tasks_from_another_screen(name: str, tmp_path: Path) -> None:
     driver = SimDriver(seed=2)
+    SIM_TASKS[name].prepare(driver.phone)  # tasks with a setup (delete_note) seed the phone first
     driver.phone.open_app("Clock")
     Agent(driver, SimOracle(driver), out_dir=tmp_path).act(SIM_TASKS[name].instruction, max_steps=15)
     assert SIM_TASKS[name].check(driver.phone)
