@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from vlagent.drivers.sim.driver import SimDriver
-from vlagent.drivers.sim.world import APPS, App, Contact, SimPhone
+from vlagent.drivers.sim.world import APPS, App, Contact, Popup, SimPhone
 from vlagent.errors import ConfigError
 
-__all__ = ["APPS", "App", "Contact", "SimDriver", "SimPhone", "create_driver"]
+__all__ = ["APPS", "App", "Contact", "Popup", "SimDriver", "SimPhone", "create_driver"]
 
 
 def create_driver(arg: str | None = None, **options: Any) -> SimDriver:
