@@ -356,3 +356,18 @@ def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> 
     assert "DeviceError" in episode.detail and "adb server" in episode.detail
     assert len(episode.steps) == 2
     assert episode.device_retries >= 1
+
+
+def test_long_sideways_scrolls_stay_out_of_the_back_gesture_edges(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim)
+    device = adb_sim["sim-0"]
+    driver.execute(OpenApp(name="Settings"))
+    for amount in (1, 3, 10):
+        driver.execute(Scroll(direction="right", amount=amount))
+        driver.execute(Scroll(direction="left", x=5, amount=amount))
+        driver.execute(Scroll(direction="down", y=2399, amount=amount))
+    assert device.phone.screen == "settings"  # no scroll was read as Back
+    for command in device.commands("input")[-9:]:
+        x1, y1, x2, y2 = (int(v) for v in command[2:6])
+        assert all(0.08 * 1080 - 1 <= x <= 0.92 * 1080 + 1 for x in (x1, x2)), command
+        assert all(0.08 * 2400 - 1 <= y <= 0.92 * 2400 + 1 for y in (y1, y2)), command

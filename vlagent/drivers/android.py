@@ -69,6 +69,9 @@ T = TypeVar("T")
 #: The ADBKeyboard input method (https://github.com/senzhk/ADBKeyBoard), needed for non-ASCII text.
 ADB_KEYBOARD_IME = "com.android.adbkeyboard/.AdbIME"
 ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
+#: Fraction of the screen kept free at each end of a scroll swipe: Android's back-gesture
+#: inset is 24 dp by default (66 px, 6% of a 1080-px-wide 2.75x screen).
+SCROLL_EDGE_MARGIN = 0.08
 
 #: vlagent key names -> Android KeyEvent codes (android.view.KeyEvent).
 ANDROID_KEYCODES: Mapping[str, int] = MappingProxyType(
@@ -361,9 +364,12 @@ class AdbDriver(BaseDriver):
         y = height // 2 if action.y is None else min(action.y, height - 1)
         vertical = action.direction in ("up", "down")
         side = height if vertical else width
-        half = min(side * self.config.scroll_fraction * action.amount, side * 0.9) / 2
+        # Both ends stay out of the outer strips, where gesture navigation reads a swipe as
+        # Back (left/right edges) or Home (bottom edge) instead of a scroll.
+        margin = side * SCROLL_EDGE_MARGIN
+        half = min(side * self.config.scroll_fraction * action.amount / 2, side / 2 - margin)
         centre: float = y if vertical else x
-        centre = min(max(centre, half + 1), side - 2 - half)  # keep both ends on screen
+        centre = min(max(centre, margin + half), side - margin - half)
         # Content to reveal is "down": the finger moves up (from larger to smaller y).
         start, end = (round(centre + half), round(centre - half))
         if action.direction in ("up", "left"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from vlagent.actions import (
     ACTION_TYPES,
@@ -140,7 +140,7 @@ class BaseDriver:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> BaseDriver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
