@@ -15,6 +15,7 @@ down and up, go back and home, over and over) and, every ``--every`` steps, prin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class WatchingPolicy(ScriptedPolicy):
         self.frames.append(observation.frame)
         step = observation.step_index + 1
         if step in self.extra_steps or step % self.every == 0:
+            # The prompt's images, as a model policy would ask for them (selection is lazy).
+            images = observation.prompt_images
             naive = sum(
                 visual_tokens(f.image.width, f.image.height, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
                 for f in self.frames
@@ -79,8 +82,8 @@ class WatchingPolicy(ScriptedPolicy):
             self.samples.append(
                 Sample(
                     step,
-                    len(observation.images),
-                    self.memory.tokens(observation.images),
+                    len(images),
+                    self.memory.tokens(images),
                     len(self.frames),
                     naive,
                     observation,
@@ -147,7 +150,7 @@ def main() -> None:
         for sample in policy.samples:
             sample.model["memory"] = model_cost(model_policy, sample.observation)
             if sample.naive_tokens <= args.naive_cap:
-                naive_obs = Observation(**{**sample.observation.__dict__, "images": sample.naive_frames})
+                naive_obs = dataclasses.replace(sample.observation, images=sample.naive_frames)
                 sample.model["naive"] = model_cost(model_policy, naive_obs)
 
     header = f"{'step':>5} | {'memory img':>10} {'tokens':>7} | {'naive img':>9} {'tokens':>7}"

@@ -1,0 +1,87 @@
+"""The benchmark scripts in tools/ run end to end and print their comparisons.
+
+Speed is measured by these scripts, not by timed tests; this only keeps them from rotting
+(a bench that crashes measures nothing). Each runs with its smallest settings, in its own
+process, as a user would start it. The figures themselves are not asserted, only that
+the rows and ratios a reader looks for are there and are numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _bench(script: str, *args: str, display: bool = True) -> str:
+    env = dict(os.environ)
+    if not display:
+        env.pop("DISPLAY", None)  # the script starts its own Xvfb
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=TOOLS.parent,
+    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _ratio(text: str, pattern: str) -> float:
+    match = re.search(pattern, text)
+    assert match, f"no match for {pattern!r} in:\n{text}"
+    return float(match[1])
+
+
+def test_bench_loop_compares_the_loop_with_bare_calls() -> None:
+    out = _bench("bench_loop.py", "--steps", "5", "--repeats", "1")
+    for row in ("bare", "loop", "recorded"):
+        assert _ratio(out, rf"\n{row}\s+([\d.]+)\s") > 0
+
+
+def test_bench_sim_and_adb_print_their_figures() -> None:
+    assert _ratio(_bench("bench_sim.py", "--repeat", "3"), r"tap \+ screenshot: ([\d.]+) steps/s") > 0
+    assert _ratio(_bench("bench_adb.py", "--repeat", "2"), r"png / raw capture over adb: ([\d.]+)x") > 0
+
+
+def test_bench_memory_keeps_the_prompt_within_its_budget() -> None:
+    out = _bench("bench_memory.py", "--steps", "10", "--every", "5", "--naive-cap", "2000")
+    rows = [line.split("|") for line in out.splitlines() if re.match(r"\s+\d+ \|", line)]
+    assert len(rows) >= 4
+    memory_tokens = [int(row[1].split()[1]) for row in rows]
+    naive_tokens = [int(row[2].split()[1]) for row in rows]
+    assert all(0 < tokens <= 2560 for tokens in memory_tokens), out  # the default budget
+    assert naive_tokens[-1] > memory_tokens[-1], out
+
+
+@pytest.mark.model
+def test_bench_step_prints_ratios_against_the_naive_recipe() -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+    out = _bench("bench_step.py", "--budgets", "64", "--steps", "1", "--no-levers", "--batch", "2")
+    for row in ("naive", "plain", "ours"):
+        assert re.search(rf"\n{row}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\+\d+\s+\d+\s+[\d.]+\s+[\d.]+x", out), out
+    assert _ratio(out, r"throughput ours\s+\(budget 64\): .*\(([\d.]+)x\)") > 0
+
+
+@pytest.mark.model
+def test_bench_policy_counts_valid_answers() -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+    out = _bench("bench_policy.py", "--steps", "1", "--batch", "2")
+    assert re.search(r"\nvlagent\s.*\s1/1\s+[\d.]+x", out), out
+
+
+@pytest.mark.xvfb
+def test_bench_desktop_compares_with_pyautogui_defaults() -> None:
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    out = _bench("bench_desktop.py", "--repeat", "2", display=False)
+    assert _ratio(out, r"click: defaults / ours = ([\d.]+)x") > 1
