@@ -130,6 +130,23 @@ def test_eval_writes_results_junit_and_report(tmp_path: Path) -> None:
     assert "base64" not in (out / "report.html").read_text(encoding="utf-8")
 
 
+def test_eval_with_a_policy_that_cannot_load_fails_once_before_any_scenario(tmp_path: Path) -> None:
+    scenario = str(Path(__file__).resolve().parent.parent / "scenarios" / "sim-wifi-on.yaml")
+    unknown = vlagent("eval", scenario, "--policy", "bogus", "--out", str(tmp_path / "a"))
+    assert unknown.returncode == 2 and "unknown policy 'bogus'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr and not (tmp_path / "a").exists()
+    oracle = vlagent("eval", scenario, "--policy", "oracle", "--out", str(tmp_path / "b"))
+    assert oracle.returncode == 2 and "--policy scripted" in oracle.stderr
+
+
+def test_eval_scores_a_long_press_scenario(tmp_path: Path) -> None:
+    scenario = str(Path(__file__).resolve().parent.parent / "scenarios" / "sim-delete-note.yaml")
+    result = vlagent("eval", scenario, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["scenarios"][0]
+    assert [c["passed"] for c in data["checks"]] == [True, True, True]
+
+
 def test_record_then_replay_a_run(tmp_path: Path) -> None:
     run = vlagent("run", "wifi", "--device", "sim", "--out", str(tmp_path / "runs"), "--settle-timeout", "0")
     assert run.returncode == 0, run.stderr

@@ -76,6 +76,23 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert again.model_dump(exclude={"source"}) == original.model_dump(exclude={"source"})
 
 
+def test_value_false_asks_for_absence_and_survives_the_yaml(tmp_path: Path) -> None:
+    original = load_scenario(SCENARIOS / "sim-delete-note.yaml")
+    again = load_scenario(write(tmp_path, scenario_to_yaml(original)))
+    assert again.success == original.success and again.success[0].value is False
+    assert original.success[0].describe() == "no note 'Buy milk'"
+
+    phone = SimPhone()
+    phone.add_note("Buy milk")
+    absent = [Check(note="Buy milk", value=False), Check(contact="Nobody", value=False), Check(text="Zzz", value=False)]
+    assert [r.passed for r in judge(absent, phone=phone)] == [False, True, True]
+    assert [r.passed for r in judge([Check(text="Monday", value=False)], phone=phone)] == [False]
+    with pytest.raises(ValueError, match="true \\(present\\) or false \\(absent\\)"):
+        Check(note="x", value="yes")
+    with pytest.raises(ValueError, match="'screen' checks take no value"):
+        Check(screen="home", value=False)
+
+
 def test_checks_read_the_simulated_phone() -> None:
     phone = SimPhone()
     checks = [

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlagent.actions import Action, Click, Done, Key, OpenApp, Scroll, Type, Wait
+from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Type, Wait
 from vlagent.agent import run_episode
 from vlagent.drivers.sim.tasks import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
 from vlagent.policies.base import Observation
@@ -64,6 +64,21 @@ def tap(label: str) -> Callable[[ScenarioDevice], Item]:
             if point is None:
                 raise RuntimeError(f"{label!r} is not on screen")
             return Click(x=point[0], y=point[1])
+
+        return item
+
+    return bind
+
+
+def hold(label: str) -> Callable[[ScenarioDevice], Item]:
+    """A long press on the element called ``label``."""
+
+    def bind(dev: ScenarioDevice) -> Item:
+        def item(obs: Observation) -> Action:
+            point = dev.phone.locate(label)  # type: ignore[union-attr]
+            if point is None:
+                raise RuntimeError(f"{label!r} is not on screen")
+            return LongPress(x=point[0], y=point[1], duration=1.0)
 
         return item
 
@@ -165,6 +180,14 @@ SIM: list[Definition] = [
         sim_script(Key(key="home"), Done()),
         device={"kind": "sim"},
     ),
+    Definition(
+        "sim-delete-note",
+        'In Notes, delete the note that says "Buy milk" and keep the others.',
+        [{"note": "Buy milk", "value": False}, {"note": "Water the plants"}, {"note": "Buy milk chocolate for Sam"}],
+        sim_script(OpenApp(name="Notes"), hold("Buy milk"), tap("Delete"), Done()),
+        device={"kind": "sim", "state": {"notes": ["Water the plants", "Buy milk", "Buy milk chocolate for Sam"]}},
+        tags=["long_press"],
+    ),
 ]
 # sim-back-home starts inside Settings
 SETUP: dict[str, list[Action]] = {"sim-back-home": [OpenApp(name="Settings")]}
@@ -240,14 +263,16 @@ class _Targets:
         action = record.action
         target: str | None = None
         box: tuple[int, int, int, int] | None = None
-        if isinstance(action, Click):
-            target, box = self._element_at(action.x, action.y)
-        fp = _frame_fingerprint(record.frame, (action.x, action.y), box) if isinstance(action, Click) else None
+        pointed = isinstance(action, (Click, LongPress))
+        if pointed:
+            target, box = self._element_at(action.x, action.y, long=isinstance(action, LongPress))
+        fp = _frame_fingerprint(record.frame, (action.x, action.y), box) if pointed else None
         self.gold.append(GoldStep(action=action, target=target, box=box, fingerprint=fp))
 
-    def _element_at(self, x: int, y: int) -> tuple[str | None, tuple[int, int, int, int] | None]:
+    def _element_at(self, x: int, y: int, *, long: bool = False) -> tuple[str | None, tuple[int, int, int, int] | None]:
         if self.dev.phone is not None:
-            hits = [e for e in self.dev.phone.elements() if e.on_tap is not None]
+            handler = "on_long_press" if long else "on_tap"
+            hits = [e for e in self.dev.phone.elements() if getattr(e, handler) is not None]
             for element in reversed(hits):
                 x0, y0, x1, y1 = element.hit_box
                 if x0 <= x < x1 and y0 <= y < y1:

@@ -313,6 +313,11 @@ def eval_(
     from vlagent.policies.registry import open_policy
     from vlagent.scenario import load_scenarios
 
+    if policy == "oracle":
+        raise click.UsageError(
+            "--policy oracle plays the built-in sim tasks (vlagent run TASK); "
+            "replay scenarios from their gold steps with --policy scripted"
+        )
     loaded = load_scenarios([Path(p) for p in scenarios])
     options = {k: v for k, v in policy_options.items() if v is not None}
     name = "scripted" if policy == "auto" else policy

@@ -201,14 +201,21 @@ class _Runner:
             return ReplayPolicy(
                 scenario.gold, heal=heal, report_dir=run_dir / "divergence", expected_frames=scenario.frames_dir
             )
-        with self._shared_lock:
-            if self._shared is None:
-                from vlagent.policies.registry import open_policy
+        self.open_shared()
+        assert self._shared is not None
+        return self._shared
 
-                policy = open_policy(config.policy, **config.policy_options)
-                # concurrent episodes share one model: gather their steps into batched calls
-                self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
-            return self._shared
+    def open_shared(self) -> None:
+        """Load the shared model policy now, so a wrong name or model fails once, before any scenario."""
+        config = self.config
+        if config.policy_factory is None and config.policy != "scripted":
+            with self._shared_lock:
+                if self._shared is None:
+                    from vlagent.policies.registry import open_policy
+
+                    policy = open_policy(config.policy, **config.policy_options)
+                    # concurrent episodes share one model: gather their steps into batched calls
+                    self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
 
     def run(self, scenario: Scenario) -> ScenarioResult:
         scenario = _with_seed(scenario, self.config.layout_seed)
@@ -293,8 +300,9 @@ def evaluate(
     on_result: Callable[[ScenarioResult], None] | None = None,
 ) -> EvalResult:
     """Run ``scenarios`` and write results.json, junit.xml and report.html into ``config.out``."""
-    config.out.mkdir(parents=True, exist_ok=True)
     runner = _Runner(config)
+    runner.open_shared()  # raises a ConfigError/ModelError before anything is written
+    config.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: list[ScenarioResult] = []
     with _display_for(scenarios), ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval") as pool:

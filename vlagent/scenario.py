@@ -98,6 +98,9 @@ class Check(_Model):
     - ``app: PACKAGE_OR_LABEL``: the app in front.  ``screen: NAME``: the phone's screen.
     - ``text: TEXT``: TEXT is visible on screen (part of a visible string).
     - ``state: dotted.key`` + ``value`` or ``contains``: a key of the desktop app's state file.
+
+    ``value: false`` on a ``note``, ``contact`` or ``text`` check asks for the opposite: no
+    such note, no such contact, TEXT not on screen (e.g. after deleting something).
     """
 
     toggle: str | None = None
@@ -116,6 +119,10 @@ class Check(_Model):
         kinds = [k for k in _CHECK_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(f"a check needs exactly one of {', '.join(_CHECK_KINDS)}; got {kinds or 'none'}")
+        if kinds[0] in ("note", "contact", "text") and not isinstance(self.value, bool):
+            raise ValueError(f"value of a {kinds[0]} check is true (present) or false (absent), got {self.value!r}")
+        if kinds[0] in ("app", "screen") and self.value is not True:
+            raise ValueError(f"{kinds[0]!r} checks take no value")
         return self
 
     @property
@@ -128,7 +135,10 @@ class Check(_Model):
         if kind == "toggle":
             return f"toggle {subject} is {'on' if self.value else 'off'}"
         if kind == "contact":
-            return f"contact {subject!r}" + (f" with phone {self.phone!r}" if self.phone else "") + " exists"
+            exists = "exists" if self.value is not False else "does not exist"
+            return f"contact {subject!r}" + (f" with phone {self.phone!r}" if self.phone else "") + f" {exists}"
+        if self.value is False and kind in ("note", "text"):
+            return {"note": "no note {!r}", "text": "{!r} is not on screen"}[kind].format(subject)
         if kind == "state":
             return f"state {subject} " + (
                 f"contains {self.contains!r}" if self.contains is not None else f"== {self.value!r}"
@@ -268,7 +278,7 @@ def _action_data(action: Action) -> dict[str, Any]:
 
 def _check_data(check: Check) -> dict[str, Any]:
     data = check.model_dump(mode="json", exclude_none=True)
-    if check.kind not in ("toggle", "state") or check.contains is not None:
+    if (check.kind not in ("toggle", "state") and check.value is True) or check.contains is not None:
         data.pop("value", None)
     return data
 
@@ -340,15 +350,16 @@ def _judge_one(check: Check, phone: Any | None, app_state: dict[str, Any] | None
         return CheckResult(
             check, toggles[check.toggle] == bool(check.value), f"is {'on' if toggles[check.toggle] else 'off'}"
         )
+    expect = check.value is not False  # note/contact/text: False asks for absence
     if kind == "note":
         notes = phone.notes
-        return CheckResult(check, check.note in notes, f"{len(notes)} notes")
+        return CheckResult(check, (check.note in notes) == expect, f"{len(notes)} notes")
     if kind == "contact":
-        ok = any(
+        found = any(
             c.name == check.contact and (check.phone is None or _digits(c.phone) == _digits(check.phone))
             for c in phone.contacts
         )
-        return CheckResult(check, ok, f"{len(phone.contacts)} contacts")
+        return CheckResult(check, found == expect, f"{len(phone.contacts)} contacts")
     if kind == "app":
         package = phone.current_app
         label = phone.packages().get(package, package)
@@ -357,7 +368,7 @@ def _judge_one(check: Check, phone: Any | None, app_state: dict[str, Any] | None
     if kind == "screen":
         return CheckResult(check, phone.screen == check.screen, f"screen: {phone.screen}")
     texts = phone.text_on_screen()
-    return CheckResult(check, any((check.text or "") in t for t in texts), "")
+    return CheckResult(check, any((check.text or "") in t for t in texts) == expect, "")
 
 
 def judge(
