@@ -7,7 +7,7 @@ qwen2vl    Qwen2-VL-*-Instruct (default)    0-1000 relative         vlagent JSON
 qwen25vl   Qwen2.5-VL-*-Instruct            pixels of resized image mobile_use/computer_use call
 qwen3vl    Qwen3-VL-*                       0-999 relative          Thought/Action + tool call
 uitars     UI-TARS 2B/7B/72B (v1)           0-1000 relative         Thought/Action: click(...)
-uitars15   UI-TARS-1.5-7B                   pixels of resized image Thought/Action: <point>x y
+uitars15   UI-TARS-1.5-7B                   pixels of resized image Thought/Action: click(...)
 showui     ShowUI-2B                        0-1 fractions           Python dict {'action': ...}
 =========  ===============================  ======================  ==============================
 

@@ -344,8 +344,9 @@ _COMPUTER_ACTIONS = {
     "wait": "Wait specified seconds for the change to happen.",
     "terminate": "Terminate the current task and report its completion status.",
 }
+_HELPFUL = "You are a helpful assistant."
 _TOOLS_HEAD = (
-    "You are a helpful assistant.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
     "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
 )
 _TOOLS_TAIL = (
@@ -370,7 +371,15 @@ def _is_phone(capabilities: Capabilities) -> bool:
     return "open_app" in capabilities.actions
 
 
-def _tool(phone: bool, actions: tuple[str, ...], size: tuple[int, int]) -> str:
+def _required_by(actions: tuple[str, ...], users: tuple[str, ...]) -> str:
+    """The cookbooks' "Required only by `action=a`, `action=b`, and `action=c`." over the listed actions."""
+    names = [f"`action={a}`" for a in actions if a in users]
+    if len(names) > 2:
+        return f"Required only by {', '.join(names[:-1])}, and {names[-1]}."
+    return f"Required only by {' and '.join(names)}."
+
+
+def _tool(phone: bool, actions: tuple[str, ...], size: tuple[int, int], *, qwen_agent: bool) -> str:
     table = _MOBILE_ACTIONS if phone else _COMPUTER_ACTIONS
     listing = "\n".join(f"* `{a}`: {table[a]}" for a in actions)
     point = (
@@ -390,10 +399,7 @@ def _tool(phone: bool, actions: tuple[str, ...], size: tuple[int, int]) -> str:
                 "type": "array",
             },
             "coordinate2": {"description": point + " Required only by `action=swipe`.", "type": "array"},
-            "text": {
-                "description": "Required only by `action=key`, `action=type`, `action=answer`, and `action=open`.",
-                "type": "string",
-            },
+            "text": {"description": _required_by(actions, ("key", "type", "answer", "open")), "type": "string"},
             "time": {
                 "description": "The seconds to wait. Required only by `action=long_press` and `action=wait`.",
                 "type": "number",
@@ -428,30 +434,51 @@ def _tool(phone: bool, actions: tuple[str, ...], size: tuple[int, int]) -> str:
     }
     name = "mobile_use" if phone else "computer_use"
     description = (_MOBILE_DESCRIPTION if phone else _COMPUTER_DESCRIPTION).format(width=size[0], height=size[1])
-    function = {
-        "name": name,
-        "description": description,
-        "parameters": {"properties": props, "required": ["action"], "type": "object"},
-    }
+    parameters = {"properties": props, "required": ["action"], "type": "object"}
+    function: dict[str, object]
+    if qwen_agent:
+        # qwen-agent's BaseTool.function (QwenLM/Qwen-Agent qwen_agent/tools/base.py), as the
+        # Qwen2.5-VL cookbook passes it to NousFnCallPrompt: these five keys in this order.
+        function = {
+            "name_for_human": name,
+            "name": name,
+            "description": description,
+            "parameters": parameters,
+            "args_format": "Format the arguments as a JSON object.",
+        }
+    else:
+        # The Qwen3-VL cookbook writes its system prompt out by hand with only these three keys.
+        function = {"name": name, "description": description, "parameters": parameters}
     return json.dumps({"type": "function", "function": function}, ensure_ascii=False)
 
 
 def instructions_qwen25(
     task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
 ) -> str:
+    # QwenLM/Qwen2.5-VL cookbooks/mobile_agent.ipynb: system "You are a helpful assistant." plus
+    # NousFnCallPrompt's tool block (QwenLM/Qwen-Agent qwen_agent/llm/fncall_prompts/nous_fncall_prompt.py)
+    # around MobileUse/ComputerUse of cookbooks/utils/agent_function_call.py. The cookbook starts the
+    # user turn with "The user query:  <task>"; here the task closes the system prompt instead.
     phone = _is_phone(capabilities)
     actions = _QWEN25_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
     size = family.grid(image_size)
-    return _TOOLS_HEAD + _tool(phone, actions, size) + _TOOLS_TAIL + f"\n\nThe user query: {task}"
+    tools = _tool(phone, actions, size, qwen_agent=True)
+    return _HELPFUL + _TOOLS_HEAD + tools + _TOOLS_TAIL + f"\n\nThe user query: {task}"
 
 
 def instructions_qwen3(
     task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
 ) -> str:
+    # QwenLM/Qwen3-VL cookbooks/mobile_agent.ipynb writes the whole system prompt out: it starts with
+    # "\n\n# Tools" (no assistant line) and ends with the response format. That cookbook has no
+    # computer_use counterpart in the repository snapshot read, so a desktop gets Qwen2.5-VL's
+    # computer_use tool in the same frame. The cookbook's user turn starts "The user query: <task>.";
+    # here the task closes the system prompt instead.
     phone = _is_phone(capabilities)
     actions = _QWEN3_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
     size = family.grid(image_size)
-    return _TOOLS_HEAD + _tool(phone, actions, size) + _TOOLS_TAIL + _QWEN3_FORMAT + f"\n\nThe user query: {task}"
+    tools = _tool(phone, actions, size, qwen_agent=False)
+    return _TOOLS_HEAD + tools + _TOOLS_TAIL + _QWEN3_FORMAT + f"\n\nThe user query: {task}"
 
 
 # --- grammars -------------------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ _SCALE = 1000  # fractions -> the norm1000 grid
 _HINT = "Answer with one dictionary like {'action': 'TAP', 'value': None, 'position': [0.5, 0.5]}"
 _OPPOSITE = {"up": "down", "down": "up", "left": "right", "right": "left"}
 
+# _NAV_SYSTEM, _NAV_FORMAT and the action spaces are showlab/ShowUI QUICK_START.md ("GUI Navigation",
+# commit 21ed7cb) verbatim. The training template data/template/shared_navigation.py names the apps
+# "website"/"smartphone" and its smartphone INPUT line says the position "is not applicable"; the
+# quick start is the documented inference prompt, so its wording is kept. The quick start sends all
+# of it as the user turn's first text, then "Task: <task>", then the screenshot; here it is the
+# system prompt, ending with the task line. Grounding (its _SYSTEM prompt) is not a step format here.
 _NAV_SYSTEM = """You are an assistant trained to navigate the {app} screen. 
 Given a task instruction, a screen observation, and an action history sequence, 
 output the next action and wait for the next observation. 

@@ -1,11 +1,13 @@
 """UI-TARS (v1 on Qwen2-VL, 0-1000) and UI-TARS-1.5 (on Qwen2.5-VL, pixels of the resized image).
 
-Format (bytedance/UI-TARS README and prompt.py; REFERENCE section 8)::
+Format (bytedance/UI-TARS README_v1.md and codes/prompts.py; the prompts below cite each source)::
 
     Thought: the search box is at the top
     Action: click(start_box='<|box_start|>(500,120)<|box_end|>')
 
-UI-TARS-1.5's newer prompt writes points as ``click(point='<point>546 120</point>')``.
+Both versions are prompted in that syntax: v1 on a 0-1000 grid, 1.5 in pixels of the resized
+image. The Doubao API prompt (codes/ui_tars/prompt.py) writes ``click(point='<point>546 120</point>')``;
+the parser reads that too.
 
 The parser accepts: box tokens kept or stripped by the server; boxes written ``(x,y)``,
 ``[x,y]``, ``[x1,y1,x2,y2]``, ``x1, y1, x2, y2`` (a box acts on its centre), ``<point>x y</point>``
@@ -100,7 +102,7 @@ _END_ARGS = ("end_box", "end_point")
 _WAIT_SECONDS = 5.0
 
 _HINT_V1 = "Answer as:\nThought: ...\nAction: click(start_box='<|box_start|>(x1,y1)<|box_end|>')"
-_HINT_V15 = "Answer as:\nThought: ...\nAction: click(point='<point>x1 y1</point>')"
+_HINT_V15 = _HINT_V1
 
 
 # --- reading the text ----------------------------------------------------------------------
@@ -333,17 +335,37 @@ def render_v1(action: Action, grid: tuple[int, int]) -> str:
 
 
 def render_v15(action: Action, grid: tuple[int, int]) -> str:
-    return _render(action, "<point>{x} {y}</point>", "point", "end_point").replace("drag(point=", "drag(start_point=")
+    # The same call syntax as v1 (codes/prompts.py COMPUTER_USE), in pixels of the resized image.
+    return _render(action, "<|box_start|>({x},{y})<|box_end|>", "start_box", "end_box")
 
 
-# --- prompts (the model cards' own text) ------------------------------------------------------
+# --- prompts (the published templates, verbatim) ----------------------------------------------
+#
+# UI-TARS v1: bytedance/UI-TARS README_v1.md ("Prompt Templates", commit f6a5269), whose action
+# lists these are. Its computer template sits in the frame of ``multi_step_prompt_1229`` from
+# bytedance/UI-TARS infer/prompts.py (commit 5adcd33): the README prints it as a raw string, which
+# would leave a literal backslash-n around the Output Format fence, so the frame's real newlines
+# are used. The README's computer note says "Use Chinese" and "Summarize your next action"; the
+# frame's English note (also the mobile template's) is used here.
+#
+# UI-TARS-1.5: COMPUTER_USE and MOBILE_USE from bytedance/UI-TARS codes/prompts.py (commit 6b315cc,
+# released with UI-TARS-1.5), which write points as start_box='<|box_start|>(x1,y1)<|box_end|>' in
+# pixels of the resized image (README_coordinates.md parses start_box='(197,525)'; UI-TARS-desktop
+# apps/ui-tars/src/main/agent/prompts.ts getSystemPromptV1_5 uses the same). The later
+# COMPUTER_USE_DOUBAO / MOBILE_USE_DOUBAO of codes/ui_tars/prompt.py, with point='<point>x1 y1</point>',
+# are for the Doubao API models; the parser still reads that form.
 
-_HEAD = (
-    "You are a GUI agent. You are given a task and your action history, with screenshots. "
-    "You need to perform the next action to complete the task. \n\n"
-    "## Output Format\n```\nThought: ...\nAction: ...\n```\n\n## Action Space\n"
-)
-_V1_COMPUTER = """click(start_box='<|box_start|>(x1,y1)<|box_end|>')
+_V1_COMPUTER = """You are a GUI agent. You are given a task and your action history, with screenshots. You need to perform the next action to complete the task. 
+
+## Output Format
+```
+Thought: ...
+Action: ...
+```
+
+## Action Space
+
+click(start_box='<|box_start|>(x1,y1)<|box_end|>')
 left_double(start_box='<|box_start|>(x1,y1)<|box_end|>')
 right_single(start_box='<|box_start|>(x1,y1)<|box_end|>')
 drag(start_box='<|box_start|>(x1,y1)<|box_end|>', end_box='<|box_start|>(x3,y3)<|box_end|>')
@@ -353,43 +375,111 @@ scroll(start_box='<|box_start|>(x1,y1)<|box_end|>', direction='down or up or rig
 wait() #Sleep for 5s and take a screenshot to check for any changes.
 finished()
 call_user() # Submit the task and call the user when the task is unsolvable, or when you need the user's help.
+
+
+## Note
+- Use English in `Thought` part.
+- Write a small plan and finally summarize your next action (with its target element) in one sentence in `Thought` part.
+
+## User Instruction
 """
-_V1_MOBILE = """click(start_box='<|box_start|>(x1,y1)<|box_end|>')
+_V1_MOBILE = """You are a GUI agent. You are given a task and your action history, with screenshots. You need to perform the next action to complete the task. 
+
+## Output Format
+```
+Thought: ...
+Action: ...
+```
+
+## Action Space
+click(start_box='<|box_start|>(x1,y1)<|box_end|>')
 long_press(start_box='<|box_start|>(x1,y1)<|box_end|>', time='')
+type(content='')
+scroll(start_box='<|box_start|>(x1,y1)<|box_end|>', end_box='<|box_start|>(x3,y3)<|box_end|>')
+press_home()
+press_back()
+finished(content='') # Submit the task regardless of whether it succeeds or fails.
+
+## Note
+- Use English in `Thought` part.
+
+- Write a small plan and finally summarize your next action (with its target element) in one sentence in `Thought` part.
+
+## User Instruction
+"""
+_V15_COMPUTER = """You are a GUI agent. You are given a task and your action history, with screenshots. You need to perform the next action to complete the task.
+
+## Output Format
+```
+Thought: ...
+Action: ...
+```
+
+## Action Space
+
+click(start_box='<|box_start|>(x1,y1)<|box_end|>')
+left_double(start_box='<|box_start|>(x1,y1)<|box_end|>')
+right_single(start_box='<|box_start|>(x1,y1)<|box_end|>')
+drag(start_box='<|box_start|>(x1,y1)<|box_end|>', end_box='<|box_start|>(x3,y3)<|box_end|>')
+hotkey(key='')
+type(content='xxx') # Use escape characters \\', \\\", and \\n in content part to ensure we can parse the content in normal python string format. If you want to submit your input, use \\n at the end of content. 
+scroll(start_box='<|box_start|>(x1,y1)<|box_end|>', direction='down or up or right or left')
+wait() #Sleep for 5s and take a screenshot to check for any changes.
+finished(content='xxx') # Use escape characters \\', \\", and \\n in content part to ensure we can parse the content in normal python string format.
+
+
+## Note
+- Use English in `Thought` part.
+- Write a small plan and finally summarize your next action (with its target element) in one sentence in `Thought` part.
+
+## User Instruction
+{instruction}
+"""
+_V15_MOBILE = """You are a GUI agent. You are given a task and your action history, with screenshots. You need to perform the next action to complete the task. 
+## Output Format
+```
+Thought: ...
+Action: ...
+```
+## Action Space
+
+click(start_box='<|box_start|>(x1,y1)<|box_end|>')
+long_press(start_box='<|box_start|>(x1,y1)<|box_end|>')
 type(content='') #If you want to submit your input, use "\\n" at the end of `content`.
 scroll(start_box='<|box_start|>(x1,y1)<|box_end|>', direction='down or up or right or left')
+open_app(app_name=\'\')
 drag(start_box='<|box_start|>(x1,y1)<|box_end|>', end_box='<|box_start|>(x3,y3)<|box_end|>')
 press_home()
 press_back()
-open_app(app_name='')
-wait() #Sleep for 5s and take a screenshot to check for any changes.
-finished(content='') # Submit the task regardless of whether it succeeds or fails.
-"""
-_V15_COMPUTER = """click(point='<point>x1 y1</point>')
-left_double(point='<point>x1 y1</point>')
-right_single(point='<point>x1 y1</point>')
-drag(start_point='<point>x1 y1</point>', end_point='<point>x2 y2</point>')
-hotkey(key='ctrl c') # Split keys with a space and use lowercase. Also, do not use more than 3 keys in one hotkey action.
-type(content='xxx') # Use escape characters \\', \\", and \\n in content part to ensure we can parse the content in normal python string format. If you want to submit your input, use \\n at the end of content. 
-scroll(point='<point>x1 y1</point>', direction='down or up or right or left') # Show more information on the `direction` side.
-wait() #Sleep for 5s and take a screenshot to check for any changes.
 finished(content='xxx') # Use escape characters \\', \\", and \\n in content part to ensure we can parse the content in normal python string format.
+
+
+## Note
+- Use English in `Thought` part.
+- Write a small plan and finally summarize your next action (with its target element) in one sentence in `Thought` part.
+
+## User Instruction
+{instruction}
 """
-_V15_MOBILE = """click(point='<point>x1 y1</point>')
-long_press(point='<point>x1 y1</point>')
-type(content='') #If you want to submit your input, use "\\n" at the end of `content`.
-scroll(point='<point>x1 y1</point>', direction='down or up or right or left')
-open_app(app_name='')
-drag(start_point='<point>x1 y1</point>', end_point='<point>x2 y2</point>')
-press_home()
-press_back()
-finished(content='xxx') # Use escape characters \\', \\", and \\n in content part to ensure we can parse the content in normal python string format.
-"""
-_NOTE = (
-    "\n## Note\n- Use English in `Thought` part.\n"
-    "- Write a small plan and finally summarize your next action (with its target element) in one sentence "
-    "in `Thought` part.\n\n## User Instruction\n"
-)
+
+#: The functions each template lists: the grammar allows no other (intersected with the device).
+_LISTED = {
+    "v1_computer": (
+        "click",
+        "left_double",
+        "right_single",
+        "drag",
+        "hotkey",
+        "type",
+        "scroll",
+        "wait",
+        "finished()",
+        "call_user",
+    ),
+    "v1_mobile": ("click", "long_press", "type", "scroll_swipe", "press_home", "press_back", "finished"),
+    "v15_computer": ("click", "left_double", "right_single", "drag", "hotkey", "type", "scroll", "wait", "finished"),
+    "v15_mobile": ("click", "long_press", "type", "scroll", "open_app", "drag", "press_home", "press_back", "finished"),
+}
 
 
 def _is_phone(capabilities: Capabilities) -> bool:
@@ -399,15 +489,15 @@ def _is_phone(capabilities: Capabilities) -> bool:
 def instructions_v1(
     task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
 ) -> str:
-    space = _V1_MOBILE if _is_phone(capabilities) else _V1_COMPUTER
-    return _HEAD + space + _NOTE + task
+    # The README appends the instruction right after "## User Instruction\n" (prompt + instruction).
+    return (_V1_MOBILE if _is_phone(capabilities) else _V1_COMPUTER) + task
 
 
 def instructions_v15(
     task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
 ) -> str:
-    space = _V15_MOBILE if _is_phone(capabilities) else _V15_COMPUTER
-    return _HEAD + space + _NOTE + task
+    template = _V15_MOBILE if _is_phone(capabilities) else _V15_COMPUTER
+    return template.replace("{instruction}", task)
 
 
 # --- grammars (llguidance Lark) --------------------------------------------------------------------
@@ -415,46 +505,46 @@ def instructions_v15(
 _NATIVE_KEYS = {"escape": "esc", "page_up": "pageup", "page_down": "pagedown", "line_start": "home", "line_end": "end"}
 
 
-def _grammar(caps: Capabilities, limits: GrammarLimits, point: str, start: str, end: str) -> str:
+def _grammar(caps: Capabilities, limits: GrammarLimits, point: str, listed: tuple[str, ...]) -> str:
     acts = caps.actions
-
-    def arg(name: str) -> str:
-        return f'"{name}=\'" point "\'"'
-
-    at = arg(start)
+    at = '"start_box=\'" point "\'"'
+    end = '"end_box=\'" point "\'"'
     calls: list[str] = []
     if "click" in acts:
         calls.append(f'"click(" {at} ")"')
-        if not _is_phone(caps):
+        if "left_double" in listed:
             calls.append(f'"left_double(" {at} ")"')
-        if "right" in caps.buttons:
+        if "right_single" in listed and "right" in caps.buttons:
             calls.append(f'"right_single(" {at} ")"')
-    if "long_press" in acts:
+    if "long_press" in acts and "long_press" in listed:
         calls.append(f'"long_press(" {at} ")"')
-    if "swipe" in acts:
-        first = "start_point" if start == "point" else start
-        calls.append(f'"drag(" {arg(first)} ", " {arg(end)} ")"')
-    if "scroll" in acts:
+    if "swipe" in acts and "drag" in listed:
+        calls.append(f'"drag(" {at} ", " {end} ")"')
+    if "swipe" in acts and "scroll_swipe" in listed:  # v1 mobile: scroll(start_box, end_box) is a swipe
+        calls.append(f'"scroll(" {at} ", " {end} ")"')
+    if "scroll" in acts and "scroll" in listed:
         calls.append(f'"scroll(" {at} ", direction=\'" DIRECTION "\')"')
     if "type" in acts:
         calls.append('"type(content=\'" TEXT "\')"')
+    keys = sorted(_NATIVE_KEYS.get(k, k) for k in caps.keys if k not in ("home", "back"))
     if "key" in acts:
-        if "home" in caps.keys:
+        if "home" in caps.keys and "press_home" in listed:
             calls.append('"press_home()"')
-        if "back" in caps.keys:
+        if "back" in caps.keys and "press_back" in listed:
             calls.append('"press_back()"')
-        keys = sorted(_NATIVE_KEYS.get(k, k) for k in caps.keys if k not in ("home", "back"))
-        if keys:
+        if keys and "hotkey" in listed:
             mods = '(("ctrl" | "alt" | "shift") " "){0,2} ' if caps.modifiers else ""
             calls.append(f'"hotkey(key=\'" {mods}KEY "\')"')
-    if "open_app" in acts:
+    if "open_app" in acts and "open_app" in listed:
         calls.append('"open_app(app_name=\'" TEXT "\')"')
-    if "wait" in acts:
+    if "wait" in acts and "wait" in listed:
         calls.append('"wait()"')
     if "done" in acts:
-        calls.append('"finished(content=\'" TEXT? "\')"')
-        if not _is_phone(caps):
+        if "finished()" in listed:
             calls.append('"finished()"')
+        else:
+            calls.append('"finished(content=\'" TEXT? "\')"')
+        if "call_user" in listed:
             calls.append('"call_user()"')
     lines = [
         'start: thought "Action: " call' if limits.with_thought else 'start: "Action: " call',
@@ -464,21 +554,22 @@ def _grammar(caps: Capabilities, limits: GrammarLimits, point: str, start: str, 
         "TEXT: /([^'\\\\\\n]|\\\\['n\\\\])" + f"{{1,{limits.string_chars}}}/",
         'DIRECTION: "up" | "down" | "left" | "right"',
     ]
-    if "key" in acts:
-        keys = sorted(_NATIVE_KEYS.get(k, k) for k in caps.keys if k not in ("home", "back"))
-        if keys:
-            lines.append("KEY: " + " | ".join(f'"{k}"' for k in keys))
+    if "key" in acts and keys and "hotkey" in listed:
+        lines.append("KEY: " + " | ".join(f'"{k}"' for k in keys))
     lines.append(point)
     return "\n".join(lines) + "\n"
 
 
-def grammar_v1(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits) -> str:
+def _box_point(grid: tuple[int, int]) -> str:
     xs, ys = int_range_regex(grid[0]), int_range_regex(grid[1])
-    point = f'point: <|box_start|> "(" X "," Y ")" <|box_end|>\nX: /{xs}/\nY: /{ys}/'
-    return _grammar(caps, limits, point, "start_box", "end_box")
+    return f'point: <|box_start|> "(" X "," Y ")" <|box_end|>\nX: /{xs}/\nY: /{ys}/'
+
+
+def grammar_v1(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits) -> str:
+    listed = _LISTED["v1_mobile" if _is_phone(caps) else "v1_computer"]
+    return _grammar(caps, limits, _box_point(grid), listed)
 
 
 def grammar_v15(caps: Capabilities, grid: tuple[int, int], limits: GrammarLimits) -> str:
-    xs, ys = int_range_regex(grid[0]), int_range_regex(grid[1])
-    point = f'point: "<point>" X " " Y "</point>"\nX: /{xs}/\nY: /{ys}/'
-    return _grammar(caps, limits, point, "point", "end_point")
+    listed = _LISTED["v15_mobile" if _is_phone(caps) else "v15_computer"]
+    return _grammar(caps, limits, _box_point(grid), listed)
