@@ -154,3 +154,22 @@ def test_fast_forward_keeps_answers_of_the_plain_generate(tiny_qwen2vl: Path, ti
     fast = _policy(tiny_qwen2vl, tiny_loaded)
     for obs in observations:
         assert unforced.decide(obs).action == fast.decide(obs).action
+
+
+def test_compiled_decode_gives_the_same_actions_and_compiles_once_per_shape(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
+) -> None:
+    # The CUDA default (static cache + compiled decode step), run with inductor on the CPU:
+    # the same answers, and a new screen size within the same cache bucket compiles nothing.
+    observations = _observations(4)
+    plain = _plain(tiny_qwen2vl, tiny_loaded)
+    compiled = _policy(tiny_qwen2vl, tiny_loaded, cache="static", compile="default")
+    decisions = [compiled.decide(obs) for obs in observations]
+    for obs, mine in zip(observations, decisions, strict=True):
+        _same(plain.decide(obs), mine)
+    # The first steps compile the bucket's decode shapes (one per chunk length met); the third
+    # and fourth screens (720x1280, 1920x1080) are new sizes and compile nothing.
+    assert decisions[0].usage["compile_s"] > 0
+    assert [d.usage["compile_s"] for d in decisions[2:]] == [0.0, 0.0]
+    again = [compiled.decide(obs).usage["compile_s"] for obs in observations]
+    assert again == [0.0] * len(observations)
