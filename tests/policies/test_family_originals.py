@@ -153,7 +153,7 @@ def test_qwen25_system_is_qwen_agents_nous_template(device: str) -> None:
     assert text.startswith(
         "You are a helpful assistant.\n\n" + _TOOLS + '{"type": "function", "function": {"name_for_human": '
     )
-    assert _CALL + "\n\nThe user query: " + TASK in text
+    assert text.endswith(_CALL) and TASK not in text  # the task opens the user turn instead
     function = _tool(text)["function"]
     assert list(function) == ["name_for_human", "name", "description", "parameters", "args_format"]
     assert function["args_format"] == "Format the arguments as a JSON object."
@@ -192,7 +192,43 @@ def test_qwen3_mobile_system_is_the_cookbooks() -> None:
         _CALL + "\n\n# Response format\n\nResponse format for every step:\n"
         "1) Thought: one concise sentence explaining the next move (no multi-step reasoning).\n"
     ) in text
-    assert text.endswith("- If finishing, use action=terminate in the tool call.\n\nThe user query: " + TASK)
+    assert text.endswith("- If finishing, use action=terminate in the tool call.") and TASK not in text
+
+
+def _user_turn(family: str, history: tuple[Any, ...] = ()) -> list[Any]:
+    from PIL import Image
+
+    from vlagent.frames import Frame
+    from vlagent.policies.base import HistoryEntry, Observation
+    from vlagent.policies.prompt import build_messages
+
+    frame = Frame.of(Image.new("RGB", IMAGE))
+    entries = tuple(HistoryEntry(i, action) for i, action in enumerate(history))
+    observation = Observation(TASK, frame, PHONE_CAPABILITIES, len(entries), entries)
+    content: list[Any] = build_messages(observation, get_family(family))[1]["content"]
+    return content
+
+
+def test_qwen25_user_turn_is_the_cookbooks_query_then_the_screenshot() -> None:
+    from vlagent.actions import OpenApp
+
+    # QwenLM/Qwen2.5-VL cookbooks/mobile_agent.ipynb, the user_query of its first example.
+    content = _user_turn("qwen25vl", (OpenApp(name="File Manager"),))
+    assert [part["type"] for part in content] == ["text", "image"]
+    assert content[0]["text"] == (
+        "The user query:  Turn on Wi-Fi\nTask progress (You have done the following operation on the current "
+        'device): Step 1: {"name": "mobile_use", "arguments": {"action": "open", "text": "File Manager"}}; '
+    )
+
+
+def test_qwen3_user_turn_is_the_cookbooks_query_then_the_screenshot() -> None:
+    # QwenLM/Qwen3-VL cookbooks/mobile_agent.ipynb: f"The user query: {instruction}.\nTask progress (...): {stage2_history}.\n"
+    content = _user_turn("qwen3vl")
+    assert [part["type"] for part in content] == ["text", "image"]
+    assert content[0]["text"] == (
+        "The user query: Turn on Wi-Fi.\nTask progress (You have done the following operation on the current "
+        "device): .\n"
+    )
 
 
 # --- ShowUI ------------------------------------------------------------------------------------------

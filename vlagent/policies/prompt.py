@@ -19,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from vlagent.coords import CoordCodec, encode_action
 from vlagent.drivers.base import Capabilities
+from vlagent.frames import Frame
 from vlagent.policies.base import HistoryEntry, Observation
 from vlagent.policies.families import BUILTIN
 from vlagent.policies.families.base import (
@@ -128,6 +130,11 @@ def build_messages(
     codec = family.codec(current)
     screen = observation.frame.size
     system = system_prompt(observation.task, observation.capabilities, family, current, with_thought=with_thought)
+    if family.user_turn is not None:
+        return [
+            {"role": "system", "content": [{"type": "text", "text": system}]},
+            {"role": "user", "content": _native_user_turn(observation, family, codec, screen, images)},
+        ]
     content: list[dict[str, Any]] = []
     for i, frame in enumerate(images[:-1]):
         content.append({"type": "text", "text": f"Earlier screenshot {i + 1} of {len(images) - 1}:"})
@@ -150,3 +157,24 @@ def build_messages(
         {"role": "system", "content": [{"type": "text", "text": system}]},
         {"role": "user", "content": content},
     ]
+
+
+def _native_user_turn(
+    observation: Observation, family: ModelFamily, codec: CoordCodec, screen: tuple[int, int], images: Sequence[Frame]
+) -> list[dict[str, Any]]:
+    """The family's own opening text, then the screenshots (earlier ones labelled, the current one last)."""
+    assert family.user_turn is not None
+    grid = codec.grid_size(*screen)
+    actions = [family.render(encode_action(entry.action, codec, *screen), grid) for entry in observation.history]
+    notes = [f"Note: {observation.hint}"] if observation.hint else []
+    if observation.feedback:
+        notes.append(f"Your previous answer was rejected: {observation.feedback}")
+    text = family.user_turn(observation.task, observation.capabilities, actions, notes)
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    for i, frame in enumerate(images[:-1]):
+        content.append({"type": "text", "text": f"Earlier screenshot {i + 1} of {len(images) - 1}:"})
+        content.append({"type": "image", "image": frame.image})
+    if len(images) > 1:
+        content.append({"type": "text", "text": "Current screen:"})
+    content.append({"type": "image", "image": images[-1].image})
+    return content

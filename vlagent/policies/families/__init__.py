@@ -45,6 +45,7 @@ BUILTIN: tuple[ModelFamily, ...] = (
         grammar=qwen_tools.grammar_qwen25,
         render=qwen_tools.render_tool_call,
         ask=_TOOL_ASK,
+        user_turn=qwen_tools.user_turn_qwen25,
         models="Qwen2.5-VL-3B/7B/32B/72B-Instruct",
     ),
     ModelFamily(
@@ -58,6 +59,7 @@ BUILTIN: tuple[ModelFamily, ...] = (
         grammar=qwen_tools.grammar_qwen3,
         render=qwen_tools.render_tool_call,
         ask=_TOOL_ASK,
+        user_turn=qwen_tools.user_turn_qwen3,
         models="Qwen3-VL-2B/4B/8B/32B, Qwen3-VL-30B-A3B/235B-A22B",
     ),
     ModelFamily(

@@ -13,7 +13,7 @@ module must not import heavy libraries and must not talk to any model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vlagent.actions import Action, Step, describe_action
@@ -56,6 +56,9 @@ class GrammarLimits:
 
 #: (capabilities, grid, limits) -> a Lark grammar (llguidance dialect) for the whole answer.
 GrammarFn = Callable[[Capabilities, tuple[int, int], GrammarLimits], str]
+UserTurnFn = Callable[[str, Capabilities, "Sequence[str]", "Sequence[str]"], str]
+"""(task, capabilities, earlier actions as ``render`` wrote them, notes such as feedback) ->
+the text that opens the user turn, before the screenshot."""
 
 
 def _parse_json(text: str, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
@@ -122,6 +125,10 @@ class ModelFamily:
     """How an earlier action (grid coordinates) is shown to the model in the history."""
     ask: str = _JSON_ASK
     """The last line of each user turn: what to answer now."""
+    user_turn: UserTurnFn | None = None
+    """The family's own user turn (task and progress before the screenshot, as its cookbook
+    writes it); None: vlagent's layout (labelled screenshots, then history and ``ask``).
+    A family with a user turn leaves the task out of its ``instructions``."""
     models: str = ""
     """Which published models the family covers (documentation)."""
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import json_repair
@@ -60,6 +60,8 @@ __all__ = [
     "instructions_qwen25",
     "parse_tool_call",
     "render_tool_call",
+    "user_turn_qwen3",
+    "user_turn_qwen25",
 ]
 
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
@@ -457,13 +459,13 @@ def instructions_qwen25(
 ) -> str:
     # QwenLM/Qwen2.5-VL cookbooks/mobile_agent.ipynb: system "You are a helpful assistant." plus
     # NousFnCallPrompt's tool block (QwenLM/Qwen-Agent qwen_agent/llm/fncall_prompts/nous_fncall_prompt.py)
-    # around MobileUse/ComputerUse of cookbooks/utils/agent_function_call.py. The cookbook starts the
-    # user turn with "The user query:  <task>"; here the task closes the system prompt instead.
+    # around MobileUse/ComputerUse of cookbooks/utils/agent_function_call.py. The task goes in the user
+    # turn (user_turn_qwen25), as in the cookbook.
     phone = _is_phone(capabilities)
     actions = _QWEN25_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
     size = family.grid(image_size)
     tools = _tool(phone, actions, size, qwen_agent=True)
-    return _HELPFUL + _TOOLS_HEAD + tools + _TOOLS_TAIL + f"\n\nThe user query: {task}"
+    return _HELPFUL + _TOOLS_HEAD + tools + _TOOLS_TAIL
 
 
 def instructions_qwen3(
@@ -472,13 +474,36 @@ def instructions_qwen3(
     # QwenLM/Qwen3-VL cookbooks/mobile_agent.ipynb writes the whole system prompt out: it starts with
     # "\n\n# Tools" (no assistant line) and ends with the response format. That cookbook has no
     # computer_use counterpart in the repository snapshot read, so a desktop gets Qwen2.5-VL's
-    # computer_use tool in the same frame. The cookbook's user turn starts "The user query: <task>.";
-    # here the task closes the system prompt instead.
+    # computer_use tool in the same frame. The task goes in the user turn (user_turn_qwen3), as in the
+    # cookbook.
     phone = _is_phone(capabilities)
     actions = _QWEN3_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
     size = family.grid(image_size)
     tools = _tool(phone, actions, size, qwen_agent=False)
-    return _TOOLS_HEAD + tools + _TOOLS_TAIL + _QWEN3_FORMAT + f"\n\nThe user query: {task}"
+    return _TOOLS_HEAD + tools + _TOOLS_TAIL + _QWEN3_FORMAT
+
+
+_PROGRESS = "Task progress (You have done the following operation on the current device): "
+
+
+def _steps(capabilities: Capabilities, actions: Sequence[str]) -> str:
+    # "Step 1: {tool call}; Step 2: ...; ": the cookbooks' history ("The operation history can be
+    # organized by Step x: [action]; Step x+1: [action]..."), each action as the tool call it was.
+    name = "mobile_use" if _is_phone(capabilities) else "computer_use"
+    return "".join(f'Step {i}: {{"name": "{name}", "arguments": {args}}}; ' for i, args in enumerate(actions, 1))
+
+
+def user_turn_qwen25(task: str, capabilities: Capabilities, actions: Sequence[str], notes: Sequence[str]) -> str:
+    """QwenLM/Qwen2.5-VL cookbooks/mobile_agent.ipynb: 'The user query:  <task>' (two spaces), a newline,
+    then the progress line; the screenshot follows."""
+    text = f"The user query:  {task}\n{_PROGRESS}{_steps(capabilities, actions)}"
+    return "\n".join([text, *notes]) if notes else text
+
+
+def user_turn_qwen3(task: str, capabilities: Capabilities, actions: Sequence[str], notes: Sequence[str]) -> str:
+    """QwenLM/Qwen3-VL cookbooks/mobile_agent.ipynb: f"The user query: {instruction}.\\nTask progress
+    (...): {stage2_history}.\\n"; the screenshot follows."""
+    return f"The user query: {task}.\n{_PROGRESS}{_steps(capabilities, actions)}.\n" + "".join(f"{n}\n" for n in notes)
 
 
 # --- grammars -------------------------------------------------------------------------------------------
