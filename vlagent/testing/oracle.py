@@ -15,7 +15,8 @@ would, for a known set of sentences:
   ``text_on_screen``, ``battery_percent``...); it locates visible elements by label.
 
 A sentence it does not know is an error for the test author (OracleCannotAnswer), never
-a guess. This module must not change the phone except through the actions it returns.
+a guess. What every oracle shares (the Policy and Querier plumbing, filling schemas by
+field name, locating by label) lives in :mod:`vlagent.testing.state_oracle`. This module must not change the phone except through the actions it returns.
 """
 
 from __future__ import annotations
@@ -23,25 +24,20 @@ from __future__ import annotations
 import logging
 import re
 import typing
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from vlagent.actions import Action, Click, Done, Key, Scroll, Step
-from vlagent.coords import Relative
+from vlagent.actions import Action, Click, Done, Key, Scroll
 from vlagent.drivers.sim.driver import SimDriver
 from vlagent.drivers.sim.world import APPS, BATTERY_PERCENT, SETTINGS_ROWS, SimPhone
-from vlagent.errors import ConfigError, ModelError
-from vlagent.policies.base import Decision, Observation, decide_each
+from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
-from vlagent.testing.agent import Query
+from vlagent.testing.state_oracle import QUOTE as _Q
+from vlagent.testing.state_oracle import OracleCannotAnswer, Rule, StateOracle
+from vlagent.testing.state_oracle import norm as _norm
 
 __all__ = ["OracleCannotAnswer", "SimOracle"]
 
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=BaseModel)
 
 _STATEMENT_FORMS = (
     "'<setting> is on/off' (e.g. 'Wi-Fi is on')",
@@ -56,15 +52,6 @@ _ON = {"on", "enabled", "active"}
 _OFF = {"off", "disabled", "inactive"}
 _SHOWN = {"shown", "visible", "open", "displayed", "opened"}
 _HIDDEN = {"hidden", "closed", "gone"}
-_Q = "[\"'“”‘’]"
-
-
-class OracleCannotAnswer(ConfigError):
-    """SimOracle was given a sentence or schema it does not know (fix the test, or use a model)."""
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.strip().rstrip(".!").split()).casefold()
 
 
 def _toggle_key(name: str) -> str | None:
@@ -95,10 +82,11 @@ def _screen_of(name: str) -> str | None:
     return aliases.get(wanted)
 
 
-class SimOracle:
+class SimOracle(StateOracle):
     """Policy and Querier for a SimPhone that answers from the phone's state."""
 
     name = "sim-oracle"
+    statement_forms = _STATEMENT_FORMS
 
     def __init__(self, phone: SimPhone | SimDriver) -> None:
         self.phone = phone.phone if isinstance(phone, SimDriver) else phone
@@ -106,15 +94,8 @@ class SimOracle:
 
     # ------------------------------------------------------------------ Policy
 
-    def decide(self, observation: Observation) -> Decision:
-        action = self._next_action(observation)
-        step = Step(thought=f"oracle: {observation.task}", action=action)
-        return Decision(step=step, raw=step.model_dump_json(exclude_none=True))
-
-    def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
-        return decide_each(self, observations)
-
-    def _next_action(self, obs: Observation) -> Action:
+    def next_action(self, observation: Observation) -> Action:
+        obs = observation
         task = _norm(obs.task)
         toggle = re.fullmatch(r"(?:open settings and )?(?:turn|switch) (on|off) (.+)", task)
         toggle = toggle or re.fullmatch(r"(?:open settings and )?(?:turn|switch) (.+?) (on|off)", task)
@@ -179,26 +160,7 @@ class SimOracle:
 
     # ------------------------------------------------------------------ Querier
 
-    def ask(self, query: Query, schema: type[M]) -> M:
-        kind, text = query.kind, query.text
-        if kind == "assert":
-            verdict, reason = self.judge(text)
-            return schema.model_validate({"verdict": verdict, "reason": reason})
-        if kind == "locate":
-            return schema.model_validate(self._locate(text))
-        return self._fill(text, schema)
-
-    def judge(self, statement: str) -> tuple[bool, str]:
-        """(verdict, reason) for a known statement about the phone; OracleCannotAnswer otherwise."""
-        for rule in self._rules():
-            result = rule(_norm(statement), statement)
-            if result is not None:
-                return result
-        raise OracleCannotAnswer(
-            f"SimOracle does not understand the statement {statement!r}; it knows: {'; '.join(_STATEMENT_FORMS)}"
-        )
-
-    def _rules(self) -> list[Callable[[str, str], tuple[bool, str] | None]]:
+    def rules(self) -> list[Rule]:
         return [
             self._toggle_rule,
             self._text_rule,
@@ -272,21 +234,11 @@ class SimOracle:
         shown = self.phone.keyboard_shown
         return shown == want, f"the keyboard is {'shown' if shown else 'hidden'}"
 
-    def _locate(self, description: str) -> dict[str, Any]:
-        label = description.strip().strip("\"'“”")
-        for prefix in ("the ", "a "):
-            label = label.removeprefix(prefix)
-        candidates = [label] + [
-            label.rsplit(" ", 1)[0]
-            for w in ("button", "icon", "row", "toggle", "field", "app")
-            if label.lower().endswith(" " + w)
-        ]
-        for candidate in candidates:
-            point = self.phone.locate(candidate)
-            if point is not None:
-                gx, gy = Relative(1000).to_grid(point[0], point[1], self.phone.width, self.phone.height)
-                return {"found": True, "x": round(gx), "y": round(gy), "reason": f"'{candidate}' is at {point}"}
-        return {"found": False, "x": 0, "y": 0, "reason": f"no visible element called '{label}'"}
+    def find(self, label: str) -> tuple[int, int] | None:
+        return self.phone.locate(label)
+
+    def frame_size(self) -> tuple[int, int]:
+        return self.phone.width, self.phone.height
 
     def facts(self) -> dict[str, object]:
         """What ``query`` schemas can ask for, by field name."""
@@ -311,29 +263,10 @@ class SimOracle:
         )
         return facts
 
-    def _fill(self, question: str, schema: type[M]) -> M:
-        facts = self.facts()
-        values: dict[str, Any] = {}
-        unknown: list[str] = []
-        for name, info in schema.model_fields.items():
-            key = name.casefold().removeprefix("is_")
-            for suffix in ("_on", "_enabled", "_state"):
-                key = key.removesuffix(suffix)
-            if key in facts:
-                values[name] = facts[key]
-                if key == "contacts" and _wants_strings(info.annotation):
-                    values[name] = facts["contact_names"]
-            elif info.is_required():
-                unknown.append(name)
-        if unknown:
-            raise OracleCannotAnswer(
-                f"SimOracle cannot answer {question!r}: it fills fields by name and does not know "
-                f"{', '.join(unknown)}; known fields: {', '.join(sorted(facts))}"
-            )
-        try:
-            return schema.model_validate(values)
-        except ValidationError as exc:
-            raise OracleCannotAnswer(f"SimOracle's facts do not fit the schema {schema.__name__}: {exc}") from exc
+    def adapt(self, key: str, value: object, annotation: Any) -> object:
+        if key == "contacts" and _wants_strings(annotation):
+            return [c.name for c in self.phone.contacts]
+        return value
 
 
 def _wants_strings(annotation: Any) -> bool:
