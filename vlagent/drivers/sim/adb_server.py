@@ -10,6 +10,15 @@ Shell command lines are read the way a POSIX shell reads them (quotes, escapes, 
 kept in :attr:`SimDevice.log`: tests use it to prove that text sent by a driver ran as
 one command and nothing else. Unknown programs are logged too, then fail with 127.
 
+The power state and lock screen of each phone are reported the way real phones report
+them: ``dumpsys power`` prints ``mWakefulness=Awake|Asleep`` and ``Display Power:
+state=ON|OFF``; ``dumpsys window [policy]`` prints the keyguard lines of the Android version
+chosen by :attr:`SimDevice.keyguard_format` (``KeyguardServiceDelegate`` / ``showing=`` on
+Android 10+, ``isStatusBarKeyguard=`` on 8-9, ``mShowingLockscreen=`` up to 7; the lines
+follow AOSP's PhoneWindowManager / KeyguardServiceDelegate dumps, and the same lines are
+what Appium's appium-adb ``lockmgmt`` reads). ``input keyevent`` WAKEUP (224), SLEEP (223)
+and POWER (26) and ``wm dismiss-keyguard`` act on the phone as on a real one.
+
 What this module must not do: run anything on the host, listen beyond loopback, or die
 on malformed input (a bad request closes that connection only).
 """
@@ -27,7 +36,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from vlagent.drivers.android import ADB_KEYBOARD_IME, ADB_KEYBOARD_PACKAGE, ANDROID_KEYCODES
 
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ADB_SERVER_VERSION",
     "DEVICE_FEATURES",
+    "KeyguardFormat",
     "ShellSyntaxError",
     "SimAdbServer",
     "SimDevice",
@@ -66,7 +76,12 @@ _SYMBOLIC_KEYS = {
     "KEYCODE_DPAD_RIGHT": "right",
     "KEYCODE_MOVE_HOME": "line_start",
     "KEYCODE_MOVE_END": "line_end",
+    "KEYCODE_SLEEP": "sleep",
+    "KEYCODE_WAKEUP": "wakeup",
 }
+#: Power keys a phone knows but vlagent's Key action does not offer (android.view.KeyEvent).
+_POWER_KEYCODES = {223: "sleep", 224: "wakeup"}
+KeyguardFormat = Literal["delegate", "status_bar", "lockscreen"]
 
 
 # --- a POSIX-shell reader ---------------------------------------------------------------------
@@ -237,6 +252,10 @@ class SimDevice:
     rotation: int = 0
     """Reported display rotation in degrees. With 90 or 270, ``wm size`` reports the natural
     (swapped) size as a real phone does; build the SimPhone in landscape for such a device."""
+    keyguard_format: KeyguardFormat = "delegate"
+    """Which Android version's keyguard lines ``dumpsys window`` prints: "delegate" (10+,
+    ``KeyguardServiceDelegate`` ... ``showing=``), "status_bar" (8-9, ``isStatusBarKeyguard=``)
+    or "lockscreen" (up to 7, ``mShowingLockscreen=``)."""
     log: list[list[str]] = field(default_factory=list)
     """argv of every command the shell ran or tried to run, in order."""
     lines: list[str] = field(default_factory=list)
@@ -443,7 +462,7 @@ def _input(dev: SimDevice, args: list[str]) -> _Result:
 
 def _key_name(code: str) -> str | None:
     if code.isdigit():
-        return _KEYCODE_NAMES.get(int(code))
+        return _KEYCODE_NAMES.get(int(code)) or _POWER_KEYCODES.get(int(code))
     upper = code.upper()
     if upper in _SYMBOLIC_KEYS:
         return _SYMBOLIC_KEYS[upper]
@@ -466,7 +485,10 @@ def _wm(dev: SimDevice, args: list[str]) -> _Result:
         return _ok(f"Physical size: {width}x{height}\n")
     if args == ["density"]:
         return _ok(f"Physical density: {dev.phone.density}\n")
-    raise _Usage("only 'wm size' and 'wm density' are simulated")
+    if args == ["dismiss-keyguard"]:
+        dev.phone.dismiss_keyguard()  # like Android: no output, even when a PIN pad shows instead
+        return _ok()
+    raise _Usage("only 'wm size', 'wm density' and 'wm dismiss-keyguard' are simulated")
 
 
 def _props(dev: SimDevice) -> dict[str, str]:
@@ -554,12 +576,79 @@ def _settings(dev: SimDevice, args: list[str]) -> _Result:
     raise _Usage("only 'settings get' is simulated")
 
 
+def _dumpsys_power(dev: SimDevice) -> str:
+    awake = dev.phone.awake
+    return (
+        "POWER MANAGER (dumpsys power)\n\n"
+        "Power Manager State:\n"
+        "  mDirty=0x0\n"
+        f"  mWakefulness={dev.phone.wakefulness}\n"
+        "  mWakefulnessChanging=false\n"
+        "  mIsPowered=true\n"
+        "  mPlugType=2\n"
+        "  mStayOn=false\n"
+        "  mBootCompleted=true\n"
+        "  mSystemReady=true\n"
+        f"  mInteractive={str(awake).lower()}\n"
+        f"Display Power: state={'ON' if awake else 'OFF'}\n"
+    )
+
+
+def _dumpsys_window_policy(dev: SimDevice) -> str:
+    phone = dev.phone
+    awake, showing = phone.awake, phone.keyguard_shown
+
+    def flag(value: bool) -> str:
+        return str(value).lower()
+
+    lines = [
+        "WINDOW MANAGER POLICY STATE (dumpsys window policy)",
+        "    mSafeMode=false mSystemReady=true mSystemBooted=true",
+        f"    mScreenOnEarly={flag(awake)} mScreenOnFully={flag(awake)}",
+        "    mKeyguardDrawComplete=true mWindowManagerDrawComplete=true",
+    ]
+    if dev.keyguard_format == "lockscreen":
+        lines.append(f"    mShowingLockscreen={flag(showing)} mShowingDream=false mDreamingLockscreen=false")
+    elif dev.keyguard_format == "status_bar":
+        lines.append("    mShowingDream=false mDreamingLockscreen=false mDreamingSleepToken=null")
+        lines.append(f"    mStatusBar=Window{{5b1d3a0 u0 StatusBar}} isStatusBarKeyguard={flag(showing)}")
+    else:
+        lines += [
+            "    KeyguardServiceDelegate",
+            f"      showing={flag(showing)}",
+            f"      inputRestricted={flag(showing)}",
+            "      occluded=false",
+            "      trusted=false",
+            "      simSecure=false",
+            "      dreaming=false",
+            "      systemIsReady=true",
+            "      deviceHasKeyguard=true",
+            "      enabled=true",
+            f"      screenState=SCREEN_STATE_{'ON' if awake else 'OFF'}",
+            f"      interactiveState=INTERACTIVE_STATE_{'AWAKE' if awake else 'SLEEP'}",
+            "      KeyguardStateMonitor",
+            f"        mIsShowing={flag(showing)}",
+            "        mSimSecure=false",
+            f"        mInputRestricted={flag(showing)}",
+            "        mTrusted=false",
+            "        mCurrentUserId=0",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _dumpsys(dev: SimDevice, args: list[str]) -> _Result:
     if args[:1] == ["input"]:
         orientation = dev.rotation // 90
         return _ok(f"INPUT MANAGER (dumpsys input)\n  Viewport INTERNAL:\n    SurfaceOrientation: {orientation}\n")
+    if args[:1] == ["power"]:
+        return _ok(_dumpsys_power(dev))
     if args[:1] == ["window"]:
-        return _ok(f"  mCurrentRotation=ROTATION_{dev.rotation}\n  cur={dev.phone.width}x{dev.phone.height}\n")
+        parts = []
+        if args[1:] in ([], ["displays"]):
+            parts.append(f"  mCurrentRotation=ROTATION_{dev.rotation}\n  cur={dev.phone.width}x{dev.phone.height}\n")
+        if args[1:] in ([], ["policy"]):
+            parts.append(_dumpsys_window_policy(dev))
+        return _ok("".join(parts))
     if args[:1] == ["activity"]:
         return _ok(f"  mResumedActivity: ActivityRecord{{0 u0 {dev.phone.current_app}/.Main t1}}\n")
     return _ok()

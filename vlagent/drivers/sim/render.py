@@ -297,6 +297,16 @@ class _Painter:
             self.text((x0 + pad, y, x1 - pad, y + self.px(70)), line, 40, self.p.muted, center=False)
             y += self.px(70)
 
+    def _padlock(self, e: Element) -> None:
+        x0, y0, x1, y1 = e.box
+        w = self.px(8)
+        shackle = (x0 + (x1 - x0) // 5, y0, x1 - (x1 - x0) // 5, y0 + (y1 - y0) * 3 // 4)
+        self.draw.arc(shackle, 180, 360, fill=WHITE, width=w)
+        middle = (shackle[1] + shackle[3]) // 2
+        for x in (shackle[0], shackle[2] - w):
+            self.draw.rectangle((x, middle, x + w, y0 + (y1 - y0) // 2), fill=WHITE)
+        self.draw.rounded_rectangle((x0, y0 + (y1 - y0) * 2 // 5, x1, y1), radius=self.px(12), fill=WHITE)
+
     def _photo(self, e: Element) -> None:
         self.draw.rounded_rectangle(e.box, radius=self.px(12), fill=e.color or self.p.accent)
 

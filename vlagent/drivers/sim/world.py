@@ -6,9 +6,18 @@ appears when a text field has focus, a recents screen and decorative apps (Camer
 Browser, Gallery). Touch input follows Android: a press held for ``LONG_PRESS_TIMEOUT`` is
 a long press (a note row opens a Delete/Cancel popup, a home icon an "App info" popup;
 elsewhere it acts as a tap), and a horizontal swipe inward from a screen edge is Back
-(gesture navigation). Everything a task checker needs is queryable state (``toggles``,
-``notes``, ``contacts``, ``screen``, ``snapshot()``...), so success is judged from the
-world, never from what a model claims.
+(gesture navigation).
+
+The phone has a power state, as a real one does: ``sleep()`` (or the POWER / SLEEP keys)
+turns the screen off, so frames are all black and every input but the wake keys is lost;
+``wake()`` (WAKEUP, POWER) turns it on again, showing the lock screen when ``screen_lock``
+is "swipe" (the default, as on a new Android phone) or "pin". A swipe up from the lower
+half or ``dismiss_keyguard()`` removes a swipe lock; a PIN lock only shows its PIN pad,
+because the phone is never unlocked for anyone who does not know the PIN.
+
+Everything a task checker needs is queryable state (``toggles``, ``notes``, ``contacts``,
+``screen``, ``awake``, ``keyguard_shown``, ``snapshot()``...), so success is judged from
+the world, never from what a model claims.
 
 Each state is laid out as a flat list of ``Element`` boxes; the same list drives
 rendering, hit-testing, ``text_on_screen()`` and ``locate()``, so what is drawn is exactly
@@ -16,7 +25,7 @@ what can be tapped. Frames are cached per state version: screenshots of an uncha
 phone cost a copy. One re-entrant lock guards every state change and render, because the
 simulated adb server serves concurrent connections.
 
-This module must not sleep, touch the network or depend on wall-clock time (the status
+This module must not block (no time.sleep), touch the network or depend on wall-clock time (the status
 bar clock is fixed; transitions use the injected ``clock``).
 """
 
@@ -42,12 +51,17 @@ __all__ = [
     "EDGE_BACK_ZONE",
     "HOME_PACKAGE",
     "LONG_PRESS_TIMEOUT",
+    "PIN_PROMPT",
     "SETTINGS_ROWS",
     "SYSTEMUI_PACKAGE",
+    "UNLOCK_HINT",
+    "UNLOCK_SWIPE_MIN_TRAVEL",
+    "UNLOCK_SWIPE_START",
     "App",
     "Contact",
     "Element",
     "Popup",
+    "ScreenLock",
     "SettingsRow",
     "SimPhone",
 ]
@@ -57,8 +71,11 @@ log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]
 ElementKind = Literal[
     "panel", "status", "nav", "title", "text", "row", "icon", "button", "text_button", "field", "key", "card",
-    "icon_button", "shutter", "photo", "wallpaper", "scrim", "popup",
+    "icon_button", "shutter", "photo", "wallpaper", "scrim", "popup", "padlock",
 ]  # fmt: skip
+#: Android's Settings > Security > Screen lock choices that matter here (PIN stands for every secure lock).
+ScreenLock = Literal["none", "swipe", "pin"]
+_LOCK_LABELS = {"none": "None", "swipe": "Swipe", "pin": "PIN"}
 
 HOME_PACKAGE = "com.android.launcher3"
 SYSTEMUI_PACKAGE = "com.android.systemui"
@@ -72,6 +89,12 @@ LONG_PRESS_TIMEOUT = 0.5
 EDGE_BACK_ZONE = 0.05
 #: ...and travels inward at least this fraction of the width (Android gesture navigation).
 EDGE_BACK_MIN_TRAVEL = 0.10
+#: The lock screen is swiped away by a swipe up that starts below this fraction of the height...
+UNLOCK_SWIPE_START = 0.5
+#: ...and travels up at least this fraction of the height.
+UNLOCK_SWIPE_MIN_TRAVEL = 0.15
+UNLOCK_HINT = "Swipe up to unlock"
+PIN_PROMPT = "Enter PIN"
 
 
 @dataclass(frozen=True)
@@ -131,7 +154,7 @@ SETTINGS_ROWS: tuple[SettingsRow, ...] = (
     SettingsRow("vibrate_on_touch", "Vibrate on touch"),
     SettingsRow("display_size", "Display size", False, "Default"),
     SettingsRow("accessibility", "Accessibility", False, "Screen readers, display, interaction"),
-    SettingsRow("security", "Security", False, "Screen lock: none"),
+    SettingsRow("security", "Security", False, "Screen lock"),  # the lock type is filled in per phone
     SettingsRow("about_phone", "About phone", False, "vlagent-sim"),
 )
 # Layout seeds shuffle rows inside these blocks only: the second block always starts below
@@ -223,11 +246,15 @@ class SimPhone:
         clock: Callable[[], float] = time.monotonic,
         serial: str = "sim-0",
         density: int = 420,
+        screen_lock: ScreenLock = "swipe",
     ) -> None:
         if width < 320 or height < 480:
             raise ValueError(f"screen too small for the simulated phone: {width}x{height}")
         if transition_delay < 0:
             raise ValueError("transition_delay must be >= 0")
+        if screen_lock not in _LOCK_LABELS:
+            raise ValueError(f"screen_lock must be none, swipe or pin, got {screen_lock!r}")
+        self.screen_lock: ScreenLock = screen_lock
         self.seed = seed
         self.transition_delay = float(transition_delay)
         self.width, self.height = width, height
@@ -262,6 +289,11 @@ class SimPhone:
         self._transition_until = -math.inf
         self._layout_cache: tuple[int, list[Element]] | None = None
         self._frame_cache: dict[tuple[int, bool], Image.Image] = {}
+        # A new phone starts awake and unlocked, as after the user unlocked it to plug it in.
+        self._awake = True
+        self._keyguard = False
+        self._bouncer = False
+        self._black: Image.Image | None = None
         self.events: deque[str] = deque(maxlen=200)
         """Recent inputs and what they did, for debugging (not part of ``snapshot``)."""
 
@@ -328,6 +360,29 @@ class SimPhone:
             return self._toggles["dark_mode"]
 
     @property
+    def awake(self) -> bool:
+        """False while the screen is off (asleep)."""
+        with self._lock:
+            return self._awake
+
+    @property
+    def wakefulness(self) -> Literal["Awake", "Asleep"]:
+        """The power state as ``dumpsys power`` names it (``mWakefulness=``)."""
+        with self._lock:
+            return "Awake" if self._awake else "Asleep"
+
+    @property
+    def keyguard_shown(self) -> bool:
+        """True while the lock screen is up (also while the screen is off over it)."""
+        with self._lock:
+            return self._keyguard
+
+    @property
+    def keyguard_secure(self) -> bool:
+        """True when unlocking needs a credential (``screen_lock`` "pin")."""
+        return self.screen_lock == "pin"
+
+    @property
     def version(self) -> int:
         """Increases on every state change (frames are cached per version)."""
         with self._lock:
@@ -392,6 +447,8 @@ class SimPhone:
                 "recents": list(self._recents),
                 "photos": self._photos,
                 "in_transition": self.in_transition,
+                "power": self.wakefulness,
+                "keyguard": self._keyguard,
                 "text_on_screen": self.text_on_screen(),
                 "version": self._version,
             }
@@ -415,10 +472,61 @@ class SimPhone:
             self._contacts.append(Contact(name, phone))
             self._changed()
 
+    # ---- power and lock screen ----------------------------------------------------------
+
+    def sleep(self) -> None:
+        """Turn the screen off (the screen timed out, or the power key); locks unless ``screen_lock`` is none."""
+        with self._lock:
+            if not self._awake:
+                return
+            self._awake = False
+            if self.screen_lock != "none":
+                self._keyguard, self._bouncer = True, False
+            self._event(f"sleep (keyguard {'on' if self._keyguard else 'off'})")
+            self._changed()
+
+    def wake(self) -> None:
+        """Turn the screen on; the lock screen shows if the phone locked when it slept."""
+        with self._lock:
+            if self._awake:
+                return
+            self._awake = True
+            self._event("wake")
+            self._changed()
+
+    def dismiss_keyguard(self) -> bool:
+        """What ``wm dismiss-keyguard`` does: remove a swipe lock screen; a PIN lock shows its PIN pad
+        instead. True when no lock screen is left."""
+        with self._lock:
+            if not self._keyguard:
+                return True
+            if self.keyguard_secure:
+                self._event("dismiss keyguard: PIN required")
+                if not self._bouncer:
+                    self._bouncer = True
+                    self._changed()
+                return False
+            self._keyguard = self._bouncer = False
+            self._event("keyguard dismissed")
+            self._changed()
+            return True
+
+    def _input_lost(self, what: str) -> bool:
+        """True (and logged) when ``what`` cannot reach the screen: it is off, or the lock screen covers it."""
+        if not self._awake:
+            self._event(f"{what} ignored: screen off")
+            return True
+        if self._keyguard:
+            self._event(f"{what} ignored: lock screen")
+            return True
+        return False
+
     # ---- input --------------------------------------------------------------------------
 
     def tap(self, x: int, y: int) -> None:
         with self._lock:
+            if self._input_lost(f"tap {x},{y}"):
+                return
             target = self._hit(x, y)
             self._event(f"tap {x},{y} -> {target.label if target else 'nothing'}")
             if target is not None and target.on_tap is not None:
@@ -432,6 +540,8 @@ class SimPhone:
         it is a tap, as on Android when no long-click listener is set.
         """
         with self._lock:
+            if self._input_lost(f"long press {x},{y}"):
+                return
             if duration < LONG_PRESS_TIMEOUT:
                 self._event(f"press {x},{y} held {duration:g}s < {LONG_PRESS_TIMEOUT:g}s: tap")
                 self.tap(x, y)
@@ -453,6 +563,12 @@ class SimPhone:
         """
         with self._lock:
             dx, dy = x2 - x1, y2 - y1
+            if self._awake and self._keyguard and self._is_unlock_swipe(x1, y1, dx, dy):
+                self._event(f"swipe {x1},{y1} -> {x2},{y2}: unlock")
+                self.dismiss_keyguard()
+                return
+            if self._input_lost(f"swipe {x1},{y1} -> {x2},{y2}"):
+                return
             if math.hypot(dx, dy) <= 24 * self._u:
                 if duration >= LONG_PRESS_TIMEOUT:
                     self.long_press(x1, y1, duration)
@@ -466,6 +582,10 @@ class SimPhone:
             else:
                 self._event(f"horizontal swipe {x1},{y1} -> {x2},{y2} ignored")
 
+    def _is_unlock_swipe(self, x1: int, y1: int, dx: int, dy: int) -> bool:
+        upward = -dy >= self.height * UNLOCK_SWIPE_MIN_TRAVEL and abs(dy) >= abs(dx)
+        return upward and y1 >= self.height * UNLOCK_SWIPE_START
+
     def _is_edge_back(self, x1: int, dx: int) -> bool:
         zone, travel = self.width * EDGE_BACK_ZONE, self.width * EDGE_BACK_MIN_TRAVEL
         from_left = x1 < zone and dx >= travel
@@ -475,6 +595,8 @@ class SimPhone:
     def scroll(self, direction: str, x: int | None = None, y: int | None = None, amount: int = 1) -> None:
         """Reveal content in ``direction``: "down" shows lower rows."""
         with self._lock:
+            if self._input_lost(f"scroll {direction}"):
+                return
             top, bottom = self._list_viewport()
             step = int((bottom - top) * 0.6)
             if direction in ("down", "up"):
@@ -485,6 +607,14 @@ class SimPhone:
     def press_key(self, name: str) -> None:
         with self._lock:
             self._event(f"key {name}")
+            if name in ("power", "sleep", "wakeup"):
+                if name == "wakeup" or (name == "power" and not self._awake):
+                    self.wake()
+                else:
+                    self.sleep()
+                return
+            if self._input_lost(f"key {name}"):
+                return
             if name == "home":
                 self._go(["home"])
             elif name in ("back", "escape"):
@@ -506,11 +636,13 @@ class SimPhone:
                 self._focus_next()
             elif len(name) == 1 and name.isalnum():
                 self.type_text(name)
-            # menu, power, volume keys: nothing to do on this phone
+            # menu and volume keys: nothing to do on this phone
 
     def type_text(self, text: str) -> None:
         """Append ``text`` verbatim to the focused field; without focus it is dropped and logged."""
         with self._lock:
+            if self._input_lost(f"type {text!r}"):
+                return
             if self._focused is None:
                 self._event(f"type {text!r} ignored: no text field has focus")
                 log.info("sim phone: typed text ignored, no text field has focus")
@@ -538,6 +670,10 @@ class SimPhone:
         from vlagent.drivers.sim.render import paint, paint_transition
 
         with self._lock:
+            if not self._awake:  # screencap of a phone whose screen is off: every pixel black
+                if self._black is None:
+                    self._black = Image.new("RGB", (self.width, self.height))
+                return self._black.copy() if copy else self._black
             transition = self.in_transition
             key = (self._version, transition)
             image = self._frame_cache.get(key)
@@ -707,6 +843,13 @@ class SimPhone:
     def _layout(self) -> list[Element]:
         if self._layout_cache is None or self._layout_cache[0] != self._version:
             out: list[Element] = []
+            if not self._awake:  # nothing is visible or tappable on a dark screen
+                self._layout_cache = (self._version, out)
+                return out
+            if self._keyguard:
+                self._layout_keyguard(out)
+                self._layout_cache = (self._version, out)
+                return out
             screen = self.screen
             builder = getattr(self, f"_layout_{screen}", None)
             if builder is not None:
@@ -820,6 +963,23 @@ class SimPhone:
                 )
             )
 
+    def _layout_keyguard(self, out: list[Element]) -> None:
+        """The lock screen, drawn over everything: wallpaper, clock, date, and how to unlock."""
+        out.append(Element("wallpaper", "Lock screen", (0, 0, self.width, self.height), opaque=True))
+        out.append(self._status_element())
+        out.append(Element("padlock", "Locked", self._box(490, 180, 590, 290)))
+        out.append(
+            Element("text", CLOCK_TEXT, self._box(0, 420, 1080, 700), (CLOCK_TEXT,), size=230, role="on_wallpaper")
+        )
+        out.append(Element("text", DATE_TEXT, self._box(0, 700, 1080, 790), (DATE_TEXT,), size=50, role="on_wallpaper"))
+        if self._bouncer:
+            out.append(
+                Element("text", PIN_PROMPT, self._box(0, 1100, 1080, 1220), (PIN_PROMPT,), size=64, role="on_wallpaper")
+            )
+        else:
+            hint = self._box(0, 2080, 1080, 2180)
+            out.append(Element("text", UNLOCK_HINT, hint, (UNLOCK_HINT,), size=44, role="on_wallpaper"))
+
     def _layout_recents(self, out: list[Element]) -> None:
         out.append(Element("panel", "Recents", (0, 0, self.width, self.height), role="recents"))
         labels = {app.package: app for app in APPS}
@@ -849,10 +1009,9 @@ class SimPhone:
                 box = (0, 0, self.width, self._px(_ROW_H))
                 rows.append(Element("row", row.label, box, (row.label, sub), tap, subtitle=sub, value=on))
             else:
-                texts = (row.label, row.subtitle)
-                rows.append(
-                    Element("row", row.label, (0, 0, self.width, self._px(_ROW_H)), texts, subtitle=row.subtitle)
-                )
+                subtitle = f"Screen lock: {_LOCK_LABELS[self.screen_lock]}" if row.key == "security" else row.subtitle
+                texts = (row.label, subtitle)
+                rows.append(Element("row", row.label, (0, 0, self.width, self._px(_ROW_H)), texts, subtitle=subtitle))
         self._list_rows(out, rows, "settings")
         self._appbar(out, "Settings")
 
