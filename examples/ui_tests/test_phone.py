@@ -3,7 +3,8 @@
 Run it with ``pytest examples/ui_tests --vl-device sim``. Without model weights the
 plugin answers with the simulated phone's state oracle, so these tests check real
 behaviour in CI; with ``--vl-model PATH`` (or ``--vl-base-url URL --vl-model NAME``) the
-same tests are carried out and judged by the model.
+same tests are carried out and judged by the model. The module is marked for the
+simulated phone: ``--vl-device sample_desktop`` skips it (and runs test_desktop.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pydantic import BaseModel
 
 from vlagent import Click
 from vlagent.testing import Agent
+
+pytestmark = pytest.mark.vl_device_kind("sim")
 
 
 def test_turn_on_wifi(vl_agent: Agent) -> None:

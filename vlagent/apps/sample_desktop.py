@@ -297,6 +297,7 @@ class SampleDesktopApp:
             "user": self._logged_in_user,
             "login_error": self._login_error,
             "login_attempts": self._login_attempts,
+            "status": self.status.get(),
             "settings": {**{key: var.get() for key, var in self.settings.items()}, "volume": self.volume.get()},
             "note": self.note.get(),
             "search": self.search.get(),

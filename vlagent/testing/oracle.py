@@ -15,8 +15,9 @@ would, for a known set of sentences:
   ``text_on_screen``, ``battery_percent``...); it locates visible elements by label.
 
 A sentence it does not know is an error for the test author (OracleCannotAnswer), never
-a guess. What every oracle shares (the Policy and Querier plumbing, filling schemas by
-field name, locating by label) lives in :mod:`vlagent.testing.state_oracle`. This module must not change the phone except through the actions it returns.
+a guess. This module must not change the phone except through the actions it returns.
+What every oracle shares (the Policy and Querier plumbing, filling schemas by field
+name, locating by label) lives in :mod:`vlagent.testing.state_oracle`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,15 @@ Each test gets a fresh device (``--vl-device``, default the simulated phone) and
 whose calls are recorded under ``--vl-out`` (default: pytest's temporary directory), one
 directory per test. The policy is chosen by ``--vl-policy``: ``auto`` uses the model given
 by ``--vl-model`` / ``--vl-base-url`` and otherwise, on the simulated phone, the state
-oracle (so the suite means something in CI without weights). Model policies are loaded
+oracle (so the suite means something in CI without weights). ``--vl-device sample_desktop``
+is the sample Tk app (``vlagent.apps.sample_desktop``), started afresh for every test on a
+private Xvfb screen that the session starts once; its oracle is SampleAppOracle, which
+reads the app's state file. The screen is always private, even when ``DISPLAY`` is set:
+the tests must not take over the pointer and keyboard of the person running them, a
+window manager must not move or cover the window the oracle clicks by its reported
+rectangles, and identical screens everywhere let ``--vl-cache`` replay. A test marked
+``vl_device_kind("sim")`` (or any kinds) runs only on those devices and is skipped, naming
+both, on others; a suite can so hold tests for several devices. Model policies are loaded
 once per session, and only when a test first needs them; with ``--vl-cache FILE`` a
 passing test re-runs from cached actions without loading the model at all.
 
@@ -26,11 +34,13 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
+import sys
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -41,11 +51,19 @@ from vlagent.policies.base import Decision, Observation, Policy
 from vlagent.testing.agent import Agent, CallRecord
 from vlagent.testing.cache import ActionCache
 
-__all__ = ["LazyPolicy", "VlOptions", "vl_agent", "vl_device", "vl_options", "vl_policy"]
+if TYPE_CHECKING:
+    from vlagent.apps.launcher import SampleAppProcess
+
+__all__ = ["LazyPolicy", "VlOptions", "vl_agent", "vl_device", "vl_options", "vl_policy", "vl_sample_app"]
 
 log = logging.getLogger(__name__)
 
 REAL_MARKER = "vl_real"
+DEVICE_MARKER = "vl_device_kind"
+#: ``--vl-device`` value for the sample Tk app with its state oracle (as in scenario files).
+SAMPLE_DESKTOP = "sample_desktop"
+_SCREEN = (1280, 800)
+_APP_KEY = pytest.StashKey["SampleAppProcess"]()
 _REPORT_FILE = "report.html"
 _FRAMES_IN_REPORT = 3
 
@@ -63,20 +81,34 @@ class VlOptions:
     real: bool
 
     @property
+    def device_kind(self) -> str:
+        """The device's name without its argument: ``sim`` for ``sim:3``, ``adb`` for ``adb:SERIAL``."""
+        return self.device.partition(":")[0].strip()
+
+    @property
+    def simulated(self) -> bool:
+        """A device whose state an oracle reads: the simulated phone or the sample desktop app."""
+        return self.device.startswith("sim") or self.device_kind == SAMPLE_DESKTOP
+
+    @property
     def real_enabled(self) -> bool:
         """Tests marked vl_real run with --vl-real, a non-simulated device, or a model."""
-        return self.real or not self.device.startswith("sim") or bool(self.model or self.base_url)
+        return self.real or not self.simulated or bool(self.model or self.base_url)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vlagent", "UI tests driven by a vision-language model (vlagent)")
     group.addoption(
-        "--vl-device", default="sim", help="device for vl_device/vl_agent: sim, sim:SEED, desktop, adb:SERIAL"
+        "--vl-device",
+        default="sim",
+        help=f"device for vl_device/vl_agent: sim, sim:SEED, {SAMPLE_DESKTOP} (the sample Tk app on a private "
+        "Xvfb), desktop, adb:SERIAL",
     )
     group.addoption(
         "--vl-policy",
         default="auto",
-        help="auto (the model if --vl-model/--vl-base-url, else the sim oracle), oracle, qwen2vl, openai, tiny, ...",
+        help="auto (the model if --vl-model/--vl-base-url, else the device's state oracle), oracle, qwen2vl, "
+        "openai, tiny, ...",
     )
     group.addoption("--vl-model", default=None, help="model weights (hub id or directory), or the served model name")
     group.addoption("--vl-base-url", default=None, help="OpenAI-compatible server URL for --vl-policy openai")
@@ -94,6 +126,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{REAL_MARKER}: needs a real device or model weights; skipped unless --vl-real, a non-sim --vl-device "
         "or --vl-model is given",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{DEVICE_MARKER}(*kinds): run only when --vl-device is one of these kinds (sim, {SAMPLE_DESKTOP}, desktop, "
+        "adb; the part before ':'); skipped on other devices",
     )
 
 
@@ -113,7 +150,17 @@ def _options(config: pytest.Config, basetemp: Path) -> VlOptions:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _options(config, Path()).real_enabled:
+    options = _options(config, Path())
+    for item in items:
+        kinds = [str(kind) for mark in item.iter_markers(DEVICE_MARKER) for kind in mark.args]
+        if kinds and options.device_kind not in kinds:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"{DEVICE_MARKER}: written for --vl-device {' or '.join(kinds)}; this run uses "
+                    f"--vl-device {options.device}"
+                )
+            )
+    if options.real_enabled:
         return
     skip = pytest.mark.skip(
         reason=f"{REAL_MARKER}: needs a real device or model weights; run with --vl-device desktop|adb:SERIAL, "
@@ -165,7 +212,7 @@ def _policy_name(options: VlOptions) -> str:
         return "openai"
     if options.model:
         return "qwen2vl"
-    if options.device.startswith("sim"):
+    if options.simulated:
         return "oracle"
     raise ConfigError(
         f"no policy for --vl-device {options.device}: pass --vl-model (Qwen2-VL weights), --vl-base-url with "
@@ -206,26 +253,90 @@ def _vl_cache(vl_options: VlOptions) -> ActionCache | None:
     return ActionCache(vl_options.cache) if vl_options.cache else None
 
 
+@pytest.fixture(scope="session")
+def _vl_display() -> Iterator[str]:
+    """A private Xvfb screen for the session, set as DISPLAY while it runs (see the module docstring)."""
+    from vlagent.drivers.xvfb import VirtualDisplay, xvfb_available
+
+    if not xvfb_available():
+        raise ConfigError(f"--vl-device {SAMPLE_DESKTOP} runs the app on a private Xvfb screen: install xvfb")
+    if "pyautogui" in sys.modules:  # it connects to $DISPLAY once, at import, and would click elsewhere
+        raise ConfigError(
+            f"--vl-device {SAMPLE_DESKTOP}: pyautogui was imported before the private X screen started, so it "
+            "is bound to another display; do not import pyautogui at module level in conftest or test files"
+        )
+    with VirtualDisplay(*_SCREEN, 24) as display:
+        saved = {key: os.environ.get(key) for key in display.env}
+        os.environ.update(display.env)
+        try:
+            assert display.display is not None
+            yield display.display
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _open_sample_desktop(request: pytest.FixtureRequest, options: VlOptions) -> Driver:
+    """Start the sample app for this test and a desktop driver on its window; the app goes in the stash."""
+    from vlagent.apps.launcher import SampleAppProcess
+
+    request.getfixturevalue("_vl_display")
+    state_path = _test_dir(options.out, request.node.nodeid) / "app_state.json"
+    app = SampleAppProcess.start(state_path)
+    request.node.stash[_APP_KEY] = app
+    try:
+        return open_driver("desktop", region=tuple(app.state()["window"]))
+    except BaseException:
+        app.close()
+        raise
+
+
 @pytest.fixture
-def vl_device(vl_options: VlOptions) -> Iterator[Driver]:
-    """A fresh device per test, from ``--vl-device`` (default: a new simulated phone)."""
-    driver = open_driver(vl_options.device)
+def vl_device(request: pytest.FixtureRequest, vl_options: VlOptions) -> Iterator[Driver]:
+    """A fresh device per test, from ``--vl-device`` (default: a new simulated phone; with
+    ``sample_desktop``, a new sample app and a desktop driver on its window)."""
+    if vl_options.device_kind == SAMPLE_DESKTOP:
+        driver = _open_sample_desktop(request, vl_options)
+    else:
+        driver = open_driver(vl_options.device)
     try:
         yield driver
     finally:
         driver.close()
+        app = request.node.stash.get(_APP_KEY, None)
+        if app is not None:
+            app.close()
 
 
 @pytest.fixture
-def vl_policy(vl_device: Driver, _vl_model_policy: LazyPolicy | None) -> Policy:
-    """The policy from ``--vl-policy``: the session's model, or the sim oracle bound to this test's phone."""
+def vl_sample_app(request: pytest.FixtureRequest, vl_device: Driver) -> SampleAppProcess:
+    """The sample app of this test (``--vl-device sample_desktop``): ``state()`` reads its state file."""
+    app = request.node.stash.get(_APP_KEY, None)
+    if app is None:
+        raise ConfigError(f"vl_sample_app needs --vl-device {SAMPLE_DESKTOP}")
+    return app
+
+
+@pytest.fixture
+def vl_policy(request: pytest.FixtureRequest, vl_device: Driver, _vl_model_policy: LazyPolicy | None) -> Policy:
+    """The policy from ``--vl-policy``: the session's model, or the state oracle bound to this test's device."""
     if _vl_model_policy is not None:
         return _vl_model_policy
+    app = request.node.stash.get(_APP_KEY, None)
+    if app is not None:
+        from vlagent.testing.desktop_oracle import SampleAppOracle
+
+        return SampleAppOracle(vl_device, app.state_path)
     from vlagent.drivers.sim import SimDriver
     from vlagent.testing.oracle import SimOracle
 
     if not isinstance(vl_device, SimDriver):
-        raise ConfigError("--vl-policy oracle answers from the simulated phone's state: use --vl-device sim")
+        raise ConfigError(
+            f"--vl-policy oracle answers from a simulated device's state: use --vl-device sim or {SAMPLE_DESKTOP}"
+        )
     return SimOracle(vl_device)
 
 
