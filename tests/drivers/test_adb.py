@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import threading
@@ -14,9 +15,17 @@ from hypothesis import strategies as st
 from PIL import Image, ImageChops
 
 from vlagent.actions import Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
-from vlagent.agent import EndReason, run_episode
+from vlagent.agent import EndReason, StepRecord, run_episode
 from vlagent.drivers import check_driver, open_driver
-from vlagent.drivers.android import AdbDriver, decode_raw_screencap, input_text_chunks
+from vlagent.drivers.android import (
+    AdbDriver,
+    DeviceLockedError,
+    decode_raw_screencap,
+    input_text_chunks,
+    parse_keyguard_showing,
+    parse_wakefulness,
+)
+from vlagent.drivers.sim import adb_server
 from vlagent.drivers.sim.adb_server import SimAdbServer, _decode_input_text, serve_sim
 from vlagent.drivers.sim.tasks import SIM_TASKS
 from vlagent.drivers.sim.world import SimPhone
@@ -229,6 +238,7 @@ def test_hostile_text_is_typed_verbatim_and_runs_nothing_else(adb_sim: SimAdbSer
 def test_newlines_and_tabs_become_key_events(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
     driver = _open(adb_sim)
+    device.clear()  # forget the power / lock screen look at open
     driver.execute(Type(text="a b\n$(reboot)\tc", submit=True))
     assert device.commands() == [
         ["input", "text", "a%sb"],
@@ -244,6 +254,7 @@ def test_unicode_text_goes_through_adbkeyboard(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
     _focus_note_field(device.phone)
     driver = _open(adb_sim)
+    device.clear()
     text = "买牛奶 🥛 café; $(id) 'x'"
     driver.execute(Type(text=text))
     driver.execute(Type(text="ü"))
@@ -285,6 +296,7 @@ def test_input_text_chunks_round_trip_through_androids_decoding(text: str) -> No
 
 def test_unsupported_actions_are_refused_before_the_device(adb_sim: SimAdbServer) -> None:
     driver = _open(adb_sim)
+    adb_sim["sim-0"].clear()
     with pytest.raises(ActionNotSupportedError):
         driver.execute(Key(key="f1"))
     with pytest.raises(ActionNotSupportedError):
@@ -371,3 +383,169 @@ def test_long_sideways_scrolls_stay_out_of_the_back_gesture_edges(adb_sim: SimAd
         x1, y1, x2, y2 = (int(v) for v in command[2:6])
         assert all(0.08 * 1080 - 1 <= x <= 0.92 * 1080 + 1 for x in (x1, x2)), command
         assert all(0.08 * 2400 - 1 <= y <= 0.92 * 2400 + 1 for y in (y1, y2)), command
+
+
+# --- a phone whose screen is off or locked ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["delegate", "status_bar", "lockscreen"])
+def test_open_wakes_a_sleeping_phone_and_dismisses_its_lock_screen(
+    adb_sim: SimAdbServer, caplog: pytest.LogCaptureFixture, fmt: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="vlagent.drivers.android")
+    device = adb_sim["sim-0"]
+    device.keyguard_format = fmt  # type: ignore[assignment]  # the keyguard lines of Android 10+, 8-9, <=7
+    device.phone.sleep()
+    driver = _open(adb_sim)
+    assert device.phone.awake and not device.phone.keyguard_shown
+    assert ["input", "keyevent", "224"] in device.commands("input")
+    assert ["wm", "dismiss-keyguard"] in device.commands("wm")
+    assert "Settings" in device.phone.text_on_screen()
+    assert "woke it with KEYCODE_WAKEUP" in caplog.text and "dismissed the lock screen" in caplog.text
+    assert driver.screenshot().image.getbbox() is not None
+
+
+def test_open_on_an_awake_unlocked_phone_only_looks(adb_sim: SimAdbServer) -> None:
+    _open(adb_sim)
+    assert adb_sim["sim-0"].commands() == [["dumpsys", "power"], ["dumpsys", "window", "policy"]]
+
+
+def test_lock_screen_is_swiped_up_where_wm_cannot_dismiss_it(
+    adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wm = adb_server._PROGRAMS["wm"]
+
+    def old_wm(dev: adb_server.SimDevice, args: list[str]) -> adb_server._Result:
+        if args[:1] == ["dismiss-keyguard"]:  # Android 5: no such wm command
+            return adb_server._Result(stderr=b"Error: unknown command 'dismiss-keyguard'\n", status=1)
+        return wm(dev, args)
+
+    monkeypatch.setitem(adb_server._PROGRAMS, "wm", old_wm)
+    caplog.set_level(logging.INFO, logger="vlagent.drivers.android")
+    device = adb_sim["sim-0"]
+    device.phone.sleep()
+    _open(adb_sim)
+    assert device.phone.awake and not device.phone.keyguard_shown
+    assert ["input", "swipe", "540", "1920", "540", "480", "300"] in device.commands("input")
+    assert "with a swipe up" in caplog.text
+
+
+def test_wake_off_leaves_a_sleeping_phone_asleep(adb_sim: SimAdbServer) -> None:
+    device = adb_sim["sim-0"]
+    device.phone.sleep()
+    for driver in (_open(adb_sim, wake=False), open_driver("adb:sim-0?wake=0", port=adb_sim.port)):
+        assert isinstance(driver, AdbDriver) and driver.config.wake is False
+        assert driver.screenshot().image.getbbox() is None  # black, as the phone shows it
+    assert not device.phone.awake
+    looked_at = {tuple(argv[:2]) for argv in device.commands()}
+    assert looked_at == {("screencap",), ("wm", "size"), ("dumpsys", "input"), ("wm", "density")}  # geometry only
+
+
+def test_device_spec_options_are_typed(adb_sim: SimAdbServer) -> None:
+    driver = open_driver(f"adb:sim-0?wake=off&timeout=5&screencap=png&port={adb_sim.port}")
+    assert isinstance(driver, AdbDriver)
+    assert (driver.config.wake, driver.config.timeout, driver.config.screencap) == (False, 5.0, "png")
+    assert open_driver(f"adb:?port={adb_sim.port}").name == "adb:sim-0"  # no serial: the only device
+    with pytest.raises(ConfigError, match=r"bad adb option wake='maybe'"):
+        open_driver(f"adb:sim-0?wake=maybe&port={adb_sim.port}")
+    with pytest.raises(ConfigError, match="unknown adb option"):
+        open_driver(f"adb:sim-0?colour=blue&port={adb_sim.port}")
+    with pytest.raises(ConfigError, match="needs a value"):
+        open_driver(f"adb:sim-0?wake&port={adb_sim.port}")
+
+
+def test_pin_locked_phone_is_a_clear_device_error(no_real_adb: None) -> None:
+    phone = SimPhone(serial="sim-0", screen_lock="pin")
+    phone.sleep()
+    with serve_sim([phone]) as server:
+        with pytest.raises(DeviceLockedError, match=r"locked with a PIN, pattern or password.*will not guess"):
+            _open(server, wake_timeout=0.05)
+        assert phone.keyguard_shown
+        assert not any(argv[:2] == ["input", "text"] for argv in server["sim-0"].commands())
+
+
+def test_phone_locked_with_a_pin_mid_episode_ends_it_instead_of_running_blind(no_real_adb: None) -> None:
+    phone = SimPhone(serial="sim-0", screen_lock="pin")
+    task = SIM_TASKS["dark_mode"]
+
+    class ScreenTimesOut:
+        def on_step(self, episode: object, record: object, after: object) -> None:
+            phone.sleep()
+
+    with serve_sim([phone]) as server, _open(server, wake_timeout=0.05) as driver:
+        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), hooks=[ScreenTimesOut()])
+    assert episode.end is EndReason.ERROR
+    assert "DeviceLockedError" in episode.detail and "PIN" in episode.detail
+    assert len(episode.steps) == 2 and not task.check(phone)
+
+
+def test_black_screen_of_an_awake_phone_is_not_woken(no_real_adb: None) -> None:
+    class BlackApp(SimPhone):  # an app drawing a black screen, e.g. a video player between clips
+        def render(self, copy: bool = True) -> Image.Image:
+            return Image.new("RGB", (self.width, self.height))
+
+    with serve_sim([BlackApp(serial="sim-0")]) as server:
+        driver = _open(server)
+        device = server["sim-0"]
+        device.clear()
+        frames = [driver.screenshot(), driver.screenshot()]
+        assert all(frame.image.getbbox() is None for frame in frames)
+        shells = [argv for argv in device.commands() if argv[0] != "screencap" and argv[:2] != ["wm", "size"]]
+        shells = [argv for argv in shells if argv not in (["dumpsys", "input"], ["wm", "density"])]
+        assert shells == [["dumpsys", "power"], ["dumpsys", "power"]]  # one look per black frame, nothing sent
+
+
+def test_phone_falling_asleep_mid_episode_still_completes_the_task(
+    fresh_server: SimAdbServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = SIM_TASKS["wifi"]
+    phone = fresh_server["sim-0"].phone
+
+    class ScreenTimesOut:
+        """The screen times out while the model thinks about the step after the first one."""
+
+        def on_step(self, episode: object, record: StepRecord, after: object) -> None:
+            if record.index == 0:
+                phone.sleep()
+
+    with _open(fresh_server) as driver:
+        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), hooks=[ScreenTimesOut()])
+    assert episode.end is EndReason.DONE_SUCCESS, episode.detail
+    assert task.check(phone) and phone.awake and not phone.keyguard_shown
+    assert "the screenshot was black because the phone was asleep" in caplog.text
+    assert "woke it with KEYCODE_WAKEUP" in caplog.text
+    assert fresh_server["sim-0"].commands("input").count(["input", "keyevent", "224"]) == 1
+    assert all(step.frame.image.getbbox() is not None for step in episode.steps)  # the model never saw black
+
+
+@pytest.mark.parametrize(
+    ("dump", "state"),
+    [
+        ("Power Manager State:\n  mDirty=0x0\n  mWakefulness=Dozing\n  mWakefulnessChanging=false\n", "Dozing"),
+        ("  getWakefulnessLocked()=Asleep\n", "Asleep"),
+        ("  mWakefulness=1\n", "Awake"),
+        ("Display Power: state=OFF\n", "Asleep"),
+        ("Display Power: state=DOZE_SUSPEND\n", "Dozing"),
+        ("  mScreenOn=true\n", "Awake"),
+        ("Display Power: com.android.server.power.PowerManagerService$1@ec9ada9\n", None),
+    ],
+)
+def test_parse_wakefulness_across_android_versions(dump: str, state: str | None) -> None:
+    assert parse_wakefulness(dump) == state
+
+
+@pytest.mark.parametrize(
+    ("dump", "showing"),
+    [
+        # Android 10+ (AOSP KeyguardServiceDelegate.dump; appium-adb's lock management tests use the same text)
+        ("    KeyguardServiceDelegate\n      showing=false\n      showingAndNotOccluded=true\n", False),
+        ("    KeyguardServiceDelegate\n      inputRestricted=true\n      showing=true\n", True),
+        ("    mStatusBar=Window{5b1d3a0 u0 StatusBar} isStatusBarKeyguard=true\n", True),
+        ("    mShowingLockscreen=false mShowingDream=false mDreamingLockscreen=false\n", False),
+        ("    mShowingLockscreen=false mShowingDream=true mDreamingLockscreen=true\n", True),
+        ("    KeyguardStateMonitor\n      mIsShowing=true\n      mSimSecure=false\n", True),
+        ("    mSafeMode=false mSystemReady=true\n", None),
+    ],
+)
+def test_parse_keyguard_showing_across_android_versions(dump: str, showing: bool | None) -> None:
+    assert parse_keyguard_showing(dump) is showing

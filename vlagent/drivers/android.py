@@ -7,6 +7,15 @@ about 3x faster than ``screencap -p`` on real phones) and PNG as a fallback; inp
 through ``input tap|swipe|text|keyevent``, ``monkey`` and, for non-ASCII text, the
 ADBKeyboard IME broadcast.
 
+Phones whose screen is off or locked: with ``wake`` on (the default; ``adb:SERIAL?wake=0``
+turns it off) the driver wakes a sleeping phone at open (KEYCODE_WAKEUP) and dismisses a
+non-secure lock screen (``wm dismiss-keyguard``, then a swipe up). During a run it looks
+only when a frame comes back (nearly) black: then one ``dumpsys power`` tells a phone that
+fell asleep (woken, unlocked, captured again, with a warning) from an app that is simply
+black (nothing else is done). A PIN, pattern or password lock raises
+:class:`DeviceLockedError`: vlagent never guesses credentials. No user setting is changed
+(no ``svc power stayon``).
+
 What this module must not do: let the device shell interpret any text it sends. Every
 argument is quoted (argv lists joined with ``shlex.quote``) and ``input text`` gets its own
 ``%s`` encoding for spaces. It also must not import adbutils at import time.
@@ -26,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from PIL import Image, UnidentifiedImageError
 from tenacity import (
@@ -55,11 +64,15 @@ if TYPE_CHECKING:
 __all__ = [
     "ADB_KEYBOARD_IME",
     "ANDROID_KEYCODES",
+    "KEYCODE_WAKEUP",
     "AdbConfig",
     "AdbDriver",
+    "DeviceLockedError",
     "create_driver",
     "decode_raw_screencap",
     "input_text_chunks",
+    "parse_keyguard_showing",
+    "parse_wakefulness",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +85,24 @@ ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
 #: Fraction of the screen kept free at each end of a scroll swipe: Android's back-gesture
 #: inset is 24 dp by default (66 px, 6% of a 1080-px-wide 2.75x screen).
 SCROLL_EDGE_MARGIN = 0.08
+#: android.view.KeyEvent.KEYCODE_WAKEUP (API 20+): turns the screen on, and does nothing when it is on
+#: (unlike KEYCODE_POWER, which would turn an awake screen off).
+KEYCODE_WAKEUP = 224
+#: A frame counts as black when fewer than this fraction of its pixels are brighter than _BLACK_LEVEL:
+#: screen-off captures are all zeros; dark-mode backgrounds (#121212 = 18) stay well above the level.
+_BLACK_FRACTION = 0.005
+_BLACK_LEVEL = 8
+# PowerManagerInternal WAKEFULNESS_* values, for builds that print the number.
+_WAKEFULNESS_CODES = {"0": "Asleep", "1": "Awake", "2": "Dreaming", "3": "Dozing"}
+# Keyguard lines of `dumpsys window [policy]` across Android versions (AOSP PhoneWindowManager,
+# KeyguardServiceDelegate and KeyguardStateMonitor dumps; appium-adb's lockmgmt reads the same).
+_KEYGUARD_PATTERNS = (
+    re.compile(r"KeyguardServiceDelegate\b[^\n]*\n(?:[ \t]+\S[^\n]*\n)*?[ \t]+showing=(true|false)"),  # Android 5+
+    re.compile(r"\bisStatusBarKeyguard=(true|false)"),  # Android 8-9
+    re.compile(r"\bmShowingLockscreen=(true|false)"),  # up to Android 7
+    re.compile(r"KeyguardStateMonitor\b[^\n]*\n(?:[ \t]+\S[^\n]*\n)*?[ \t]+mIsShowing=(true|false)"),
+    re.compile(r"\bmDreamingLockscreen=(true)"),  # a screen saver over the lock screen
+)
 
 #: vlagent key names -> Android KeyEvent codes (android.view.KeyEvent).
 ANDROID_KEYCODES: Mapping[str, int] = MappingProxyType(
@@ -152,6 +183,12 @@ class AdbConfig:
     scroll_ms: int = 300
     apps: Mapping[str, str] = field(default_factory=dict)
     """Extra app label -> package name entries for ``open_app``."""
+    wake: bool = True
+    """Keep the screen usable: at open, wake a sleeping phone and dismiss a swipe lock screen; during a
+    run, do the same when a frame comes back black because the phone fell asleep. A PIN/pattern/password
+    lock raises DeviceLockedError. False: never look at or change the power state."""
+    wake_timeout: float = 2.0
+    """Seconds to wait for the screen to come on and the lock screen to go after waking / unlocking."""
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.capture_timeout <= 0:
@@ -162,6 +199,8 @@ class AdbConfig:
             raise ConfigError(f"adb screencap must be auto, raw or png, got {self.screencap!r}")
         if not 0.01 <= self.scroll_fraction <= 0.9:
             raise ConfigError("adb scroll_fraction must be within 0.01..0.9")
+        if self.wake_timeout < 0:
+            raise ConfigError("adb wake_timeout must be >= 0")
 
     @property
     def server(self) -> tuple[str, int]:
@@ -174,13 +213,52 @@ class _CommandFailed(DeviceError):
     """A device command ran and reported failure: retrying the same call will not help."""
 
 
+class DeviceLockedError(DeviceError):
+    """The phone is locked with a PIN, pattern or password; a person must unlock it."""
+
+
 def create_driver(arg: str | None, **options: Any) -> AdbDriver:
-    """Registry factory: ``arg`` is the serial (None: the only connected device)."""
+    """Registry factory: ``arg`` is ``SERIAL``, ``SERIAL?option=value&...`` or ``?option=value`` (None or an
+    empty serial: the only connected device). Keyword options win over those in ``arg``."""
+    serial, from_spec = _split_spec(arg)
+    options = {**from_spec, **options}
     names = {f.name for f in fields(AdbConfig)}
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigError(f"unknown adb option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    return AdbDriver(arg or None, AdbConfig(**options))
+    return AdbDriver(serial, AdbConfig(**options))
+
+
+def _split_spec(arg: str | None) -> tuple[str | None, dict[str, object]]:
+    """``"SERIAL?wake=0&timeout=5"`` -> ("SERIAL", {"wake": False, "timeout": 5.0}), typed by AdbConfig."""
+    serial, _, query = (arg or "").partition("?")
+    hints = get_type_hints(AdbConfig)
+    options: dict[str, object] = {}
+    for item in filter(None, query.split("&")):
+        name, eq, text = item.partition("=")
+        if not eq:
+            raise ConfigError(f"adb option '{name}' needs a value, e.g. adb:SERIAL?{name}=VALUE")
+        kinds = set(get_args(hints[name])) - {type(None)} if name in hints else set()
+        kind = hints.get(name, str)
+        try:
+            if bool in (kind, *kinds):
+                if text.lower() not in _BOOLEANS:
+                    raise ValueError(f"expected one of {', '.join(_BOOLEANS)}")
+                options[name] = _BOOLEANS[text.lower()]
+            elif int in (kind, *kinds):
+                options[name] = int(text)
+            elif float in (kind, *kinds):
+                options[name] = float(text)
+            elif get_origin(kind) is Mapping:
+                raise ValueError("give it as a keyword option, not in the device spec")
+            else:
+                options[name] = text
+        except ValueError as exc:
+            raise ConfigError(f"bad adb option {name}={text!r}: {exc}") from None
+    return serial or None, options
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def list_serials(config: AdbConfig | None = None) -> list[str]:
@@ -223,6 +301,42 @@ def decode_raw_screencap(data: bytes) -> Image.Image:
     return Image.frombytes("RGB", (width, height), data[header:], "raw", raw_mode)
 
 
+def parse_wakefulness(dumpsys_power: str) -> str | None:
+    """The power state in ``dumpsys power`` output: "Awake", "Asleep", "Dozing" or "Dreaming"; None if absent.
+
+    Read from ``mWakefulness=`` (Android 4.2+; some builds print ``getWakefulnessLocked()=`` or a number),
+    else ``Display Power: state=ON|OFF|DOZE``, else the pre-4.2 ``mScreenOn=``.
+    """
+    match = re.search(r"(?:mWakefulness|getWakefulnessLocked\(\))=(\w+)", dumpsys_power)
+    if match is not None:
+        value = match.group(1)
+        return _WAKEFULNESS_CODES.get(value, value.capitalize())
+    match = re.search(r"Display Power: state=(\w+)", dumpsys_power)
+    if match is not None:
+        display = match.group(1).upper()
+        return "Awake" if display == "ON" else "Dozing" if display.startswith("DOZE") else "Asleep"
+    match = re.search(r"\bmScreenOn=(true|false)", dumpsys_power)
+    if match is not None:
+        return "Awake" if match.group(1) == "true" else "Asleep"
+    return None
+
+
+def parse_keyguard_showing(dumpsys_window: str) -> bool | None:
+    """Whether ``dumpsys window [policy]`` output says the lock screen shows; None when it has no keyguard lines.
+
+    Understands ``KeyguardServiceDelegate`` ... ``showing=`` (Android 5+), ``isStatusBarKeyguard=`` (8-9),
+    ``mShowingLockscreen=`` (up to 7), ``KeyguardStateMonitor`` ... ``mIsShowing=`` and ``mDreamingLockscreen=``.
+    """
+    found = [match.group(1) == "true" for p in _KEYGUARD_PATTERNS if (match := p.search(dumpsys_window))]
+    return any(found) if found else None
+
+
+def _is_black(image: Image.Image) -> bool:
+    """True when (nearly) every pixel is black, as in a capture of a phone whose screen is off."""
+    histogram = image.convert("L").histogram()
+    return sum(histogram[_BLACK_LEVEL + 1 :]) <= _BLACK_FRACTION * image.width * image.height
+
+
 def input_text_chunks(text: str) -> list[str]:
     """Arguments for successive ``input text`` calls that type ``text`` (printable ASCII) exactly.
 
@@ -257,7 +371,10 @@ class AdbDriver(BaseDriver):
         self._ime_ready = False
         self._raw_ok = self.config.screencap != "png"
         self._closed = False
+        self._credential_lock = False  # set once a PIN/pattern lock was met: every capture checks it is gone
         log.info("opened %s via adb server %s", self.name, self._where)
+        if self.config.wake:
+            self._wake_at_open()
 
     # --- device selection -------------------------------------------------------------
 
@@ -309,6 +426,8 @@ class AdbDriver(BaseDriver):
 
     def screenshot(self) -> Frame:
         image, how = self._call("taking a screenshot", self._capture)
+        if self.config.wake and (self._credential_lock or _is_black(image)):
+            image, how = self._recover_screen(image, how)
         width, height = self.screen_size()
         if (image.width > image.height) != (width > height) and image.width != image.height:
             self._refresh_geometry()  # the phone was rotated since the last look
@@ -355,6 +474,99 @@ class AdbDriver(BaseDriver):
     def close(self) -> None:
         # adbutils opens one connection per call: there is nothing long-lived to release.
         self._closed = True
+
+    # --- power and lock screen ---------------------------------------------------------------
+
+    def _wake_at_open(self) -> None:
+        state = self._wakefulness()
+        if state is not None and state != "Awake":
+            self._wake_up()
+            log.info("%s was %s (screen off): woke it with KEYCODE_WAKEUP", self.serial, state.lower())
+        self._unlock()
+
+    def _recover_screen(self, image: Image.Image, how: str) -> tuple[Image.Image, str]:
+        """A black frame (or a phone met with a PIN lock): wake and unlock if it is asleep, then capture again."""
+        if self._credential_lock:
+            self._unlock()  # raises while the PIN/pattern lock is still up
+            return self._call("taking a screenshot", self._capture)
+        state = self._wakefulness()
+        if state is None or state == "Awake":
+            log.debug("%s: black frame from an awake phone (%s); kept as it is", self.serial, state or "state unknown")
+            return image, how
+        self._wake_up()
+        log.warning(
+            "%s: the screenshot was black because the phone was %s (screen off): woke it with KEYCODE_WAKEUP",
+            self.serial,
+            state.lower(),
+        )
+        self._unlock()
+        deadline = time.monotonic() + self.config.wake_timeout
+        image, how = self._call("taking a screenshot", self._capture)
+        while _is_black(image) and time.monotonic() < deadline:  # the display takes a moment to light up
+            time.sleep(0.1)
+            image, how = self._call("taking a screenshot", self._capture)
+        return image, how
+
+    def _wakefulness(self) -> str | None:
+        try:
+            output = self._run("reading the power state", [["dumpsys", "power"]])
+        except _CommandFailed as exc:
+            log.debug("%s: power state unknown: %s", self.serial, exc)
+            return None
+        return parse_wakefulness(output)
+
+    def _keyguard_showing(self) -> bool:
+        try:
+            output = self._run("reading the lock screen state", [["dumpsys", "window", "policy"]])
+        except _CommandFailed as exc:
+            log.debug("%s: lock screen state unknown: %s", self.serial, exc)
+            return False
+        return bool(parse_keyguard_showing(output))
+
+    def _wake_up(self) -> None:
+        self._run("waking the phone", [["input", "keyevent", str(KEYCODE_WAKEUP)]])
+        deadline = time.monotonic() + self.config.wake_timeout
+        while self._wakefulness() not in (None, "Awake") and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def _unlock(self) -> None:
+        """Dismiss a lock screen without a credential; DeviceLockedError when one is needed."""
+        if not self._keyguard_showing():
+            if self._credential_lock:
+                log.info("%s: the lock screen is gone (unlocked by hand); going on", self.serial)
+                self._credential_lock = False
+            return
+        if not self._credential_lock:  # a known PIN lock is not poked again on every capture
+            try:
+                self._run("dismissing the lock screen", [["wm", "dismiss-keyguard"]])  # Android 6+
+                dismissed = self._keyguard_gone()
+            except _CommandFailed as exc:  # older Android: no such command, go straight to the swipe
+                log.debug("%s: wm dismiss-keyguard failed: %s", self.serial, exc)
+                dismissed = False
+            if dismissed:
+                log.info("%s: dismissed the lock screen (wm dismiss-keyguard)", self.serial)
+                return
+            width, height = self.screen_size()
+            swipe = [str(v) for v in (width // 2, height * 4 // 5, width // 2, height // 5, 300)]
+            self._run("swiping the lock screen up", [["input", "swipe", *swipe]])
+            if self._keyguard_gone():
+                log.info("%s: dismissed the lock screen with a swipe up", self.serial)
+                return
+            self._credential_lock = True
+        raise DeviceLockedError(
+            f"{self.serial} is locked with a PIN, pattern or password: the lock screen stayed after "
+            "'wm dismiss-keyguard' and a swipe up, and vlagent will not guess a credential. Unlock the phone "
+            "by hand and run again; for unattended runs set its screen lock to None or Swipe "
+            "(Settings > Security > Screen lock) or keep it awake (Developer options > Stay awake)."
+        )
+
+    def _keyguard_gone(self) -> bool:
+        deadline = time.monotonic() + self.config.wake_timeout
+        while self._keyguard_showing():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     # --- actions -----------------------------------------------------------------------------
 

@@ -236,6 +236,12 @@ class _Result:
     stdout: bytes = b""
     stderr: bytes = b""
     status: int = 0
+    merged: bytes | None = None
+    """stdout and stderr in the order they were written (what a v1 shell's single stream carries)."""
+
+    @property
+    def combined(self) -> bytes:
+        return self.stdout + self.stderr if self.merged is None else self.merged
 
 
 @dataclass
@@ -302,7 +308,7 @@ class SimDevice:
             return self._run_items(items)
 
     def _run_items(self, items: list[_Word | str]) -> _Result:
-        out = _Result()
+        out = _Result(merged=b"")
         status, run_next, redirect = 0, True, False
         argv_words: list[_Word] = []
         for item in [*items, ";"]:
@@ -323,6 +329,7 @@ class SimDevice:
                     result = self._run_argv(argv)
                     out.stdout += result.stdout
                     out.stderr += result.stderr
+                    out.merged = (out.merged or b"") + result.combined
                     status = result.status
             argv_words = []
             run_next = {"&&": status == 0, "||": status != 0}.get(item, True)
@@ -344,6 +351,7 @@ class SimDevice:
                 else:  # command substitution: the inner line really runs (and is logged)
                     inner = self._run_items(_lex(text))
                     out.stderr += inner.stderr
+                    out.merged = (out.merged or b"") + inner.stderr
                     value = inner.stdout.decode("utf-8", "replace").rstrip("\n")
                 if quoted:
                     fields[-1] += value
@@ -780,7 +788,9 @@ class _Handler(socketserver.BaseRequestHandler):
                         sock.sendall(struct.pack("<BI", packet_id, len(chunk)) + chunk)
                 sock.sendall(struct.pack("<BIB", 3, 1, result.status & 0xFF))
             else:
-                sock.sendall(result.stdout + result.stderr)
+                # One stream, in the order things were written: an error printed before a later
+                # `echo` must come before it, as through a real terminal.
+                sock.sendall(result.combined)
         elif options[0] == "shell":
             sock.sendall(b"FAIL" + _block("interactive shells are not simulated; give a command"))
         else:
