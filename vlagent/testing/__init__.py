@@ -1,5 +1,5 @@
 """UI testing with a model: ``Agent`` (act / assert_ / query / wait_until / locate), the
-action cache, the simulated-phone oracle, and a pytest plugin (``vlagent.testing.plugin``).
+action cache, the state oracles (simulated phone, sample desktop app), and a pytest plugin (``vlagent.testing.plugin``).
 
 Importing this package must stay light: no torch, transformers or pytest.
 """
@@ -31,6 +31,7 @@ __all__ = [
     "Location",
     "Querier",
     "Query",
+    "SampleAppOracle",
     "SimOracle",
     "WaitTimeout",
     "querier_for",
@@ -39,9 +40,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The oracle pulls in the simulated phone; load it only when asked for.
+    # The oracles pull in the simulated phone or the desktop driver's names; load them only when asked for.
     if name == "SimOracle":
         from vlagent.testing.oracle import SimOracle
 
         return SimOracle
+    if name == "SampleAppOracle":
+        from vlagent.testing.desktop_oracle import SampleAppOracle
+
+        return SampleAppOracle
     raise AttributeError(f"module 'vlagent.testing' has no attribute {name!r}")

@@ -264,7 +264,7 @@ class SimOracle(StateOracle):
         )
         return facts
 
-    def adapt(self, key: str, value: object, annotation: Any) -> object:
+    def adapt(self, key: str, value: object, annotation: object) -> object:
         if key == "contacts" and _wants_strings(annotation):
             return [c.name for c in self.phone.contacts]
         return value

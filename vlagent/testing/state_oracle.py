@@ -110,7 +110,7 @@ class StateOracle(ABC):
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the frames the test's driver captures, in pixels."""
 
-    def adapt(self, key: str, value: object, annotation: Any) -> object:
+    def adapt(self, key: str, value: object, annotation: object) -> object:
         """A fact's value as the schema's field wants it (hook: e.g. names for a list of strings)."""
         return value
 
