@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from vlagent import Click
 from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import open_driver
+from vlagent.drivers.xvfb import xvfb_available
 from vlagent.testing import ActFailed, Agent, AssertionFailed, LocateFailed
 from vlagent.testing.desktop_oracle import SampleAppOracle
 from vlagent.testing.oracle import OracleCannotAnswer
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from tests.conftest import SampleApp
 
 pytestmark = pytest.mark.xvfb
+pytest_plugins = ("pytester",)
 
 
 @pytest.fixture
@@ -121,3 +124,28 @@ def test_open_an_item_hidden_by_the_search_and_below_the_fold(agent: Agent, samp
     agent.act("Set the note to 'eggs'")  # replaces the text
     assert sample_app.state()["note"] == "eggs"
     agent.assert_("the note says 'eggs'")
+
+
+@pytest.mark.skipif(not xvfb_available(), reason="Xvfb is not installed (apt-get install xvfb)")
+def test_plugin_gives_each_test_a_fresh_app_and_names_the_oracle_on_failure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_fresh_app_one(vl_agent, vl_sample_app):
+            vl_agent.act("Turn on Dark mode")
+            assert vl_sample_app.state()["settings"]["dark_mode"] is True
+
+        def test_fresh_app_two(vl_agent, vl_sample_app):
+            assert vl_sample_app.state()["settings"]["dark_mode"] is False
+            vl_agent.assert_("Dark mode is on")
+        """
+    )
+    registered = any(ep.value == "vlagent.testing.plugin" for ep in entry_points(group="pytest11"))
+    plugin = [] if registered else ["-p", "vlagent.testing.plugin"]
+    result = pytester.runpytest_subprocess(*plugin, "-p", "no:cacheprovider", "--vl-device", "sample_desktop")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*assert_('Dark mode is on') failed: the SampleAppOracle judged it false.*",
+            "*reason given: Dark mode is off*",
+        ]
+    )
