@@ -1,4 +1,5 @@
-"""Android phones over ADB: ``open_driver("adb")`` or ``open_driver("adb:SERIAL")``.
+"""Android phones over ADB: ``open_driver("adb")``, ``open_driver("adb:SERIAL")`` or, with options in the
+spec (as on the command line), ``"adb:SERIAL?wake=0&timeout=5"``; keyword options fill the same AdbConfig.
 
 The driver talks the adb host protocol through adbutils to an adb server (default
 127.0.0.1:5037, or ``ANDROID_ADB_SERVER_HOST`` / ``ANDROID_ADB_SERVER_PORT``), which forwards
@@ -18,7 +19,8 @@ black (nothing else is done). A PIN, pattern or password lock raises
 
 What this module must not do: let the device shell interpret any text it sends. Every
 argument is quoted (argv lists joined with ``shlex.quote``) and ``input text`` gets its own
-``%s`` encoding for spaces. It also must not import adbutils at import time.
+``%s`` encoding for spaces. It also must not import adbutils at import time, type or guess a
+lock-screen credential, or change the phone's settings to keep its screen on.
 """
 
 from __future__ import annotations
@@ -160,7 +162,8 @@ _APP_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 @dataclass(frozen=True)
 class AdbConfig:
-    """Settings of an :class:`AdbDriver`; every field can be passed to ``open_driver("adb", ...)``."""
+    """Settings of an :class:`AdbDriver`; every field can be passed to ``open_driver("adb", ...)`` and every
+    field but ``apps`` in the device spec: ``adb:SERIAL?wake=0&screencap=png``."""
 
     host: str | None = None
     """adb server host; None: ``ANDROID_ADB_SERVER_HOST`` or 127.0.0.1 (as adbutils)."""
