@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from vlagent.actions import Action, Done
 from vlagent.drivers.base import Driver
-from vlagent.errors import ActionNotSupportedError, DeviceError, InvalidModelOutput, ModelError
+from vlagent.errors import ActionNotSupportedError, DeviceError, DeviceLockedError, InvalidModelOutput, ModelError
 from vlagent.frames import Frame
 from vlagent.memory import TrajectoryMemory
 from vlagent.policies.base import Decision, HistoryEntry, Observation, Policy
@@ -194,7 +194,8 @@ def _decide(policy: Policy, obs: Observation, max_invalid: int, episode: Episode
 
 
 def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, DeviceError) and not isinstance(exc, ActionNotSupportedError)
+    # A refused action or a locked phone fails the same way on every try.
+    return isinstance(exc, DeviceError) and not isinstance(exc, (ActionNotSupportedError, DeviceLockedError))
 
 
 class _DeviceCalls:

@@ -18,6 +18,7 @@ __all__ = [
     "ActionRefusedError",
     "ConfigError",
     "DeviceError",
+    "DeviceLockedError",
     "DeviceNotFoundError",
     "DeviceTimeoutError",
     "DriverConformanceError",
@@ -80,6 +81,10 @@ class ModelLoadError(UserError):
 
 class DeviceError(VlagentError):
     """The device failed, disconnected or refused an operation."""
+
+
+class DeviceLockedError(DeviceError):
+    """The phone is locked with a PIN, pattern or password; a person must unlock it (never retried)."""
 
 
 class DeviceNotFoundError(DeviceError):

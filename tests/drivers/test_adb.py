@@ -477,6 +477,7 @@ def test_phone_locked_with_a_pin_mid_episode_ends_it_instead_of_running_blind(no
     assert episode.end is EndReason.ERROR
     assert "DeviceLockedError" in episode.detail and "PIN" in episode.detail
     assert len(episode.steps) == 2 and not task.check(phone)
+    assert episode.device_retries == 0  # a locked phone stays locked: no retries
 
 
 def test_black_screen_of_an_awake_phone_is_not_woken(no_real_adb: None) -> None:

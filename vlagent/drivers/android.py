@@ -54,6 +54,7 @@ from vlagent.errors import (
     ActionNotSupportedError,
     ConfigError,
     DeviceError,
+    DeviceLockedError,
     DeviceNotFoundError,
     DeviceTimeoutError,
     MissingExtraError,
@@ -214,10 +215,6 @@ class AdbConfig:
 
 class _CommandFailed(DeviceError):
     """A device command ran and reported failure: retrying the same call will not help."""
-
-
-class DeviceLockedError(DeviceError):
-    """The phone is locked with a PIN, pattern or password; a person must unlock it."""
 
 
 def create_driver(arg: str | None, **options: Any) -> AdbDriver:
