@@ -4,7 +4,7 @@ Run it with ``pytest examples/ui_tests --vl-device sim``. Without model weights 
 plugin answers with the simulated phone's state oracle, so these tests check real
 behaviour in CI; with ``--vl-model PATH`` (or ``--vl-base-url URL --vl-model NAME``) the
 same tests are carried out and judged by the model. The module is marked for the
-simulated phone: ``--vl-device sample_desktop`` skips it (and runs test_desktop.py).
+simulated phone: ``--vl-device sample_desktop`` skips it (and runs test_sample_app.py).
 """
 
 from __future__ import annotations

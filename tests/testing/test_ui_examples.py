@@ -29,8 +29,8 @@ def test_example_suite_passes_on_the_simulated_phone(pytester: pytest.Pytester, 
     result.assert_outcomes(passed=4, skipped=6)
     result.stdout.fnmatch_lines(
         [
-            "*test_desktop.py: vl_device_kind: written for --vl-device sample_desktop; this run uses*",
             "*vl_real: needs a real device or model weights*",
+            "*test_sample_app.py: vl_device_kind: written for --vl-device sample_desktop; this run uses*",
         ],
         consecutive=False,
     )
