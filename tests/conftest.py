@@ -7,7 +7,6 @@ every desktop test in the process must therefore use the same display.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from vlagent.drivers.xvfb import VirtualDisplay, xvfb_available
+from vlagent.drivers.xvfb import VirtualDisplay, applied_env, xvfb_available
 
 SCREEN = (1280, 800)
 
@@ -27,18 +26,9 @@ def xvfb_display() -> Iterator[str]:
     """Start ``Xvfb -screen 0 1280x800x24`` on a free display; set DISPLAY for this process."""
     if not xvfb_available():
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    with VirtualDisplay(*SCREEN, 24) as display:
-        saved = {key: os.environ.get(key) for key in display.env}
-        os.environ.update(display.env)
-        try:
-            assert display.display is not None
-            yield display.display
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with VirtualDisplay(*SCREEN, 24) as display, applied_env(display.env):
+        assert display.display is not None
+        yield display.display
 
 
 class SampleApp:

@@ -6,7 +6,8 @@ and stops it on exit. It gives the environment a client needs (``DISPLAY``, plus
 ``XAUTHORITY`` file: python3-xlib 0.15, which pyautogui installs, refuses to connect when
 ``~/.Xauthority`` is missing even though Xvfb needs no cookie).
 
-This module must not change ``os.environ`` by itself; callers choose to apply ``env``.
+This module must not change ``os.environ`` by itself; callers choose to apply ``env``
+(``applied_env`` does it for a block and restores what was there).
 It must not import pyautogui, mss or Xlib.
 """
 
@@ -19,12 +20,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from vlagent.errors import DeviceTimeoutError, UserError
 
-__all__ = ["VirtualDisplay", "xvfb_available"]
+__all__ = ["VirtualDisplay", "applied_env", "xvfb_available"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,21 @@ log = logging.getLogger(__name__)
 def xvfb_available() -> bool:
     """True when the ``Xvfb`` binary is on PATH (Debian/Ubuntu package ``xvfb``)."""
     return shutil.which("Xvfb") is not None
+
+
+@contextmanager
+def applied_env(env: Mapping[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` for the block, then restore each variable (or remove it)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class VirtualDisplay:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
 import sys
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -256,7 +255,7 @@ def _vl_cache(vl_options: VlOptions) -> ActionCache | None:
 @pytest.fixture(scope="session")
 def _vl_display() -> Iterator[str]:
     """A private Xvfb screen for the session, set as DISPLAY while it runs (see the module docstring)."""
-    from vlagent.drivers.xvfb import VirtualDisplay, xvfb_available
+    from vlagent.drivers.xvfb import VirtualDisplay, applied_env, xvfb_available
 
     if not xvfb_available():
         raise ConfigError(f"--vl-device {SAMPLE_DESKTOP} runs the app on a private Xvfb screen: install xvfb")
@@ -265,18 +264,9 @@ def _vl_display() -> Iterator[str]:
             f"--vl-device {SAMPLE_DESKTOP}: pyautogui was imported before the private X screen started, so it "
             "is bound to another display; do not import pyautogui at module level in conftest or test files"
         )
-    with VirtualDisplay(*_SCREEN, 24) as display:
-        saved = {key: os.environ.get(key) for key in display.env}
-        os.environ.update(display.env)
-        try:
-            assert display.display is not None
-            yield display.display
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with VirtualDisplay(*_SCREEN, 24) as display, applied_env(display.env):
+        assert display.display is not None
+        yield display.display
 
 
 def _open_sample_desktop(request: pytest.FixtureRequest, options: VlOptions) -> Driver:
