@@ -61,7 +61,11 @@ def test_episode_per_family_on_the_simulated_phone(
     obs = Observation("open the settings app", driver.screenshot(), driver.capabilities)
     row = policy.prepare([obs]).rows[0]
     assert system_prompt(obs.task, obs.capabilities, policy.family, row.image_size) in row.text
-    if policy.family.user_turn is None:
+    if policy.family.history_turns is not None:  # the instructions are the first user turn
+        assert (
+            "<|im_start|>user\n" + system_prompt(obs.task, obs.capabilities, policy.family, row.image_size) in row.text
+        )
+    elif policy.family.user_turn is None:
         assert policy.family.ask in row.text
     else:  # the cookbook's user turn: the task, then the screenshot
         assert f"The user query: {'' if family == 'qwen3vl' else ' '}open the settings app" in row.text

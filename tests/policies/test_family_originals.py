@@ -252,3 +252,40 @@ def test_showui_navigation_prompt_is_the_quick_starts() -> None:
     desktop = _prompt("showui", "desktop")
     assert desktop.startswith("You are an assistant trained to navigate the web screen. \n")
     assert "\n9. `COPY`: Copy the text, value is the text to copy and the position is not applicable.\n" in desktop
+
+
+def test_uitars_history_is_a_conversation_as_the_sdk_sends_it() -> None:
+    # bytedance/UI-TARS-desktop packages/ui-tars/sdk/src/utils.ts: the instructions (with the task)
+    # are the first user turn, then screenshot / answer pairs; old screenshots leave, answers stay.
+    from PIL import Image
+
+    from vlagent.actions import Click, OpenApp
+    from vlagent.frames import Frame
+    from vlagent.policies.base import HistoryEntry, Observation
+    from vlagent.policies.prompt import build_messages
+
+    current = Frame.of(Image.new("RGB", IMAGE))
+    older = Frame.of(Image.new("RGB", (546, 1204)))
+    history = (
+        HistoryEntry(0, OpenApp(name="Settings"), "Open Settings."),
+        HistoryEntry(1, Click(x=546, y=1204), "Tap Wi-Fi."),
+        HistoryEntry(2, Click(x=10, y=20)),
+    )
+    observation = Observation(TASK, current, PHONE_CAPABILITIES, 3, history, (older, older, current))
+    messages = build_messages(observation, get_family("uitars15"))
+    shape = [(m["role"], [part["type"] for part in m["content"]]) for m in messages]
+    assert shape == [
+        ("user", ["text"]),
+        ("assistant", ["text"]),  # step 1: its screenshot has left the window
+        ("user", ["image"]),
+        ("assistant", ["text"]),
+        ("user", ["image"]),
+        ("assistant", ["text"]),
+        ("user", ["image"]),  # the current screen
+    ]
+    assert messages[0]["content"][0]["text"].endswith("## User Instruction\n" + TASK + "\n")
+    assert messages[1]["content"][0]["text"] == "Thought: Open Settings.\nAction: open_app(app_name='Settings')"
+    assert messages[3]["content"][0]["text"] == (
+        "Thought: Tap Wi-Fi.\nAction: click(start_box='<|box_start|>(546,1204)<|box_end|>')"
+    )
+    assert messages[5]["content"][0]["text"] == "Action: click(start_box='<|box_start|>(10,20)<|box_end|>')"

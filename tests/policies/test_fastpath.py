@@ -173,3 +173,25 @@ def test_compiled_decode_gives_the_same_actions_and_compiles_once_per_shape(
     assert [d.usage["compile_s"] for d in decisions[2:]] == [0.0, 0.0]
     again = [compiled.decide(obs).usage["compile_s"] for obs in observations]
     assert again == [0.0] * len(observations)
+
+
+def test_conversation_layout_keeps_identical_actions_and_reuses_the_instructions(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
+) -> None:
+    # UI-TARS-1.5: instructions as the first user turn, earlier screenshots and answers as turns.
+    # As screenshots leave the window the turns after the instructions change, yet the
+    # instructions' keys and values are computed once.
+    plain = _plain(tiny_qwen2vl, tiny_loaded, family="uitars15")
+    fast = _policy(tiny_qwen2vl, tiny_loaded, family="uitars15")
+    memory = TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_images=2, max_tokens=4 * 96))
+    entries: list[HistoryEntry] = []
+    reused = []
+    for step in range(4):
+        frame = Frame.of(_screen((1080, 2400), 40 + step))
+        obs = Observation("open settings", frame, PHONE_CAPABILITIES, step, tuple(entries), memory.select(frame))
+        mine = fast.decide(obs)
+        _same(plain.decide(obs), mine)
+        reused.append(mine.usage["prefix_reused"])
+        entries.append(HistoryEntry(step, mine.action, mine.step.thought))
+        memory.add(entries[-1], frame)
+    assert reused == [0.0, 1.0, 1.0, 1.0]

@@ -125,9 +125,11 @@ class FastDecoder:
     def _prefix_length(self, rows: Sequence[Sequence[int]]) -> int:
         """Length of the reusable prefix shared by all rows (0: no reuse).
 
-        The prefix ends before the last turn start that precedes the first image: the
-        system turn (instructions, task, actions) is the same at every step of an episode,
-        while the user turn names the step and carries the screens.
+        The prefix ends before the last turn start that precedes the first image, and at
+        most two turns in: the system turn (instructions, task, actions), or a default system
+        turn plus the instructions as the first user turn (the UI-TARS conversation layout,
+        whose later turns change as screenshots leave the window), is the same at every step
+        of an episode, while what follows names the step and carries the screens.
         """
         if not self.prefix_cache:
             return 0
@@ -137,7 +139,7 @@ class FastDecoder:
         except ValueError:
             return 0
         starts = [n for n in range(end) if first[n] == self.turn_start_id]
-        length = starts[-1] if starts else end
+        length = starts[min(len(starts) - 1, 2)] if starts else end
         if length < _MIN_PREFIX:
             return 0
         head = first[:length]

@@ -130,6 +130,8 @@ def build_messages(
     codec = family.codec(current)
     screen = observation.frame.size
     system = system_prompt(observation.task, observation.capabilities, family, current, with_thought=with_thought)
+    if family.history_turns is not None:
+        return _conversation(observation, family, codec, screen, images, system)
     if family.user_turn is not None:
         return [
             {"role": "system", "content": [{"type": "text", "text": system}]},
@@ -178,3 +180,38 @@ def _native_user_turn(
         content.append({"type": "text", "text": "Current screen:"})
     content.append({"type": "image", "image": images[-1].image})
     return content
+
+
+def _conversation(
+    observation: Observation,
+    family: ModelFamily,
+    codec: CoordCodec,
+    screen: tuple[int, int],
+    images: Sequence[Frame],
+    instructions: str,
+) -> list[Message]:
+    """The UI-TARS clients' layout (bytedance/UI-TARS-desktop packages/ui-tars/sdk/src/utils.ts,
+    ``toVlmModelFormat`` + ``convertToOpenAIMessages``): no system turn, the instructions with the
+    task as the first user turn, then per earlier step its screenshot and the model's answer, the
+    current screenshot last. Screenshots leave the window oldest first while their answers stay.
+    Memory keeps the newest screens, so the earlier images belong to the newest history entries."""
+    assert family.history_turns is not None
+    grid = codec.grid_size(*screen)
+    history = observation.history
+    earlier = images[:-1][-len(history) :] if history else ()
+    first_shown = len(history) - len(earlier)
+    messages: list[Message] = [{"role": "user", "content": [{"type": "text", "text": instructions}]}]
+    for n, entry in enumerate(history):
+        if n >= first_shown:
+            messages.append({"role": "user", "content": [{"type": "image", "image": earlier[n - first_shown].image}]})
+        action = family.render(encode_action(entry.action, codec, *screen), grid)
+        answer = family.history_turns(entry.thought, action)
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    last: list[dict[str, Any]] = [{"type": "image", "image": images[-1].image}]
+    notes = [f"Note: {observation.hint}"] if observation.hint else []
+    if observation.feedback:
+        notes.append(f"Your previous answer was rejected: {observation.feedback}")
+    if notes:
+        last.append({"type": "text", "text": "\n".join(notes)})
+    messages.append({"role": "user", "content": last})
+    return messages

@@ -86,6 +86,7 @@ BUILTIN: tuple[ModelFamily, ...] = (
         grammar=uitars.grammar_v1,
         render=uitars.render_v1,
         ask=_TARS_ASK,
+        history_turns=uitars.answer_text,
         models="UI-TARS-2B/7B/72B-SFT and -DPO",
     ),
     ModelFamily(
@@ -99,6 +100,7 @@ BUILTIN: tuple[ModelFamily, ...] = (
         grammar=uitars.grammar_v15,
         render=uitars.render_v15,
         ask=_TARS_ASK,
+        history_turns=uitars.answer_text,
         models="UI-TARS-1.5-7B",
     ),
 )

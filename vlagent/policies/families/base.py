@@ -56,6 +56,8 @@ class GrammarLimits:
 
 #: (capabilities, grid, limits) -> a Lark grammar (llguidance dialect) for the whole answer.
 GrammarFn = Callable[[Capabilities, tuple[int, int], GrammarLimits], str]
+AnswerFn = Callable[[str | None, str], str]
+"""(thought, action in the family's syntax) -> the answer the model gave for an earlier step."""
 UserTurnFn = Callable[[str, Capabilities, "Sequence[str]", "Sequence[str]"], str]
 """(task, capabilities, earlier actions as ``render`` wrote them, notes such as feedback) ->
 the text that opens the user turn, before the screenshot."""
@@ -129,6 +131,10 @@ class ModelFamily:
     """The family's own user turn (task and progress before the screenshot, as its cookbook
     writes it); None: vlagent's layout (labelled screenshots, then history and ``ask``).
     A family with a user turn leaves the task out of its ``instructions``."""
+    history_turns: AnswerFn | None = None
+    """Earlier steps as a conversation (UI-TARS clients' layout): the instructions as the first
+    user turn, then per step its screenshot (while memory still holds it) as a user turn and the
+    model's answer, rebuilt by this function, as an assistant turn; the current screen last."""
     models: str = ""
     """Which published models the family covers (documentation)."""
 

@@ -62,6 +62,7 @@ from vlagent.policies.families._common import (
 from vlagent.policies.families.base import GrammarLimits, ModelFamily
 
 __all__ = [
+    "answer_text",
     "grammar_v1",
     "grammar_v15",
     "instructions_v1",
@@ -484,6 +485,12 @@ _LISTED = {
 
 def _is_phone(capabilities: Capabilities) -> bool:
     return "open_app" in capabilities.actions
+
+
+def answer_text(thought: str | None, action: str) -> str:
+    """An earlier answer as the model wrote it (``Thought: ...`` then ``Action: ...``), for the
+    assistant turns of the conversation layout."""
+    return f"Thought: {thought}\nAction: {action}" if thought else f"Action: {action}"
 
 
 def instructions_v1(
