@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vlagent.actions import Action
 from vlagent.drivers.base import Driver
-from vlagent.errors import ConfigError, DeviceError, DeviceTimeoutError
+from vlagent.errors import ConfigError
 
 __all__ = [
     "Check",
@@ -431,42 +430,22 @@ def _sim_device(spec: DeviceSpec) -> ScenarioDevice:
     return ScenarioDevice(driver, phone=phone)  # type: ignore[arg-type]  # BaseDriver.__enter__ is looser than Driver
 
 
-def _wait_ready(state_path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DeviceError(f"the sample desktop app exited with code {proc.returncode}")
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(state_path.read_text(encoding="utf-8")).get("ready"):
-                return
-        time.sleep(0.05)
-    raise DeviceTimeoutError(f"the sample desktop app did not start within {timeout:g} s")
-
-
 def _desktop_device(spec: DeviceSpec, workdir: Path) -> ScenarioDevice:
+    from vlagent.apps.launcher import SampleAppProcess
     from vlagent.drivers.registry import open_driver
 
     if not os.environ.get("DISPLAY"):
         raise ConfigError("desktop scenarios need an X display: set DISPLAY or run under xvfb-run")
-    workdir.mkdir(parents=True, exist_ok=True)
-    state_path = workdir / "app_state.json"
-    state_path.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vlagent.apps.sample_desktop", "--state", str(state_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    app = SampleAppProcess.start(workdir / "app_state.json", timeout=float(spec.options.get("start_timeout", 20)))
     try:
-        _wait_ready(state_path, proc, float(spec.options.get("start_timeout", 20)))
         options = {k: v for k, v in spec.options.items() if k != "start_timeout"}
         options.setdefault("region", (0, 0, 960, 560))
         driver = open_driver("desktop", **options)
     except BaseException:
-        proc.terminate()
-        proc.wait(timeout=5)
+        app.close()
         raise
-    device = ScenarioDevice(driver, state_path=state_path)
-    device._cleanup.append(proc)
+    device = ScenarioDevice(driver, state_path=app.state_path)
+    device._cleanup.append(app.proc)
     return device
 
 
