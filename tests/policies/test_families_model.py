@@ -67,6 +67,11 @@ def test_episode_per_family_on_the_simulated_phone(
         )
     elif policy.family.user_turn is None:
         assert policy.family.ask in row.text
+    elif family == "showui":  # instructions and task in the one user turn, no system turn of ours
+        assert (
+            "<|im_start|>user\n" + system_prompt(obs.task, obs.capabilities, policy.family, row.image_size) in row.text
+        )
+        assert "Task: open the settings app\n<|vision_start|>" in row.text
     else:  # the cookbook's user turn: the task, then the screenshot
         assert f"The user query: {'' if family == 'qwen3vl' else ' '}open the settings app" in row.text
     memory = TrajectoryMemory(MemoryConfig(max_pixels=64 * TOKEN_PIXELS, max_tokens=256))

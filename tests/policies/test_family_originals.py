@@ -205,7 +205,7 @@ def _user_turn(family: str, history: tuple[Any, ...] = ()) -> list[Any]:
     frame = Frame.of(Image.new("RGB", IMAGE))
     entries = tuple(HistoryEntry(i, action) for i, action in enumerate(history))
     observation = Observation(TASK, frame, PHONE_CAPABILITIES, len(entries), entries)
-    content: list[Any] = build_messages(observation, get_family(family))[1]["content"]
+    content: list[Any] = build_messages(observation, get_family(family))[-1]["content"]
     return content
 
 
@@ -248,7 +248,7 @@ def test_showui_navigation_prompt_is_the_quick_starts() -> None:
         "{'action': 'ACTION_TYPE', 'value': 'element', 'position': [x,y]}\n\n"
         "If value or position is not applicable, set it as `None`.\n"
     ) in phone
-    assert phone.endswith("should be scaled to a range of 0-1.\n\nTask: " + TASK)
+    assert phone.endswith("should be scaled to a range of 0-1.\n") and TASK not in phone  # task: in the user turn
     desktop = _prompt("showui", "desktop")
     assert desktop.startswith("You are an assistant trained to navigate the web screen. \n")
     assert "\n9. `COPY`: Copy the text, value is the text to copy and the position is not applicable.\n" in desktop
@@ -289,3 +289,14 @@ def test_uitars_history_is_a_conversation_as_the_sdk_sends_it() -> None:
         "Thought: Tap Wi-Fi.\nAction: click(start_box='<|box_start|>(546,1204)<|box_end|>')"
     )
     assert messages[5]["content"][0]["text"] == "Action: click(start_box='<|box_start|>(10,20)<|box_end|>')"
+
+
+def test_showui_instructions_task_and_history_share_one_user_turn() -> None:
+    # showlab/ShowUI data/template/shared_navigation.py navigation_to_qwen: [instructions, "Task: ...\n",
+    # earlier answers, screenshot] in a single user turn.
+    from vlagent.actions import Click
+
+    content = _user_turn("showui", (Click(x=546, y=1204),))
+    assert [part["type"] for part in content] == ["text", "text", "image"]
+    assert content[0]["text"].startswith("You are an assistant trained to navigate the phone screen.")
+    assert content[1]["text"] == "Task: Turn on Wi-Fi\n{'action': 'TAP', 'value': None, 'position': [0.5, 0.5]}"

@@ -175,14 +175,25 @@ def test_compiled_decode_gives_the_same_actions_and_compiles_once_per_shape(
     assert again == [0.0] * len(observations)
 
 
-def test_conversation_layout_keeps_identical_actions_and_reuses_the_instructions(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
+@pytest.mark.parametrize(
+    ("family", "reuse"),
+    [
+        # UI-TARS-1.5: instructions as the first user turn, earlier screenshots and answers as
+        # turns. As screenshots leave the window the turns after the instructions change, yet
+        # the instructions' keys and values are computed once.
+        ("uitars15", [0.0, 1.0, 1.0, 1.0]),
+        # Qwen3-VL: the task and progress open the user turn; the system turn is reused.
+        ("qwen3vl", [0.0, 1.0, 1.0, 1.0]),
+        # ShowUI: everything in one user turn after the template's default system turn: too
+        # short a prefix to be worth caching.
+        ("showui", [0.0, 0.0, 0.0, 0.0]),
+    ],
+)
+def test_native_layouts_keep_identical_actions_and_reuse_what_is_constant(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], family: str, reuse: list[float]
 ) -> None:
-    # UI-TARS-1.5: instructions as the first user turn, earlier screenshots and answers as turns.
-    # As screenshots leave the window the turns after the instructions change, yet the
-    # instructions' keys and values are computed once.
-    plain = _plain(tiny_qwen2vl, tiny_loaded, family="uitars15")
-    fast = _policy(tiny_qwen2vl, tiny_loaded, family="uitars15")
+    plain = _plain(tiny_qwen2vl, tiny_loaded, family=family)
+    fast = _policy(tiny_qwen2vl, tiny_loaded, family=family)
     memory = TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_images=2, max_tokens=4 * 96))
     entries: list[HistoryEntry] = []
     reused = []
@@ -194,4 +205,4 @@ def test_conversation_layout_keeps_identical_actions_and_reuses_the_instructions
         reused.append(mine.usage["prefix_reused"])
         entries.append(HistoryEntry(step, mine.action, mine.step.thought))
         memory.add(entries[-1], frame)
-    assert reused == [0.0, 1.0, 1.0, 1.0]
+    assert reused == reuse

@@ -133,9 +133,12 @@ def build_messages(
     if family.history_turns is not None:
         return _conversation(observation, family, codec, screen, images, system)
     if family.user_turn is not None:
+        user = _native_user_turn(observation, family, codec, screen, images)
+        if family.instructions_in_user:
+            return [{"role": "user", "content": [{"type": "text", "text": system}, *user]}]
         return [
             {"role": "system", "content": [{"type": "text", "text": system}]},
-            {"role": "user", "content": _native_user_turn(observation, family, codec, screen, images)},
+            {"role": "user", "content": user},
         ]
     content: list[dict[str, Any]] = []
     for i, frame in enumerate(images[:-1]):

@@ -73,6 +73,8 @@ BUILTIN: tuple[ModelFamily, ...] = (
         grammar=showui.grammar_showui,
         render=showui.render_showui,
         ask="What is the next action? Answer with one dictionary.",
+        user_turn=showui.user_turn_showui,
+        instructions_in_user=True,
         models="ShowUI-2B",
     ),
     ModelFamily(

@@ -131,6 +131,9 @@ class ModelFamily:
     """The family's own user turn (task and progress before the screenshot, as its cookbook
     writes it); None: vlagent's layout (labelled screenshots, then history and ``ask``).
     A family with a user turn leaves the task out of its ``instructions``."""
+    instructions_in_user: bool = False
+    """No system turn of our own: the instructions open the user turn (ShowUI's layout; the chat
+    template then supplies its default system turn). Only with ``user_turn``."""
     history_turns: AnswerFn | None = None
     """Earlier steps as a conversation (UI-TARS clients' layout): the instructions as the first
     user turn, then per step its screenshot (while memory still holds it) as a user turn and the

@@ -29,6 +29,7 @@ COPY -> key ctrl+c.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from typing import Any
 
 import json_repair
@@ -100,7 +101,14 @@ def instructions_showui(
     task: str, capabilities: Capabilities, family: ModelFamily, image_size: tuple[int, int], with_thought: bool
 ) -> str:
     app = "phone" if _is_phone(capabilities) else "web"
-    return _NAV_SYSTEM.format(app=app, space=_SPACES[app]) + _NAV_FORMAT + f"\nTask: {task}"
+    return _NAV_SYSTEM.format(app=app, space=_SPACES[app]) + _NAV_FORMAT
+
+
+def user_turn_showui(task: str, capabilities: Capabilities, actions: Sequence[str], notes: Sequence[str]) -> str:
+    """showlab/ShowUI data/template/shared_navigation.py ``navigation_to_qwen``: after the instructions
+    (the same user turn) comes ``f"Task: {task}\\n"``, then the earlier answers as text (the
+    'tttt' history of data/dset_shared_navigation.py), then the screenshot."""
+    return f"Task: {task}\n" + "".join(actions) + "".join(f"\n{note}" for note in notes)
 
 
 # --- reading ----------------------------------------------------------------------------------------
