@@ -7,6 +7,7 @@ every desktop test in the process must therefore use the same display.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,8 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from vlagent.drivers.xvfb import VirtualDisplay, applied_env, xvfb_available
+
+# CI runs property tests on a fixed seed so a run's result does not depend on luck; locally
+# every run explores new examples (run with HYPOTHESIS_PROFILE=ci to reproduce CI).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SCREEN = (1280, 800)
 

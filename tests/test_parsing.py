@@ -114,3 +114,11 @@ def test_round_trip(step: Step, exclude_none: bool) -> None:
 def test_round_trip_through_a_code_fence_and_an_end_token(step: Step) -> None:
     text = "```json\n" + json.dumps(step.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n```<|im_end|>"
     assert parse_step(text, grid=GRID) == step
+
+
+def test_special_tokens_inside_strings_are_kept_and_outside_removed() -> None:
+    # A leaked end token after the fence goes; the same characters typed by the task stay.
+    text = '```json\n{"action": {"action": "type", "text": "say <|0|> and <|im_end|>"}}\n```<|im_end|>'
+    assert parse_step(text, grid=GRID).action == Type(text="say <|0|> and <|im_end|>")
+    broken = '<|im_start|>{"action": {"action": "open_app", "name": "Notes"<|im_end|>'
+    assert parse_step(broken, grid=GRID).action == OpenApp(name="Notes")

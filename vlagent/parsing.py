@@ -118,16 +118,43 @@ def _candidates(text: str) -> Iterator[JsonDict]:
         return
     except ValueError:
         pass
-    cleaned = _SPECIAL_TOKENS.sub(" ", stripped)
-    # The whole text first (json-repair skips prose and splits several objects); then from
-    # each later '{', for prose whose own braces confused the first pass.
-    starts = [0, *(m.start() for m in re.finditer(r"\{", cleaned))][: _MAX_STARTS + 1]
+    # Special tokens outside string literals first, so a typed "<|x|>" survives; then
+    # everywhere, for answers whose quotes are too broken to tell strings from prose.
+    outside = _strip_outside_strings(stripped)
+    everywhere = _SPECIAL_TOKENS.sub(" ", stripped)
     seen: list[JsonDict] = []
-    for start in starts:
-        for found in _dicts(_repair(cleaned[start:])):
-            if found not in seen:
-                seen.append(found)
-                yield found
+    for cleaned in dict.fromkeys((outside, everywhere)):
+        # The whole text first (json-repair skips prose and splits several objects); then from
+        # each later '{', for prose whose own braces confused the first pass.
+        starts = [0, *(m.start() for m in re.finditer(r"\{", cleaned))][: _MAX_STARTS + 1]
+        for start in starts:
+            for found in _dicts(_repair(cleaned[start:])):
+                if found not in seen:
+                    seen.append(found)
+                    yield found
+
+
+def _strip_outside_strings(text: str) -> str:
+    """``text`` with special tokens replaced by a space wherever they are not inside a JSON string."""
+    out: list[str] = []
+    i, n, in_string = 0, len(text), False
+    while i < n:
+        ch = text[i]
+        if in_string:
+            if ch == "\\" and i + 1 < n:
+                out.append(text[i : i + 2])
+                i += 2
+                continue
+            in_string = ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch == "<" and (token := _SPECIAL_TOKENS.match(text, i)) is not None:
+            out.append(" ")
+            i = token.end()
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _repair(text: str) -> object:
