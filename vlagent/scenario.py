@@ -40,6 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vlagent.actions import Action
+from vlagent.apps.launcher import SAMPLE_DESKTOP
 from vlagent.drivers.base import Driver
 from vlagent.errors import ConfigError
 
@@ -59,8 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SAMPLE_DESKTOP = "sample_desktop"
 
 
 class ScenarioError(ConfigError):

@@ -79,7 +79,7 @@ def _same(a: Decision, b: Decision) -> None:
 
 
 def test_direct_inputs_equal_the_processor_output(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     observations = _observations(3, history=True) + _observations(2)
     plain = _plain(tiny_qwen2vl, tiny_loaded).prepare(observations).inputs
     direct = _policy(tiny_qwen2vl, tiny_loaded).prepare(observations).inputs

@@ -73,7 +73,7 @@ def test_200_constrained_steps_are_valid_actions_inside_the_screen(
     # batch, execute every action on its phone (so later screens differ). Sampling at
     # temperature 1 walks many branches of the grammar (greedy decoding of a random model
     # tends to repeat one action).
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     torch.manual_seed(0)
     budget = {"max_pixels": 64 * TOKEN_PIXELS, "min_pixels": 16 * TOKEN_PIXELS}
     policy = _policy(tiny_qwen2vl, tiny_loaded, temperature=1.0, **budget)

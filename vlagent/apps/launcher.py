@@ -24,9 +24,12 @@ from typing import Any
 
 from vlagent.errors import DeviceError, DeviceTimeoutError
 
-__all__ = ["SampleAppProcess"]
+__all__ = ["SAMPLE_DESKTOP", "SampleAppProcess"]
 
 log = logging.getLogger(__name__)
+
+#: The device name of the sample app, in scenario files and for ``--vl-device``.
+SAMPLE_DESKTOP = "sample_desktop"
 
 
 class SampleAppProcess:

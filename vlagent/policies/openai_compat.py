@@ -319,14 +319,8 @@ class OpenAICompatPolicy:
             return self._server_is_vllm
 
     def _is_vllm(self) -> bool:
-        url = self.config.api_url + "/models"
-        try:
-            response = self._client.get(url, timeout=self._probe_timeout)
-            data = response.json().get("data") if response.status_code == 200 else None
-            found = isinstance(data, list) and any(isinstance(m, dict) and m.get("owned_by") == "vllm" for m in data)
-        except Exception as exc:  # any doubt means "not vLLM": an unknown field must not reach other servers
-            log.info("could not tell whether %s is vLLM (%s); the %s grammar is not sent", url, exc, self.family.name)
-            return False
+        # Any doubt (no answer, no list) means "not vLLM": an unknown field must not reach other servers.
+        found = any(m.get("owned_by") == "vllm" for m in self._model_entries(timeout=self._probe_timeout))
         if found:
             log.info("%s is vLLM: the %s grammar constrains its answers", self.config.api_url, self.family.name)
         else:
@@ -443,13 +437,18 @@ class OpenAICompatPolicy:
         return PolicyBackendError(f"the server at {url} rejected the request (HTTP {status}: {detail}){hint}")
 
     def _served_models(self) -> list[str]:
+        return [str(m.get("id")) for m in self._model_entries()]
+
+    def _model_entries(self, timeout: Any = None) -> list[dict[str, Any]]:
+        """The entries of ``/v1/models`` (best effort: [] when the server does not answer with a list)."""
+        url = self.config.api_url + "/models"
         try:
-            response = self._client.get(self.config.api_url + "/models")
-            data = response.json().get("data", []) if response.status_code == 200 else []
-        except Exception:  # best effort: it only improves an error message
-            log.debug("could not list the served models", exc_info=True)
+            response = self._client.get(url, **({"timeout": timeout} if timeout is not None else {}))
+            data = response.json().get("data") if response.status_code == 200 else None
+        except Exception as exc:  # it only informs a choice or an error message
+            log.info("could not list the models served at %s: %s", url, exc)
             return []
-        return [str(m.get("id")) for m in data if isinstance(m, dict)]
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
     def _read_answer(self, answer: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
         try:

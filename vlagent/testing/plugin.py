@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from vlagent.apps.launcher import SAMPLE_DESKTOP
 from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import open_driver
 from vlagent.errors import ConfigError, ModelError
@@ -59,8 +60,6 @@ log = logging.getLogger(__name__)
 
 REAL_MARKER = "vl_real"
 DEVICE_MARKER = "vl_device_kind"
-#: ``--vl-device`` value for the sample Tk app with its state oracle (as in scenario files).
-SAMPLE_DESKTOP = "sample_desktop"
 _SCREEN = (1280, 800)
 _APP_KEY = pytest.StashKey["SampleAppProcess"]()
 _REPORT_FILE = "report.html"
