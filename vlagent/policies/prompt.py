@@ -152,10 +152,7 @@ def build_messages(
         lines.extend(_history_line(entry, family, codec, screen) for entry in observation.history)
     else:
         lines.append("No previous steps.")
-    if observation.hint:
-        lines.append(f"Note: {observation.hint}")
-    if observation.feedback:
-        lines.append(f"Your previous answer was rejected: {observation.feedback}")
+    lines.extend(_notes(observation))
     lines.append(family.ask)
     content.append({"type": "text", "text": "\n".join(lines)})
     return [
@@ -171,9 +168,7 @@ def _native_user_turn(
     assert family.user_turn is not None
     grid = codec.grid_size(*screen)
     actions = [family.render(encode_action(entry.action, codec, *screen), grid) for entry in observation.history]
-    notes = [f"Note: {observation.hint}"] if observation.hint else []
-    if observation.feedback:
-        notes.append(f"Your previous answer was rejected: {observation.feedback}")
+    notes = _notes(observation)
     text = family.user_turn(observation.task, observation.capabilities, actions, notes)
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     for i, frame in enumerate(images[:-1]):
@@ -211,10 +206,16 @@ def _conversation(
         answer = family.history_turns(entry.thought, action)
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     last: list[dict[str, Any]] = [{"type": "image", "image": images[-1].image}]
-    notes = [f"Note: {observation.hint}"] if observation.hint else []
-    if observation.feedback:
-        notes.append(f"Your previous answer was rejected: {observation.feedback}")
+    notes = _notes(observation)
     if notes:
         last.append({"type": "text", "text": "\n".join(notes)})
     messages.append({"role": "user", "content": last})
     return messages
+
+
+def _notes(observation: Observation) -> list[str]:
+    """A watcher's hint and why the previous answer was rejected, one line each (any layout)."""
+    notes = [f"Note: {observation.hint}"] if observation.hint else []
+    if observation.feedback:
+        notes.append(f"Your previous answer was rejected: {observation.feedback}")
+    return notes
