@@ -85,3 +85,23 @@ def test_visual_tokens(width: int, height: int, max_pixels: int, tokens: int) ->
 def test_unknown_codec_name() -> None:
     with pytest.raises(ValueError, match="norm1000"):
         codec_by_name("percent")
+
+
+def test_smart_resize_matches_transformers_including_tiny_images() -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra")
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as reference
+
+    sides = [1, 5, 9, 13, 14, 15, 27, 28, 42, 56, 100, 142, 333, 800, 1080, 1920, 2400, 4000]
+    budgets = [(4 * 28 * 28, 16384 * 28 * 28), (56 * 56, 1280 * 28 * 28), (256 * 28 * 28, 1280 * 28 * 28)]
+    checked = 0
+    for height in sides:
+        for width in sides:
+            if max(height, width) / min(height, width) > 200:
+                continue
+            for min_pixels, max_pixels in budgets:
+                ours = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+                theirs = reference(height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
+                assert ours == tuple(theirs), (height, width, min_pixels, max_pixels)
+                checked += 1
+    assert checked > 500
+    assert smart_resize(9, 142) == (28, 224)

@@ -56,15 +56,18 @@ def smart_resize(
 ) -> tuple[int, int]:
     """(height, width) the Qwen2-VL processor resizes an image to.
 
-    Same arithmetic as ``qwen_vl_utils.smart_resize`` and the transformers image processor,
-    reimplemented here so that token budgets can be computed without torch.
+    Same arithmetic as ``smart_resize`` of transformers' Qwen2-VL image processor, which
+    resizes the image the model is shown, reimplemented here so that token budgets can be
+    computed without torch. (``qwen_vl_utils.smart_resize`` differs for a side under half a
+    ``factor``: it first raises that side to ``factor``, transformers rounds it to 0 and
+    then scales the whole image up to ``min_pixels``.)
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if max(height, width) / min(height, width) > _MAX_RATIO:
         raise ValueError(f"aspect ratio of {width}x{height} exceeds {_MAX_RATIO}")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
