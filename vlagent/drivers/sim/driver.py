@@ -14,8 +14,10 @@ from typing import Any
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
 from vlagent.drivers.base import PHONE_CAPABILITIES, BaseDriver, Capabilities
+from vlagent.drivers.sim.state import SimState
 from vlagent.drivers.sim.world import SimPhone
 from vlagent.frames import Frame
+from vlagent.tasks.state import StartState
 
 __all__ = ["SimDriver"]
 
@@ -41,6 +43,14 @@ class SimDriver(BaseDriver):
 
     def screen_size(self) -> tuple[int, int]:
         return self.phone.width, self.phone.height
+
+    def state(self) -> SimState:
+        """One look at the phone's state, for checks (see ``vlagent.tasks``)."""
+        return SimState(self.phone)
+
+    def prepare(self, start: StartState) -> None:
+        """Bring the phone to ``start`` (toggles, notes, contacts, home screen)."""
+        SimState(self.phone).prepare(start)
 
     def screenshot(self) -> Frame:
         image = self.phone.render()

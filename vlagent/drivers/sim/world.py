@@ -472,6 +472,36 @@ class SimPhone:
             self._contacts.append(Contact(name, phone))
             self._changed()
 
+    def replace_notes(self, notes: list[str]) -> None:
+        """Make ``notes`` the saved notes (what clearing the app's data and adding them would do)."""
+        with self._lock:
+            self._notes = list(notes)
+            self._editing_note = None
+            self._changed()
+
+    def delete_notes(self, text: str | None = None) -> int:
+        """Delete the notes equal to ``text`` (all notes when None); how many were deleted."""
+        with self._lock:
+            kept = [] if text is None else [n for n in self._notes if n != text]
+            deleted = len(self._notes) - len(kept)
+            self._notes = kept
+            self._editing_note = None
+            self._changed()
+            return deleted
+
+    def replace_contacts(self, contacts: list[Contact]) -> None:
+        """Make ``contacts`` the saved contacts."""
+        with self._lock:
+            self._contacts = list(contacts)
+            self._changed()
+
+    def go_home(self) -> None:
+        """Leave whatever is open (popup, keyboard, apps) for the home screen, as the Home key does."""
+        with self._lock:
+            self._popup = None
+            self._focused = None
+            self._go(["home"])
+
     # ---- power and lock screen ----------------------------------------------------------
 
     def sleep(self) -> None:

@@ -1,0 +1,306 @@
+"""The view hierarchy of a screen as typed nodes: parsed from ``uiautomator dump``, written back the same way.
+
+Android's ``uiautomator dump`` writes one line of XML: a ``<hierarchy rotation="0">`` root
+holding nested ``<node>`` elements whose attributes are strings (``text``, ``resource-id``,
+``class``, ``package``, ``content-desc``, ``checked="true"``, ``bounds="[x0,y0][x1,y1]"`` ...).
+:func:`parse_hierarchy` turns that into a :class:`UiTree` of frozen :class:`UiNode` (document
+order, children by index), tolerating what real phones print around it (the "dumped to"
+message glued to the XML, newer attributes, ``NAF``, invalid UTF-8). A truncated or
+malformed dump raises :class:`UiDumpError`, never a half tree. :func:`to_hierarchy_xml`
+writes a tree in the same format (the simulated phone serves it).
+
+The XML comes from a device and is parsed with defusedxml, so entity expansion and DTDs
+(an XML bomb on a hostile device) are refused. This module must not talk to devices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import quoteattr
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from vlagent.errors import DeviceError
+
+__all__ = ["UiDumpError", "UiNode", "UiTree", "parse_hierarchy", "to_hierarchy_xml"]
+
+Box = tuple[int, int, int, int]
+
+#: The message ``uiautomator dump`` prints after writing (AOSP spells it "hierchary"; some ROMs fix it).
+DUMPED_RE = re.compile(r"UI hier(?:chary|archy) dumped to: \S+\s*$")
+_BOUNDS_RE = re.compile(r"\[(-?\d+),(-?\d+)\]\[(-?\d+),(-?\d+)\]")
+#: Boolean attributes in the order AccessibilityNodeInfoDumper writes them.
+_FLAGS = (
+    "checkable",
+    "checked",
+    "clickable",
+    "enabled",
+    "focusable",
+    "focused",
+    "scrollable",
+    "long-clickable",
+    "password",
+    "selected",
+)
+
+
+class UiDumpError(DeviceError):
+    """A view-hierarchy dump could not be read (truncated, malformed, or not a dump at all)."""
+
+
+@dataclass(frozen=True)
+class UiNode:
+    """One node of the view hierarchy, as ``uiautomator dump`` describes it."""
+
+    text: str = ""
+    resource_id: str = ""
+    class_name: str = ""
+    package: str = ""
+    content_desc: str = ""
+    bounds: Box = (0, 0, 0, 0)
+    """``(x0, y0, x1, y1)`` in screen pixels."""
+    checkable: bool = False
+    checked: bool = False
+    clickable: bool = False
+    enabled: bool = True
+    focusable: bool = False
+    focused: bool = False
+    scrollable: bool = False
+    long_clickable: bool = False
+    password: bool = False
+    selected: bool = False
+    hint: str = ""
+    index: int = 0
+    depth: int = 0
+    parent: int | None = None
+    """Position of the parent in :attr:`UiTree.nodes` (None for a top node)."""
+
+    @property
+    def center(self) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.bounds
+        return (x0 + x1) // 2, (y0 + y1) // 2
+
+    @property
+    def is_text_field(self) -> bool:
+        return self.class_name.endswith("EditText") or self.class_name.endswith("AutoCompleteTextView")
+
+    def field_text(self) -> str:
+        """What the field holds: empty when it only shows its hint (Android reports the hint as text)."""
+        return "" if self.hint and self.text == self.hint else self.text
+
+    def matches(self, selector: str) -> bool:
+        """True when ``selector`` is this node's resource-id (with or without ``package:id/``), text or content-desc."""
+        if not selector:
+            return False
+        short_id = self.resource_id.rsplit("/", 1)[-1]
+        return selector in (self.resource_id, short_id, self.text, self.content_desc)
+
+    def describe(self) -> str:
+        name = self.resource_id or self.content_desc or repr(self.text) or self.class_name
+        return f"{self.class_name.rsplit('.', 1)[-1] or 'node'} {name} at {list(self.bounds)}"
+
+
+@dataclass(frozen=True)
+class UiTree:
+    """The nodes of one dump in document order; ``rotation`` as the dump reports it."""
+
+    nodes: tuple[UiNode, ...]
+    rotation: int = 0
+    _children: dict[int | None, list[int]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for i, node in enumerate(self.nodes):
+            self._children.setdefault(node.parent, []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[UiNode]:
+        return iter(self.nodes)
+
+    def children(self, position: int | None) -> list[UiNode]:
+        """Children of the node at ``position`` (None: the top nodes)."""
+        return [self.nodes[i] for i in self._children.get(position, [])]
+
+    def find(self, selector: str) -> list[UiNode]:
+        """Nodes whose resource-id, text or content-desc is ``selector`` (resource-id matches first)."""
+        by_id = [n for n in self.nodes if selector in (n.resource_id, n.resource_id.rsplit("/", 1)[-1]) and selector]
+        return by_id or [n for n in self.nodes if n.matches(selector)]
+
+    def focused(self) -> UiNode | None:
+        """The node with input focus (the deepest one when several claim it)."""
+        found = [n for n in self.nodes if n.focused]
+        return max(found, key=lambda n: n.depth) if found else None
+
+    def texts(self) -> list[str]:
+        """Every non-empty text and content description, in document order."""
+        out: list[str] = []
+        for node in self.nodes:
+            out.extend(t for t in (node.text, node.content_desc) if t)
+        return out
+
+    def position(self, node: UiNode) -> int:
+        return self.nodes.index(node)
+
+    def descendants(self, position: int) -> list[UiNode]:
+        out: list[UiNode] = []
+        stack = list(reversed(self._children.get(position, [])))
+        while stack:
+            i = stack.pop()
+            out.append(self.nodes[i])
+            stack.extend(reversed(self._children.get(i, [])))
+        return out
+
+    def switch_for(self, node: UiNode) -> UiNode:
+        """The node that carries ``node``'s on/off state: itself when checkable, else the checkable
+        widget of the row it sits in (a Settings label's Switch is its sibling, not the label)."""
+        if node.checkable:
+            return node
+        position: int | None = self.position(node)
+        for _ in range(3):  # label -> text container -> row: rows are shallow in every Settings app seen
+            if position is None:
+                break
+            parent = self.nodes[position].parent
+            if parent is None:
+                break
+            found = [n for n in self.descendants(parent) if n.checkable]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1 or self.nodes[parent].clickable:
+                break
+            position = parent
+        return node
+
+
+def _flag(attrs: dict[str, str], name: str, default: bool = False) -> bool:
+    value = attrs.get(name)
+    return default if value is None else value == "true"
+
+
+def _bounds(value: str) -> Box:
+    m = _BOUNDS_RE.fullmatch(value.strip())
+    if m is None:
+        return (0, 0, 0, 0)
+    x0, y0, x1, y1 = (int(v) for v in m.groups())
+    return x0, y0, x1, y1
+
+
+def _node(element: Element, depth: int, parent: int | None) -> UiNode:
+    a = element.attrib
+    try:
+        index = int(a.get("index", "0"))
+    except ValueError:
+        index = 0
+    return UiNode(
+        text=a.get("text", ""),
+        resource_id=a.get("resource-id", ""),
+        class_name=a.get("class", ""),
+        package=a.get("package", ""),
+        content_desc=a.get("content-desc", ""),
+        bounds=_bounds(a.get("bounds", "")),
+        checkable=_flag(a, "checkable"),
+        checked=_flag(a, "checked"),
+        clickable=_flag(a, "clickable"),
+        enabled=_flag(a, "enabled", True),
+        focusable=_flag(a, "focusable"),
+        focused=_flag(a, "focused"),
+        scrollable=_flag(a, "scrollable"),
+        long_clickable=_flag(a, "long-clickable"),
+        password=_flag(a, "password"),
+        selected=_flag(a, "selected"),
+        hint=a.get("hint", ""),
+        index=index,
+        depth=depth,
+        parent=parent,
+    )
+
+
+def _xml_part(data: bytes | str) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.replace("\x00", "")
+    start = text.find("<?xml")
+    if start < 0:
+        start = text.find("<hierarchy")
+    if start < 0:
+        head = text.strip().splitlines()[0][:200] if text.strip() else "nothing"
+        raise UiDumpError(f"not a view-hierarchy dump: {head!r}")
+    end = text.rfind("</hierarchy>")
+    if end < 0:
+        if re.search(r"<hierarchy[^>]*/>", text[start:]):
+            return text[start:]
+        raise UiDumpError(f"view-hierarchy dump is truncated ({len(text) - start} characters, no </hierarchy>)")
+    return text[start : end + len("</hierarchy>")]
+
+
+def parse_hierarchy(data: bytes | str) -> UiTree:
+    """A :class:`UiTree` from the output of ``uiautomator dump`` (file contents or ``/dev/tty`` output).
+
+    Text before the XML and the "UI hierchary dumped to" message after it are ignored.
+    Invalid UTF-8 is replaced, not fatal. UiDumpError when the XML is missing, cut short or malformed.
+    """
+    xml = _xml_part(data)
+    try:
+        root = fromstring(xml.encode("utf-8"))
+    except (ParseError, DefusedXmlException) as exc:
+        raise UiDumpError(f"view-hierarchy dump is not valid XML: {exc}") from exc
+    if root.tag != "hierarchy":
+        raise UiDumpError(f"view-hierarchy dump has root <{root.tag}>, expected <hierarchy>")
+    try:
+        rotation = int(root.get("rotation", "0"))
+    except ValueError:
+        rotation = 0
+    nodes: list[UiNode] = []
+    # An explicit stack, not recursion: a hostile or deep dump must not exhaust the call stack.
+    stack: list[tuple[Element, int, int | None]] = [(child, 0, None) for child in reversed(root)]
+    while stack:
+        element, depth, parent = stack.pop()
+        if element.tag != "node":
+            continue
+        nodes.append(_node(element, depth, parent))
+        position = len(nodes) - 1
+        stack.extend((child, depth + 1, position) for child in reversed(element))
+    return UiTree(tuple(nodes), rotation)
+
+
+def _attrs(node: UiNode) -> str:
+    x0, y0, x1, y1 = node.bounds
+    parts = [
+        ("index", str(node.index)),
+        ("text", node.text),
+        ("resource-id", node.resource_id),
+        ("class", node.class_name),
+        ("package", node.package),
+        ("content-desc", node.content_desc),
+        *((name, "true" if getattr(node, name.replace("-", "_")) else "false") for name in _FLAGS),
+        ("bounds", f"[{x0},{y0}][{x1},{y1}]"),
+    ]
+    if node.hint:
+        parts.append(("hint", node.hint))
+    return " ".join(f"{name}={quoteattr(value)}" for name, value in parts)
+
+
+def to_hierarchy_xml(nodes: Sequence[UiNode], rotation: int = 0) -> str:
+    """One line of XML in ``uiautomator dump``'s format; nesting follows each node's ``parent``."""
+    children: dict[int | None, list[int]] = {}
+    for i, node in enumerate(nodes):
+        children.setdefault(node.parent, []).append(i)
+    out = ["<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>", f'<hierarchy rotation="{rotation}">']
+    stack: list[tuple[int, bool]] = [(i, False) for i in reversed(children.get(None, []))]
+    while stack:
+        i, closing = stack.pop()
+        if closing:
+            out.append("</node>")
+            continue
+        kids = children.get(i, [])
+        if not kids:
+            out.append(f"<node {_attrs(nodes[i])} />")
+            continue
+        out.append(f"<node {_attrs(nodes[i])}>")
+        stack.append((i, True))
+        stack.extend((k, False) for k in reversed(kids))
+    out.append("</hierarchy>")
+    return "".join(out)
