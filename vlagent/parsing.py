@@ -32,11 +32,11 @@ from collections.abc import Iterator, Mapping
 from typing import cast
 
 import json_repair
-from pydantic import ValidationError
 
 from vlagent.actions import ACTION_TYPES, Step, action_points
 from vlagent.drivers.base import Capabilities
 from vlagent.errors import InvalidModelOutput
+from vlagent.parsetail import MODIFIERS, NUMBER, ParseProblem, key_name, point_of, split_hotkey, validate_step
 from vlagent.schema import example_step
 
 __all__ = ["parse_step"]
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 #: Special tokens of the Qwen family and friends that leak into decoded text.
 _SPECIAL_TOKENS = re.compile(r"<\|[A-Za-z0-9_]+\|>|</?tool_call>|</?s>|<\|?endoftext\|?>")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 #: How many later '{' positions to try when the whole text does not decode to a step.
 _MAX_STARTS = 20
 
@@ -69,9 +68,7 @@ _POINT_KEYS = ("point", "coordinate", "coordinates", "coord", "position", "point
 _START_KEYS = ("start", "from", "start_point", "start_coordinate", "coordinate", "point", "start_box")
 _END_KEYS = ("end", "to", "end_point", "end_coordinate", "coordinate2", "end_box")
 _COORD_FIELDS = ("x", "y", "x1", "y1", "x2", "y2")
-_WORD_FIELDS = ("button", "direction", "status", "key")
-_KEY_ALIASES = {"esc": "escape", "return": "enter", "del": "delete", "pgup": "page_up", "pgdn": "page_down"}
-_MODIFIER_ALIASES = {"control": "ctrl", "cmd": "super", "win": "super", "meta": "super", "option": "alt"}
+_WORD_FIELDS = ("button", "direction", "status")
 
 JsonDict = dict[str, object]
 
@@ -93,17 +90,13 @@ def parse_step(
         seen_candidate = True
         try:
             return _to_step(candidate, grid, capabilities)
-        except _Problem as problem:
+        except ParseProblem as problem:
             log.debug("candidate %r rejected: %s", candidate, problem)
             first_error = first_error or str(problem)
     expected = "Answer with one JSON object like " + example_step(capabilities, grid)
     if not seen_candidate:
         raise InvalidModelOutput(f"no JSON object found in your answer. {expected}", text)
     raise InvalidModelOutput(f"{first_error}. {expected}", text)
-
-
-class _Problem(Exception):
-    """What is wrong with one candidate object; becomes the feedback if no candidate fits."""
 
 
 # --- finding JSON objects ---------------------------------------------------------------
@@ -212,7 +205,7 @@ def _action_name(action: JsonDict) -> str:
     if not isinstance(raw, str):
         raw = action.pop("type", None)
         if not isinstance(raw, str):
-            raise _Problem('the action object has no "action" field naming the action')
+            raise ParseProblem('the action object has no "action" field naming the action')
     name = raw.strip().lower().replace(" ", "_").replace("-", "_")
     return _ACTION_ALIASES.get(name, name)
 
@@ -231,7 +224,7 @@ def _numbers(value: object) -> list[float] | None:
             return _numbers([lowered["x"], lowered["y"]])
         return None
     if isinstance(value, str):
-        return [float(n) for n in _NUMBER.findall(value)] or None
+        return [float(n) for n in NUMBER.findall(value)] or None
     return None
 
 
@@ -248,21 +241,13 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _point(values: list[float], key: str) -> tuple[float, float]:
-    if len(values) == 2:
-        return values[0], values[1]
-    if len(values) == 4:  # a box: act on its centre
-        return (values[0] + values[2]) / 2, (values[1] + values[3]) / 2
-    raise _Problem(f'"{key}" must be a point [x, y], got {len(values)} numbers')
-
-
 def _pop_point(action: JsonDict, keys: tuple[str, ...]) -> tuple[str, tuple[float, float]] | None:
     for key in keys:
         if key in action:
             values = _numbers(action[key])
             if values is None:
-                raise _Problem(f'"{key}" must be a point [x, y]')
-            point = _point(values, key)
+                raise ParseProblem(f'"{key}" must be a point [x, y]')
+            point = point_of(values, f'"{key}"')  # a box: its centre
             del action[key]
             return key, point
     return None
@@ -286,23 +271,23 @@ def _map_points(name: str, action: JsonDict) -> None:
 
 
 def _coerce_coords(action: JsonDict, grid: tuple[int, int]) -> None:
-    """Numbers-as-strings and float coordinates become ints; out-of-grid values are refused."""
+    """Numbers-as-strings become numbers (rounded to the grid later); out-of-grid values are refused."""
     for field in _COORD_FIELDS:
         if field not in action or action[field] is None:
             continue
         value = _number(action[field])
         if value is None or not math.isfinite(value):
-            raise _Problem(f'"{field}" must be an integer, got {action[field]!r}')
+            raise ParseProblem(f'"{field}" must be an integer, got {action[field]!r}')
         limit = grid[0] if field.startswith("x") else grid[1]
         if not 0 <= value <= limit:
-            raise _Problem(
+            raise ParseProblem(
                 f'"{field}"={value:g} is outside the screen: x must be 0..{grid[0]} and y must be 0..{grid[1]}'
             )
-        action[field] = round(value)
+        action[field] = value
 
 
 def _normalise_words(name: str, action: JsonDict) -> None:
-    """Case and spelling of enum values: "Enter" -> "enter", "ctrl+c" -> key c with ctrl."""
+    """Case and spelling of enum values: "Enter" -> "enter", "Ctrl+C" -> key c with ctrl."""
     for field in _WORD_FIELDS:
         value = action.get(field)
         if isinstance(value, str):
@@ -310,14 +295,16 @@ def _normalise_words(name: str, action: JsonDict) -> None:
     key = action.get("key")
     if name != "key" or not isinstance(key, str):
         return
-    parts = [p for p in re.split(r"[+]", key) if p] if "+" in key else [key]
-    key = _KEY_ALIASES.get(parts[-1], parts[-1])
-    action["key"] = key
-    if len(parts) > 1:
-        extra = [_MODIFIER_ALIASES.get(p, p) for p in parts[:-1]]
-        existing = action.get("modifiers")
-        listed = [str(m).lower() for m in existing] if isinstance(existing, (list, tuple)) else []
-        action["modifiers"] = [*listed, *extra]
+    modifiers, word = split_hotkey(key)
+    # vlagent JSON names the phone's home and the keyboard's line_start apart: no capabilities.
+    # An unknown key is left for validation to explain.
+    action["key"] = key_name(word) or word.strip().lower().replace(" ", "_")
+    existing = action.get("modifiers")
+    if isinstance(existing, (list, tuple)):
+        listed = [str(m).strip().lower() for m in existing]
+        action["modifiers"] = [MODIFIERS.get(m, m) for m in listed] + modifiers
+    elif modifiers:
+        action["modifiers"] = modifiers
 
 
 def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
@@ -326,9 +313,9 @@ def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | 
     name = _action_name(action)
     allowed = sorted(capabilities.actions) if capabilities is not None else list(ACTION_TYPES)
     if name not in ACTION_TYPES:
-        raise _Problem(f"unknown action {name!r}; use one of: {', '.join(allowed)}")
+        raise ParseProblem(f"unknown action {name!r}; use one of: {', '.join(allowed)}")
     if name not in allowed:
-        raise _Problem(f"this device cannot '{name}'; use one of: {', '.join(allowed)}")
+        raise ParseProblem(f"this device cannot '{name}'; use one of: {', '.join(allowed)}")
     action["action"] = name
     for key in _THOUGHT_ALIASES:
         action.pop(key, None)
@@ -339,28 +326,11 @@ def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | 
     dropped = [k for k in action if k not in fields]
     if dropped:  # extra keys ("element", "description", ...) carry no executable meaning
         log.debug("ignoring fields %s of %s", dropped, name)
-    payload: JsonDict = {"action": {k: v for k, v in action.items() if k in fields}}
-    if thought is not None:
-        payload["thought"] = thought if isinstance(thought, str) else json.dumps(thought)
-    try:
-        step = Step.model_validate(payload)
-    except ValidationError as exc:
-        raise _Problem(_explain(name, exc)) from exc
+    text = None if thought is None else thought if isinstance(thought, str) else json.dumps(thought)
+    step = validate_step({k: v for k, v in action.items() if k in fields}, text, grid)
     if capabilities is not None:
         refusal = capabilities.refusal(step.action)
         if refusal is not None:
-            raise _Problem(refusal)
+            raise ParseProblem(refusal)
     assert all(0 <= x <= grid[0] and 0 <= y <= grid[1] for x, y in action_points(step.action))
     return step
-
-
-def _explain(name: str, exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:3]:
-        loc = [str(p) for p in error["loc"] if p not in ("action", name)]
-        where = ".".join(loc) or name
-        if error["type"] == "missing":
-            problems.append(f"'{name}' needs \"{where}\"")
-        else:
-            problems.append(f'"{where}": {error["msg"]}')
-    return "; ".join(problems)
