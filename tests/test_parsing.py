@@ -122,3 +122,12 @@ def test_special_tokens_inside_strings_are_kept_and_outside_removed() -> None:
     assert parse_step(text, grid=GRID).action == Type(text="say <|0|> and <|im_end|>")
     broken = '<|im_start|>{"action": {"action": "open_app", "name": "Notes"<|im_end|>'
     assert parse_step(broken, grid=GRID).action == OpenApp(name="Notes")
+
+
+def test_a_box_centre_is_rounded_once_to_a_device_pixel() -> None:
+    from vlagent.coords import Relative, decode_action
+
+    step = parse_step('{"action": "click", "bbox_2d": [578, 383, 597, 410]}')
+    assert step.action == Click(x=588, y=396)  # the grid point shown back to the model
+    # The exact centre (587.5, 396.5) on a 1080x2400 screen is (634.5, 951.6), not (635, 950).
+    assert decode_action(step.action, Relative(), 1080, 2400) == Click(x=634, y=952)

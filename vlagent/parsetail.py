@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pydantic import ValidationError
 
 from vlagent.actions import KEY_NAMES, Step
+from vlagent.coords import keep_fine_points
 from vlagent.drivers.base import Capabilities
 
 __all__ = [
@@ -114,7 +115,7 @@ def split_hotkey(keys: str | Iterable[str]) -> tuple[list[str], str]:
 
 
 def point_of(values: list[float], what: str) -> tuple[float, float]:
-    """A point from 2 numbers, or the centre of a box from 4."""
+    """A point from 2 numbers, or the centre of a box from 4 (exact: it is rounded once, later)."""
     if len(values) == 2:
         return values[0], values[1]
     if len(values) == 4:
@@ -138,17 +139,23 @@ def explain(name: str, exc: ValidationError) -> str:
 def validate_step(fields: Mapping[str, object], thought: str | None, grid: tuple[int, int]) -> Step:
     """A Step from vlagent action fields in units of ``grid``; raises ParseProblem.
 
-    Float coordinates (a box's centre, a fraction of the screen) are rounded to the grid.
+    Coordinates may be floats (a box's centre, a fraction of the screen): they are rounded to
+    the grid here, and the exact values (within ``grid``: the range check is the parser's, on
+    the integers) are kept for :func:`vlagent.coords.decode_action`, so that a point is rounded
+    once, to a device pixel, rather than to the grid and then again.
     """
     action = dict(fields)
     name = str(action.get("action"))
+    fine: dict[tuple[int, int], tuple[float, float]] = {}
     for fx, fy in _COORD_PAIRS:
-        for field in (fx, fy):
-            value = action.get(field)
+        x, y = action.get(fx), action.get(fy)
+        for field, value in ((fx, x), (fy, y)):
             if isinstance(value, float):
                 if not math.isfinite(value):
                     raise ParseProblem(f'"{field}" must be a number, got {value}')
                 action[field] = round(value)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and (round(x), round(y)) != (x, y):
+            fine[(round(x), round(y))] = (min(max(float(x), 0.0), grid[0]), min(max(float(y), 0.0), grid[1]))
     payload: dict[str, object] = {"action": action}
     if thought is not None:
         payload["thought"] = thought
@@ -156,4 +163,5 @@ def validate_step(fields: Mapping[str, object], thought: str | None, grid: tuple
         step = Step.model_validate(payload)
     except ValidationError as exc:
         raise ParseProblem(explain(name, exc)) from exc
+    keep_fine_points(step.action, fine)
     return step

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vlagent.actions import ACTION_ADAPTER
+from vlagent.actions import ACTION_ADAPTER, Click
 from vlagent.coords import decode_action
 from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
 from vlagent.errors import InvalidModelOutput
@@ -127,3 +127,17 @@ def test_native_grammar_compiles_for_a_real_tokenizer(name: str, caps: Any, tiny
     assert lark is not None
     grammar = llguidance.LLMatcher.grammar_from_lark(lark)
     assert not llguidance.LLMatcher.validate_grammar(grammar, tokenizer)
+
+
+def test_uitars_box_centre_is_rounded_once_to_a_device_pixel() -> None:
+    # The `ui-tars` package decodes this v1 box on a 1080x2400 screen to (634.5, 951.6): the
+    # centre (587.5, 396.5) on the 0-1000 grid, scaled exactly. Rounding it to the grid first
+    # would land on y=950.
+    family = get_family("uitars")
+    text = "Thought: tap it\nAction: click(start_box='<|box_start|>(578,383,597,410)<|box_end|>')"
+    step = family.parse(text, family.grid((1080, 2400)), PHONE_CAPABILITIES)
+    action = decode_action(step.action, family.codec((1080, 2400)), 1080, 2400)
+    assert isinstance(action, Click)  # device pixels are ints: within half a pixel of (634.5, 951.6)
+    assert action.x in (634, 635) and action.y == 952
+    # A copy (equal by value) carries no exact centre: it is the integer grid point it shows.
+    assert decode_action(step.action.model_copy(), family.codec((1080, 2400)), 1080, 2400).y == 950
