@@ -147,13 +147,30 @@ def test_eval_scores_a_long_press_scenario(tmp_path: Path) -> None:
     assert [c["passed"] for c in data["checks"]] == [True, True, True]
 
 
+def test_eval_device_moves_phone_scenarios_and_judges_there(tmp_path: Path) -> None:
+    scenario = str(Path(__file__).resolve().parent.parent / "scenarios" / "sim-delete-note.yaml")
+    result = vlagent("eval", scenario, "--device", "sim:2", "--policy", "scripted", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["scenarios"][0]
+    assert data["device"] == "sim:2"
+    # the gold taps were recorded on layout 0; judged on the phone that was given, in its start state
+    assert [c["source"] for c in data["checks"]] == ["sim state"] * 3
+    assert [c["status"] for c in data["checks"]][1:] == ["passed", "passed"], result.stdout
+    refused = vlagent("eval", scenario, "--device", "desktop", "--out", str(tmp_path / "b"))
+    assert refused.returncode == 2 and "not a phone" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_record_then_replay_a_run(tmp_path: Path) -> None:
     run = vlagent("run", "wifi", "--device", "sim", "--out", str(tmp_path / "runs"), "--settle-timeout", "0")
     assert run.returncode == 0, run.stderr
     run_dir = run.stdout.strip().splitlines()[-1].removeprefix("run written to ")
     scenario = tmp_path / "wifi.yaml"
-    recorded = vlagent("record", run_dir, "--out", str(scenario), "--check", "toggle=wifi")
+    recorded = vlagent(
+        "record", run_dir, "--out", str(scenario), "--check", "toggle=wifi", "--check", "{text: Wi-Fi, value: true}"
+    )
     assert recorded.returncode == 0, recorded.stderr
+    assert "- {text: Wi-Fi}" in scenario.read_text(encoding="utf-8")
+    bad = vlagent("record", run_dir, "--out", str(tmp_path / "bad.yaml"), "--check", "colour=red")
+    assert bad.returncode == 2 and "kinds: toggle" in bad.stderr and "Traceback" not in bad.stderr
     replayed = vlagent("replay", str(scenario), "--out", str(tmp_path / "replay"))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert replayed.stdout.startswith("passed: exact")

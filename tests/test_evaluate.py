@@ -72,12 +72,13 @@ def test_shifted_layout_without_healing_stops_with_divergence_reports(tmp_path: 
 
 
 def label_locator(device: ScenarioDevice) -> Policy:
-    """A heal policy for the simulated phone: taps the element the instruction names."""
+    """A heal policy for any phone with a view hierarchy: taps the element the instruction names."""
 
     def locate(obs: Observation) -> Action:
         match = re.fullmatch(r'Tap "(.+)"\.', obs.task)
-        point = device.phone.locate(match.group(1)) if match and device.phone else None
-        return Click(x=point[0], y=point[1]) if point else Done(status="failure")
+        state = device.state()
+        nodes = state.ui_tree().value.find(match.group(1)) if match and state else []
+        return Click(x=nodes[0].center[0], y=nodes[0].center[1]) if nodes else Done(status="failure")
 
     return ScriptedPolicy([locate] * 20)
 

@@ -16,7 +16,7 @@ from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy, fingerprint, fingerprint_distance, replay_run, scenario_from_run
-from vlagent.scenario import Check
+from vlagent.tasks import ToggleCheck
 
 
 def record_wifi(run_dir: Path, seed: int = 0) -> SimDriver:
@@ -38,7 +38,7 @@ class NoModel:
 
 def test_recorded_run_becomes_a_scenario_that_replays_exactly(tmp_path: Path) -> None:
     record_wifi(tmp_path / "run")
-    scenario = scenario_from_run(tmp_path / "run", name="wifi", success=[Check(toggle="wifi")])
+    scenario = scenario_from_run(tmp_path / "run", name="wifi", success=[ToggleCheck(toggle="wifi")])
     clicks = [g for g in scenario.gold if isinstance(g.action, Click)]
     assert len(clicks) == 2 and all(g.fingerprint for g in clicks)
     driver = SimDriver(seed=0)
@@ -51,7 +51,7 @@ def test_recorded_run_becomes_a_scenario_that_replays_exactly(tmp_path: Path) ->
 
 def test_replay_on_a_moved_layout_diverges_with_a_report(tmp_path: Path) -> None:
     record_wifi(tmp_path / "run")
-    scenario = scenario_from_run(tmp_path / "run", success=[Check(toggle="wifi")])
+    scenario = scenario_from_run(tmp_path / "run", success=[ToggleCheck(toggle="wifi")])
     policy = ReplayPolicy(scenario.gold, report_dir=tmp_path / "div", expected_frames=tmp_path / "run")
     episode = run_episode(scenario.task, SimDriver(seed=3), policy)
     assert episode.end is EndReason.DONE_FAILURE and "diverged at step 1" in episode.detail

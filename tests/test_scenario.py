@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from vlagent.actions import Click
-from vlagent.drivers.sim import SimPhone
+from vlagent.drivers.desktop_state import DesktopState
+from vlagent.drivers.sim import SimDriver, SimPhone
+from vlagent.drivers.sim.state import SimState
 from vlagent.errors import ConfigError
-from vlagent.scenario import Check, ScenarioError, judge, load_scenario, load_scenarios, scenario_to_yaml
+from vlagent.scenario import ScenarioError, load_scenario, load_scenarios, open_scenario_device, scenario_to_yaml
+from vlagent.tasks import (
+    AppCheck,
+    Check,
+    ContactCheck,
+    ContactSpec,
+    NoteCheck,
+    ScreenCheck,
+    StartState,
+    StateCheck,
+    TextCheck,
+    ToggleCheck,
+    WindowCheck,
+    judge,
+)
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -80,48 +98,107 @@ def test_value_false_asks_for_absence_and_survives_the_yaml(tmp_path: Path) -> N
     original = load_scenario(SCENARIOS / "sim-delete-note.yaml")
     again = load_scenario(write(tmp_path, scenario_to_yaml(original)))
     assert again.success == original.success and again.success[0].value is False
-    assert original.success[0].describe() == "no note 'Buy milk'"
+    assert original.success[0].describe() == "note 'Buy milk' does not exist"
 
     phone = SimPhone()
     phone.add_note("Buy milk")
-    absent = [Check(note="Buy milk", value=False), Check(contact="Nobody", value=False), Check(text="Zzz", value=False)]
-    assert [r.passed for r in judge(absent, phone=phone)] == [False, True, True]
-    assert [r.passed for r in judge([Check(text="Monday", value=False)], phone=phone)] == [False]
-    with pytest.raises(ValueError, match="true \\(present\\) or false \\(absent\\)"):
-        Check(note="x", value="yes")
-    with pytest.raises(ValueError, match="'screen' checks take no value"):
-        Check(screen="home", value=False)
+    absent: list[Check] = [
+        NoteCheck(note="Buy milk", value=False),
+        ContactCheck(contact="Nobody", value=False),
+        TextCheck(text="Zzz", value=False),
+    ]
+    assert [r.passed for r in judge(absent, SimState(phone))] == [False, True, True]
+    assert [r.passed for r in judge([TextCheck(text="Monday", value=False)], SimState(phone))] == [False]
+    with pytest.raises(ValidationError, match="valid boolean"):
+        NoteCheck(note="x", value="maybe")
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        ScreenCheck(screen="home", value=False)  # type: ignore[call-arg]
+
+
+def test_scenario_files_keep_their_check_forms(tmp_path: Path) -> None:
+    text = (
+        "task: t\nsuccess:\n  - {toggle: wifi, value: true}\n  - {note: X, value: false}\n"
+        "  - {state: a.b, contains: x}\n  - {element: Wi-Fi, checked: true}\n  - {window: Notes}\n"
+    )
+    scenario = load_scenario(write(tmp_path, text))
+    assert [type(c) for c in scenario.success][:3] == [ToggleCheck, NoteCheck, StateCheck]
+    assert scenario.success[2] == StateCheck(state="a.b", contains="x")
+    again = load_scenario(write(tmp_path, scenario_to_yaml(scenario)))
+    assert again.success == scenario.success
 
 
 def test_checks_read_the_simulated_phone() -> None:
     phone = SimPhone()
-    checks = [
-        Check(toggle="wifi", value=True),
-        Check(note="Call the dentist on Tuesday"),
-        Check(contact="Alice Martin", phone="+1 (555) 0100"),
-        Check(app="launcher3"),
-        Check(screen="home"),
-        Check(text="Monday"),
-        Check(state="settings.dark_mode", value=True),
+    checks: list[Check] = [
+        ToggleCheck(toggle="wifi", value=True),
+        NoteCheck(note="Call the dentist on Tuesday"),
+        ContactCheck(contact="Alice Martin", phone="+1 (555) 0100"),
+        AppCheck(app="launcher3"),
+        ScreenCheck(screen="home"),
+        TextCheck(text="Monday"),
+        StateCheck(state="settings.dark_mode", value=True),
     ]
-    passed = [r.passed for r in judge(checks, phone=phone)]
-    assert passed == [False, True, True, False, True, True, False]
+    results = judge(checks, SimState(phone))
+    assert [r.passed for r in results] == [False, True, True, True, True, True, False]
+    assert results[-1].status == "unknown" and "no desktop app state" in results[-1].detail
     phone.set_toggle("wifi", True)
     phone.open_app("Settings")
-    results = judge([Check(toggle="wifi"), Check(app="Settings"), Check(app="com.android.settings")], phone=phone)
-    assert all(r.passed for r in results)
+    state = SimState(phone)
+    results = judge([ToggleCheck(toggle="wifi"), AppCheck(app="Settings"), AppCheck(app="com.android.settings")], state)
+    assert all(r.passed for r in results) and results[0].source == "sim state"
 
 
-def test_state_checks_read_the_app_state() -> None:
-    state = {"settings": {"dark_mode": True}, "note": "Grüße", "visible_items": ["Milk"]}
+def test_state_checks_read_the_app_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"settings": {"dark_mode": True}, "note": "Grüße", "visible_items": ["Milk"]}))
     results = judge(
         [
-            Check(state="settings.dark_mode", value=True),
-            Check(state="note", contains="rü"),
-            Check(state="visible_items", value=["Milk"]),
-            Check(state="missing.key", value=1),
+            StateCheck(state="settings.dark_mode", value=True),
+            StateCheck(state="note", contains="rü"),
+            StateCheck(state="visible_items", value=["Milk"]),
+            StateCheck(state="missing.key", value=1),
+            ToggleCheck(toggle="wifi"),
         ],
-        app_state=state,
+        DesktopState(path),
     )
-    assert [r.passed for r in results] == [True, True, True, False]
-    assert "no key" in results[3].detail
+    assert [r.status for r in results] == ["passed", "passed", "passed", "failed", "unknown"]
+    assert "no key" in results[3].detail and results[0].source == "app state file"
+    missing = judge([StateCheck(state="note", value="x")], DesktopState(tmp_path / "none.json"))
+    assert missing[0].status == "unknown" and "not written" in missing[0].detail
+
+
+def test_window_check_reads_the_focused_window_title(xvfb_display: str) -> None:
+    result = judge([WindowCheck(window="anything")], DesktopState())[0]
+    # a bare X server has no focused window: the check cannot be judged, it is not guessed
+    assert result.status == "unknown" and result.source is None
+
+
+def test_start_state_spells_out_the_sim_defaults(tmp_path: Path) -> None:
+    delete = load_scenario(SCENARIOS / "sim-delete-note.yaml")
+    start = delete.start_state()
+    assert start.notes is not None and start.notes[0] == "Call the dentist on Tuesday" and "Buy milk" in start.notes
+    assert start.contacts is None and start.toggles == {} and start.home
+    bluetooth = load_scenario(SCENARIOS / "sim-bluetooth-off.yaml").start_state()
+    assert bluetooth.toggles == {"bluetooth": True}
+    location = load_scenario(SCENARIOS / "sim-location-off.yaml").start_state()
+    assert location.toggles == {"location": True} and location.notes is None
+    contact = load_scenario(SCENARIOS / "sim-add-contact.yaml").start_state()
+    assert contact.contacts is not None and ContactSpec(name="Alice Martin", phone="+1 555 0100") in contact.contacts
+
+
+def test_a_device_override_gets_the_scenario_start(tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "sim-delete-note.yaml")
+    with open_scenario_device(scenario, tmp_path, "sim:3") as device:
+        assert isinstance(device.driver, SimDriver) and device.driver.phone.seed == 3
+        assert "Buy milk" in device.driver.phone.notes
+        results = device.judge(scenario.success)
+        assert [r.status for r in results] == ["failed", "passed", "passed"]
+    phone = SimDriver()
+    phone.prepare(StartState(toggles={"wifi": True}))
+    assert phone.phone.toggles["wifi"]
+
+
+def test_an_unknown_start_state_key_names_its_line(tmp_path: Path) -> None:
+    text = "task: t\ndevice:\n  kind: sim\n  state:\n    alarms: [7am]\nsuccess: [{screen: home}]\n"
+    with pytest.raises(ScenarioError, match=r"bad.yaml:5: device.state.alarms"):
+        load_scenario(write(tmp_path, text))

@@ -23,12 +23,13 @@ from typing import Any
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Type, Wait
 from vlagent.agent import run_episode
+from vlagent.drivers.desktop_state import DesktopState
+from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.drivers.sim.tasks import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
-from vlagent.replay import _frame_fingerprint
+from vlagent.replay import frame_fingerprint
 from vlagent.scenario import (
-    Check,
     DeviceSpec,
     GoldStep,
     Scenario,
@@ -36,6 +37,7 @@ from vlagent.scenario import (
     open_scenario_device,
     scenario_to_yaml,
 )
+from vlagent.tasks import parse_check
 
 log = logging.getLogger("make_scenarios")
 
@@ -57,10 +59,15 @@ class Definition:
 # --- simulated phone ---------------------------------------------------------------------
 
 
+def _phone(dev: ScenarioDevice) -> SimPhone:
+    assert isinstance(dev.driver, SimDriver), "the sim scenarios are recorded on the simulated phone"
+    return dev.driver.phone
+
+
 def tap(label: str) -> Callable[[ScenarioDevice], Item]:
     def bind(dev: ScenarioDevice) -> Item:
         def item(obs: Observation) -> Action:
-            point = dev.phone.locate(label)  # type: ignore[union-attr]
+            point = _phone(dev).locate(label)
             if point is None:
                 raise RuntimeError(f"{label!r} is not on screen")
             return Click(x=point[0], y=point[1])
@@ -75,7 +82,7 @@ def hold(label: str) -> Callable[[ScenarioDevice], Item]:
 
     def bind(dev: ScenarioDevice) -> Item:
         def item(obs: Observation) -> Action:
-            point = dev.phone.locate(label)  # type: ignore[union-attr]
+            point = _phone(dev).locate(label)
             if point is None:
                 raise RuntimeError(f"{label!r} is not on screen")
             return LongPress(x=point[0], y=point[1], duration=1.0)
@@ -87,7 +94,7 @@ def hold(label: str) -> Callable[[ScenarioDevice], Item]:
 
 def reveal(label: str) -> Callable[[ScenarioDevice], Item]:
     def bind(dev: ScenarioDevice) -> Item:
-        phone: Any = dev.phone
+        phone = _phone(dev)
         return lambda obs: Wait(seconds=0) if phone.locate(label) is not None else Scroll(direction="down")
 
     return bind
@@ -199,7 +206,7 @@ SETUP: dict[str, list[Action]] = {"sim-back-home": [OpenApp(name="Settings")]}
 def widget(name: str) -> Callable[[ScenarioDevice], Item]:
     def bind(dev: ScenarioDevice) -> Item:
         def item(obs: Observation) -> Action:
-            state = dev.app_state() or {}
+            state: Any = DesktopState(dev.state_path).app_state().value
             x, y, w, h = state["widgets"][name]
             return Click(x=x + w // 2, y=y + h // 2)
 
@@ -266,19 +273,19 @@ class _Targets:
         pointed = isinstance(action, (Click, LongPress))
         if pointed:
             target, box = self._element_at(action.x, action.y, long=isinstance(action, LongPress))
-        fp = _frame_fingerprint(record.frame, (action.x, action.y), box) if pointed else None
+        fp = frame_fingerprint(record.frame, (action.x, action.y), box) if pointed else None
         self.gold.append(GoldStep(action=action, target=target, box=box, fingerprint=fp))
 
     def _element_at(self, x: int, y: int, *, long: bool = False) -> tuple[str | None, tuple[int, int, int, int] | None]:
-        if self.dev.phone is not None:
+        if isinstance(self.dev.driver, SimDriver):
             handler = "on_long_press" if long else "on_tap"
-            hits = [e for e in self.dev.phone.elements() if getattr(e, handler) is not None]
+            hits = [e for e in self.dev.driver.phone.elements() if getattr(e, handler) is not None]
             for element in reversed(hits):
                 x0, y0, x1, y1 = element.hit_box
                 if x0 <= x < x1 and y0 <= y < y1:
                     return element.label, element.hit_box
             return None, None
-        state = self.dev.app_state() or {}
+        state: Any = DesktopState(self.dev.state_path).app_state().value
         for name, (wx, wy, ww, wh) in state.get("widgets", {}).items():
             if wx <= x < wx + ww and wy <= y < wy + wh:
                 return name, (wx, wy, wx + ww, wy + wh)
@@ -292,7 +299,7 @@ def build(definition: Definition, workdir: Path) -> Scenario:
         device=DeviceSpec.model_validate(definition.device),
         setup=SETUP.get(definition.name, []),
         max_steps=definition.max_steps,
-        success=[Check.model_validate(c) for c in definition.checks],
+        success=[parse_check(c) for c in definition.checks],
         tags=definition.tags,
     )
     with open_scenario_device(draft, workdir) as dev:

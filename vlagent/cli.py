@@ -302,11 +302,18 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 @click.option("--out", type=click.Path(file_okay=False), default="runs/eval", show_default=True)
 @click.option("--layout-seed", type=int, help="Override the simulated phone's layout seed (robustness runs).")
 @click.option("--heal-policy", help="With --policy scripted: re-locate moved targets with this policy.")
+@click.option(
+    "--device", "-d", "device_spec", help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED)."
+)
 def eval_(
-    scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None, policy: str,
-    **policy_options: object,
+    scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
+    device_spec: str | None, policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
-    """Run scenario files (or folders of them); write results.json, junit.xml and report.html."""
+    """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
+
+    Success is judged from each device's state after the episode. --device moves every phone
+    scenario onto one phone (brought to the scenario's start state first); desktop scenarios
+    keep their own device."""
     from rich.progress import Progress
 
     from vlagent.evaluate import EvalConfig, evaluate
@@ -323,7 +330,13 @@ def eval_(
     name = "scripted" if policy == "auto" else policy
     heal = open_policy(heal_policy, **options) if heal_policy else None
     config = EvalConfig(
-        out=Path(out), policy=name, policy_options=options, jobs=jobs, layout_seed=layout_seed, heal=heal
+        out=Path(out),
+        policy=name,
+        policy_options=options,
+        jobs=jobs,
+        layout_seed=layout_seed,
+        heal=heal,
+        device=device_spec,
     )
     with Progress(transient=True) as bar:
         task = bar.add_task("scenarios", total=len(loaded))
@@ -385,7 +398,12 @@ def replay(source: str, device: str | None, heal: bool, policy: str, model: str 
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Scenario file to write (.yaml).")
 @click.option("--name", help="Scenario name (default: from the task).")
 @click.option(
-    "--check", "checks", multiple=True, required=True, help="Success check KIND=VALUE, e.g. toggle=wifi, note='hi'."
+    "--check",
+    "checks",
+    multiple=True,
+    required=True,
+    help="Success check KIND=VALUE (toggle=wifi, note='hi', app=Settings, text=Saved...), "
+    "or a YAML mapping such as '{toggle: wifi, value: false}'.",
 )
 def record(run_dir: str, out: str, name: str | None, checks: tuple[str, ...]) -> None:
     """Turn a recorded run into a scenario whose gold steps are its actions."""
@@ -393,17 +411,28 @@ def record(run_dir: str, out: str, name: str | None, checks: tuple[str, ...]) ->
 
     from vlagent.errors import ConfigError
     from vlagent.replay import scenario_from_run
-    from vlagent.scenario import Check, scenario_to_yaml
+    from vlagent.scenario import scenario_to_yaml
+    from vlagent.tasks import CHECK_KINDS, Check, parse_check
 
-    parsed = []
+    parsed: list[Check] = []
     for item in checks:
-        kind, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--check {item!r}: expected KIND=VALUE, e.g. toggle=wifi")
+        data: object
+        if item.lstrip().startswith("{"):
+            try:
+                data = yaml.safe_load(item)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--check {item!r}: not a valid YAML mapping: {exc}") from exc
+        else:
+            kind, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--check {item!r}: expected KIND=VALUE, e.g. toggle=wifi")
+            data = {kind.strip(): value.strip()}
+        if not isinstance(data, dict):
+            raise ConfigError(f"--check {item!r}: expected a mapping such as '{{toggle: wifi}}'")
         try:
-            parsed.append(Check.model_validate({kind.strip(): value.strip()}))
+            parsed.append(parse_check(data))
         except ValidationError as exc:
-            raise ConfigError(f"--check {item!r}: {exc.errors()[0]['msg']}") from exc
+            raise ConfigError(f"--check {item!r}: {exc.errors()[0]['msg']} (kinds: {', '.join(CHECK_KINDS)})") from exc
     scenario = scenario_from_run(run_dir, name=name, success=parsed)
     Path(out).write_text(scenario_to_yaml(scenario), encoding="utf-8")
     click.echo(f"scenario written to {out} ({len(scenario.gold)} gold steps)")

@@ -2,9 +2,10 @@
 
 ``evaluate(scenarios, config)`` runs every scenario in a thread pool (``jobs`` at a time;
 the simulated phone is thread-safe, desktop scenarios share one screen and run one at a
-time), records each episode, judges success from the device's state after the episode,
-scores each step against the scenario's gold steps by every convention of
-:mod:`vlagent.scoring`, and writes into ``out``::
+time, and so do phone scenarios moved onto one phone with ``device``), records each
+episode, judges success from the device's state after the episode, scores each step
+against the scenario's gold steps by every convention of :mod:`vlagent.scoring`, and
+writes into ``out``::
 
     results.json   per scenario: success, end reason, steps, timings, tokens, step scores
     junit.xml      one testcase per scenario, for CI systems
@@ -37,8 +38,9 @@ from vlagent.policies.base import Policy
 from vlagent.policies.batching import BatchingPolicy
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy
-from vlagent.scenario import SAMPLE_DESKTOP, Scenario, ScenarioDevice, open_scenario_device
+from vlagent.scenario import SAMPLE_DESKTOP, DeviceSpec, Scenario, ScenarioDevice, open_scenario_device
 from vlagent.scoring import CONVENTIONS, Box, StepScore, score_step, summarize
+from vlagent.tasks import CheckResult
 
 __all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit"]
 
@@ -62,10 +64,14 @@ class EvalConfig:
     given each scenario's opened device, e.g. a locator reading the simulated phone)."""
     policy_factory: PolicyFactory | None = None
     """Build the policy per scenario (overrides ``policy``), e.g. for tests."""
+    device: str | None = None
+    """Run every phone scenario on this device (``adb:SERIAL``, ``sim:3``...); desktop scenarios keep theirs."""
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.device is not None and not DeviceSpec(kind=self.device).is_phone:
+            raise ConfigError(f"--device replaces the phone of phone scenarios; {self.device!r} is not a phone")
 
 
 @dataclass
@@ -138,6 +144,21 @@ def _weighted(items: list[dict[str, Any]], key: str, weight: str) -> float | Non
 # --- one scenario -------------------------------------------------------------------------
 
 
+def _device_name(scenario: Scenario, override: str | None) -> str:
+    return override if override is not None and scenario.device.is_phone else scenario.device.kind
+
+
+def _check_data(result: CheckResult) -> dict[str, Any]:
+    """One check's verdict in results.json: what was asked, the status, what was seen and where."""
+    return {
+        "check": result.check.describe(),
+        "passed": result.passed,
+        "status": result.status,
+        "detail": result.detail,
+        "source": result.source,
+    }
+
+
 def _with_seed(scenario: Scenario, seed: int | None) -> Scenario:
     if seed is None or scenario.device.kind != "sim":
         return scenario
@@ -185,6 +206,7 @@ class _Runner:
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
         self._desktop = threading.Lock()
+        self._phone = threading.Lock()
         self._shared: Policy | None = None
         self._shared_lock = threading.Lock()
 
@@ -220,10 +242,15 @@ class _Runner:
     def run(self, scenario: Scenario) -> ScenarioResult:
         scenario = _with_seed(scenario, self.config.layout_seed)
         run_dir = self.config.out / scenario.name
-        lock = self._desktop if scenario.device.kind == SAMPLE_DESKTOP else contextlib.nullcontext()
+        device_name = _device_name(scenario, self.config.device)
+        lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if scenario.device.kind == SAMPLE_DESKTOP:
+            lock = self._desktop
+        elif self.config.device is not None and scenario.device.is_phone:
+            lock = self._phone  # one given phone: its scenarios take turns
         started = time.time()
         try:
-            with lock, open_scenario_device(scenario, run_dir / "device") as device:
+            with lock, open_scenario_device(scenario, run_dir / "device", self.config.device) as device:
                 policy = self.policy_for(scenario, run_dir, device)
                 recorder = Recorder(run_dir, image_format="jpeg", meta={"scenario": scenario.name})
                 episode = run_episode(
@@ -233,7 +260,7 @@ class _Runner:
         except VlagentError as exc:
             log.warning("scenario %s could not run: %s", scenario.name, exc)
             return ScenarioResult(
-                scenario.name, scenario.source, scenario.task, scenario.device.kind, False, EndReason.ERROR.value,
+                scenario.name, scenario.source, scenario.task, device_name, False, EndReason.ERROR.value,
                 str(exc), 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=str(exc),
             )  # fmt: skip
         timings, tokens = _totals(episode)
@@ -254,12 +281,12 @@ class _Runner:
             name=scenario.name,
             source=scenario.source,
             task=scenario.task,
-            device=scenario.device.kind,
+            device=device_name,
             success=all(c.passed for c in checks),
             end_reason=episode.end.value if episode.end else EndReason.ERROR.value,
             detail=episode.detail,
             steps=len(episode.steps),
-            checks=[{"check": c.check.describe(), "passed": c.passed, "detail": c.detail} for c in checks],
+            checks=[_check_data(c) for c in checks],
             timings=timings,
             tokens=tokens,
             scores=_step_scores(scenario, episode),
@@ -321,6 +348,14 @@ def evaluate(
     return evaluation
 
 
+def _check_line(check: dict[str, Any]) -> str:
+    """``check (status: detail) [source]``, for JUnit messages."""
+    status = check.get("status") or ("passed" if check["passed"] else "failed")
+    detail = f"{status}: {check['detail']}" if check["detail"] else status
+    source = f" [{check['source']}]" if check.get("source") else ""
+    return f"{check['check']} ({detail}){source}"
+
+
 def write_junit(evaluation: EvalResult, path: Path) -> None:
     """JUnit XML: one testcase per scenario; a failed check is a failure, a run that broke an error."""
     failures = sum(not r.success and not r.errored for r in evaluation.results)
@@ -343,7 +378,7 @@ def write_junit(evaluation: EvalResult, path: Path) -> None:
         )
         if r.success:
             continue
-        failed = [c["check"] + (f" ({c['detail']})" if c["detail"] else "") for c in r.checks if not c["passed"]]
+        failed = [_check_line(c) for c in r.checks if not c["passed"]]
         text = "\n".join([f"end: {r.end_reason} {r.detail}".strip(), *failed])
         kind = "error" if r.errored else "failure"
         message = r.error or (f"{len(failed)} check(s) failed: " + "; ".join(failed))

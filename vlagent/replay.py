@@ -35,7 +35,8 @@ from vlagent.errors import ModelError, UserError
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation, Policy, decide_each
 from vlagent.recorder import Trajectory, load_trajectory
-from vlagent.scenario import Check, DeviceSpec, GoldStep, Scenario
+from vlagent.scenario import DeviceSpec, GoldStep, Scenario
+from vlagent.tasks import Check
 
 __all__ = [
     "FINGERPRINT_THRESHOLD",
@@ -45,6 +46,7 @@ __all__ = [
     "ReplayResult",
     "fingerprint",
     "fingerprint_distance",
+    "frame_fingerprint",
     "gold_from_trajectory",
     "heal_instruction",
     "replay_run",
@@ -123,8 +125,9 @@ def fingerprint_distance(a: str, b: str) -> float:
     return max(bits, 1) / (_HASH * _HASH)
 
 
-def _frame_fingerprint(frame: Frame, point: tuple[int, int], box: Sequence[int] | None) -> str:
-    """Fingerprint in logical coordinates, whatever the capture scale."""
+def frame_fingerprint(frame: Frame, point: tuple[int, int], box: Sequence[int] | None) -> str:
+    """Fingerprint of the screen around ``point`` (inside ``box`` when given) in logical coordinates,
+    whatever the capture scale: what a gold step's ``fingerprint`` holds."""
     region = target_region(point, frame.size, box)
     scale = frame.scale
     return fingerprint(
@@ -151,7 +154,7 @@ def gold_from_trajectory(traj: Trajectory) -> list[GoldStep]:
         if point is not None and traj.frame_path(step).exists():
             with Image.open(traj.frame_path(step)) as image:
                 frame = Frame.of(image.convert("RGB"), scale=image.width / step.frame_size[0])
-                fp = _frame_fingerprint(frame, point, None)
+                fp = frame_fingerprint(frame, point, None)
         gold.append(GoldStep(action=step.action, thought=step.thought, fingerprint=fp))
     return gold
 
@@ -271,7 +274,7 @@ def _heal(
         return None, f"heal policy answered {describe_action(decision.action)}"
     region = _moved(target_region(point, frame.size, step.box), point, new_point, frame.size)
     assert step.fingerprint is not None
-    distance = fingerprint_distance(_frame_fingerprint(frame, new_point, region), step.fingerprint)
+    distance = fingerprint_distance(frame_fingerprint(frame, new_point, region), step.fingerprint)
     if distance > HEAL_TOLERANCE:
         return None, f"the policy's target at {new_point} does not look like the recorded one (distance {distance:.2f})"
     healed = map_points(step.action, lambda x, y: (x + new_point[0] - point[0], y + new_point[1] - point[1]))
@@ -318,7 +321,7 @@ class ReplayPolicy:
             self.result.outcomes.append(ReplayOutcome(index, "exact", step.action))
             return self._answer(step.action, step.thought)
         frame = observation.frame
-        distance = fingerprint_distance(_frame_fingerprint(frame, point, step.box), step.fingerprint)
+        distance = fingerprint_distance(frame_fingerprint(frame, point, step.box), step.fingerprint)
         if distance <= self.threshold:
             self.result.outcomes.append(ReplayOutcome(index, "exact", step.action, distance))
             return self._answer(step.action, step.thought)

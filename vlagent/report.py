@@ -148,6 +148,19 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+_MARKS = {"passed": "✔", "failed": "✘", "unknown": "?"}
+
+
+def _check_html(check: dict[str, Any]) -> str:
+    """One judged check: mark, condition, status, what was seen and where it was read."""
+    status = check.get("status") or ("passed" if check["passed"] else "failed")
+    source = f" <small>[{html.escape(check['source'])}]</small>" if check.get("source") else ""
+    return (
+        f"<p>{_MARKS.get(status, '?')} {html.escape(check['check'])} <b>{html.escape(status)}</b>"
+        f" {html.escape(check['detail'])}{source}</p>"
+    )
+
+
 def write_eval_report(out: Path | str) -> Path:
     """Write ``report.html`` for an evaluation directory (reads results.json) and each run's page."""
     out = Path(out)
@@ -165,10 +178,7 @@ def write_eval_report(out: Path | str) -> Path:
         elif replay.get("healed"):
             note = f"{replay['healed']} step(s) self-healed"
         if (run_dir / "trajectory.jsonl").exists():
-            extra = "".join(
-                f"<p>{'✔' if c['passed'] else '✘'} {html.escape(c['check'])} {html.escape(c['detail'])}</p>"
-                for c in r["checks"]
-            )
+            extra = "".join(_check_html(c) for c in r["checks"])
             write_run_report(run_dir, title=r["name"], extra=extra)
             link = f'<a href="{html.escape(run_dir.name)}/report.html">{link}</a>'
         qwen = r["scores"].get("qwen", {})

@@ -14,10 +14,15 @@ A scenario is a YAML file (see ``scenarios/`` for examples)::
         box: [10, 700, 260, 980]
         fingerprint: 3c3c...
 
-Success is judged on device state after the episode (never on the model's ``done``): the
-simulated phone's queries (toggles, notes, contacts, foreground app, screen, text on
-screen) or keys of the sample desktop app's state file. Gold steps give step-level scores
-and let ``replay`` re-execute the scenario. Validation errors name the file, line and field.
+Success is judged on device state after the episode (never on the model's ``done``): each
+``success:`` item is a :data:`vlagent.tasks.Check` (toggle, setting, app, screen, text,
+element, field, contact, note, state, window), judged through the device's
+:class:`~vlagent.tasks.DeviceState` (the simulated phone's objects, an adb phone's settings
+and view hierarchy, the desktop app's state file and window title). ``device: state:``
+gives the start relative to a fresh simulated phone; :meth:`Scenario.start_state` spells
+it out so that any phone (``--device adb:SERIAL``) is brought to the same start. Gold steps
+give step-level scores and let ``replay`` re-execute the scenario. Validation errors name
+the file, line and field.
 
 This module parses, validates and judges; it must not run episodes (see ``evaluate``) and
 must not import the simulated phone or the desktop stack until a device is opened.
@@ -26,7 +31,6 @@ must not import the simulated phone or the desktop stack until a device is opene
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -34,25 +38,38 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlagent.actions import Action
 from vlagent.apps.launcher import SAMPLE_DESKTOP
 from vlagent.drivers.base import Driver
 from vlagent.errors import ConfigError
+from vlagent.tasks import (
+    Check,
+    CheckResult,
+    ContactCheck,
+    ContactSpec,
+    DeviceState,
+    NoteCheck,
+    StartState,
+    StatePreparer,
+    StateReader,
+    StateUnavailable,
+    ToggleCheck,
+    check_data,
+    judge,
+)
 
 __all__ = [
-    "Check",
-    "CheckResult",
     "DeviceSpec",
     "GoldStep",
+    "PhoneState",
     "Scenario",
     "ScenarioDevice",
     "ScenarioError",
-    "judge",
     "load_scenario",
     "load_scenarios",
     "open_scenario_device",
@@ -75,78 +92,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class PhoneState(_Model):
+    """A phone scenario's start, relative to a fresh simulated phone: these toggles set, these
+    notes and contacts added to the ones it ships with (see :meth:`Scenario.start_state`)."""
+
+    toggles: dict[str, bool] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    contacts: list[ContactSpec] = Field(default_factory=list)
+
+
 class DeviceSpec(_Model):
     """Where the scenario runs: ``sim`` (options go to SimPhone), ``sample_desktop``, or any driver spec."""
 
     kind: str = "sim"
     options: dict[str, Any] = Field(default_factory=dict)
-    state: dict[str, Any] = Field(default_factory=dict)
-    """Initial state of the simulated phone: ``toggles``, ``notes``, ``contacts`` ({name, phone})."""
-
-
-CheckKind = Literal["toggle", "note", "contact", "app", "screen", "text", "state"]
-_CHECK_KINDS: tuple[CheckKind, ...] = ("toggle", "note", "contact", "app", "screen", "text", "state")
-
-
-class Check(_Model):
-    """One success condition; exactly one of the kind fields is set.
-
-    - ``toggle: KEY`` + ``value`` (default true): a Settings switch of the simulated phone.
-    - ``note: TEXT``: a saved note equal to TEXT.  ``contact: NAME`` (+ ``phone``): a saved contact.
-    - ``app: PACKAGE_OR_LABEL``: the app in front.  ``screen: NAME``: the phone's screen.
-    - ``text: TEXT``: TEXT is visible on screen (part of a visible string).
-    - ``state: dotted.key`` + ``value`` or ``contains``: a key of the desktop app's state file.
-
-    ``value: false`` on a ``note``, ``contact`` or ``text`` check asks for the opposite: no
-    such note, no such contact, TEXT not on screen (e.g. after deleting something).
-    """
-
-    toggle: str | None = None
-    note: str | None = None
-    contact: str | None = None
-    phone: str | None = None
-    app: str | None = None
-    screen: str | None = None
-    text: str | None = None
-    state: str | None = None
-    value: Any = True
-    contains: str | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Check:
-        kinds = [k for k in _CHECK_KINDS if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            raise ValueError(f"a check needs exactly one of {', '.join(_CHECK_KINDS)}; got {kinds or 'none'}")
-        if kinds[0] in ("note", "contact", "text") and not isinstance(self.value, bool):
-            raise ValueError(f"value of a {kinds[0]} check is true (present) or false (absent), got {self.value!r}")
-        if kinds[0] in ("app", "screen") and self.value is not True:
-            raise ValueError(f"{kinds[0]!r} checks take no value")
-        return self
+    state: PhoneState = Field(default_factory=PhoneState)
+    """Start of a phone: ``toggles``, ``notes``, ``contacts`` ({name, phone}) on top of the sim defaults."""
 
     @property
-    def kind(self) -> CheckKind:
-        return next(k for k in _CHECK_KINDS if getattr(self, k) is not None)
-
-    def describe(self) -> str:
-        kind = self.kind
-        subject = getattr(self, kind)
-        if kind == "toggle":
-            return f"toggle {subject} is {'on' if self.value else 'off'}"
-        if kind == "contact":
-            exists = "exists" if self.value is not False else "does not exist"
-            return f"contact {subject!r}" + (f" with phone {self.phone!r}" if self.phone else "") + f" {exists}"
-        if self.value is False and kind in ("note", "text"):
-            return {"note": "no note {!r}", "text": "{!r} is not on screen"}[kind].format(subject)
-        if kind == "state":
-            return f"state {subject} " + (
-                f"contains {self.contains!r}" if self.contains is not None else f"== {self.value!r}"
-            )
-        return {
-            "note": "note {!r} exists",
-            "app": "app {} is in front",
-            "screen": "screen is {}",
-            "text": "{!r} is on screen",
-        }[kind].format(subject)
+    def is_phone(self) -> bool:
+        """True for a phone (sim, adb...), which ``--device`` may replace; False for a desktop."""
+        return self.kind.split(":", 1)[0] not in (SAMPLE_DESKTOP, "desktop")
 
 
 class GoldStep(_Model):
@@ -183,6 +149,31 @@ class Scenario(_Model):
         if self.frames is None or self.source is None:
             return None
         return Path(self.source).parent / self.frames
+
+    def start_state(self) -> StartState:
+        """Where the scenario starts, spelled out so that any phone can be brought there.
+
+        The file's ``device: state:`` is relative to a fresh simulated phone; this is the full
+        start: its toggles, plus the fresh phone's value of every toggle a success check names;
+        the fresh phone's notes (contacts) plus the given ones when the checks or the state
+        involve notes (contacts); from the home screen.
+        """
+        from vlagent.drivers.sim.world import SimPhone  # the defaults the file's state is relative to
+
+        fresh = SimPhone()
+        given = self.device.state
+        defaults = fresh.toggles
+        toggles = {
+            c.toggle: defaults[c.toggle] for c in self.success if isinstance(c, ToggleCheck) and c.toggle in defaults
+        }
+        toggles.update(given.toggles)
+        notes = None
+        if given.notes or any(isinstance(c, NoteCheck) for c in self.success):
+            notes = [*fresh.notes, *given.notes]
+        contacts = None
+        if given.contacts or any(isinstance(c, ContactCheck) for c in self.success):
+            contacts = [*(ContactSpec(name=c.name, phone=c.phone) for c in fresh.contacts), *given.contacts]
+        return StartState(toggles=toggles, notes=notes, contacts=contacts, home=True)
 
 
 # --- loading with line numbers -----------------------------------------------------------
@@ -274,13 +265,6 @@ def _action_data(action: Action) -> dict[str, Any]:
     return {"action": action.action, **data}
 
 
-def _check_data(check: Check) -> dict[str, Any]:
-    data = check.model_dump(mode="json", exclude_none=True)
-    if (check.kind not in ("toggle", "state") and check.value is True) or check.contains is not None:
-        data.pop("value", None)
-    return data
-
-
 def scenario_to_yaml(scenario: Scenario) -> str:
     """YAML text of ``scenario``: defaults left out, actions and boxes on one line each."""
     data: dict[str, Any] = {"name": scenario.name, "task": scenario.task}
@@ -289,7 +273,7 @@ def scenario_to_yaml(scenario: Scenario) -> str:
     if scenario.setup:
         data["setup"] = [_action_data(a) for a in scenario.setup]
     data["max_steps"] = scenario.max_steps
-    data["success"] = [_check_data(c) for c in scenario.success]
+    data["success"] = [check_data(c) for c in scenario.success]
     if scenario.gold:
         data["gold"] = [
             {"action": _action_data(g.action), **g.model_dump(mode="json", exclude_none=True, exclude={"action"})}
@@ -302,131 +286,51 @@ def scenario_to_yaml(scenario: Scenario) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
 
 
-# --- judging -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    check: Check
-    passed: bool
-    detail: str = ""
-
-
-def _dotted(data: Any, key: str) -> tuple[bool, Any]:
-    for part in key.split("."):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return False, None
-    return True, data
-
-
-def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
-
-
-def _judge_one(check: Check, phone: Any | None, app_state: dict[str, Any] | None) -> CheckResult:
-    kind = check.kind
-    if kind == "state":
-        if app_state is None:
-            return CheckResult(check, False, "this device has no app state file")
-        assert check.state is not None
-        present, value = _dotted(app_state, check.state)
-        if not present:
-            return CheckResult(check, False, f"no key {check.state!r} in the app state")
-        if check.contains is not None:
-            return CheckResult(check, check.contains in str(value), f"value {value!r}")
-        return CheckResult(check, value == check.value, f"value {value!r}")
-    if phone is None:
-        return CheckResult(check, False, f"'{kind}' checks need the simulated phone")
-    if kind == "toggle":
-        toggles = phone.toggles
-        if check.toggle not in toggles:
-            return CheckResult(check, False, f"no toggle {check.toggle!r}")
-        return CheckResult(
-            check, toggles[check.toggle] == bool(check.value), f"is {'on' if toggles[check.toggle] else 'off'}"
-        )
-    expect = check.value is not False  # note/contact/text: False asks for absence
-    if kind == "note":
-        notes = phone.notes
-        return CheckResult(check, (check.note in notes) == expect, f"{len(notes)} notes")
-    if kind == "contact":
-        found = any(
-            c.name == check.contact and (check.phone is None or _digits(c.phone) == _digits(check.phone))
-            for c in phone.contacts
-        )
-        return CheckResult(check, found == expect, f"{len(phone.contacts)} contacts")
-    if kind == "app":
-        package = phone.current_app
-        label = phone.packages().get(package, package)
-        wanted = (check.app or "").casefold()
-        return CheckResult(check, wanted in (package.casefold(), label.casefold()), f"in front: {package}")
-    if kind == "screen":
-        return CheckResult(check, phone.screen == check.screen, f"screen: {phone.screen}")
-    texts = phone.text_on_screen()
-    return CheckResult(check, any((check.text or "") in t for t in texts) == expect, "")
-
-
-def judge(
-    checks: Sequence[Check], *, phone: Any | None = None, app_state: dict[str, Any] | None = None
-) -> list[CheckResult]:
-    """Evaluate every check against the phone (SimPhone) or the desktop app's state."""
-    return [_judge_one(check, phone, app_state) for check in checks]
-
-
 # --- devices -----------------------------------------------------------------------------
 
 
 @dataclass
 class ScenarioDevice:
-    """An opened device for one scenario: the driver plus what its checks read."""
+    """An opened device for one scenario: the driver, and where its checks read the device's state."""
 
     driver: Driver
-    phone: Any | None = None
     state_path: Path | None = None
+    """The desktop app's state file (sample desktop scenarios)."""
     _cleanup: list[Any] = field(default_factory=list)
 
-    def app_state(self) -> dict[str, Any] | None:
-        if self.state_path is None or not self.state_path.exists():
-            return None
-        return json.loads(self.state_path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    def state(self) -> DeviceState | None:
+        """A fresh look at the device (None: this device cannot report its state)."""
+        if self.state_path is not None:
+            from vlagent.drivers.desktop_state import DesktopState
+
+            return DesktopState(self.state_path)
+        if isinstance(self.driver, StateReader):
+            return self.driver.state()
+        return None
 
     def judge(self, checks: Sequence[Check], *, settle_s: float | None = None) -> list[CheckResult]:
-        """Judge ``checks`` now; an app writing a state file gets up to ``settle_s`` (default 3 s)
-        to finish handling input already sent (typed text arrives after the driver returns)."""
+        """Judge ``checks`` on the device's state now; an app writing a state file gets up to ``settle_s``
+        (default 3 s) to finish handling input already sent (typed text arrives after the driver returns)."""
         wait = (3.0 if self.state_path is not None else 0.0) if settle_s is None else settle_s
         deadline = time.monotonic() + wait
         while True:
-            with contextlib.suppress(OSError, ValueError):
-                results = judge(checks, phone=self.phone, app_state=self.app_state())
-                if all(r.passed for r in results) or time.monotonic() >= deadline:
-                    return results
-            if time.monotonic() >= deadline:
-                return judge(checks, phone=self.phone, app_state=None)
+            state = self.state()
+            if state is None:
+                why = f"the {self.driver.name} device cannot report its state"
+                return [CheckResult(check, "unknown", why) for check in checks]
+            results = judge(checks, state)
+            if all(r.passed for r in results) or time.monotonic() >= deadline:
+                return results
             time.sleep(0.05)
 
 
-def _sim_device(spec: DeviceSpec) -> ScenarioDevice:
+def _sim_driver(spec: DeviceSpec) -> Driver:
     from vlagent.drivers.sim import SimDriver
 
     try:
-        driver = SimDriver(**spec.options)
+        return SimDriver(**spec.options)  # type: ignore[return-value]  # BaseDriver.__enter__ is looser than Driver
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid options for the simulated phone: {exc}") from exc
-    phone = driver.phone
-    state = spec.state
-    for key, value in dict(state.get("toggles", {})).items():
-        phone.set_toggle(key, bool(value))
-    for text in state.get("notes", []):
-        phone.add_note(str(text))
-    for contact in state.get("contacts", []):
-        phone.add_contact(str(contact["name"]), str(contact["phone"]))
-    unknown = set(state) - {"toggles", "notes", "contacts"}
-    if unknown:
-        raise ConfigError(f"unknown sim state keys {sorted(unknown)}; known: toggles, notes, contacts")
-    return ScenarioDevice(driver, phone=phone)  # type: ignore[arg-type]  # BaseDriver.__enter__ is looser than Driver
 
 
 def _desktop_device(spec: DeviceSpec, workdir: Path) -> ScenarioDevice:
@@ -448,25 +352,39 @@ def _desktop_device(spec: DeviceSpec, workdir: Path) -> ScenarioDevice:
     return device
 
 
-@contextlib.contextmanager
-def open_scenario_device(scenario: Scenario, workdir: Path) -> Iterator[ScenarioDevice]:
-    """Open (and afterwards close) the device of ``scenario``, with its setup steps applied."""
-    spec = scenario.device
-    if spec.kind == "sim":
-        device = _sim_device(spec)
-    elif spec.kind == SAMPLE_DESKTOP:
-        device = _desktop_device(spec, workdir)
-    else:
-        from vlagent.drivers.registry import open_driver
+def _open_device(scenario: Scenario, workdir: Path, override: str | None) -> ScenarioDevice:
+    from vlagent.drivers.registry import open_driver
 
-        device = ScenarioDevice(open_driver(spec.kind, **spec.options))
+    spec = scenario.device
+    if override is not None and spec.is_phone:
+        return ScenarioDevice(open_driver(override))
+    if spec.kind == "sim":
+        return ScenarioDevice(_sim_driver(spec))
+    if spec.kind == SAMPLE_DESKTOP:
+        return _desktop_device(spec, workdir)
+    return ScenarioDevice(open_driver(spec.kind, **spec.options))
+
+
+@contextlib.contextmanager
+def open_scenario_device(scenario: Scenario, workdir: Path, device: str | None = None) -> Iterator[ScenarioDevice]:
+    """Open (and afterwards close) the device of ``scenario``, brought to its start and with its setup
+    steps applied. ``device`` (a driver spec such as ``adb:SERIAL``) replaces a phone scenario's device;
+    a desktop scenario keeps its own. A driver that can prepare a start state (``prepare``) is brought
+    to :meth:`Scenario.start_state` first."""
+    opened = _open_device(scenario, workdir, device)
     try:
+        driver = opened.driver
+        if isinstance(driver, StatePreparer) and scenario.device.is_phone:
+            try:
+                driver.prepare(scenario.start_state())
+            except StateUnavailable as exc:
+                raise ConfigError(f"{scenario.name}: {driver.name} cannot start this scenario: {exc}") from exc
         for action in scenario.setup:
-            device.driver.execute(action)
-        yield device
+            driver.execute(action)
+        yield opened
     finally:
-        device.driver.close()
-        for proc in device._cleanup:
+        opened.driver.close()
+        for proc in opened._cleanup:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)

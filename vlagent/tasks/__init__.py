@@ -44,6 +44,7 @@ from vlagent.tasks.state import (
     Reading,
     StartState,
     StatePreparer,
+    StateReader,
     StateUnavailable,
 )
 from vlagent.tasks.uitree import UiDumpError, UiNode, UiTree, parse_hierarchy, to_hierarchy_xml
@@ -69,6 +70,7 @@ __all__ = [
     "StartState",
     "StateCheck",
     "StatePreparer",
+    "StateReader",
     "StateUnavailable",
     "Task",
     "TextCheck",

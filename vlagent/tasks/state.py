@@ -36,6 +36,7 @@ __all__ = [
     "Source",
     "StartState",
     "StatePreparer",
+    "StateReader",
     "StateUnavailable",
     "describe_contacts",
 ]
@@ -137,10 +138,18 @@ class StartState(_Model):
         return ", ".join(parts) or "as it is"
 
 
+@runtime_checkable
 class StatePreparer(Protocol):
     """Brings a device to a :class:`StartState` (DeviceError or StateUnavailable when it cannot)."""
 
     def prepare(self, start: StartState) -> None: ...
+
+
+@runtime_checkable
+class StateReader(Protocol):
+    """A device that can be looked at: ``state()`` is one fresh look (a driver that has it)."""
+
+    def state(self) -> DeviceState: ...
 
 
 def describe_contacts(contacts: Sequence[ContactEntry]) -> str:
