@@ -9,8 +9,12 @@ message glued to the XML, newer attributes, ``NAF``, invalid UTF-8). A truncated
 malformed dump raises :class:`UiDumpError`, never a half tree. :func:`to_hierarchy_xml`
 writes a tree in the same format (the simulated phone serves it).
 
-The XML comes from a device and is parsed with defusedxml, so entity expansion and DTDs
-(an XML bomb on a hostile device) are refused. This module must not talk to devices.
+The XML comes from a device and is parsed with expat directly (the dump is flat attributes,
+and a 10,000-node dump must parse in under 100 ms): a document type declaration,
+an entity declaration or an external entity is refused outright, so an XML bomb from a
+hostile device never expands. Nodes are built without the frozen dataclass's per-field
+``__setattr__`` (they are the same frozen :class:`UiNode` objects). This module must not
+talk to devices.
 """
 
 from __future__ import annotations
@@ -18,11 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import Element, ParseError
+from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
 
 from vlagent.errors import DeviceError
 
@@ -113,8 +114,15 @@ class UiTree:
     _children: dict[int | None, list[int]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        children = self._children
+        known = children.get
         for i, node in enumerate(self.nodes):
-            self._children.setdefault(node.parent, []).append(i)
+            parent = node.parent
+            siblings = known(parent)
+            if siblings is None:
+                children[parent] = [i]
+            else:
+                siblings.append(i)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -176,52 +184,138 @@ class UiTree:
         return node
 
 
-def _flag(attrs: dict[str, str], name: str, default: bool = False) -> bool:
-    value = attrs.get(name)
-    return default if value is None else value == "true"
-
-
 def _bounds(value: str) -> Box:
-    m = _BOUNDS_RE.fullmatch(value.strip())
-    if m is None:
-        return (0, 0, 0, 0)
-    x0, y0, x1, y1 = (int(v) for v in m.groups())
+    try:  # "[x0,y0][x1,y1]" split by hand: 2x faster than the regex, which stays for odd spacing
+        x0, y0, x1, y1 = map(int, value[1:-1].replace("][", ",").split(","))
+    except ValueError:
+        m = _BOUNDS_RE.fullmatch(value.strip())
+        if m is None:
+            return (0, 0, 0, 0)
+        x0, y0, x1, y1 = (int(v) for v in m.groups())
     return x0, y0, x1, y1
 
 
-def _node(element: Element, depth: int, parent: int | None) -> UiNode:
-    a = element.attrib
-    try:
-        index = int(a.get("index", "0"))
-    except ValueError:
-        index = 0
-    return UiNode(
-        text=a.get("text", ""),
-        resource_id=a.get("resource-id", ""),
-        class_name=a.get("class", ""),
-        package=a.get("package", ""),
-        content_desc=a.get("content-desc", ""),
-        bounds=_bounds(a.get("bounds", "")),
-        checkable=_flag(a, "checkable"),
-        checked=_flag(a, "checked"),
-        clickable=_flag(a, "clickable"),
-        enabled=_flag(a, "enabled", True),
-        focusable=_flag(a, "focusable"),
-        focused=_flag(a, "focused"),
-        scrollable=_flag(a, "scrollable"),
-        long_clickable=_flag(a, "long-clickable"),
-        password=_flag(a, "password"),
-        selected=_flag(a, "selected"),
-        hint=a.get("hint", ""),
-        index=index,
-        depth=depth,
-        parent=parent,
-    )
+#: The attributes every node carries, in the order AccessibilityNodeInfoDumper writes them (after an
+#: optional ``NAF``; newer builds append ``drawing-order`` and ``hint``): read by position on the fast path.
+_STANDARD = ["index", "text", "resource-id", "class", "package", "content-desc", *_FLAGS, "bounds"]
+_STANDARD_SPAN = 2 * len(_STANDARD)
+_FLAG_FIELDS = tuple(name.replace("-", "_") for name in _FLAGS)
+_DEFAULTS = {"index": "0", "enabled": "true", **{name: "false" for name in _FLAGS if name != "enabled"}}
+_new_node = object.__new__
+_set_dict = object.__setattr__
+
+
+class _Forbidden(ValueError):
+    """The dump declares a DTD or entities: refused before anything expands."""
+
+
+def _forbid(*args: object) -> None:
+    raise _Forbidden("a view-hierarchy dump must not declare a DTD or entities (refused: a possible XML bomb)")
+
+
+def _forbid_external(context: str, base: str | None, system_id: str | None, public_id: str | None) -> int:
+    raise _Forbidden(f"a view-hierarchy dump must not reference external entities ({system_id!r})")
+
+
+def _parse_nodes(xml: str) -> tuple[str | None, int, list[UiNode]]:
+    """Root tag, rotation and nodes of a dump, built from expat callbacks (no recursion, no element objects).
+
+    The callbacks are closures over local lists and bound methods: they run once per node, and
+    on a 10,000-node dump attribute lookups on a builder object cost more than the work itself.
+    """
+    nodes: list[UiNode] = []
+    root: list[str | int] = []  # [tag, rotation] once the root element is seen
+    # positions of the open <node> elements; -1 for the root, -2 inside an element that is not a node
+    stack: list[int] = []
+    push, pop, add = stack.append, stack.pop, nodes.append
+    bounds_seen: dict[str, Box] = {}  # real dumps repeat bounds (a row and its labels)
+    flags_seen: dict[str, dict[str, bool]] = {}
+    known_bounds, known_flags = bounds_seen.get, flags_seen.get
+    copies: dict[str, str] = {}
+    one_copy = copies.setdefault  # class and package names repeat: keep one copy of each
+
+    def start(tag: str, a: list[str]) -> None:
+        if not stack:
+            if not root:
+                attrs = dict(zip(a[::2], a[1::2], strict=False))
+                try:
+                    rotation = int(attrs.get("rotation", "0"))
+                except ValueError:
+                    rotation = 0
+                root.extend((tag, rotation))
+            push(-1)
+            return
+        parent = stack[-1]
+        if tag != "node" or parent == -2:
+            push(-2)  # skipped, with everything inside it (as before: only <node> elements count)
+            return
+        # expat hands attributes as [name, value, name, value, ...] (ordered_attributes): a real dump's
+        # nodes all have the standard names in the standard order, so the values are taken by position.
+        if a and a[0] == "NAF":
+            a = a[2:]
+        if a[:_STANDARD_SPAN:2] != _STANDARD:  # a dump from an odd builder: each attribute by name, or its default
+            g = dict(zip(a[::2], a[1::2], strict=False)).get
+            a = [x for name in _STANDARD for x in (name, g(name, _DEFAULTS.get(name, "")))] + ["hint", g("hint", "")]
+        hint = ""
+        if len(a) > _STANDARD_SPAN and "hint" in a[_STANDARD_SPAN::2]:  # newer builds append drawing-order, hint
+            hint = a[_STANDARD_SPAN + 1 + 2 * a[_STANDARD_SPAN::2].index("hint")]
+        # Nodes share a handful of flag combinations: each is turned into booleans once per dump.
+        flag_key = " ".join(a[13:32:2])
+        flags = known_flags(flag_key)
+        if flags is None:
+            flags = flags_seen[flag_key] = {f: v == "true" for f, v in zip(_FLAG_FIELDS, a[13:32:2], strict=True)}
+        box = a[33]
+        bounds = known_bounds(box)
+        if bounds is None:
+            bounds = bounds_seen[box] = _bounds(box)
+        try:
+            index = int(a[1])
+        except ValueError:
+            index = 0
+        node = _new_node(UiNode)
+        # The fields UiNode() would set, in one step (its frozen __setattr__ costs ~3 us per field).
+        _set_dict(
+            node,
+            "__dict__",
+            {
+                "text": a[3],
+                "resource_id": a[5],
+                "class_name": one_copy(a[7], a[7]),
+                "package": one_copy(a[9], a[9]),
+                "content_desc": a[11],
+                "bounds": bounds,
+                **flags,
+                "hint": hint,
+                "index": index,
+                "depth": len(stack) - 1,
+                "parent": None if parent == -1 else parent,
+            },
+        )
+        push(len(nodes))
+        add(node)
+
+    def end(tag: str) -> None:
+        pop()
+
+    parser = expat.ParserCreate()
+    parser.ordered_attributes = True
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.StartDoctypeDeclHandler = _forbid
+    parser.EntityDeclHandler = _forbid
+    parser.UnparsedEntityDeclHandler = _forbid
+    parser.ExternalEntityRefHandler = _forbid_external
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.Parse(xml, True)
+    tag, rotation = root or (None, 0)
+    assert isinstance(rotation, int) and (tag is None or isinstance(tag, str))
+    return tag, rotation, nodes
 
 
 def _xml_part(data: bytes | str) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    text = text.replace("\x00", "")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     start = text.find("<?xml")
     if start < 0:
         start = text.find("<hierarchy")
@@ -244,25 +338,13 @@ def parse_hierarchy(data: bytes | str) -> UiTree:
     """
     xml = _xml_part(data)
     try:
-        root = fromstring(xml.encode("utf-8"))
-    except (ParseError, DefusedXmlException) as exc:
+        root, rotation, nodes = _parse_nodes(xml)
+    except expat.ExpatError as exc:
         raise UiDumpError(f"view-hierarchy dump is not valid XML: {exc}") from exc
-    if root.tag != "hierarchy":
-        raise UiDumpError(f"view-hierarchy dump has root <{root.tag}>, expected <hierarchy>")
-    try:
-        rotation = int(root.get("rotation", "0"))
-    except ValueError:
-        rotation = 0
-    nodes: list[UiNode] = []
-    # An explicit stack, not recursion: a hostile or deep dump must not exhaust the call stack.
-    stack: list[tuple[Element, int, int | None]] = [(child, 0, None) for child in reversed(root)]
-    while stack:
-        element, depth, parent = stack.pop()
-        if element.tag != "node":
-            continue
-        nodes.append(_node(element, depth, parent))
-        position = len(nodes) - 1
-        stack.extend((child, depth + 1, position) for child in reversed(element))
+    except _Forbidden as exc:
+        raise UiDumpError(str(exc)) from exc
+    if root != "hierarchy":
+        raise UiDumpError(f"view-hierarchy dump has root <{root}>, expected <hierarchy>")
     return UiTree(tuple(nodes), rotation)
 
 
