@@ -1,23 +1,17 @@
 """The simulated phone served over the real adb host protocol.
 
 ``serve_sim`` starts a loopback server that answers what an adb server answers (the
-``host:*`` services, transports, ``shell:``, ``shell,v2:``, ``exec:``), so adbutils,
-:class:`vlagent.drivers.android.AdbDriver` and the ``adb`` command-line client drive
-:class:`~vlagent.drivers.sim.world.SimPhone` instances exactly as they drive a phone.
+``host:*`` services, transports, ``shell:``, ``shell,v2:``, ``exec:``, ``sync:``,
+``framebuffer:``, forwards and reverses), so adbutils, :class:`vlagent.drivers.android.AdbDriver`
+and the ``adb`` command-line client drive :class:`~vlagent.drivers.sim.world.SimPhone`
+instances exactly as they drive a phone.
 
-Shell command lines are read the way a POSIX shell reads them (quotes, escapes, ``;``
-``&&`` ``||`` ``|``, ``$(...)``, backticks, ``$?``), and every command the "device" ran is
-kept in :attr:`SimDevice.log`: tests use it to prove that text sent by a driver ran as
-one command and nothing else. Unknown programs are logged too, then fail with 127.
-
-The power state and lock screen of each phone are reported the way real phones report
-them: ``dumpsys power`` prints ``mWakefulness=Awake|Asleep`` and ``Display Power:
-state=ON|OFF``; ``dumpsys window [policy]`` prints the keyguard lines of the Android version
-chosen by :attr:`SimDevice.keyguard_format` (``KeyguardServiceDelegate`` / ``showing=`` on
-Android 10+, ``isStatusBarKeyguard=`` on 8-9, ``mShowingLockscreen=`` up to 7; the lines
-follow AOSP's PhoneWindowManager / KeyguardServiceDelegate dumps, and the same lines are
-what Appium's appium-adb ``lockmgmt`` reads). ``input keyevent`` WAKEUP (224), SLEEP (223)
-and POWER (26) and ``wm dismiss-keyguard`` act on the phone as on a real one.
+The rooms behind it: :mod:`.shell` reads command lines as ``sh`` does, :mod:`.device` is one
+served phone (its log, files, settings and failure options), :mod:`.programs`,
+:mod:`.programs_state` and :mod:`.programs_files` are the Android programs it answers, and
+:mod:`.sync` is the file-transfer protocol. A forward (``adb forward tcp:N tcp:M``) really
+listens on loopback; since nothing listens on the simulated phone, each connection to it is
+closed at once, as adb does when the device refuses.
 
 What this module must not do: run anything on the host, listen beyond loopback, or die
 on malformed input (a bad request closes that connection only).
@@ -25,9 +19,7 @@ on malformed input (a bad request closes that connection only).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import logging
 import re
 import socket
@@ -35,19 +27,26 @@ import socketserver
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from vlagent.drivers.android import ADB_KEYBOARD_IME, ADB_KEYBOARD_PACKAGE, ANDROID_KEYCODES
+from vlagent.drivers.sim.device import ActivityFormat, KeyguardFormat, SimDevice
+
+# _PROGRAMS, _Result and _decode_input_text stay importable here: tests patch the program table
+# (a phone without `wm dismiss-keyguard`) and build results through this module.
+from vlagent.drivers.sim.programs import PROGRAMS as _PROGRAMS  # noqa: F401
+from vlagent.drivers.sim.programs import decode_input_text as _decode_input_text  # noqa: F401
+from vlagent.drivers.sim.shell import Result as _Result  # noqa: F401
+from vlagent.drivers.sim.shell import ShellSyntaxError, split_shell
+from vlagent.drivers.sim.sync import SyncProtocolError, serve_sync
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from vlagent.drivers.sim.world import SimPhone
 
 __all__ = [
     "ADB_SERVER_VERSION",
     "DEVICE_FEATURES",
+    "ActivityFormat",
     "KeyguardFormat",
     "ShellSyntaxError",
     "SimAdbServer",
@@ -64,626 +63,6 @@ ADB_SERVER_VERSION = 41
 #: Features the simulated devices advertise (``shell_v2`` makes the adb CLI use framed output).
 DEVICE_FEATURES = "shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir,apex,abb,abb_exec"
 _MAX_REQUEST = 64 * 1024
-_MAX_LOG = 20_000
-_LATIN_IME = "com.google.android.inputmethod.latin/com.android.inputmethod.latin.LatinIME"
-_KEYCODE_NAMES = {code: name for name, code in ANDROID_KEYCODES.items()}
-_SYMBOLIC_KEYS = {
-    "KEYCODE_DEL": "backspace",
-    "KEYCODE_FORWARD_DEL": "delete",
-    "KEYCODE_DPAD_UP": "up",
-    "KEYCODE_DPAD_DOWN": "down",
-    "KEYCODE_DPAD_LEFT": "left",
-    "KEYCODE_DPAD_RIGHT": "right",
-    "KEYCODE_MOVE_HOME": "line_start",
-    "KEYCODE_MOVE_END": "line_end",
-    "KEYCODE_SLEEP": "sleep",
-    "KEYCODE_WAKEUP": "wakeup",
-}
-#: Power keys a phone knows but vlagent's Key action does not offer (android.view.KeyEvent).
-_POWER_KEYCODES = {223: "sleep", 224: "wakeup"}
-KeyguardFormat = Literal["delegate", "status_bar", "lockscreen"]
-
-
-# --- a POSIX-shell reader ---------------------------------------------------------------------
-
-
-class ShellSyntaxError(ValueError):
-    """The command line is not valid shell (e.g. an unterminated quote): nothing runs."""
-
-
-# A word is a list of (kind, text, quoted) segments: kind "lit", "var" ($NAME) or "cmd" ($(...)).
-_Segment = tuple[str, str, bool]
-_Word = list[_Segment]
-_OPERATORS = ("&&", "||", ";;", ">>", ";", "&", "|", "(", ")", "<", ">")
-
-
-def _lex(line: str) -> list[_Word | str]:
-    """Split a command line into words and operator strings, as ``sh`` would before expanding."""
-    out: list[_Word | str] = []
-    word: _Word = []
-    started = False
-    i, n = 0, len(line)
-
-    def flush() -> None:
-        nonlocal word, started
-        if started:
-            out.append(word)
-        word, started = [], False
-
-    def lit(text: str, quoted: bool) -> None:
-        nonlocal started
-        word.append(("lit", text, quoted))
-        started = True
-
-    while i < n:
-        c = line[i]
-        if c in " \t":
-            flush()
-            i += 1
-        elif c == "\n":
-            flush()
-            out.append(";")
-            i += 1
-        elif c == "#" and not started:
-            while i < n and line[i] != "\n":
-                i += 1
-        elif c == "\\":
-            if i + 1 < n and line[i + 1] != "\n":
-                lit(line[i + 1], True)
-            i += 2
-        elif c == "'":
-            end = line.find("'", i + 1)
-            if end < 0:
-                raise ShellSyntaxError("unterminated quoted string")
-            lit(line[i + 1 : end], True)
-            i = end + 1
-        elif c == '"':
-            i = _lex_double(line, i + 1, word)
-            started = True
-        elif c in "$`":
-            i = _lex_dollar(line, i, word, quoted=False)
-            started = True
-        elif any(line.startswith(op, i) for op in _OPERATORS):
-            flush()
-            op = next(op for op in _OPERATORS if line.startswith(op, i))
-            out.append(op)
-            i += len(op)
-        else:
-            lit(c, False)
-            i += 1
-    flush()
-    return out
-
-
-def _lex_double(line: str, i: int, word: _Word) -> int:
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if c == '"':
-            word.append(("lit", "", True))  # keeps "" an (empty) word
-            return i + 1
-        if c == "\\" and i + 1 < n and line[i + 1] in '$`"\\\n':
-            if line[i + 1] != "\n":
-                word.append(("lit", line[i + 1], True))
-            i += 2
-        elif c in "$`":
-            i = _lex_dollar(line, i, word, quoted=True)
-        else:
-            word.append(("lit", c, True))
-            i += 1
-    raise ShellSyntaxError("unterminated double-quoted string")
-
-
-def _lex_dollar(line: str, i: int, word: _Word, *, quoted: bool) -> int:
-    """Read ``$(...)``, backticks, ``${NAME}``, ``$NAME`` or ``$?`` starting at ``line[i]``."""
-    n = len(line)
-    if line[i] == "`":
-        end = i + 1
-        while end < n and line[end] != "`":
-            end += 2 if line[end] == "\\" else 1
-        if end >= n:
-            raise ShellSyntaxError("unterminated backquote")
-        word.append(("cmd", line[i + 1 : end], quoted))
-        return end + 1
-    if line.startswith("$(", i):
-        depth, j, in_quote = 1, i + 2, ""
-        while j < n and depth:
-            ch = line[j]
-            if in_quote:
-                if ch == in_quote:
-                    in_quote = ""
-            elif ch in "'\"":
-                in_quote = ch
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-            j += 1
-        if depth:
-            raise ShellSyntaxError("unterminated $(")
-        word.append(("cmd", line[i + 2 : j - 1], quoted))
-        return j
-    if line.startswith("${", i):
-        end = line.find("}", i)
-        if end < 0:
-            raise ShellSyntaxError("bad substitution")
-        word.append(("var", line[i + 2 : end], quoted))
-        return end + 1
-    match = re.compile(r"[?#$!@*0-9]|[A-Za-z_][A-Za-z0-9_]*").match(line, i + 1)
-    if match is None:
-        word.append(("lit", "$", quoted))
-        return i + 1
-    word.append(("var", match.group(0), quoted))
-    return match.end()
-
-
-def split_shell(line: str) -> list[list[str]]:
-    """The simple commands in ``line`` with quotes removed and no expansion (for inspection)."""
-    commands: list[list[str]] = [[]]
-    for item in _lex(line):
-        if isinstance(item, str):
-            commands.append([])
-        else:
-            commands[-1].append("".join(text if kind == "lit" else f"${kind}" for kind, text, _ in item))
-    return [c for c in commands if c]
-
-
-# --- the simulated device -----------------------------------------------------------------------
-
-
-@dataclass
-class _Result:
-    stdout: bytes = b""
-    stderr: bytes = b""
-    status: int = 0
-    merged: bytes | None = None
-    """stdout and stderr in the order they were written (what a v1 shell's single stream carries)."""
-
-    @property
-    def combined(self) -> bytes:
-        return self.stdout + self.stderr if self.merged is None else self.merged
-
-
-@dataclass
-class SimDevice:
-    """One served phone: the SimPhone, its shell, and a log of the commands that ran."""
-
-    phone: SimPhone
-    serial: str
-    transport_id: int
-    adbkeyboard: bool = True
-    """Whether the ADBKeyboard app is installed (it starts disabled, as after ``adb install``)."""
-    raw_header: int = 16
-    """Raw screencap header size: 16 on Android 12+, 12 before."""
-    rotation: int = 0
-    """Reported display rotation in degrees. With 90 or 270, ``wm size`` reports the natural
-    (swapped) size as a real phone does; build the SimPhone in landscape for such a device."""
-    keyguard_format: KeyguardFormat = "delegate"
-    """Which Android version's keyguard lines ``dumpsys window`` prints: "delegate" (10+,
-    ``KeyguardServiceDelegate`` ... ``showing=``), "status_bar" (8-9, ``isStatusBarKeyguard=``)
-    or "lockscreen" (up to 7, ``mShowingLockscreen=``)."""
-    log: list[list[str]] = field(default_factory=list)
-    """argv of every command the shell ran or tried to run, in order."""
-    lines: list[str] = field(default_factory=list)
-    """Every command line received by ``shell:`` / ``exec:`` services."""
-    enabled_imes: list[str] = field(default_factory=lambda: [_LATIN_IME])
-    current_ime: str = _LATIN_IME
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    _raw_cache: tuple[Image.Image, bytes] | None = field(default=None, repr=False)
-
-    def commands(self, program: str | None = None) -> list[list[str]]:
-        """Logged commands, optionally only those of one program; ``echo X4EXIT`` markers left out."""
-        with self._lock:
-            return [
-                argv
-                for argv in self.log
-                if not (argv[:1] == ["echo"] and any(a.startswith("X4EXIT:") for a in argv))
-                and (program is None or argv[:1] == [program])
-            ]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.log.clear()
-            self.lines.clear()
-
-    def packages(self) -> list[str]:
-        found = {"com.android.launcher3", "com.android.systemui", "com.google.android.inputmethod.latin"}
-        found.update(self.phone.packages())
-        if self.adbkeyboard:
-            found.add(ADB_KEYBOARD_PACKAGE)
-        return sorted(found)
-
-    # --- running command lines --------------------------------------------------------------
-
-    def run_line(self, line: str) -> _Result:
-        """Run a shell command line; syntax errors run nothing (status 2), like ``sh -c``."""
-        with self._lock:
-            self.lines.append(line)
-            if len(self.lines) > _MAX_LOG:
-                del self.lines[: _MAX_LOG // 2]
-            try:
-                items = _lex(line)
-            except ShellSyntaxError as exc:
-                return _Result(stderr=f"/system/bin/sh: syntax error: {exc}\n".encode(), status=2)
-            return self._run_items(items)
-
-    def _run_items(self, items: list[_Word | str]) -> _Result:
-        out = _Result(merged=b"")
-        status, run_next, redirect = 0, True, False
-        argv_words: list[_Word] = []
-        for item in [*items, ";"]:
-            if not isinstance(item, str):
-                if redirect:
-                    redirect = False  # the file name of > or <: nothing is written on this phone
-                else:
-                    argv_words.append(item)
-                continue
-            if item in ("<", ">", ">>"):
-                redirect = True
-                continue
-            if item in ("(", ")"):
-                continue
-            if argv_words and run_next:
-                argv = self._expand(argv_words, status, out)
-                if argv:
-                    result = self._run_argv(argv)
-                    out.stdout += result.stdout
-                    out.stderr += result.stderr
-                    out.merged = (out.merged or b"") + result.combined
-                    status = result.status
-            argv_words = []
-            run_next = {"&&": status == 0, "||": status != 0}.get(item, True)
-        out.status = status
-        return out
-
-    def _expand(self, words: list[_Word], status: int, out: _Result) -> list[str]:
-        argv: list[str] = []
-        for word in words:
-            fields: list[str] = [""]
-            keep = False
-            for kind, text, quoted in word:
-                if kind == "lit":
-                    fields[-1] += text
-                    keep = keep or quoted or bool(text)
-                    continue
-                if kind == "var":
-                    value = str(status) if text == "?" else ""
-                else:  # command substitution: the inner line really runs (and is logged)
-                    inner = self._run_items(_lex(text))
-                    out.stderr += inner.stderr
-                    out.merged = (out.merged or b"") + inner.stderr
-                    value = inner.stdout.decode("utf-8", "replace").rstrip("\n")
-                if quoted:
-                    fields[-1] += value
-                    keep = True
-                else:
-                    parts = value.split()
-                    if parts:
-                        fields[-1] += parts[0]
-                        fields.extend(parts[1:])
-                        keep = True
-            if keep:
-                argv.extend(fields)
-        return argv
-
-    def _run_argv(self, argv: list[str]) -> _Result:
-        self.log.append(list(argv))
-        if len(self.log) > _MAX_LOG:  # a long `vlagent sim serve` session must not grow without bound
-            del self.log[: _MAX_LOG // 2]
-        program = argv[0].rsplit("/", 1)[-1]
-        handler = _PROGRAMS.get(program)
-        if handler is None:
-            return _Result(stderr=f"/system/bin/sh: {argv[0]}: inaccessible or not found\n".encode(), status=127)
-        try:
-            return handler(self, argv[1:])
-        except _Usage as exc:
-            return _Result(stderr=f"{program}: {exc}\n".encode(), status=exc.status)
-        except Exception as exc:  # a bug in the simulated phone must not kill the server
-            log.exception("simulated %s failed on %r", program, argv)
-            return _Result(stderr=f"{program}: {exc}\n".encode(), status=1)
-
-    # --- screencap ------------------------------------------------------------------------------
-
-    def screencap(self, png: bool) -> bytes:
-        image = self.phone.render(copy=False)
-        if png:
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG", compress_level=1)
-            return buffer.getvalue()
-        cached = self._raw_cache
-        if cached is not None and cached[0] is image:  # the phone re-uses its frame while nothing changes
-            return cached[1]
-        header = struct.pack("<III", image.width, image.height, 1)
-        if self.raw_header == 16:
-            header += struct.pack("<I", 0)  # colour space: unknown/sRGB
-        data = header + image.convert("RGBA").tobytes()
-        self._raw_cache = (image, data)
-        return data
-
-
-class _Usage(Exception):
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _ok(text: str = "") -> _Result:
-    return _Result(stdout=text.encode("utf-8"))
-
-
-def _coord(value: str) -> int:
-    try:
-        return round(float(value))
-    except ValueError:
-        raise _Usage(f"Error: Invalid arguments for command: {value!r} is not a number") from None
-
-
-def _decode_input_text(text: str) -> str:
-    """What Android's ``input text`` types for ``text`` (a port of Input.sendText: ``%s`` -> space)."""
-    buff = list(text)
-    escape = False
-    i = 0
-    while i < len(buff):
-        if escape:
-            escape = False
-            if buff[i] == "s":
-                buff[i] = " "
-                i -= 1
-                del buff[i]
-        if buff[i] == "%":
-            escape = True
-        i += 1
-    return "".join(buff)
-
-
-def _input(dev: SimDevice, args: list[str]) -> _Result:
-    sources = {"touchscreen", "touchpad", "keyboard", "mouse", "dpad", "gamepad", "stylus", "trackball", "joystick"}
-    while args and (args[0] in sources or args[0] == "-d"):
-        args = args[2:] if args[0] == "-d" else args[1:]
-    if not args:
-        raise _Usage("Usage: input [<source>] <command> [<arg>...]")
-    command, rest = args[0], args[1:]
-    phone = dev.phone
-    if command == "tap" and len(rest) == 2:
-        phone.tap(_coord(rest[0]), _coord(rest[1]))
-    elif command in ("swipe", "draganddrop") and len(rest) in (4, 5):
-        x1, y1, x2, y2 = (_coord(v) for v in rest[:4])
-        ms = _coord(rest[4]) if len(rest) == 5 else 300
-        # The phone reads the gesture as Android does: a swipe that stays put is a tap, or a long
-        # press when held LONG_PRESS_TIMEOUT (how adb clients long-press: `input swipe x y x y 800`).
-        phone.swipe(x1, y1, x2, y2, duration=ms / 1000)
-    elif command == "text" and len(rest) == 1:
-        text = _decode_input_text(rest[0])
-        if not text.isascii():
-            raise _Usage("input text can only type ASCII characters")
-        phone.type_text(text)
-    elif command == "keyevent" and rest:
-        for code in (a for a in rest if not a.startswith("--")):
-            name = _key_name(code)
-            if name is None:
-                raise _Usage(f"Error: unknown keycode {code!r}")
-            phone.press_key(name)
-    else:
-        raise _Usage(f"Error: Invalid arguments for command: {command}")
-    return _ok()
-
-
-def _key_name(code: str) -> str | None:
-    if code.isdigit():
-        return _KEYCODE_NAMES.get(int(code)) or _POWER_KEYCODES.get(int(code))
-    upper = code.upper()
-    if upper in _SYMBOLIC_KEYS:
-        return _SYMBOLIC_KEYS[upper]
-    name = upper.removeprefix("KEYCODE_").lower()
-    return name if name in ANDROID_KEYCODES else None
-
-
-def _echo(dev: SimDevice, args: list[str]) -> _Result:
-    newline = "\n"
-    if args[:1] == ["-n"]:
-        args, newline = args[1:], ""
-    return _ok(" ".join(args) + newline)
-
-
-def _wm(dev: SimDevice, args: list[str]) -> _Result:
-    if args == ["size"]:
-        width, height = dev.phone.width, dev.phone.height
-        if dev.rotation in (90, 270):
-            width, height = height, width
-        return _ok(f"Physical size: {width}x{height}\n")
-    if args == ["density"]:
-        return _ok(f"Physical density: {dev.phone.density}\n")
-    if args == ["dismiss-keyguard"]:
-        dev.phone.dismiss_keyguard()  # like Android: no output, even when a PIN pad shows instead
-        return _ok()
-    raise _Usage("only 'wm size', 'wm density' and 'wm dismiss-keyguard' are simulated")
-
-
-def _props(dev: SimDevice) -> dict[str, str]:
-    return {
-        "ro.build.version.release": "14",
-        "ro.build.version.sdk": "34",
-        "ro.product.brand": "vlagent",
-        "ro.product.device": "sim",
-        "ro.product.manufacturer": "vlagent",
-        "ro.product.model": "SimPhone",
-        "ro.product.name": "sim",
-        "ro.serialno": dev.serial,
-        "ro.sf.lcd_density": str(dev.phone.density),
-    }
-
-
-def _getprop(dev: SimDevice, args: list[str]) -> _Result:
-    props = _props(dev)
-    if args:
-        return _ok(props.get(args[0], args[1] if len(args) > 1 else "") + "\n")
-    return _ok("".join(f"[{k}]: [{v}]\n" for k, v in props.items()))
-
-
-def _pm(dev: SimDevice, args: list[str]) -> _Result:
-    if args[:2] != ["list", "packages"]:
-        raise _Usage("only 'pm list packages' is simulated")
-    filters = [a for a in args[2:] if not a.startswith("-")]
-    return _ok("".join(f"package:{p}\n" for p in dev.packages() if not filters or filters[0] in p))
-
-
-def _monkey(dev: SimDevice, args: list[str]) -> _Result:
-    package = args[args.index("-p") + 1] if "-p" in args[:-1] else None
-    if package is None:
-        raise _Usage("usage: monkey -p PACKAGE -c android.intent.category.LAUNCHER 1")
-    if package not in dev.phone.packages() or not dev.phone.open_app(package):
-        return _Result(stdout=b"** No activities found to run, monkey aborted.\n", status=252)
-    return _ok("  bash arg: -p\n  bash arg: " + package + "\nEvents injected: 1\n")
-
-
-def _am(dev: SimDevice, args: list[str]) -> _Result:
-    if args[:1] == ["start"] and "-n" in args[:-1]:
-        component = args[args.index("-n") + 1]
-        if not dev.phone.open_app(component.split("/", 1)[0]):
-            return _Result(stderr=f"Error: Activity class {{{component}}} does not exist.\n".encode(), status=1)
-        return _ok(f"Starting: Intent {{ cmp={component} }}\n")
-    if args[:1] == ["broadcast"] and "-a" in args[:-1]:
-        action = args[args.index("-a") + 1]
-        extras = {args[i + 1]: args[i + 2] for i in range(len(args) - 2) if args[i] == "--es"}
-        if action in ("ADB_INPUT_B64", "ADB_INPUT_TEXT") and dev.current_ime == ADB_KEYBOARD_IME and "msg" in extras:
-            msg = extras["msg"]
-            text = base64.b64decode(msg).decode("utf-8") if action == "ADB_INPUT_B64" else msg
-            dev.phone.type_text(text)
-        return _ok(
-            f"Broadcasting: Intent {{ act={action} flg=0x400000 (has extras) }}\nBroadcast completed: result=0\n"
-        )
-    raise _Usage("only 'am start -n' and 'am broadcast -a' are simulated")
-
-
-def _ime(dev: SimDevice, args: list[str]) -> _Result:
-    available = [_LATIN_IME, *([ADB_KEYBOARD_IME] if dev.adbkeyboard else [])]
-    if args[:1] == ["list"]:
-        shown = dev.enabled_imes if "-a" not in args else available
-        return _ok("".join(f"{ime}\n" for ime in shown))
-    if len(args) == 2 and args[0] in ("enable", "set"):
-        ime = args[1]
-        if ime not in available:
-            return _Result(stderr=f"Unknown input method {ime} cannot be selected for user #0\n".encode(), status=255)
-        if args[0] == "enable":
-            new = ime not in dev.enabled_imes
-            if new:
-                dev.enabled_imes.append(ime)
-            return _ok(f"Input method {ime}: {'now enabled' if new else 'already enabled'} for user #0\n")
-        if ime not in dev.enabled_imes:
-            return _Result(stderr=f"Input method {ime} is not enabled for user #0\n".encode(), status=255)
-        dev.current_ime = ime
-        return _ok(f"Input method {ime} selected for user #0\n")
-    raise _Usage("only 'ime list|enable|set' are simulated")
-
-
-def _settings(dev: SimDevice, args: list[str]) -> _Result:
-    if args == ["get", "secure", "default_input_method"]:
-        return _ok(dev.current_ime + "\n")
-    if args[:1] == ["get"]:
-        return _ok("null\n")
-    raise _Usage("only 'settings get' is simulated")
-
-
-def _dumpsys_power(dev: SimDevice) -> str:
-    awake = dev.phone.awake
-    return (
-        "POWER MANAGER (dumpsys power)\n\n"
-        "Power Manager State:\n"
-        "  mDirty=0x0\n"
-        f"  mWakefulness={dev.phone.wakefulness}\n"
-        "  mWakefulnessChanging=false\n"
-        "  mIsPowered=true\n"
-        "  mPlugType=2\n"
-        "  mStayOn=false\n"
-        "  mBootCompleted=true\n"
-        "  mSystemReady=true\n"
-        f"  mInteractive={str(awake).lower()}\n"
-        f"Display Power: state={'ON' if awake else 'OFF'}\n"
-    )
-
-
-def _dumpsys_window_policy(dev: SimDevice) -> str:
-    phone = dev.phone
-    awake, showing = phone.awake, phone.keyguard_shown
-
-    def flag(value: bool) -> str:
-        return str(value).lower()
-
-    lines = [
-        "WINDOW MANAGER POLICY STATE (dumpsys window policy)",
-        "    mSafeMode=false mSystemReady=true mSystemBooted=true",
-        f"    mScreenOnEarly={flag(awake)} mScreenOnFully={flag(awake)}",
-        "    mKeyguardDrawComplete=true mWindowManagerDrawComplete=true",
-    ]
-    if dev.keyguard_format == "lockscreen":
-        lines.append(f"    mShowingLockscreen={flag(showing)} mShowingDream=false mDreamingLockscreen=false")
-    elif dev.keyguard_format == "status_bar":
-        lines.append("    mShowingDream=false mDreamingLockscreen=false mDreamingSleepToken=null")
-        lines.append(f"    mStatusBar=Window{{5b1d3a0 u0 StatusBar}} isStatusBarKeyguard={flag(showing)}")
-    else:
-        lines += [
-            "    KeyguardServiceDelegate",
-            f"      showing={flag(showing)}",
-            f"      inputRestricted={flag(showing)}",
-            "      occluded=false",
-            "      trusted=false",
-            "      simSecure=false",
-            "      dreaming=false",
-            "      systemIsReady=true",
-            "      deviceHasKeyguard=true",
-            "      enabled=true",
-            f"      screenState=SCREEN_STATE_{'ON' if awake else 'OFF'}",
-            f"      interactiveState=INTERACTIVE_STATE_{'AWAKE' if awake else 'SLEEP'}",
-            "      KeyguardStateMonitor",
-            f"        mIsShowing={flag(showing)}",
-            "        mSimSecure=false",
-            f"        mInputRestricted={flag(showing)}",
-            "        mTrusted=false",
-            "        mCurrentUserId=0",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _dumpsys(dev: SimDevice, args: list[str]) -> _Result:
-    if args[:1] == ["input"]:
-        orientation = dev.rotation // 90
-        return _ok(f"INPUT MANAGER (dumpsys input)\n  Viewport INTERNAL:\n    SurfaceOrientation: {orientation}\n")
-    if args[:1] == ["power"]:
-        return _ok(_dumpsys_power(dev))
-    if args[:1] == ["window"]:
-        parts = []
-        if args[1:] in ([], ["displays"]):
-            parts.append(f"  mCurrentRotation=ROTATION_{dev.rotation}\n  cur={dev.phone.width}x{dev.phone.height}\n")
-        if args[1:] in ([], ["policy"]):
-            parts.append(_dumpsys_window_policy(dev))
-        return _ok("".join(parts))
-    if args[:1] == ["activity"]:
-        return _ok(f"  mResumedActivity: ActivityRecord{{0 u0 {dev.phone.current_app}/.Main t1}}\n")
-    return _ok()
-
-
-def _screencap(dev: SimDevice, args: list[str]) -> _Result:
-    files = [a for a in args if not a.startswith("-")]
-    if files:
-        raise _Usage("writing screenshots to a file is not simulated; use screencap [-p] with exec-out")
-    return _Result(stdout=dev.screencap(png="-p" in args))
-
-
-_PROGRAMS: dict[str, Callable[[SimDevice, list[str]], _Result]] = {
-    "am": _am,
-    "dumpsys": _dumpsys,
-    "echo": _echo,
-    "false": lambda dev, args: _Result(status=1),
-    "getprop": _getprop,
-    "ime": _ime,
-    "input": _input,
-    "monkey": _monkey,
-    "pm": _pm,
-    "screencap": _screencap,
-    "settings": _settings,
-    "true": lambda dev, args: _Result(),
-    "wm": _wm,
-}
 
 
 # --- the adb host protocol ------------------------------------------------------------------------
@@ -774,13 +153,14 @@ class _Handler(socketserver.BaseRequestHandler):
     def _device_service(self, sock: socket.socket, dev: SimDevice, request: str) -> None:
         service, _, command = request.partition(":")
         options = service.split(",")
+        # The stream opens (OKAY) before the command runs, as on a phone: a client's read timeout
+        # then covers the command's run time.
         if options[0] == "exec" and command:
-            result = dev.run_line(command)
             sock.sendall(b"OKAY")
-            sock.sendall(result.stdout)
+            sock.sendall(dev.run_line(command).stdout)
         elif options[0] == "shell" and command:
-            result = dev.run_line(command)
             sock.sendall(b"OKAY")
+            result = dev.run_line(command)
             if "v2" in options:
                 for packet_id, data in ((1, result.stdout), (2, result.stderr)):
                     for start in range(0, len(data), 1 << 20):
@@ -791,6 +171,16 @@ class _Handler(socketserver.BaseRequestHandler):
                 # One stream, in the order things were written: an error printed before a later
                 # `echo` must come before it, as through a real terminal.
                 sock.sendall(result.combined)
+        elif request == "sync:":
+            sock.sendall(b"OKAY")
+            try:
+                serve_sync(sock, dev)
+            except SyncProtocolError as exc:
+                log.info("adb sim: closing a sync connection: %s", exc)
+        elif request == "framebuffer:":
+            sock.sendall(b"OKAY" + dev.framebuffer())
+        elif service == "reverse":
+            sock.sendall(b"OKAY" + self.server.owner._reverse(dev, command))
         elif options[0] == "shell":
             sock.sendall(b"FAIL" + _block("interactive shells are not simulated; give a command"))
         else:
@@ -850,6 +240,8 @@ class SimAdbServer:
         self.host, self.port = self._server.server_address[:2]
         self._live: set[socket.socket] = set()
         self._live_lock = threading.Lock()
+        self._forwards: dict[str, tuple[SimDevice, str, _RefusingListener]] = {}
+        self._reverses: dict[str, dict[str, str]] = {}
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -876,6 +268,7 @@ class SimAdbServer:
         self._stopped.set()
         self._server.shutdown()
         self._server.server_close()
+        self._kill_forwards(None)
         with self._live_lock:
             live = list(self._live)
         for sock in live:
@@ -889,64 +282,152 @@ class SimAdbServer:
     # --- host services -----------------------------------------------------------------------
 
     def _host_service(self, request: str) -> _Transport | tuple[bytes, bool]:
-        def ok(text: str | None = None) -> tuple[bytes, bool]:
-            return (b"OKAY" + (_block(text) if text is not None else b""), False)
-
-        def fail(text: str) -> tuple[bytes, bool]:
-            return (b"FAIL" + _block(text), False)
-
-        if request == "host:version":
-            return ok(f"{ADB_SERVER_VERSION:04x}")
-        if request == "host:kill":
-            return ok()
-        if request in ("host:devices", "host:devices-l", "host:track-devices"):
-            listing = "".join(
-                f"{d.serial}\tdevice\n"
-                if request != "host:devices-l"
-                else f"{d.serial:<22} device product:sim model:SimPhone device:sim transport_id:{d.transport_id}\n"
-                for d in self.devices.values()
-            )
-            reply, _ = ok(listing)
-            return (reply, request == "host:track-devices")
-        if request in ("host:features", "host:host-features"):
-            return ok(DEVICE_FEATURES)
-        if request == "host:list-forward":
-            return ok("")
+        exact = self._exact_services().get(request)
+        if exact is not None:
+            return exact()
         for prefix in ("host:tport:", "host:transport"):
             if request.startswith(prefix):
                 selector = request[len(prefix) :].lstrip(":-")
                 device, error = self._select(selector)
                 if device is None:
-                    return fail(error)
+                    return _fail(error)
                 # tport replies carry the 8-byte transport id; plain transport replies do not.
                 suffix = struct.pack("<Q", device.transport_id) if prefix == "host:tport:" else b""
                 return _Transport(device, b"OKAY" + suffix)
         prefixed = self._split_prefixed(request)
-        if prefixed is not None:
-            device, error, command = prefixed
-            if device is None:
-                return fail(error)
-            answers = {
-                "features": DEVICE_FEATURES,
-                "get-state": "device",
-                "get-serialno": device.serial,
-                "get-devpath": f"usb:{device.serial}",
-            }
-            if command in answers:
-                return ok(answers[command])
-            if command.startswith("wait-for-"):
-                return (b"OKAYOKAY", False)
-            if command in ("list-forward",):
-                return ok("")
-            return fail(f"unsupported host service '{command}'")
-        if request.startswith("host:wait-for-"):
-            return (b"OKAYOKAY", False) if self.devices else fail("no devices")
-        if request in ("host:get-state", "host:get-serialno", "host:get-devpath"):
-            device, error = self._select("any")
-            if device is None:
-                return fail(error)
-            return ok({"host:get-state": "device", "host:get-serialno": device.serial}.get(request, "usb:sim"))
-        return fail(f"unknown host service '{request[:100]}'")
+        if prefixed is None:
+            return _fail(f"unknown host service '{request[:100]}'")
+        device, error, command = prefixed
+        if command.startswith("wait-for-"):
+            return self._wait_for(device, command, any_device=request.startswith(("host:", "host-usb:")))
+        if device is None:
+            return _fail(error)
+        name = command.split(":", 1)[0]
+        handler = self._device_host_services().get(name)
+        if handler is None:
+            return _fail(f"unsupported host service '{command}'")
+        return handler(device, command[len(name) + 1 :])
+
+    def _exact_services(self) -> dict[str, Callable[[], tuple[bytes, bool]]]:
+        """Host services named by the whole request."""
+        return {
+            "host:version": lambda: _ok(f"{ADB_SERVER_VERSION:04x}"),
+            "host:kill": lambda: _ok(),
+            "host:devices": lambda: _ok(self._listing(long=False)),
+            "host:devices-l": lambda: _ok(self._listing(long=True)),
+            "host:track-devices": lambda: (_ok(self._listing(long=False))[0], True),  # stays open, as adb does
+            "host:features": lambda: _ok(DEVICE_FEATURES),
+            "host:host-features": lambda: _ok(DEVICE_FEATURES),
+            "host:list-forward": lambda: _ok(self._forward_listing(None)),
+            "host:killforward-all": lambda: self._kill_forwards(None),
+        }
+
+    def _device_host_services(self) -> dict[str, Callable[[SimDevice, str], tuple[bytes, bool]]]:
+        """Host services about one device (``host-serial:S:NAME[:ARGS]``), by NAME."""
+        return {
+            "features": lambda dev, _: _ok(DEVICE_FEATURES),
+            "get-state": lambda dev, _: _ok("device"),
+            "get-serialno": lambda dev, _: _ok(dev.serial),
+            "get-devpath": lambda dev, _: _ok(f"usb:{dev.serial}"),
+            "list-forward": lambda dev, _: _ok(self._forward_listing(dev)),
+            "forward": self._forward,
+            "killforward": lambda dev, local: self._kill_forward(local),
+            "killforward-all": lambda dev, _: self._kill_forwards(dev),
+        }
+
+    def _listing(self, *, long: bool) -> str:
+        if long:
+            return "".join(
+                f"{d.serial:<22} device product:sim model:SimPhone device:sim transport_id:{d.transport_id}\n"
+                for d in self.devices.values()
+            )
+        return "".join(f"{d.serial}\tdevice\n" for d in self.devices.values())
+
+    def _wait_for(self, device: SimDevice | None, command: str, *, any_device: bool) -> tuple[bytes, bool]:
+        """``wait-for-TRANSPORT-STATE``: answer when true now, else hold the connection (the client times out)."""
+        transport, _, state = command[len("wait-for-") :].partition("-")
+        present = device is not None
+        if any_device:
+            present = bool(self.devices) and transport in ("any", "usb")
+        ready = present if state == "device" else (not present) if state == "disconnect" else False
+        return (b"OKAYOKAY", False) if ready else (b"", True)
+
+    # --- forwards (host -> phone) and reverses (phone -> host) ----------------------------------
+
+    def _forward(self, dev: SimDevice, spec: str) -> tuple[bytes, bool]:
+        norebind = spec.startswith("norebind:")
+        local, _, remote = spec.removeprefix("norebind:").partition(";")
+        if not local.startswith("tcp:") or not remote:
+            return _fail(f"cannot bind listener: only tcp:PORT forwards are simulated, got '{local}'")
+        with self._live_lock:
+            if local in self._forwards and norebind:
+                return _fail(f"cannot rebind existing socket '{local}'")
+            old = self._forwards.pop(local, None)
+        if old is not None:
+            old[2].close()
+        try:
+            listener = _RefusingListener(int(local[4:]))
+        except (OSError, ValueError) as exc:
+            return _fail(f"cannot bind listener: {exc}")
+        with self._live_lock:
+            self._forwards[local] = (dev, remote, listener)
+        reply = b"OKAYOKAY"
+        if local == "tcp:0":  # the port picked is sent back, as adb does
+            del self._forwards[local]
+            local = f"tcp:{listener.port}"
+            self._forwards[local] = (dev, remote, listener)
+            reply += _block(str(listener.port))
+        return (reply, False)
+
+    def _kill_forward(self, local: str) -> tuple[bytes, bool]:
+        with self._live_lock:
+            entry = self._forwards.pop(local, None)
+        if entry is None:
+            return _fail(f"listener '{local}' not found")
+        entry[2].close()
+        return (b"OKAYOKAY", False)
+
+    def _kill_forwards(self, dev: SimDevice | None) -> tuple[bytes, bool]:
+        with self._live_lock:
+            gone = [k for k, v in self._forwards.items() if dev is None or v[0] is dev]
+            entries = [self._forwards.pop(k) for k in gone]
+        for entry in entries:
+            entry[2].close()
+        return (b"OKAYOKAY", False)
+
+    def _forward_listing(self, dev: SimDevice | None) -> str:
+        with self._live_lock:
+            return "".join(
+                f"{d.serial} {local} {remote}\n"
+                for local, (d, remote, _) in self._forwards.items()
+                if dev is None or d is dev
+            )
+
+    def _reverse(self, dev: SimDevice, command: str) -> bytes:
+        """The phone's answer to ``reverse:COMMAND`` (after the stream's own OKAY). Nothing on the
+        simulated phone connects to a reversed port, so a reverse is only recorded."""
+        with self._live_lock:
+            table = self._reverses.setdefault(dev.serial, {})
+            if command.startswith("forward:"):
+                spec = command[len("forward:") :]
+                norebind = spec.startswith("norebind:")
+                remote, _, local = spec.removeprefix("norebind:").partition(";")
+                if norebind and remote in table:
+                    return b"FAIL" + _block(f"cannot rebind existing socket '{remote}'")
+                table[remote] = local
+                return b"OKAY"
+            if command.startswith("killforward:"):
+                remote = command[len("killforward:") :]
+                if table.pop(remote, None) is None:
+                    return b"FAIL" + _block(f"listener '{remote}' not found")
+                return b"OKAY"
+            if command == "killforward-all":
+                table.clear()
+                return b"OKAY"
+            if command == "list-forward":
+                lines = (f"host-{dev.transport_id} {remote} {local}\n" for remote, local in table.items())
+                return _block("".join(lines))
+        return b"FAIL" + _block(f"unknown reverse command '{command}'")
 
     def _select(self, selector: str) -> tuple[SimDevice | None, str]:
         if selector in ("any", "usb", "local"):
@@ -963,25 +444,65 @@ class SimAdbServer:
         return found, "" if found else f"device '{selector}' not found"
 
     def _split_prefixed(self, request: str) -> tuple[SimDevice | None, str, str] | None:
+        """(device, error, command) of a device-addressed host request, or None when it is none."""
         for prefix in ("host-serial:", "host-transport-id:", "host-usb:", "host-local:", "host:"):
             if not request.startswith(prefix):
                 continue
             rest = request[len(prefix) :]
             if prefix == "host-serial:":
-                for serial, candidate in self.devices.items():
-                    if rest.startswith(serial + ":"):
-                        return candidate, "", rest[len(serial) + 1 :]
-                serial = rest.rsplit(":", 1)[0]
-                return None, f"device '{serial}' not found", ""
+                match = _SERIAL_COMMAND_RE.match(rest)
+                if match is None:
+                    return None, f"unknown host service '{request[:100]}'", ""
+                serial, command = match.group("serial"), match.group("command")
+                device = self.devices.get(serial)
+                return device, "" if device else f"device '{serial}' not found", command
             if prefix == "host-transport-id:":
                 wanted, _, command = rest.partition(":")
                 device, error = self._select("id:" + wanted)
                 return device, error, command
-            if prefix == "host:" and not rest.startswith(("features", "get-", "wait-for-")):
+            if prefix == "host:" and not rest.startswith(_DEVICE_COMMANDS):
                 return None
             device, error = self._select("any")
             return device, error, rest
         return None
+
+
+def _ok(text: str | None = None) -> tuple[bytes, bool]:
+    return (b"OKAY" + (_block(text) if text is not None else b""), False)
+
+
+def _fail(text: str) -> tuple[bytes, bool]:
+    return (b"FAIL" + _block(text), False)
+
+
+_DEVICE_COMMANDS = ("features", "get-", "wait-for-", "forward:", "killforward:", "list-forward")
+_SERIAL_COMMAND_RE = re.compile(
+    r"^(?P<serial>.+?):(?P<command>(?:features|get-|wait-for-|forward:|killforward|list-forward).*)$"
+)
+
+
+class _RefusingListener:
+    """A forward's loopback listener: it accepts, then closes at once (nothing listens on the phone)."""
+
+    def __init__(self, port: int) -> None:
+        self._sock = socket.create_server(("127.0.0.1", port))
+        self.port: int = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._loop, name=f"adb-sim-forward-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            _graceful_close(conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._sock.close()
 
 
 @contextlib.contextmanager
@@ -1008,11 +529,17 @@ def serve_sim(
         server.stop()
 
 
-def serve_forever(port: int, serials: list[str], seed: int, transition_delay: float) -> None:
-    """Serve one simulated phone per serial on 127.0.0.1:``port`` until interrupted or ``adb kill-server``."""
+def serve_forever(port: int, serials: list[str], seed: int, transition_delay: float, *, drop_typed: int = 0) -> None:
+    """Serve one simulated phone per serial on 127.0.0.1:``port`` until interrupted or ``adb kill-server``.
+
+    ``drop_typed``: each phone loses every Nth typed character (see :attr:`SimPhone.drop_typed`).
+    """
     from vlagent.drivers.sim.world import SimPhone
 
-    phones = [SimPhone(seed=seed, transition_delay=transition_delay, serial=s) for s in serials or ["sim-0"]]
+    phones = [
+        SimPhone(seed=seed, transition_delay=transition_delay, serial=s, drop_typed=drop_typed)
+        for s in serials or ["sim-0"]
+    ]
     server = SimAdbServer(phones, port=port).start()
     try:
         server.wait()

@@ -247,7 +247,10 @@ class SimPhone:
         serial: str = "sim-0",
         density: int = 420,
         screen_lock: ScreenLock = "swipe",
+        drop_typed: int = 0,
     ) -> None:
+        if drop_typed < 0:
+            raise ValueError("drop_typed must be >= 0")
         if width < 320 or height < 480:
             raise ValueError(f"screen too small for the simulated phone: {width}x{height}")
         if transition_delay < 0:
@@ -296,6 +299,11 @@ class SimPhone:
         self._black: Image.Image | None = None
         self.events: deque[str] = deque(maxlen=200)
         """Recent inputs and what they did, for debugging (not part of ``snapshot``)."""
+        self.drop_typed = drop_typed
+        """Lose every Nth typed character (0: none), as a phone that drops key events under load does;
+        clients test their read-back of typed text with it."""
+        self._typed = 0
+        self._lose_next = 0
 
     def __repr__(self) -> str:
         return f"SimPhone(serial={self.serial!r}, seed={self.seed}, screen={self._stack[-1]!r})"
@@ -677,9 +685,27 @@ class SimPhone:
                 self._event(f"type {text!r} ignored: no text field has focus")
                 log.info("sim phone: typed text ignored, no text field has focus")
                 return
-            self._fields[self._focused] += text
+            self._fields[self._focused] += self._arriving(text)
             self._form_error = ""
             self._changed()
+
+    def lose_next_input(self, chars: int = 1) -> None:
+        """The next ``chars`` typed characters never arrive (a one-shot input loss)."""
+        with self._lock:
+            self._lose_next += max(chars, 0)
+
+    def _arriving(self, text: str) -> str:
+        """The part of ``text`` that reaches the field once ``drop_typed`` and ``lose_next_input`` took theirs."""
+        kept = []
+        for char in text:
+            self._typed += 1
+            if self._lose_next > 0:
+                self._lose_next -= 1
+            elif not (self.drop_typed and self._typed % self.drop_typed == 0):
+                kept.append(char)
+        if len(kept) != len(text):
+            self._event(f"typing lost {len(text) - len(kept)} of {len(text)} characters")
+        return "".join(kept)
 
     def open_app(self, name_or_package: str) -> bool:
         """Start an app by label (case-insensitive) or package; False if there is none."""
