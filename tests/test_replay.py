@@ -11,18 +11,20 @@ from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.registry import open_driver
 from vlagent.drivers.replay import ReplayDriver
 from vlagent.drivers.sim import SimDriver, SimPhone
-from vlagent.drivers.sim.tasks import get_task
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy, fingerprint, fingerprint_distance, replay_run, scenario_from_run
-from vlagent.tasks import ToggleCheck
+from vlagent.tasks import ToggleCheck, get_task
+from vlagent.testing.scripts import task_script, ui_locator
 
 
 def record_wifi(run_dir: Path, seed: int = 0) -> SimDriver:
     driver = SimDriver(seed=seed)
     task = get_task("wifi")
-    run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(driver.phone)), hooks=[Recorder(run_dir)])
+    run_episode(
+        task.instruction, driver, ScriptedPolicy(task_script(task, ui_locator(driver))), hooks=[Recorder(run_dir)]
+    )
     return driver
 
 
@@ -91,7 +93,7 @@ def test_replay_run_reexecutes_on_a_fresh_device(tmp_path: Path) -> None:
     driver = SimDriver(seed=0)
     task = get_task("wifi")
     recorder = Recorder(tmp_path / "run", meta={"device_spec": "sim"})
-    run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(driver.phone)), hooks=[recorder])
+    run_episode(task.instruction, driver, ScriptedPolicy(task_script(task, ui_locator(driver))), hooks=[recorder])
     assert replay_run(tmp_path / "run", tmp_path / "again").status == "exact"
     moved = replay_run(tmp_path / "run", tmp_path / "moved", device="sim:3")
     assert moved.status == "diverged" and moved.report is not None and moved.report.exists()

@@ -26,9 +26,9 @@ from typing import Any
 
 from vlagent.agent import Episode, run_episode
 from vlagent.drivers.sim import SimDriver
-from vlagent.drivers.sim.tasks import get_task
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Policy
+from vlagent.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
 THOUGHT_CHARS = 40
@@ -64,7 +64,7 @@ class Row:
 def _episode(policy: Policy, memory_config: MemoryConfig, max_steps: int) -> Episode:
     task = get_task("wifi")
     driver: Any = SimDriver(sleep=lambda seconds: None)  # "wait" actions must not measure sleeping
-    task.prepare(driver.phone)
+    driver.prepare(task.start)
     return run_episode(task.instruction, driver, policy, max_steps=max_steps, memory=TrajectoryMemory(memory_config))
 
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Type, Wait
+from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Type
 from vlagent.agent import run_episode
 from vlagent.drivers.desktop_state import DesktopState
 from vlagent.drivers.sim import SimDriver, SimPhone
-from vlagent.drivers.sim.tasks import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.replay import frame_fingerprint
@@ -37,11 +36,13 @@ from vlagent.scenario import (
     open_scenario_device,
     scenario_to_yaml,
 )
-from vlagent.tasks import parse_check
+from vlagent.tasks import AppCheck, Check, ContactCheck, NoteCheck, ScreenCheck, StateCheck, TextCheck, ToggleCheck
+from vlagent.tasks.builtin import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
+from vlagent.testing.scripts import long_press_label, tap_label
 
 log = logging.getLogger("make_scenarios")
 
-Item = Action | Callable[[Observation], Action]
+Item = Action | Callable[[Observation], Action | None]
 Script = Callable[[ScenarioDevice], list[Item]]
 
 
@@ -49,7 +50,7 @@ Script = Callable[[ScenarioDevice], list[Item]]
 class Definition:
     name: str
     task: str
-    checks: list[dict[str, Any]]
+    checks: list[Check]
     script: Script
     device: dict[str, Any] = field(default_factory=lambda: {"kind": "sim"})
     max_steps: int = 12
@@ -65,39 +66,13 @@ def _phone(dev: ScenarioDevice) -> SimPhone:
 
 
 def tap(label: str) -> Callable[[ScenarioDevice], Item]:
-    def bind(dev: ScenarioDevice) -> Item:
-        def item(obs: Observation) -> Action:
-            point = _phone(dev).locate(label)
-            if point is None:
-                raise RuntimeError(f"{label!r} is not on screen")
-            return Click(x=point[0], y=point[1])
-
-        return item
-
-    return bind
+    """A tap on the element called ``label``, found when the step is played."""
+    return lambda dev: tap_label(_phone(dev).locate, label)
 
 
 def hold(label: str) -> Callable[[ScenarioDevice], Item]:
     """A long press on the element called ``label``."""
-
-    def bind(dev: ScenarioDevice) -> Item:
-        def item(obs: Observation) -> Action:
-            point = _phone(dev).locate(label)
-            if point is None:
-                raise RuntimeError(f"{label!r} is not on screen")
-            return LongPress(x=point[0], y=point[1], duration=1.0)
-
-        return item
-
-    return bind
-
-
-def reveal(label: str) -> Callable[[ScenarioDevice], Item]:
-    def bind(dev: ScenarioDevice) -> Item:
-        phone = _phone(dev)
-        return lambda obs: Wait(seconds=0) if phone.locate(label) is not None else Scroll(direction="down")
-
-    return bind
+    return lambda dev: long_press_label(_phone(dev).locate, label)
 
 
 def sim_script(*parts: Callable[[ScenarioDevice], Item] | Action) -> Script:
@@ -114,55 +89,58 @@ def toggle_script(label: str, scrolls: int = 0) -> Script:
 GREEK = "Καλημέρα κόσμε ✓"
 
 SIM: list[Definition] = [
-    Definition("sim-wifi-on", "Turn on Wi-Fi.", [{"toggle": "wifi", "value": True}], toggle_script("Wi-Fi")),
+    Definition("sim-wifi-on", "Turn on Wi-Fi.", [ToggleCheck(toggle="wifi", value=True)], toggle_script("Wi-Fi")),
     Definition(
         "sim-dark-mode",
         "Open Settings and turn on Dark mode.",
-        [{"toggle": "dark_mode", "value": True}],
+        [ToggleCheck(toggle="dark_mode", value=True)],
         toggle_script("Dark mode", scrolls=2),
         tags=["scroll"],
     ),
     Definition(
         "sim-battery-saver",
         "Turn on Battery saver (it is further down in Settings).",
-        [{"toggle": "battery_saver", "value": True}],
+        [ToggleCheck(toggle="battery_saver", value=True)],
         toggle_script("Battery saver", scrolls=2),
         tags=["scroll"],
     ),
     Definition(
         "sim-airplane-mode",
         "Turn on airplane mode.",
-        [{"toggle": "airplane_mode", "value": True}],
+        [ToggleCheck(toggle="airplane_mode", value=True)],
         toggle_script("Airplane mode"),
     ),
     Definition(
         "sim-bluetooth-off",
         "Turn Bluetooth off.",
-        [{"toggle": "bluetooth", "value": False}],
+        [ToggleCheck(toggle="bluetooth", value=False)],
         toggle_script("Bluetooth"),
         device={"kind": "sim", "state": {"toggles": {"bluetooth": True}}},
     ),
     Definition(
-        "sim-location-off", "Turn off location.", [{"toggle": "location", "value": False}], toggle_script("Location")
+        "sim-location-off",
+        "Turn off location.",
+        [ToggleCheck(toggle="location", value=False)],
+        toggle_script("Location"),
     ),
     Definition(
         "sim-note-unicode",
         f'Write a new note that says "{NOTE_TEXT}" and save it.',
-        [{"note": NOTE_TEXT}],
+        [NoteCheck(note=NOTE_TEXT)],
         sim_script(tap("Notes"), tap("New note"), tap("Note text"), Type(text=NOTE_TEXT), tap("Save"), Done()),
         tags=["unicode"],
     ),
     Definition(
         "sim-note-greek",
         f'Create a note with the text "{GREEK}".',
-        [{"note": GREEK}, {"screen": "notes"}],
+        [NoteCheck(note=GREEK), ScreenCheck(screen="notes")],
         sim_script(OpenApp(name="Notes"), tap("New note"), tap("Note text"), Type(text=GREEK), tap("Save"), Done()),
         tags=["unicode"],
     ),
     Definition(
         "sim-add-contact",
         f"Add a contact named {CONTACT_NAME} with phone number {CONTACT_PHONE}.",
-        [{"contact": CONTACT_NAME, "phone": CONTACT_PHONE}],
+        [ContactCheck(contact=CONTACT_NAME, phone=CONTACT_PHONE)],
         sim_script(
             tap("Contacts"),
             tap("Add contact"),
@@ -173,24 +151,28 @@ SIM: list[Definition] = [
             Done(),
         ),
     ),
-    Definition("sim-open-camera", "Open the Camera app.", [{"app": "Camera"}], sim_script(tap("Camera"), Done())),
+    Definition("sim-open-camera", "Open the Camera app.", [AppCheck(app="Camera")], sim_script(tap("Camera"), Done())),
     Definition(
         "sim-open-clock-by-name",
         "Open the Clock app.",
-        [{"app": "com.android.deskclock"}],
+        [AppCheck(app="com.android.deskclock")],
         sim_script(OpenApp(name="Clock"), Done()),
     ),
     Definition(
         "sim-back-home",
         "Leave Settings and go back to the home screen.",
-        [{"screen": "home"}, {"text": "Monday, 1 January"}],
+        [ScreenCheck(screen="home"), TextCheck(text="Monday, 1 January")],
         sim_script(Key(key="home"), Done()),
         device={"kind": "sim"},
     ),
     Definition(
         "sim-delete-note",
         'In Notes, delete the note that says "Buy milk" and keep the others.',
-        [{"note": "Buy milk", "value": False}, {"note": "Water the plants"}, {"note": "Buy milk chocolate for Sam"}],
+        [
+            NoteCheck(note="Buy milk", value=False),
+            NoteCheck(note="Water the plants"),
+            NoteCheck(note="Buy milk chocolate for Sam"),
+        ],
         sim_script(OpenApp(name="Notes"), hold("Buy milk"), tap("Delete"), Done()),
         device={"kind": "sim", "state": {"notes": ["Water the plants", "Buy milk", "Buy milk chocolate for Sam"]}},
         tags=["long_press"],
@@ -220,7 +202,7 @@ DESKTOP: list[Definition] = [
     Definition(
         "desktop-login",
         "Sign in to the sample app as user 'ada' with the password 'secret'.",
-        [{"state": "logged_in", "value": True}, {"state": "user", "value": "ada"}],
+        [StateCheck(state="logged_in", value=True), StateCheck(state="user", value="ada")],
         sim_script(
             widget("username"),
             Type(text="ada"),
@@ -234,14 +216,14 @@ DESKTOP: list[Definition] = [
     Definition(
         "desktop-dark-mode",
         "Turn on Dark mode in the sample app's settings.",
-        [{"state": "settings.dark_mode", "value": True}],
+        [StateCheck(state="settings.dark_mode", value=True)],
         sim_script(widget("dark_mode"), Done()),
         device=DESKTOP_DEVICE,
     ),
     Definition(
         "desktop-note-unicode",
         "Type 'Grüße, 世界 ✓' into the Note field of the sample app.",
-        [{"state": "note", "value": "Grüße, 世界 ✓"}],
+        [StateCheck(state="note", value="Grüße, 世界 ✓")],
         sim_script(widget("note"), Type(text="Grüße, 世界 ✓"), Done()),
         device=DESKTOP_DEVICE,
         tags=["unicode"],
@@ -249,7 +231,7 @@ DESKTOP: list[Definition] = [
     Definition(
         "desktop-search",
         "Search the shopping list for 'milk'.",
-        [{"state": "search", "value": "milk"}, {"state": "visible_items", "value": ["Milk"]}],
+        [StateCheck(state="search", value="milk"), StateCheck(state="visible_items", value=["Milk"])],
         sim_script(widget("search"), Type(text="milk"), Done()),
         device=DESKTOP_DEVICE,
     ),
@@ -299,7 +281,7 @@ def build(definition: Definition, workdir: Path) -> Scenario:
         device=DeviceSpec.model_validate(definition.device),
         setup=SETUP.get(definition.name, []),
         max_steps=definition.max_steps,
-        success=[parse_check(c) for c in definition.checks],
+        success=list(definition.checks),
         tags=definition.tags,
     )
     with open_scenario_device(draft, workdir) as dev:

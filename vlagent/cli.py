@@ -104,7 +104,7 @@ def _policy_options(fn: F) -> F:
             "--policy",
             default="auto",
             show_default=True,
-            help="auto | qwen2vl | openai | scripted | tiny | oracle (sim tasks only).",
+            help="auto | qwen2vl | openai | scripted | tiny | oracle (built-in tasks only).",
         ),
         click.option("--model", help="Model id or local path (qwen2vl), or served model name (openai)."),
         click.option("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
@@ -191,7 +191,10 @@ def run(
     policy: str,
     **policy_options: object,
 ) -> None:
-    """Run TASK (natural language, or a built-in sim task name) on a device."""
+    """Run TASK (natural language, or a built-in task name) on a device.
+
+    A built-in task (see 'vlagent devices') first brings the phone (sim or adb:SERIAL) to the
+    task's start state, and its success is judged from the phone's own state afterwards."""
     from vlagent.runner import RunRequest, execute_run
 
     request = RunRequest(
@@ -322,7 +325,7 @@ def eval_(
 
     if policy == "oracle":
         raise click.UsageError(
-            "--policy oracle plays the built-in sim tasks (vlagent run TASK); "
+            "--policy oracle plays the built-in tasks (vlagent run TASK); "
             "replay scenarios from their gold steps with --policy scripted"
         )
     loaded = load_scenarios([Path(p) for p in scenarios])

@@ -1,9 +1,11 @@
 """Assembling a run: device + policy + memory + hooks -> a recorded episode.
 
 This is the glue behind ``vlagent run`` and ``vlagent demo`` (and usable from Python): it
-opens the driver, chooses the policy, resolves built-in simulated-phone tasks (whose
-success is judged from the phone's state, never from the model's word), attaches the
-recorder, and runs the loop. It owns no behaviour of its own beyond that choice.
+opens the driver, chooses the policy, resolves built-in task names
+(:data:`vlagent.tasks.BUILTIN_TASKS`: the device is brought to the task's start state and
+success is judged by the task's checks from the device's own state, never from the model's
+word; on the simulated phone or any phone over adb), attaches the recorder, and runs the
+loop. It owns no behaviour of its own beyond that choice.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vlagent.agent import Episode, run_episode
 from vlagent.drivers.base import Driver
@@ -23,10 +24,7 @@ from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Policy
 from vlagent.policies.registry import open_policy
 from vlagent.recorder import Recorder, new_run_dir
-
-if TYPE_CHECKING:
-    from vlagent.drivers.sim.tasks import SimTask
-    from vlagent.drivers.sim.world import SimPhone
+from vlagent.tasks import BUILTIN_TASKS, CheckResult, StatePreparer, StateReader, StateUnavailable, Task
 
 __all__ = ["DEFAULT_MODEL", "RunRequest", "RunResult", "demo_policy_name", "execute_run", "list_devices", "run_task"]
 
@@ -60,7 +58,9 @@ class RunResult:
     episode: Episode
     run_dir: Path
     judged_success: bool | None
-    """Success judged from device state (sim tasks), None when no check exists."""
+    """Success judged from device state (built-in tasks), None when no check exists."""
+    checks: tuple[CheckResult, ...] = ()
+    """The built-in task's checks as judged after the episode."""
 
     @property
     def ok(self) -> bool:
@@ -76,7 +76,8 @@ class RunResult:
         if self.judged_success is None:
             return f"episode ended: {end}{detail}; no state check for this task"
         state = "SUCCESS" if self.judged_success else "FAILED"
-        return f"{state} judged from device state; episode ended: {end}{detail}"
+        failed = "".join(f"\n  {r.describe()}" for r in self.checks if not r.passed)
+        return f"{state} judged from device state; episode ended: {end}{detail}{failed}"
 
 
 def _local_weights(model: str) -> bool:
@@ -101,23 +102,26 @@ def demo_policy_name(model: str | None) -> str:
     return "qwen2vl" if _local_weights(DEFAULT_MODEL) else "oracle"
 
 
-def _sim_task(device: str, task: str) -> SimTask | None:
-    if not device.startswith("sim"):
+def _builtin_task(driver: Driver, name: str) -> Task | None:
+    """The built-in task called ``name``, with ``driver`` brought to its start; None for any other task."""
+    task = BUILTIN_TASKS.get(name)
+    if task is None:
         return None
-    from vlagent.drivers.sim.tasks import SIM_TASKS
+    if not isinstance(driver, StatePreparer) or not isinstance(driver, StateReader):
+        raise ConfigError(
+            f"the built-in task {name!r} runs on a phone that can be set up and read (sim, adb:SERIAL); "
+            f"the {driver.name} device cannot; describe the task in words instead"
+        )
+    try:
+        driver.prepare(task.start)
+    except StateUnavailable as exc:
+        raise ConfigError(
+            f"the {driver.name} device cannot start the task {name!r} ({task.start.describe()}): {exc}"
+        ) from exc
+    return task
 
-    return SIM_TASKS.get(task)
 
-
-def _phone(driver: Driver) -> SimPhone:
-    """The simulated phone behind a sim driver (built-in tasks only run there)."""
-    from vlagent.drivers.sim.driver import SimDriver
-
-    assert isinstance(driver, SimDriver), "built-in sim tasks run on the sim driver"
-    return driver.phone
-
-
-def _choose_policy(request: RunRequest, driver: Driver, sim_task: SimTask | None) -> Policy:
+def _choose_policy(request: RunRequest, driver: Driver, task: Task | None) -> Policy:
     options = {k: v for k, v in request.options.items() if v is not None and k not in ("max_images", "max_tokens")}
     name = request.policy
     if name == "auto":
@@ -127,19 +131,20 @@ def _choose_policy(request: RunRequest, driver: Driver, sim_task: SimTask | None
             name = "qwen2vl"
         elif options.get("script"):
             name = "scripted"
-        elif sim_task is not None:
+        elif task is not None:
             name = "oracle"
         else:
             raise ConfigError(
                 "no policy can run this task: pass --model (Qwen2-VL weights), --base-url (a served model), "
-                "--script (a list of actions), or use a built-in sim task name (see 'vlagent devices')"
+                "--script (a list of actions), or use a built-in task name (see 'vlagent devices')"
             )
     if name == "oracle":
-        if sim_task is None:
-            raise ConfigError("the oracle policy only plays built-in simulated-phone tasks (e.g. 'wifi', 'dark_mode')")
+        if task is None or not isinstance(driver, StateReader):
+            raise ConfigError("the oracle policy only plays built-in tasks (e.g. 'wifi', 'dark_mode')")
         from vlagent.policies.scripted import ScriptedPolicy
+        from vlagent.testing.scripts import task_script, ui_locator
 
-        policy = ScriptedPolicy(sim_task.oracle(_phone(driver)))
+        policy = ScriptedPolicy(task_script(task, ui_locator(driver)))
         policy.name = "oracle"
         return policy
     if name == "qwen2vl" and "model" not in options:
@@ -168,15 +173,14 @@ def run_task(
     extra_hooks: Sequence[object] = (),
     policy_factory: Callable[[Driver], Policy] | None = None,
 ) -> RunResult:
-    """Open the device, run the episode with recording, judge sim tasks from state."""
+    """Open the device, run the episode with recording; a built-in task starts from its start state
+    and is judged by its checks from the device's state."""
     driver = open_driver(request.device)
     try:
-        sim_task = _sim_task(request.device, request.task)
-        instruction = sim_task.instruction if sim_task else request.task
-        if sim_task is not None:
-            sim_task.prepare(_phone(driver))
-        policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, sim_task)
-        run_dir = new_run_dir(request.out, sim_task.name if sim_task else request.task)
+        task = _builtin_task(driver, request.task)
+        instruction = task.instruction if task else request.task
+        policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, task)
+        run_dir = new_run_dir(request.out, task.name if task else request.task)
         hooks: list[object] = [
             Recorder(run_dir, meta={"device_spec": request.device}),
             _loop_detector(request.on_stuck),
@@ -197,8 +201,10 @@ def run_task(
             settle=settle,
             effect=FrameChange(),
         )
-        judged = bool(sim_task.check(_phone(driver))) if sim_task is not None else None
-        return RunResult(episode, run_dir, judged)
+        if task is None or not isinstance(driver, StateReader):
+            return RunResult(episode, run_dir, None)
+        checks = tuple(task.judge(driver.state()))
+        return RunResult(episode, run_dir, all(r.passed for r in checks), checks)
     finally:
         driver.close()
 
@@ -209,14 +215,9 @@ def execute_run(request: RunRequest, *, progress: object | None = None) -> RunRe
 
 
 def list_devices() -> list[str]:
-    """Human-readable lines: registered device kinds, built-in sim tasks, adb devices found."""
+    """Human-readable lines: registered device kinds, built-in tasks, adb devices found."""
     lines = ["device kinds: " + ", ".join(sorted(available_drivers()))]
-    try:
-        from vlagent.drivers.sim.tasks import SIM_TASKS
-
-        lines.append("sim tasks: " + ", ".join(sorted(SIM_TASKS)))
-    except ImportError:
-        pass
+    lines.append("built-in tasks (sim, adb): " + ", ".join(sorted(BUILTIN_TASKS)))
     try:
         from vlagent.drivers.android import list_serials
 

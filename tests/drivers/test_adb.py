@@ -27,7 +27,7 @@ from vlagent.drivers.android import (
 )
 from vlagent.drivers.sim import adb_server
 from vlagent.drivers.sim.adb_server import SimAdbServer, _decode_input_text, serve_sim
-from vlagent.drivers.sim.tasks import SIM_TASKS
+from vlagent.drivers.sim.state import SimState
 from vlagent.drivers.sim.world import SimPhone
 from vlagent.errors import (
     ActionNotSupportedError,
@@ -37,6 +37,8 @@ from vlagent.errors import (
     DeviceTimeoutError,
 )
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.tasks import BUILTIN_TASKS
+from vlagent.testing.scripts import task_script
 
 NASTY = 'it\'s "quoted"; rm -rf / && reboot || id | cat $(id) `id` ${HOME} 100%s 50% \\ * ~ <x> #c'
 
@@ -338,15 +340,16 @@ def fresh_server(no_real_adb: None) -> Iterator[SimAdbServer]:
         yield server
 
 
-@pytest.mark.parametrize("name", sorted(SIM_TASKS))
+@pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))
 def test_sim_tasks_solved_over_adb(fresh_server: SimAdbServer, name: str) -> None:
-    task = SIM_TASKS[name]
-    phone = task.prepare(fresh_server["sim-0"].phone)
-    assert not task.check(phone)
+    task = BUILTIN_TASKS[name]
+    phone = fresh_server["sim-0"].phone
+    SimState(phone).prepare(task.start)
+    assert not task.passed(SimState(phone))
     with _open(fresh_server) as driver:
-        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), max_steps=15)
+        episode = run_episode(task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), max_steps=15)
     assert episode.end is EndReason.DONE_SUCCESS, episode.detail
-    assert task.check(phone), phone.snapshot()
+    assert task.passed(SimState(phone)), phone.snapshot()
     unexpected = {argv[0] for argv in fresh_server["sim-0"].commands()} - {
         "screencap", "input", "wm", "dumpsys", "ime", "pm", "settings", "am", "monkey"
     }  # fmt: skip
@@ -354,7 +357,7 @@ def test_sim_tasks_solved_over_adb(fresh_server: SimAdbServer, name: str) -> Non
 
 
 def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> None:
-    task = SIM_TASKS["wifi"]
+    task = BUILTIN_TASKS["wifi"]
     phone = fresh_server["sim-0"].phone
 
     class Unplug:
@@ -363,7 +366,9 @@ def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> 
             time.sleep(0.2)
 
     with _open(fresh_server) as driver:
-        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), hooks=[Unplug()])
+        episode = run_episode(
+            task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), hooks=[Unplug()]
+        )
     assert episode.end is EndReason.ERROR
     assert "DeviceError" in episode.detail and "adb server" in episode.detail
     assert len(episode.steps) == 2
@@ -466,17 +471,19 @@ def test_pin_locked_phone_is_a_clear_device_error(no_real_adb: None) -> None:
 
 def test_phone_locked_with_a_pin_mid_episode_ends_it_instead_of_running_blind(no_real_adb: None) -> None:
     phone = SimPhone(serial="sim-0", screen_lock="pin")
-    task = SIM_TASKS["dark_mode"]
+    task = BUILTIN_TASKS["dark_mode"]
 
     class ScreenTimesOut:
         def on_step(self, episode: object, record: object, after: object) -> None:
             phone.sleep()
 
     with serve_sim([phone]) as server, _open(server, wake_timeout=0.05) as driver:
-        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), hooks=[ScreenTimesOut()])
+        episode = run_episode(
+            task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), hooks=[ScreenTimesOut()]
+        )
     assert episode.end is EndReason.ERROR
     assert "DeviceLockedError" in episode.detail and "PIN" in episode.detail
-    assert len(episode.steps) == 2 and not task.check(phone)
+    assert len(episode.steps) == 2 and not task.passed(SimState(phone))
     assert episode.device_retries == 0  # a locked phone stays locked: no retries
 
 
@@ -499,7 +506,7 @@ def test_black_screen_of_an_awake_phone_is_not_woken(no_real_adb: None) -> None:
 def test_phone_falling_asleep_mid_episode_still_completes_the_task(
     fresh_server: SimAdbServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    task = SIM_TASKS["wifi"]
+    task = BUILTIN_TASKS["wifi"]
     phone = fresh_server["sim-0"].phone
 
     class ScreenTimesOut:
@@ -510,9 +517,11 @@ def test_phone_falling_asleep_mid_episode_still_completes_the_task(
                 phone.sleep()
 
     with _open(fresh_server) as driver:
-        episode = run_episode(task.instruction, driver, ScriptedPolicy(task.oracle(phone)), hooks=[ScreenTimesOut()])
+        episode = run_episode(
+            task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), hooks=[ScreenTimesOut()]
+        )
     assert episode.end is EndReason.DONE_SUCCESS, episode.detail
-    assert task.check(phone) and phone.awake and not phone.keyguard_shown
+    assert task.passed(SimState(phone)) and phone.awake and not phone.keyguard_shown
     assert "the screenshot was black because the phone was asleep" in caplog.text
     assert "woke it with KEYCODE_WAKEUP" in caplog.text
     assert fresh_server["sim-0"].commands("input").count(["input", "keyevent", "224"]) == 1

@@ -12,9 +12,10 @@ from vlagent.actions import Done, LongPress
 from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.drivers.sim.adb_server import SimAdbServer
-from vlagent.drivers.sim.tasks import get_task
 from vlagent.drivers.sim.world import LONG_PRESS_TIMEOUT
 from vlagent.policies import ScriptedPolicy
+from vlagent.tasks import get_task
+from vlagent.testing.scripts import task_script, ui_locator
 
 
 def at(phone: SimPhone, label: str) -> tuple[int, int]:
@@ -201,21 +202,25 @@ def test_edge_back_scales_with_the_screen_width() -> None:
 
 def test_delete_note_task_fails_when_not_done_or_done_wrong() -> None:
     task = get_task("delete_note")
-    phone = task.prepare(SimPhone())
-    assert not task.check(phone)
-    episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy([Done()]))
-    assert episode.end is EndReason.DONE_SUCCESS and not task.check(phone)  # claiming is not doing
+    driver = SimDriver(SimPhone())
+    driver.prepare(task.start)
+    phone = driver.phone
+    assert not task.passed(driver.state())
+    episode = run_episode(task.instruction, driver, ScriptedPolicy([Done()]))
+    assert episode.end is EndReason.DONE_SUCCESS and not task.passed(driver.state())  # claiming is not doing
     phone.open_app("Notes")
     phone.long_press(*at(phone, "Buy milk chocolate for Sam"))  # the near-miss
     phone.tap(*at(phone, "Delete"))
-    assert "Buy milk" in phone.notes and not task.check(phone)
+    assert "Buy milk" in phone.notes and not task.passed(driver.state())
 
 
 def test_delete_note_oracle_long_presses() -> None:
     task = get_task("delete_note")
-    phone = task.prepare(SimPhone(seed=3))
-    episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
-    assert episode.end is EndReason.DONE_SUCCESS and task.check(phone)
+    driver = SimDriver(SimPhone(seed=3))
+    driver.prepare(task.start)
+    phone = driver.phone
+    episode = run_episode(task.instruction, driver, ScriptedPolicy(task_script(task, ui_locator(driver))))
+    assert episode.end is EndReason.DONE_SUCCESS and task.passed(driver.state())
     assert any(isinstance(step.action, LongPress) for step in episode.steps)
     assert "Buy milk" not in phone.notes and "Buy milk chocolate for Sam" in phone.notes
 

@@ -1,4 +1,4 @@
-"""Built-in sim tasks: each oracle solves its task through the real episode loop, on any seed."""
+"""Built-in tasks on the simulated phone: each script solves its task through the real episode loop, on any seed."""
 
 from __future__ import annotations
 
@@ -7,24 +7,26 @@ import pytest
 from vlagent.actions import Done, Scroll
 from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.sim import SimDriver, SimPhone
-from vlagent.drivers.sim.tasks import SIM_TASKS, get_task
 from vlagent.errors import ConfigError
 from vlagent.policies import ScriptedPolicy
+from vlagent.tasks import BUILTIN_TASKS, StartState, Task, ToggleCheck, get_task
+from vlagent.testing.scripts import tap_label, task_script, ui_locator
 
 
 @pytest.mark.parametrize("seed", [0, 7])
-@pytest.mark.parametrize("name", sorted(SIM_TASKS))
+@pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))
 def test_oracle_solves_the_task_judged_from_phone_state(name: str, seed: int) -> None:
     task = get_task(name)
-    phone = task.prepare(SimPhone(seed=seed))
-    assert not task.check(phone)
-    episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
+    driver = SimDriver(SimPhone(seed=seed))
+    driver.prepare(task.start)
+    assert not task.passed(driver.state())
+    episode = run_episode(task.instruction, driver, ScriptedPolicy(task_script(task, ui_locator(driver))))
     assert episode.end is EndReason.DONE_SUCCESS, episode.detail
-    assert task.check(phone)
+    assert task.passed(driver.state())
 
 
 def test_required_tasks_are_registered() -> None:
-    assert {"wifi", "dark_mode", "note", "add_contact"} <= set(SIM_TASKS)
+    assert {"wifi", "dark_mode", "note", "add_contact"} <= set(BUILTIN_TASKS)
     with pytest.raises(ConfigError, match="dark_mode"):
         get_task("make coffee")
 
@@ -32,36 +34,40 @@ def test_required_tasks_are_registered() -> None:
 def test_dark_mode_needs_a_scroll() -> None:
     task = get_task("dark_mode")
     phone = SimPhone()
-    episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
+    episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task_script(task, phone.locate)))
     assert any(isinstance(step.action, Scroll) for step in episode.steps)
-    assert task.check(phone) and phone.dark
+    assert task.passed(SimDriver(phone).state()) and phone.dark
 
 
 def test_claiming_success_does_not_pass_the_check() -> None:
     task = get_task("note")
     phone = SimPhone()
     episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy([Done()]))
-    assert episode.end is EndReason.DONE_SUCCESS and not task.check(phone)
+    assert episode.end is EndReason.DONE_SUCCESS and not task.passed(SimDriver(phone).state())
 
 
 def test_oracles_work_through_transitions() -> None:
     task = get_task("add_contact")
     phone = SimPhone(transition_delay=0.2, clock=lambda: 0.0)  # frozen clock: always mid-transition
-    episode = run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
-    assert episode.end is EndReason.DONE_SUCCESS and task.check(phone)
+    driver = SimDriver(phone)
+    episode = run_episode(task.instruction, driver, ScriptedPolicy(task_script(task, ui_locator(driver))))
+    assert episode.end is EndReason.DONE_SUCCESS and task.passed(driver.state())
 
 
 def test_setup_prepares_the_phone_before_the_episode() -> None:
-    from vlagent.drivers.sim.tasks import SimTask, tap_label
-
-    task = SimTask(
+    task = Task(
         "bluetooth_off",
         "Turn Bluetooth off.",
-        lambda p: not p.toggles["bluetooth"],
-        lambda p: [tap_label(p, "Settings"), tap_label(p, "Bluetooth"), Done()],
-        setup=lambda p: p.set_toggle("bluetooth", True),
+        (ToggleCheck(toggle="bluetooth", value=False),),
+        StartState(toggles={"bluetooth": True}),
     )
-    phone = task.prepare(SimPhone())
-    assert not task.check(phone)
-    run_episode(task.instruction, SimDriver(phone), ScriptedPolicy(task.oracle(phone)))
-    assert task.check(phone)
+    driver = SimDriver(SimPhone())
+    driver.prepare(task.start)
+    assert not task.passed(driver.state())
+    locate = ui_locator(driver)
+    run_episode(
+        task.instruction,
+        driver,
+        ScriptedPolicy([tap_label(locate, "Settings"), tap_label(locate, "Bluetooth"), Done()]),
+    )
+    assert task.passed(driver.state())

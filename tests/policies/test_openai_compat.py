@@ -26,13 +26,13 @@ from vlagent.actions import Click, Key
 from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.base import PHONE_CAPABILITIES
 from vlagent.drivers.sim import SimDriver
-from vlagent.drivers.sim.tasks import get_task
 from vlagent.errors import InvalidModelOutput, MissingExtraError, PolicyBackendError
 from vlagent.frames import Frame
 from vlagent.policies.base import Observation
 from vlagent.policies.openai_compat import OpenAICompatPolicy, create_policy
 from vlagent.policies.registry import open_policy
 from vlagent.schema import step_schema
+from vlagent.tasks import get_task
 
 pytest.importorskip("httpx", reason="the openai extra provides httpx")
 
@@ -376,7 +376,7 @@ def test_episode_on_the_simulated_phone_with_feedback_after_a_garbage_answer(ser
         episode = run_episode(task.instruction, driver, policy, max_steps=10)
 
     assert episode.end is EndReason.DONE_SUCCESS, episode.detail
-    assert task.check(phone), "the phone's Wi-Fi toggle must really be on"
+    assert task.passed(driver.state()), "the phone's Wi-Fi toggle must really be on"
     assert episode.invalid_outputs == 1
     retry = server.requests[1]["messages"][1]["content"][-1]["text"]
     assert "Your previous answer was rejected" in retry and "no JSON object found" in retry

@@ -34,12 +34,12 @@ from vlagent.actions import Step, action_points
 from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.base import PHONE_CAPABILITIES
 from vlagent.drivers.sim import SimDriver
-from vlagent.drivers.sim.tasks import SIM_TASKS
 from vlagent.errors import InvalidModelOutput, PolicyBackendError
 from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Observation
 from vlagent.policies.openai_compat import OpenAICompatPolicy
+from vlagent.tasks import BUILTIN_TASKS
 
 pytest.importorskip("httpx", reason="the openai extra provides httpx")
 
@@ -127,11 +127,11 @@ def test_episodes_on_the_simulated_phone_get_only_schema_valid_actions(
     raws: list[str] = []
     episodes = []
     with _policy(vllm_server) as policy:
-        tasks = list(SIM_TASKS.values())
+        tasks = list(BUILTIN_TASKS.values())
         while len(raws) < 100:
             task = tasks[len(episodes) % len(tasks)]
             driver = SimDriver(sleep=lambda seconds: None)
-            task.prepare(driver.phone)
+            driver.prepare(task.start)
             memory = TrajectoryMemory(memory_config)
             episode = run_episode(task.instruction, driver, policy, max_steps=15, memory=memory, max_invalid=0)
             assert episode.end is not EndReason.ERROR, episode.detail
@@ -184,9 +184,9 @@ def test_non_json_families_under_their_grammar_act_validly_on_every_step(
     names = ["wifi", "note"] * 5  # a toggle and a typing task; random models often end early
     with _policy(vllm_server, family=family) as policy:
         while len(raws) < 10 and names:
-            task = SIM_TASKS[names.pop()]
+            task = BUILTIN_TASKS[names.pop()]
             driver = SimDriver(sleep=lambda seconds: None)
-            task.prepare(driver.phone)
+            driver.prepare(task.start)
             memory = TrajectoryMemory(memory_config)
             episode = run_episode(task.instruction, driver, policy, max_steps=4, memory=memory, max_invalid=0)
             assert episode.end is not EndReason.ERROR, episode.detail

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from vlagent.drivers.sim import SimDriver
-from vlagent.drivers.sim.tasks import SIM_TASKS
+from vlagent.tasks import BUILTIN_TASKS
 from vlagent.testing import Agent, SimOracle
 from vlagent.testing.oracle import OracleCannotAnswer
 
@@ -37,13 +37,13 @@ def test_instruction_already_satisfied_ends_at_once(tmp_path: Path) -> None:
     assert len(episode.steps) == 1 and driver.phone.screen == "home"
 
 
-@pytest.mark.parametrize("name", sorted(SIM_TASKS))
+@pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))
 def test_builtin_tasks_from_another_screen(name: str, tmp_path: Path) -> None:
     driver = SimDriver(seed=2)
-    SIM_TASKS[name].prepare(driver.phone)  # tasks with a setup (delete_note) seed the phone first
+    driver.prepare(BUILTIN_TASKS[name].start)  # tasks with a start state (delete_note) seed the phone first
     driver.phone.open_app("Clock")
-    Agent(driver, SimOracle(driver), out_dir=tmp_path).act(SIM_TASKS[name].instruction, max_steps=15)
-    assert SIM_TASKS[name].check(driver.phone)
+    Agent(driver, SimOracle(driver), out_dir=tmp_path).act(BUILTIN_TASKS[name].instruction, max_steps=15)
+    assert BUILTIN_TASKS[name].passed(driver.state())
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ reads the SimPhone's state (never the pixels) and so gives the answers a perfect
 would, for a known set of sentences:
 
 - as a Policy, it carries out "turn on/off <setting>", "enable/disable <setting>",
-  "open <app>", "go home" and every built-in sim task instruction, reacting to the screen
+  "open <app>", "go home" and every built-in task instruction, reacting to the screen
   it is on (so it works from any starting screen and layout seed), and answers
   ``done(failure)`` naming what it cannot do;
 - as a Querier, it judges statements such as "Wi-Fi is on", "the Settings screen is
@@ -32,6 +32,8 @@ from vlagent.drivers.sim.driver import SimDriver
 from vlagent.drivers.sim.world import APPS, BATTERY_PERCENT, SETTINGS_ROWS, SimPhone
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.tasks import BUILTIN_TASKS
+from vlagent.testing.scripts import task_script
 from vlagent.testing.state_oracle import QUOTE as _Q
 from vlagent.testing.state_oracle import OracleCannotAnswer, Rule, StateOracle
 from vlagent.testing.state_oracle import norm as _norm
@@ -114,21 +116,19 @@ class SimOracle(StateOracle):
         return self._scripted(obs)
 
     def _scripted(self, obs: Observation) -> Action:
-        from vlagent.drivers.sim.tasks import SIM_TASKS
-
-        task = next((t for t in SIM_TASKS.values() if _norm(t.instruction) == _norm(obs.task)), None)
+        task = next((t for t in BUILTIN_TASKS.values() if _norm(t.instruction) == _norm(obs.task)), None)
         if task is None:
             return Done(
                 status="failure",
                 answer=f"the sim oracle cannot do {obs.task!r}; it knows {', '.join(_INSTRUCTION_FORMS)} "
-                "and the built-in sim task instructions",
+                "and the built-in task instructions",
             )
         if obs.step_index == 0:
             self._scripts.pop(task.name, None)
         if task.name not in self._scripts:
             if self.phone.screen != "home":  # the task scripts start from the home screen
                 return Key(key="home")
-            self._scripts[task.name] = ScriptedPolicy(task.oracle(self.phone))
+            self._scripts[task.name] = ScriptedPolicy(task_script(task, self.phone.locate))
         return self._scripts[task.name].decide(obs).action
 
     def _toggle(self, name: str, on: bool, task: str) -> Action:

@@ -1,7 +1,8 @@
 """The simulated phone: a deterministic Android-like device drawn with Pillow.
 
 ``open_driver("sim")`` or ``open_driver("sim:SEED")`` gives a SimDriver around a fresh
-SimPhone; ``vlagent.drivers.sim.tasks`` holds built-in tasks judged from phone state.
+SimPhone; ``SimDriver.state()`` is the phone as a :class:`vlagent.tasks.DeviceState`, which the
+built-in tasks (``vlagent.tasks.BUILTIN_TASKS``) and scenario checks are judged from.
 """
 
 from __future__ import annotations

@@ -1,0 +1,36 @@
+"""Assembling a run: a built-in task starts from its start state and is judged by its checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlagent.actions import Done
+from vlagent.errors import ConfigError
+from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.runner import RunRequest, run_task
+
+
+def test_builtin_task_starts_prepared_and_is_judged_from_state(tmp_path: Path) -> None:
+    result = run_task(RunRequest(task="delete_note", device="sim:4", out=tmp_path, settle_timeout=0))
+    assert result.ok and [r.status for r in result.checks] == ["passed"] * 4
+    assert all(r.source == "sim state" for r in result.checks)
+
+
+def test_claiming_success_fails_with_the_check_that_says_why(tmp_path: Path) -> None:
+    result = run_task(
+        RunRequest(task="wifi", device="sim", out=tmp_path, settle_timeout=0),
+        policy_factory=lambda driver: ScriptedPolicy([Done()]),
+    )
+    assert result.episode.success and not result.ok
+    assert "FAILED judged from device state" in result.verdict
+    assert "toggle wifi is on -- is off [sim state]" in result.verdict
+
+
+def test_builtin_task_on_a_device_without_state_is_a_user_error(tmp_path: Path) -> None:
+    replay = tmp_path / "run"
+    run_task(RunRequest(task="wifi", device="sim", out=replay, settle_timeout=0))
+    run_dir = next(replay.iterdir())
+    with pytest.raises(ConfigError, match="built-in task 'wifi' runs on a phone"):
+        run_task(RunRequest(task="wifi", device=f"replay:{run_dir}", out=tmp_path / "again"))
