@@ -141,6 +141,8 @@ def test_checks_read_the_simulated_phone() -> None:
     results = judge(checks, SimState(phone))
     assert [r.passed for r in results] == [False, True, True, True, True, True, False]
     assert results[-1].status == "unknown" and "no desktop app state" in results[-1].detail
+    partial = [NoteCheck(note="dentist", partial=True), NoteCheck(note="dentist")]
+    assert [r.passed for r in judge(partial, SimState(phone))] == [True, False]
     phone.set_toggle("wifi", True)
     phone.open_app("Settings")
     state = SimState(phone)

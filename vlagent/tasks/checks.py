@@ -327,21 +327,24 @@ class ContactCheck(_Check):
 
 
 class NoteCheck(_Check):
-    """A saved note whose text is exactly ``note`` (the sim Notes app); ``value: false``: no such note."""
+    """A saved note whose text is exactly ``note`` (the sim Notes app); ``partial: true``: a note
+    holding ``note`` somewhere in its text; ``value: false``: no such note."""
 
     note: str = Field(min_length=1)
     value: bool = True
+    partial: bool = False
 
     @property
     def check_kind(self) -> str:
         return "note"
 
     def describe(self) -> str:
-        return f"note {self.note!r} {'exists' if self.value else 'does not exist'}"
+        containing = "containing " if self.partial else ""
+        return f"note {containing}{self.note!r} {'exists' if self.value else 'does not exist'}"
 
     def _evaluate(self, state: DeviceState) -> tuple[bool, str, Source]:
         seen = state.notes()
-        found = self.note in seen.value
+        found = any(self.note in n for n in seen.value) if self.partial else self.note in seen.value
         return found == self.value, f"{len(seen.value)} notes", seen.source
 
 

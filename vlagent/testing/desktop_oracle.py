@@ -11,7 +11,9 @@ pixels, and so answers the way a perfect model would, for a known set of sentenc
   any starting state, and answers ``done(failure)`` naming what it cannot do;
 - as a Querier, it judges statements such as "the user is signed in", "Dark mode is on",
   "the note says 'X'", "'Milk' is visible in the list", "'Milk' is opened", "an error is
-  shown"; it answers ``query`` schemas by field name from the app's state (``logged_in``,
+  shown"; a statement about the app's state (signed in, a setting, the volume, a field) is
+  judged as :class:`vlagent.tasks.StateCheck` items on the state file, the way scenario
+  checks are; it answers ``query`` schemas by field name from the app's state (``logged_in``,
   ``user``, ``dark_mode``, ``volume``, ``note``, ``visible_items``...); it locates a named
   widget ("the Log in button", "the Note field") or a visible list row by label.
 
@@ -37,8 +39,10 @@ from typing import Any
 
 from vlagent.actions import Action, Click, Done, Key, Scroll, Type
 from vlagent.drivers.base import Driver
+from vlagent.drivers.desktop_state import DesktopState
 from vlagent.errors import DeviceError
 from vlagent.policies.base import Observation
+from vlagent.tasks import Check, StateCheck, judge
 from vlagent.testing.state_oracle import QUOTE, OracleCannotAnswer, Rule, StateOracle, norm
 
 __all__ = ["OracleCannotAnswer", "SampleAppOracle"]
@@ -349,18 +353,30 @@ class SampleAppOracle(StateOracle):
             self._text_rule,
         ]
 
+    def _holds(self, *checks: Check) -> bool:
+        """Whether every check passes on the app's state file (as scenario checks are judged)."""
+        results = judge(checks, DesktopState(self.state_file))
+        unknown = next((r for r in results if r.status == "unknown"), None)
+        if unknown is not None:
+            raise DeviceError(f"cannot judge {unknown.check.describe()}: {unknown.detail}")
+        return all(r.passed for r in results)
+
     def _signed_in_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
-        m = re.fullmatch(
-            r"(?:(?:the user|someone|somebody|i|you|(.+?)) (?:is|am|are) )?(not )?(?:signed|logged) in(?: as (.+))?", s
+        pattern = (
+            r"(?:(?:the user|someone|somebody|i|you|(.+?)) (?:is|am|are) )?(not )?(?:signed|logged) in(?: as (.+))?"
         )
-        if m is None:
+        if re.fullmatch(pattern, s) is None:
             return None
+        m = re.fullmatch(pattern, " ".join(raw.strip().rstrip(".!").split()), re.IGNORECASE)
+        assert m is not None  # the same pattern, on the statement as written
         state = self.state()
         user = state["user"]
         wanted = m[3] or m[1]
-        ok = state["logged_in"] and (wanted is None or (user or "").casefold() == wanted.strip("\"'“”‘’"))
+        checks: list[Check] = [StateCheck(state="logged_in", value=True)]
+        if wanted is not None:
+            checks.append(StateCheck(state="user", value=wanted.strip("\"'“”‘’")))
         reason = f"signed in as {user!r}" if state["logged_in"] else f"not signed in; the app says {state['status']!r}"
-        return ok != bool(m[2]), reason
+        return self._holds(*checks) != bool(m[2]), reason
 
     def _error_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(
@@ -368,9 +384,8 @@ class SampleAppOracle(StateOracle):
         )
         if m is None:
             return None
-        state = self.state()
-        error = state["login_error"]
-        return (error is not None) != bool(m[1]), f"the app says {state['status']!r}"
+        no_error = self._holds(StateCheck(state="login_error", value=None))
+        return no_error == bool(m[1]), f"the app says {self.state()['status']!r}"
 
     def _setting_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(
@@ -380,15 +395,16 @@ class SampleAppOracle(StateOracle):
         if m is None or key is None:
             return None
         want_on = (m[3] in _ON) != bool(m[2])
+        verdict = self._holds(StateCheck(state=f"settings.{key}", value=want_on))
         is_on = bool(self.state()["settings"][key])
-        return is_on == want_on, f"{_SETTINGS[key]} is {'on' if is_on else 'off'}"
+        return verdict, f"{_SETTINGS[key]} is {'on' if is_on else 'off'}"
 
     def _volume_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(r"the volume is (not )?(?:set to |at )?(\d+)(?: ?%| percent)?", s)
         if m is None:
             return None
-        volume = int(self.state()["settings"]["volume"])
-        return (volume == int(m[2])) != bool(m[1]), f"the volume is {volume}"
+        verdict = self._holds(StateCheck(state="settings.volume", value=int(m[2])))
+        return verdict != bool(m[1]), f"the volume is {int(self.state()['settings']['volume'])}"
 
     def _field_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(
@@ -402,13 +418,13 @@ class SampleAppOracle(StateOracle):
         field = _field_of((m or empty)[1])  # type: ignore[index]
         if field is None:
             return None
-        value: str = self.state()[field]
-        reason = f"the {_FIELDS[field]} field says {value!r}"
+        reason = f"the {_FIELDS[field]} field says {self.state()[field]!r}"
         if empty is not None:
-            return (value == "") != bool(empty[2]), reason
+            return self._holds(StateCheck(state=field, value="")) != bool(empty[2]), reason
         assert m is not None
-        verdict = m[3] in value if m[2].casefold() == "contains" else value == m[3]
-        return verdict, reason
+        if m[2].casefold() == "contains":
+            return self._holds(StateCheck(state=field, contains=m[3])), reason
+        return self._holds(StateCheck(state=field, value=m[3])), reason
 
     def _item_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         text = raw.strip().rstrip(".!")

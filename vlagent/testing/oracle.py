@@ -10,9 +10,13 @@ would, for a known set of sentences:
   ``done(failure)`` naming what it cannot do;
 - as a Querier, it judges statements such as "Wi-Fi is on", "the Settings screen is
   shown", "'Dark mode' is visible", "a note saying 'milk' exists", "a contact named Ada
-  exists", "the keyboard is shown"; it answers ``query`` schemas by field name from the
-  phone's facts (a toggle key such as ``wifi``, ``screen``, ``notes``, ``contacts``,
-  ``text_on_screen``, ``battery_percent``...); it locates visible elements by label.
+  exists", "the keyboard is shown": each statement is parsed into a
+  :data:`vlagent.tasks.Check` (toggle, screen, text, note, contact) and judged on the
+  phone's :class:`~vlagent.drivers.sim.state.SimState`, the way scenario and built-in task
+  checks are (the keyboard, which no check reads, from the phone itself); it answers
+  ``query`` schemas by field name from the phone's facts (a toggle key such as ``wifi``,
+  ``screen``, ``notes``, ``contacts``, ``text_on_screen``, ``battery_percent``...); it
+  locates visible elements by label.
 
 A sentence it does not know is an error for the test author (OracleCannotAnswer), never
 a guess. This module must not change the phone except through the actions it returns.
@@ -29,10 +33,20 @@ from typing import Any
 
 from vlagent.actions import Action, Click, Done, Key, Scroll
 from vlagent.drivers.sim.driver import SimDriver
+from vlagent.drivers.sim.state import SimState
 from vlagent.drivers.sim.world import APPS, BATTERY_PERCENT, SETTINGS_ROWS, SimPhone
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
-from vlagent.tasks import BUILTIN_TASKS
+from vlagent.tasks import (
+    BUILTIN_TASKS,
+    Check,
+    CheckResult,
+    ContactCheck,
+    NoteCheck,
+    ScreenCheck,
+    TextCheck,
+    ToggleCheck,
+)
 from vlagent.testing.scripts import task_script
 from vlagent.testing.state_oracle import QUOTE as _Q
 from vlagent.testing.state_oracle import OracleCannotAnswer, Rule, StateOracle
@@ -171,22 +185,28 @@ class SimOracle(StateOracle):
             self._kb_rule,
         ]
 
+    def _look(self, check: Check) -> tuple[CheckResult, SimState]:
+        """``check`` judged on one look at the phone, and that look (for the reason's wording)."""
+        state = SimState(self.phone)
+        return check.evaluate(state), state
+
     def _toggle_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(r"(.+?) is (not )?(?:turned |switched )?(on|off|enabled|disabled|active|inactive)", s)
         key = _toggle_key(m[1]) if m else None
         if m is None or key is None:
             return None
         want_on = (m[3] in _ON) != bool(m[2])
-        is_on = self.phone.toggles[key]
-        return is_on == want_on, f"{_label_of(key)} is {'on' if is_on else 'off'}"
+        result, _ = self._look(ToggleCheck(toggle=key, value=want_on))
+        return result.passed, f"{_label_of(key)} {result.detail}"
 
     def _screen_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(r"(.+?) is (not )?(?:shown|visible|open|opened|displayed|in the foreground)", s)
         screen = _screen_of(m[1]) if m else None
         if m is None or screen is None:
             return None
-        current = self.phone.screen
-        return (current == screen) != bool(m[2]), f"the {current.replace('_', ' ')} screen is shown"
+        result, state = self._look(ScreenCheck(screen=screen))
+        current = state.screen().value
+        return result.passed != bool(m[2]), f"the {current.replace('_', ' ')} screen is shown"
 
     def _text_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(
@@ -199,10 +219,10 @@ class SimOracle(StateOracle):
         )
         if m is None:
             return None
-        texts = self.phone.text_on_screen()
-        seen = any(m[1].casefold() in t.casefold() for t in texts)
-        where = f"'{m[1]}' is {'' if seen else 'not '}on the {self.phone.screen.replace('_', ' ')} screen"
-        return seen != bool(m[2]), where
+        result, state = self._look(TextCheck(text=m[1], value=not m[2]))
+        seen = result.passed != bool(m[2])
+        where = f"'{m[1]}' is {'' if seen else 'not '}on the {state.screen().value.replace('_', ' ')} screen"
+        return result.passed, where
 
     def _note_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(
@@ -212,8 +232,9 @@ class SimOracle(StateOracle):
         )
         if m is None:
             return None
-        found = any(m[1] in note for note in self.phone.notes)
-        return found, f"{len(self.phone.notes)} note(s); {'one' if found else 'none'} contains '{m[1]}'"
+        result, state = self._look(NoteCheck(note=m[1], partial=True))
+        count = len(state.notes().value)
+        return result.passed, f"{count} note(s); {'one' if result.passed else 'none'} contains '{m[1]}'"
 
     def _contact_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(
@@ -223,9 +244,8 @@ class SimOracle(StateOracle):
         )
         if m is None:
             return None
-        names = [c.name for c in self.phone.contacts]
-        found = any(m[1].casefold() == name.casefold() for name in names)
-        return found, f"contacts: {', '.join(names)}"
+        result, state = self._look(ContactCheck(contact=m[1]))
+        return result.passed, f"contacts: {', '.join(c.name for c in state.contacts().value)}"
 
     def _kb_rule(self, s: str, raw: str) -> tuple[bool, str] | None:
         m = re.fullmatch(r"the (?:on-screen )?keyboard is (not )?(shown|visible|open|displayed|hidden|closed|gone)", s)
