@@ -146,6 +146,15 @@ def _contact_rows(dev: SimDevice) -> list[_Row]:
     ]
 
 
+def _raw_contact_rows(dev: SimDevice) -> list[_Row]:
+    """Raw contacts: the phone's contacts, and those inserted that have no name yet (display_name NULL)."""
+    pending: list[_Row] = [
+        {"_id": i, "contact_id": i, "display_name": None, "account_type": None, "account_name": None, "deleted": 0}
+        for i in sorted(dev.content.pending)
+    ]
+    return _contact_rows(dev) + pending
+
+
 @dataclass(frozen=True)
 class _Table:
     authority: str
@@ -163,7 +172,7 @@ _TABLES = {
     "content://com.android.contacts/data": _CONTACT_PHONES,
     "content://com.android.contacts/contacts": _Table("com.android.contacts", _contact_rows, ("_id", "display_name")),
     "content://com.android.contacts/raw_contacts": _Table(
-        "com.android.contacts", _contact_rows, ("_id", "contact_id", "display_name", "account_type", "deleted")
+        "com.android.contacts", _raw_contact_rows, ("_id", "contact_id", "display_name", "account_type", "deleted")
     ),
     "content://contacts/phones": _Table("contacts", _contact_rows, ("_id", "person", "name", "number", "type")),
 }
@@ -294,6 +303,10 @@ def _delete(dev: SimDevice, uri: str, table: _Table, where: str | None) -> None:
         dev.content.notes.seen = [row["text"] for row in keep]
         dev.content.notes.ids = [int(str(row["_id"])) for row in keep]
         return
+    if table.rows is _raw_contact_rows:
+        for row in _raw_contact_rows(dev):
+            if row["display_name"] is None and matches(row):
+                dev.content.pending.pop(int(str(row["_id"])), None)
     rows = _contact_rows(dev)
     keep_rows = [(row, contact) for row, contact in zip(rows, phone.contacts, strict=True) if not matches(row)]
     phone.replace_contacts([contact for _, contact in keep_rows])

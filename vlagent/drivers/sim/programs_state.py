@@ -73,10 +73,13 @@ class SettingsTable:
 
 
 def _toggle_value(dev: SimDevice, toggle: ToggleSetting) -> str | None:
-    written = dev.settings.written.get((toggle.namespace or "", toggle.key or ""))
+    row = (toggle.namespace or "", toggle.key or "")
+    written = dev.settings.written.get(row)
     on = dev.phone.toggles.get(toggle.toggle, False)
-    if written is not None and written[1] == on:
-        return written[0]
+    if written is not None:
+        if written[1] == on:
+            return written[0]
+        del dev.settings.written[row]  # the switch moved since: its own value shows again
     if toggle.toggle == "wifi" and on and dev.phone.toggles.get("airplane_mode"):
         return "2"  # on while airplane mode is on (Settings.Global.WIFI_ON)
     return toggle.write_on if on else toggle.write_off
@@ -138,7 +141,10 @@ def _settings(dev: SimDevice, args: list[str]) -> Result:
 
 
 def _switch(dev: SimDevice, toggle: str, on: bool) -> None:
+    """What the toggle's service does: switch it, and write its settings row."""
     dev.phone.set_toggle(toggle, on)
+    setting = TOGGLES[toggle]
+    dev.settings.written.pop((setting.namespace or "", setting.key or ""), None)
 
 
 def _cmd(dev: SimDevice, args: list[str]) -> Result:
