@@ -290,12 +290,19 @@ def sim() -> None:
 )
 @click.option("--seed", default=0, show_default=True, help="Layout seed of the phones.")
 @click.option("--transition-delay", default=0.0, show_default=True, help="Seconds a screen change takes to show.")
-def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: float) -> None:
+@click.option(
+    "--drop-typed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Lose every Nth typed character (0: none), to test a client's read-back of typed text.",
+)
+def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int) -> None:
     """Serve simulated phones over the adb protocol (then: adb -P PORT devices)."""
     from vlagent.drivers.sim.adb_server import serve_forever
 
     click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
-    serve_forever(port, list(serials), seed, transition_delay)
+    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed)
 
 
 @cli.command("eval")
