@@ -23,6 +23,7 @@ from vlagent.drivers.base import Driver
 from vlagent.errors import ActionNotSupportedError, DeviceError, DeviceLockedError, InvalidModelOutput, ModelError
 from vlagent.frames import Frame
 from vlagent.memory import TrajectoryMemory
+from vlagent.outcome import ActionOutcome
 from vlagent.policies.base import Decision, HistoryEntry, Observation, Policy
 
 __all__ = ["EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
@@ -57,6 +58,8 @@ class StepRecord:
     """Fraction of the screen (around the action) that changed, 0-1; None if unmeasured."""
     selection: dict[str, object] | None = None
     """What memory sent with the prompt (images, tokens), when the policy looked at images."""
+    outcome: ActionOutcome | None = None
+    """What the driver learned performing the action (e.g. whether typed text arrived)."""
 
     @property
     def action(self) -> Action:
@@ -147,12 +150,14 @@ def run_episode(
                 episode.detail = record.action.answer or ""
                 break
             t2 = time.perf_counter()
-            device.run(driver.execute, record.action)
+            outcome = device.run(driver.execute, record.action)
+            record.outcome = outcome if isinstance(outcome, ActionOutcome) else None  # drivers of old return None
             after = device.run(settle, driver) if settle else device.run(driver.screenshot)
             record.execute_s = time.perf_counter() - t2
             t0 = time.perf_counter()
             record.change = effect(frame, after, record.action) if effect else None
             record.effect = "no visible change" if record.change == 0.0 else None
+            record.effect = (record.outcome.problem if record.outcome else None) or record.effect
             memory.add(HistoryEntry(index, record.action, decision.step.thought, record.effect), frame)
             verdicts = [v for v in _call(hooks, "on_step", episode, record, after) if isinstance(v, Verdict)]
             hint = next((v.hint for v in verdicts if v.hint), None)

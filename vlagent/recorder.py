@@ -31,6 +31,7 @@ from vlagent.agent import Episode, StepRecord
 from vlagent.drivers.base import Driver
 from vlagent.errors import UserError
 from vlagent.frames import Frame
+from vlagent.outcome import ActionOutcome
 from vlagent.policies.base import Policy
 
 __all__ = [
@@ -86,6 +87,8 @@ class RecordedStep(_Line):
     execute_s: float | None = None
     change: float | None = None
     effect: str | None = None
+    outcome: ActionOutcome | None = None
+    """What the driver learned performing the action (typing read back: verified, retried, ...)."""
 
 
 class StepResult(_Line):
@@ -94,6 +97,7 @@ class StepResult(_Line):
     execute_s: float
     change: float | None = None
     effect: str | None = None
+    outcome: ActionOutcome | None = None
 
 
 class TrajectoryEnd(_Line):
@@ -204,7 +208,13 @@ class Recorder:
 
     def on_step(self, episode: Episode, record: StepRecord, after: Frame) -> None:
         self._write(
-            StepResult(index=record.index, execute_s=record.execute_s, change=record.change, effect=record.effect)
+            StepResult(
+                index=record.index,
+                execute_s=record.execute_s,
+                change=record.change,
+                effect=record.effect,
+                outcome=record.outcome,
+            )
         )
 
     def on_end(self, episode: Episode) -> None:
@@ -284,7 +294,12 @@ def load_trajectory(path: Path | str) -> Trajectory:
             position = by_index.get(line.index)
             if position is not None:
                 traj.steps[position] = traj.steps[position].model_copy(
-                    update={"execute_s": line.execute_s, "change": line.change, "effect": line.effect}
+                    update={
+                        "execute_s": line.execute_s,
+                        "change": line.change,
+                        "effect": line.effect,
+                        "outcome": line.outcome,
+                    }
                 )
         else:
             traj.end = line

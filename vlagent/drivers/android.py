@@ -17,6 +17,14 @@ black (nothing else is done). A PIN, pattern or password lock raises
 :class:`DeviceLockedError`: vlagent never guesses credentials. No user setting is changed
 (no ``svc power stayon``).
 
+Typed text is read back (``verify_typing``, on by default; ``adb:SERIAL?verify_typing=0`` turns it
+off): the focused field is read from ``uiautomator dump`` before and after typing and, when it
+does not hold what was meant, the typed part is deleted and typed again by another input path
+(ADBKeyboard, ``input text`` in short chunks, the Clipper app's clipboard). ``execute`` returns
+the :class:`~vlagent.outcome.ActionOutcome` (verified, retried and how, failed, or unverifiable
+and why). ``state()`` is one look at the phone for checks (:class:`AdbState`) and ``prepare``
+brings it to a task's start.
+
 What this module must not do: let the device shell interpret any text it sends. Every
 argument is quoted (argv lists joined with ``shlex.quote``) and ``input text`` gets its own
 ``%s`` encoding for spaces. It also must not import adbutils at import time, type or guess a
@@ -49,6 +57,7 @@ from tenacity import (
 )
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
+from vlagent.drivers.android_state import AdbState, ShellResult
 from vlagent.drivers.base import PHONE_CAPABILITIES, BaseDriver, Capabilities
 from vlagent.errors import (
     ActionNotSupportedError,
@@ -60,6 +69,9 @@ from vlagent.errors import (
     MissingExtraError,
 )
 from vlagent.frames import Frame
+from vlagent.outcome import ActionOutcome, TypingStatus
+from vlagent.tasks.state import StartState
+from vlagent.tasks.uitree import UiDumpError, UiNode
 
 if TYPE_CHECKING:
     from adbutils import AdbClient, AdbDevice
@@ -85,6 +97,15 @@ T = TypeVar("T")
 #: The ADBKeyboard input method (https://github.com/senzhk/ADBKeyBoard), needed for non-ASCII text.
 ADB_KEYBOARD_IME = "com.android.adbkeyboard/.AdbIME"
 ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
+#: The Clipper app (https://github.com/majido/clipper): ``am broadcast -a clipper.set -e text TEXT`` fills the
+#: clipboard, which Android has no shell command for; a fallback path for typing (android_world uses it).
+CLIPPER_PACKAGE = "ca.zgrs.clipper"
+#: android.view.KeyEvent.KEYCODE_PASTE (API 24+).
+KEYCODE_PASTE = 279
+#: Characters per command on the "short chunks" typing paths.
+_SHORT_CHUNK = 8
+#: The ways text can be put into the focused field, in the words the step outcome records.
+TypingPath = Literal["input text", "input text, short chunks", "ADBKeyboard", "ADBKeyboard, short chunks", "clipboard"]
 #: Fraction of the screen kept free at each end of a scroll swipe: Android's back-gesture
 #: inset is 24 dp by default (66 px, 6% of a 1080-px-wide 2.75x screen).
 SCROLL_EDGE_MARGIN = 0.08
@@ -193,6 +214,16 @@ class AdbConfig:
     lock raises DeviceLockedError. False: never look at or change the power state."""
     wake_timeout: float = 2.0
     """Seconds to wait for the screen to come on and the lock screen to go after waking / unlocking."""
+    verify_typing: bool = True
+    """After typing, read the focused field back from the view hierarchy (two ``uiautomator dump``: before
+    and after) and, when it differs from what was meant, retry by another input path; the step records
+    the outcome. False (``adb:SERIAL?verify_typing=0``): type once and record nothing."""
+    typing_retries: int = 2
+    """Other input paths tried when the read-back differs (ADBKeyboard, short ``input text`` chunks, clipboard)."""
+    dump_attempts: int = 3
+    """Tries per ``uiautomator dump`` when the screen is animating or the output is cut short."""
+    dump_timeout: float = 30.0
+    """Seconds one ``uiautomator dump`` may take (it waits up to ~10 s for an idle screen)."""
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.capture_timeout <= 0:
@@ -205,6 +236,8 @@ class AdbConfig:
             raise ConfigError("adb scroll_fraction must be within 0.01..0.9")
         if self.wake_timeout < 0:
             raise ConfigError("adb wake_timeout must be >= 0")
+        if self.typing_retries < 0 or self.dump_attempts < 1 or self.dump_timeout <= 0:
+            raise ConfigError("adb typing_retries must be >= 0, dump_attempts >= 1 and dump_timeout > 0")
 
     @property
     def server(self) -> tuple[str, int]:
@@ -347,6 +380,38 @@ def input_text_chunks(text: str) -> list[str]:
     return [piece.replace(" ", "%s") for piece in pieces if piece]
 
 
+def _input_text_commands(text: str) -> list[list[str]]:
+    """``input text`` / ``input keyevent`` argv lists that type ASCII ``text`` (newlines as Enter, tabs as Tab)."""
+    commands: list[list[str]] = []
+    for part in re.split(r"(\r\n|\n|\t)", text):
+        if part in ("\n", "\r\n"):
+            commands.append(["input", "keyevent", str(ANDROID_KEYCODES["enter"])])
+        elif part == "\t":
+            commands.append(["input", "keyevent", str(ANDROID_KEYCODES["tab"])])
+        elif part:
+            bad = sorted({c for c in part if not c.isprintable()})
+            if bad:
+                raise ActionNotSupportedError(f"cannot type control characters {bad!r} on an Android device")
+            commands.extend(["input", "text", chunk] for chunk in input_text_chunks(part))
+    return commands
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _arrived(held: str, seen: str, text: str) -> bool:
+    """Whether a field that held ``held`` shows ``text`` typed in: appended, or inserted where the cursor was,
+    or alone (an empty field whose hint was reported as its text, on builds without the ``hint`` attribute)."""
+    return seen in (held + text, text) or (len(seen) == len(held) + len(text) and text in seen)
+
+
+def _same_field(a: UiNode, b: UiNode) -> bool:
+    if (a.resource_id, a.class_name) != (b.resource_id, b.class_name):
+        return False
+    return bool(a.resource_id) or a.bounds[:2] == b.bounds[:2]  # a field grows downwards as it fills
+
+
 class AdbDriver(BaseDriver):
     """An Android device reached through an adb server."""
 
@@ -441,7 +506,8 @@ class AdbDriver(BaseDriver):
         }
         return Frame(image=image, width=width, height=height, device=MappingProxyType(meta))
 
-    def execute(self, action: Action) -> None:
+    def execute(self, action: Action) -> ActionOutcome | None:
+        """Perform ``action``; for ``type`` with ``verify_typing`` on, how the text fared (else None)."""
         self._check_open()
         self.ensure_supported(action)
         if isinstance(action, Click):
@@ -461,15 +527,30 @@ class AdbDriver(BaseDriver):
         elif isinstance(action, Key):
             self._run("key", [["input", "keyevent", str(ANDROID_KEYCODES[action.key])]])
         elif isinstance(action, Type):
-            self._type(action.text, action.submit)
+            return self._type(action.text, action.submit)
         elif isinstance(action, OpenApp):
             self._open_app(action.name)
         elif isinstance(action, Wait):
             time.sleep(action.seconds)
         elif isinstance(action, Done):
-            return
+            return None
         else:  # pragma: no cover - the union is closed
             raise ActionNotSupportedError(f"unknown action {action!r}")
+        return None
+
+    def state(self) -> AdbState:
+        """One look at the phone's state, for checks (see ``vlagent.tasks``): each fact read once, on demand."""
+        self._check_open()
+        return AdbState(
+            self._shell,
+            serial=self.serial,
+            dump_attempts=self.config.dump_attempts,
+            dump_timeout=self.config.dump_timeout,
+        )
+
+    def prepare(self, start: StartState) -> None:
+        """Bring the phone to ``start``: toggles by their commands, notes and contacts replaced, Home."""
+        self.state().prepare(start)
 
     def close(self) -> None:
         # adbutils opens one connection per call: there is nothing long-lived to release.
@@ -588,30 +669,125 @@ class AdbDriver(BaseDriver):
             start, end = end, start
         return (x, start, x, end) if vertical else (start, y, end, y)
 
-    def _type(self, text: str, submit: bool) -> None:
-        commands: list[list[str]] = []
-        if text.isascii():
-            for part in re.split(r"(\r\n|\n|\t)", text):
-                if part in ("\n", "\r\n"):
-                    commands.append(["input", "keyevent", str(ANDROID_KEYCODES["enter"])])
-                elif part == "\t":
-                    commands.append(["input", "keyevent", str(ANDROID_KEYCODES["tab"])])
-                elif part:
-                    bad = sorted({c for c in part if not c.isprintable()})
-                    if bad:
-                        raise ActionNotSupportedError(f"cannot type control characters {bad!r} on an Android device")
-                    commands.extend(["input", "text", chunk] for chunk in input_text_chunks(part))
-            if submit:
-                commands.append(["input", "keyevent", str(ANDROID_KEYCODES["enter"])])
-            self._run("typing text", commands)
-            return
-        self._ensure_adb_keyboard(text)
-        encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
-        output = self._run("typing text", [["am", "broadcast", "-a", "ADB_INPUT_B64", "--es", "msg", encoded]])
-        if "Broadcast completed" not in output:
-            raise _CommandFailed(f"ADBKeyboard did not take the text: {output.strip()[:200]!r}")
+    # --- typing ------------------------------------------------------------------------------
+
+    def _type(self, text: str, submit: bool) -> ActionOutcome | None:
+        """Type ``text`` and, with ``verify_typing``, read the focused field back and retry when it differs."""
+        first: TypingPath = "input text" if text.isascii() else "ADBKeyboard"
+        if not self.config.verify_typing:
+            self._send_text(text, first)
+            self._submit(submit)
+            return None
+        if any(c in text for c in "\r\n\t"):
+            self._send_text(text, first)
+            self._submit(submit)
+            why = "the text holds line breaks or tabs, which may submit the field or move the focus"
+            return ActionOutcome("unverifiable", why, (first,))
+        before = self._focused_field("before typing")
+        if isinstance(before, str):
+            self._send_text(text, first)
+            self._submit(submit)
+            return ActionOutcome("unverifiable", before, (first,))
+        outcome = self._type_verified(text, before, first)
+        self._submit(submit)  # after the read-back: Enter may submit and clear the field
+        return outcome
+
+    def _type_verified(self, text: str, before: UiNode, first: TypingPath) -> ActionOutcome:
+        held = before.field_text()
+        methods: list[TypingPath] = [first]
+        self._send_text(text, first)
+        while True:
+            after = self._focused_field("after typing")
+            if isinstance(after, str):
+                return ActionOutcome("unverifiable", after, tuple(methods))
+            if not _same_field(before, after):
+                return ActionOutcome("unverifiable", f"the focus moved to {after.describe()}", tuple(methods))
+            seen = after.field_text()
+            if _arrived(held, seen, text):
+                status: TypingStatus = "verified" if len(methods) == 1 else "retried"
+                return ActionOutcome(status, f"the field holds {seen!r}", tuple(methods), seen)
+            if before.password or after.password:
+                why = "a password field: it shows dots, not the text"
+                return ActionOutcome("unverifiable", why, tuple(methods), seen)
+            path = self._next_typing_path(text, methods) if len(methods) <= self.config.typing_retries else None
+            if path is None:
+                why = f"the field holds {seen!r}, not {held + text!r}, after {', '.join(methods)}"
+                log.warning("%s: typed text did not arrive: %s", self.serial, why)
+                return ActionOutcome("failed", why, tuple(methods), seen)
+            log.warning("%s: the field holds %r after typing %r by %s; typing again by %s", self.serial, seen, text,
+                        methods[-1], path)  # fmt: skip
+            retype = self._undo_typing(held, seen)
+            self._send_text(retype + text, path)
+            methods.append(path)
+
+    def _focused_field(self, when: str) -> UiNode | str:
+        """The focused text field, or why it cannot be read (a DeviceError still propagates)."""
+        try:
+            tree = self.state().ui_tree().value
+        except UiDumpError as exc:
+            return f"the screen could not be read {when}: {exc}"
+        node = tree.focused()
+        if node is None:
+            return f"no field has focus {when}"
+        if not node.is_text_field:
+            return f"the focused element is not a text field {when} ({node.describe()})"
+        return node
+
+    def _next_typing_path(self, text: str, used: Sequence[TypingPath]) -> TypingPath | None:
+        candidates: tuple[TypingPath, ...] = (
+            ("ADBKeyboard", "input text, short chunks", "clipboard")
+            if text.isascii()
+            else ("clipboard", "ADBKeyboard, short chunks")
+        )
+        for path in candidates:
+            if path in used:
+                continue
+            if path.startswith("ADBKeyboard") and not self._adb_keyboard_usable(text):
+                continue
+            if path == "clipboard" and CLIPPER_PACKAGE not in self._installed_packages():
+                continue
+            return path
+        return None
+
+    def _adb_keyboard_usable(self, text: str) -> bool:
+        try:
+            self._ensure_adb_keyboard(text)
+        except ActionNotSupportedError:
+            return False
+        return True
+
+    def _undo_typing(self, held: str, seen: str) -> str:
+        """Delete what the failed try left in the field; return the part of the old content to type again."""
+        keep = seen.startswith(held)
+        extra = len(seen) - len(held) if keep else len(seen)
+        if extra > 0:
+            keys = [str(ANDROID_KEYCODES["line_end"]), *[str(ANDROID_KEYCODES["backspace"])] * extra]
+            self._run("deleting mistyped text", [["input", "keyevent", *keys]])
+        return "" if keep else held
+
+    def _submit(self, submit: bool) -> None:
         if submit:
             self._run("typing text", [["input", "keyevent", str(ANDROID_KEYCODES["enter"])]])
+
+    def _send_text(self, text: str, path: TypingPath) -> None:
+        """Type ``text`` into the focused field by one input path (no read-back)."""
+        if path == "input text":
+            self._run("typing text", _input_text_commands(text))
+        elif path == "input text, short chunks":  # slow phones drop key events from long bursts
+            for piece in _pieces(text, _SHORT_CHUNK):
+                self._run("typing text", _input_text_commands(piece))
+        elif path in ("ADBKeyboard", "ADBKeyboard, short chunks"):
+            self._ensure_adb_keyboard(text)
+            for piece in [text] if path == "ADBKeyboard" else _pieces(text, _SHORT_CHUNK):
+                encoded = base64.b64encode(piece.encode("utf-8")).decode("ascii")
+                output = self._run("typing text", [["am", "broadcast", "-a", "ADB_INPUT_B64", "--es", "msg", encoded]])
+                if "Broadcast completed" not in output:
+                    raise _CommandFailed(f"ADBKeyboard did not take the text: {output.strip()[:200]!r}")
+        else:  # the Clipper app holds the text, KEYCODE_PASTE puts it in the field
+            output = self._run("copying text", [["am", "broadcast", "-a", "clipper.set", "-e", "text", text]])
+            if "Broadcast completed" not in output:
+                raise _CommandFailed(f"Clipper did not take the text: {output.strip()[:200]!r}")
+            self._run("pasting text", [["input", "keyevent", str(KEYCODE_PASTE)]])
 
     def _ensure_adb_keyboard(self, text: str) -> None:
         if self._ime_ready:
@@ -757,6 +933,19 @@ class AdbDriver(BaseDriver):
                     f"{what} failed on {self.serial} (exit {result.returncode}): {result.output[:300]}"
                 )
             return str(result.output)
+
+        log.debug("%s: adb shell %s", self.serial, line)
+        return self._call(what, once)
+
+    def _shell(self, what: str, argv: Sequence[str], *, timeout: float | None = None) -> ShellResult:
+        """One argv in the device shell, every argument quoted; the exit status is returned, not raised
+        (the AdbShell that AdbState reads through). Lost connections are retried, then a DeviceError."""
+        self._check_open()
+        line = shlex.join(argv)
+
+        def once() -> ShellResult:
+            result = self._device.shell2(line, timeout=timeout or self.config.timeout, rstrip=True)
+            return ShellResult(result.returncode, str(result.output))
 
         log.debug("%s: adb shell %s", self.serial, line)
         return self._call(what, once)

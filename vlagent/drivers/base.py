@@ -23,6 +23,7 @@ from vlagent.actions import (
 )
 from vlagent.errors import ActionNotSupportedError, DriverConformanceError
 from vlagent.frames import Frame
+from vlagent.outcome import ActionOutcome
 
 __all__ = [
     "DESKTOP_CAPABILITIES",
@@ -107,8 +108,11 @@ class Driver(Protocol):
 
     def screenshot(self) -> Frame: ...
 
-    def execute(self, action: Action) -> None:
-        """Perform ``action`` (device pixels). Raises ActionNotSupportedError or DeviceError."""
+    def execute(self, action: Action) -> ActionOutcome | None:
+        """Perform ``action`` (device pixels). Raises ActionNotSupportedError or DeviceError.
+
+        Returns what the driver learned doing it (e.g. whether typed text arrived), or None.
+        """
         ...
 
     def close(self) -> None:
