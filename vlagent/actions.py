@@ -10,10 +10,10 @@ This module must not import heavy libraries; it is imported by ``import vlagent`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Literal, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Annotated, Literal, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 __all__ = [
     "KEY_NAMES",
@@ -126,6 +126,27 @@ KEY_NAMES: tuple[str, ...] = KeyName.__args__  # type: ignore[attr-defined]
 
 class _ActionBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    _exact_points: dict[tuple[int, int], tuple[float, float]] = PrivateAttr(default_factory=dict)
+    """Exact values of points a parser rounded to the model's grid (a box's centre, a fraction),
+    so that decoding to device pixels rounds once. Not a field: never serialised or compared."""
+
+    def with_exact_points(self, points: Mapping[tuple[int, int], tuple[float, float]]) -> Self:
+        """This action, remembering the exact grid values its whole-number points were rounded from."""
+        self._exact_points.update(points)
+        return self
+
+    def exact_point(self, x: int, y: int) -> tuple[float, float]:
+        """The exact grid value behind the point ``(x, y)`` (itself when it was not rounded)."""
+        return self._exact_points.get((x, y), (x, y))
+
+    def __eq__(self, other: object) -> bool:
+        # Fields only: the exact points are a decoding aid, not part of what the action is.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
 
 
 class Click(_ActionBase):
@@ -243,7 +264,14 @@ def action_points(action: Action) -> list[tuple[int, int]]:
 
 
 def map_points(action: Action, fn: _PointFn) -> Action:
-    """Return a copy of ``action`` with every point passed through ``fn``."""
+    """Return a copy of ``action`` with every point passed through ``fn`` (exact points not carried over)."""
+    moved = _moved(action, fn)
+    if moved is not action:
+        moved._exact_points = {}  # model_copy shares the private dict; the copy's points are new
+    return moved
+
+
+def _moved(action: Action, fn: _PointFn) -> Action:
     if isinstance(action, (Click, LongPress)):
         x, y = fn(action.x, action.y)
         return action.model_copy(update={"x": x, "y": y})

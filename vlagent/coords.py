@@ -15,8 +15,6 @@ fraction of the screen) is kept exact for :func:`decode_action` and rounded once
 from __future__ import annotations
 
 import math
-import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -35,7 +33,6 @@ __all__ = [
     "codec_by_name",
     "decode_action",
     "encode_action",
-    "keep_fine_points",
     "smart_resize",
     "visual_tokens",
 ]
@@ -203,41 +200,17 @@ def codec_by_name(name: str, *, min_pixels: int = MIN_PIXELS, max_pixels: int = 
     raise ValueError(f"unknown coordinate codec {name!r}: use norm1000, norm999, abs_resized or pixels")
 
 
-#: Exact grid points of parsed actions whose integer points were rounded from them, by the
-#: action object's id (actions compare by value, so two equal actions must not share one).
-_FINE: dict[int, tuple[weakref.ref[Action], Mapping[tuple[int, int], tuple[float, float]]]] = {}
-
-
-def keep_fine_points(action: Action, points: Mapping[tuple[int, int], tuple[float, float]]) -> None:
-    """Remember, while ``action`` lives, the exact grid points its integer points were rounded from.
-
-    Parsers call this for points finer than the grid (a box's centre, a fraction of the screen);
-    :func:`decode_action` then converts this very object from the exact values, so that such a
-    point is rounded once, to a device pixel. A copy of the action decodes from its integers.
-    """
-    if not points:
-        return
-    key = id(action)
-    _FINE[key] = (weakref.ref(action, lambda _ref: _FINE.pop(key, None)), dict(points))
-
-
-def _fine_points(action: Action) -> Mapping[tuple[int, int], tuple[float, float]]:
-    entry = _FINE.get(id(action))
-    return entry[1] if entry is not None and entry[0]() is action else {}
-
-
 def decode_action(
     action: Action, codec: CoordCodec, width: int, height: int, *, out_of_range: OutOfRange = "raise"
 ) -> Action:
     """Convert every point of ``action`` from the model's grid to device pixels.
 
-    A point a parser kept finer than the grid (:func:`keep_fine_points`) converts from its
-    exact value.
+    A point a parser rounded to the grid (see ``Action.with_exact_points``) converts from its
+    exact value, so it is rounded once, to a device pixel.
     """
-    fine = _fine_points(action)
 
     def to_device(x: int, y: int) -> tuple[int, int]:
-        fx, fy = fine.get((x, y), (x, y))
+        fx, fy = action.exact_point(x, y)
         return codec.to_device(fx, fy, width, height, out_of_range=out_of_range)
 
     return map_points(action, to_device)

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from pydantic import ValidationError
 
 from vlagent.actions import KEY_NAMES, Step
-from vlagent.coords import keep_fine_points
 from vlagent.drivers.base import Capabilities
 
 __all__ = [
@@ -141,7 +140,8 @@ def validate_step(fields: Mapping[str, object], thought: str | None, grid: tuple
 
     Coordinates may be floats (a box's centre, a fraction of the screen): they are rounded to
     the grid here, and the exact values (within ``grid``: the range check is the parser's, on
-    the integers) are kept for :func:`vlagent.coords.decode_action`, so that a point is rounded
+    the integers) are kept on the action
+    (``with_exact_points``) for :func:`vlagent.coords.decode_action`, so that a point is rounded
     once, to a device pixel, rather than to the grid and then again.
     """
     action = dict(fields)
@@ -163,5 +163,5 @@ def validate_step(fields: Mapping[str, object], thought: str | None, grid: tuple
         step = Step.model_validate(payload)
     except ValidationError as exc:
         raise ParseProblem(explain(name, exc)) from exc
-    keep_fine_points(step.action, fine)
+    step.action.with_exact_points(fine)
     return step
