@@ -14,6 +14,7 @@ from vlagent.drivers.sim import SimDriver
 from vlagent.errors import ConfigError, InvalidModelOutput
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.recorder import load_trajectory
+from vlagent.tasks import ToggleCheck
 from vlagent.testing import (
     ActFailed,
     Agent,
@@ -143,3 +144,48 @@ def test_calls_get_their_own_numbered_directories(agent: Agent) -> None:
     names = [call.run_dir.name for call in agent.calls]
     assert names == ["01-act-turn-on-bluetooth", "02-assert-bluetooth-is-on"]
     assert all(call.passed for call in agent.calls)
+
+
+# --- checks judged from device state, with no model -----------------------------------------------
+
+
+def test_assert_a_check_reads_the_phone_state_without_a_model(driver: SimDriver, tmp_path: Path) -> None:
+    agent = Agent(driver, ScriptedPolicy([]), out_dir=tmp_path)  # the scripted policy cannot answer questions
+    assert agent.assert_(ToggleCheck(toggle="wifi", value=False)) == "is off [sim state]"
+    assert agent.assert_({"text": "Contacts"}).endswith("[sim state]")
+    driver.phone.set_toggle("wifi", True)
+    assert agent.check({"toggle": "wifi"}).verdict
+    with pytest.raises(AssertionFailed) as info:
+        agent.assert_({"element": "Wi-Fi", "checked": False})
+    message = str(info.value)
+    assert message.startswith("assert_(\"element 'Wi-Fi' is on screen with checked=false\") failed")
+    assert (
+        "judged from the device state (failed)" in message
+        and "seen: no element 'Wi-Fi' on screen [sim state]" in message
+    )
+    assert info.value.result is not None and info.value.result.source == "sim state"
+    assert Path(message.split("screen: ")[1].splitlines()[0]).is_file()
+    recorded = load_trajectory(agent.calls[-1].run_dir)
+    assert recorded.start is not None and recorded.start.policy == "device state"
+
+
+def test_a_check_the_device_cannot_judge_fails_as_unknown(driver: SimDriver, tmp_path: Path) -> None:
+    agent = Agent(driver, SimOracle(driver), out_dir=tmp_path)
+    with pytest.raises(AssertionFailed, match=r"\(unknown\)\.\nseen: cannot be judged on this sim device"):
+        agent.assert_({"state": "logged_in"})
+    with pytest.raises(ConfigError, match="not a valid check"):
+        agent.assert_({"colour": "red"})
+
+
+def test_wait_until_a_check_holds(driver: SimDriver, tmp_path: Path) -> None:
+    agent = Agent(driver, ScriptedPolicy([]), out_dir=tmp_path)
+    timer = threading.Timer(0.2, driver.phone.set_toggle, ("bluetooth", True))
+    timer.start()
+    try:
+        judgement = agent.wait_until(ToggleCheck(toggle="bluetooth"), timeout=5, interval=0.05)
+    finally:
+        timer.cancel()
+    assert judgement.verdict and judgement.reason == "is on [sim state]"
+    with pytest.raises(WaitTimeout, match="last seen on the device: is off \\[sim state\\]") as info:
+        agent.wait_until({"toggle": "airplane_mode"}, timeout=0.1, interval=0.05)
+    assert info.value.result is not None and info.value.result.status == "failed"

@@ -3,10 +3,13 @@
 A test talks to the screen in sentences. ``act`` runs an episode through the policy and
 fails the test unless the policy ends with ``done(success)``; the other calls ask the model
 a question about the current screen and read a small, validated pydantic answer
-(structured extraction). Questions go to a ``Querier``: anything with
-``ask(query, schema) -> schema instance``. The simulated-phone oracle answers from phone
-state; the in-process Qwen2-VL and the OpenAI-compatible policies get queriers in
-:mod:`vlagent.testing.queriers`, under the same constrained decoding as their steps.
+(structured extraction). ``assert_``, ``check`` and ``wait_until`` also take a
+:data:`vlagent.tasks.Check` (or its mapping, ``{"toggle": "wifi"}``): that is decided from
+the device's own state (``driver.state()``), with no model, on any device that has one.
+Questions go to a ``Querier``: anything with ``ask(query, schema) -> schema instance``.
+The simulated-phone oracle answers from phone state; the in-process Qwen2-VL and the
+OpenAI-compatible policies get queriers in :mod:`vlagent.testing.queriers`, under the same
+constrained decoding as their steps.
 
 Every call writes its own run directory (``NN-kind-slug/``) with the recorder's format,
 so a failing test leaves the frames the model saw and what it said. Failures raise
@@ -14,7 +17,7 @@ so a failing test leaves the frames the model saw and what it said. Failures rai
 report.
 
 This module must not import heavy libraries, and must not decide what is on screen by
-itself: only the policy and the querier look at frames.
+itself: only the policy and the querier look at frames (a Check reads device state).
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlagent.actions import Action, Done, Step, Wait, describe_action
 from vlagent.agent import EndReason, Episode, StepRecord, run_episode
@@ -41,6 +44,7 @@ from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Decision, Policy
 from vlagent.recorder import Recorder
+from vlagent.tasks import Check, CheckResult, StateReader, parse_check
 
 __all__ = [
     "ActFailed",
@@ -53,6 +57,7 @@ __all__ = [
     "Querier",
     "Query",
     "QueryKind",
+    "Statement",
     "WaitTimeout",
     "querier_for",
 ]
@@ -64,6 +69,9 @@ QueryKind = Literal["assert", "query", "locate"]
 #: Grid of ``locate`` answers: relative 0-1000 on both axes, whatever the model family.
 LOCATE_GRID = 1000
 _REASON_CHARS = 300
+
+#: What assert_/check/wait_until take: a sentence for the model, or a Check (or its mapping) for the device state.
+Statement = str | Check | Mapping[str, object]
 
 
 class Judgement(BaseModel):
@@ -135,20 +143,26 @@ class ActFailed(AssertionError):
 
 
 class AssertionFailed(AssertionError):
-    """The model judged a statement about the screen false."""
+    """The model judged a statement about the screen false (or a check failed on the device state)."""
 
-    def __init__(self, message: str, judgement: Judgement, run_dir: Path) -> None:
+    def __init__(self, message: str, judgement: Judgement, run_dir: Path, result: CheckResult | None = None) -> None:
         self.judgement = judgement
         self.run_dir = run_dir
+        self.result = result
+        """The check's verdict (what was seen, and where) when a Check was asserted."""
         super().__init__(message)
 
 
 class WaitTimeout(AssertionError):
     """A statement did not become true in time."""
 
-    def __init__(self, message: str, judgement: Judgement | None, run_dir: Path) -> None:
+    def __init__(
+        self, message: str, judgement: Judgement | None, run_dir: Path, result: CheckResult | None = None
+    ) -> None:
         self.judgement = judgement
         self.run_dir = run_dir
+        self.result = result
+        """The check's last verdict when a Check was awaited."""
         super().__init__(message)
 
 
@@ -181,6 +195,22 @@ def querier_for(policy: Policy) -> Querier | None:
 
         return OpenAIQuerier(policy)
     return None
+
+
+def _as_check(statement: Statement) -> Check | None:
+    """The Check a statement stands for (None: a sentence for the model); ConfigError when invalid."""
+    if isinstance(statement, str):
+        return None
+    try:
+        return parse_check(statement)
+    except ValidationError as exc:
+        raise ConfigError(f"not a valid check {statement!r}: {exc.errors()[0]['msg']}") from exc
+
+
+def _reason(result: CheckResult) -> str:
+    """What the device showed, and where it was read: the reason of a check's Judgement."""
+    text = (result.detail or result.status) + (f" [{result.source}]" if result.source else "")
+    return text[:_REASON_CHARS]
 
 
 def _slug(text: str) -> str:
@@ -310,26 +340,45 @@ class Agent:
         name = type(querier).__name__ if querier is not None else ""
         return f"the {name}" if "Oracle" in name else "the model"
 
-    def check(self, statement: str) -> Judgement:
-        """The model's yes/no judgement of ``statement`` about the current screen (never raises on 'no')."""
-        call = self._begin("check", statement)
-        judgement = self._judge(call, statement, 0)
+    def check(self, statement: Statement) -> Judgement:
+        """The yes/no judgement of ``statement`` about the current screen (never raises on 'no').
+
+        A sentence is judged by the model; a Check (or its mapping) from the device's state."""
+        check = _as_check(statement)
+        call = self._begin("check", check.describe() if check is not None else str(statement))
+        judgement, _ = self._judge(call, statement, check, 0)
         self._finish(call, judgement.verdict)
         return judgement
 
-    def assert_(self, statement: str) -> str:
-        """Fail (AssertionFailed) unless the model judges ``statement`` true of the screen; returns its reason."""
+    def assert_(self, statement: Statement) -> str:
+        """Fail (AssertionFailed) unless ``statement`` holds; returns the reason given.
+
+        ``statement`` is either a sentence about the screen, judged by the model ("Wi-Fi is
+        on"), or a :data:`vlagent.tasks.Check` (``ToggleCheck(toggle="wifi")``) or its mapping
+        (``{"toggle": "wifi"}``, ``{"text": "Saved"}``, ``{"element": "Wi-Fi", "checked": True}``),
+        decided from the device's own state (``driver.state()``: the simulated phone, a phone
+        over adb...) with no model. A failing check's message names the check, what was seen
+        and where it was read (the CheckResult, also on ``AssertionFailed.result``); a check the
+        device cannot judge fails as ``unknown``. ConfigError when the driver has no ``state()``.
+        """
         __tracebackhide__ = True  # pytest shows the test line, not this method
-        call = self._begin("assert", statement)
-        judgement = self._judge(call, statement, 0)
+        check = _as_check(statement)
+        call = self._begin("assert", check.describe() if check is not None else str(statement))
+        judgement, result = self._judge(call, statement, check, 0)
         self._finish(call, judgement.verdict)
         if not judgement.verdict:
+            if result is not None:
+                message = (
+                    f"assert_({result.check.describe()!r}) failed: judged from the device state ({result.status}).\n"
+                    f"seen: {result.detail or '(nothing)'}" + (f" [{result.source}]" if result.source else "") + "\n"
+                )
+            else:
+                message = (
+                    f"assert_({statement!r}) failed: {self._judge_name()} judged it false.\n"
+                    f"reason given: {judgement.reason or '(none given)'}\n"
+                )
             raise AssertionFailed(
-                f"assert_({statement!r}) failed: {self._judge_name()} judged it false.\n"
-                f"reason given: {judgement.reason or '(none given)'}\n"
-                f"screen: {call.frames[-1]}\nrecorded in: {call.run_dir}",
-                judgement,
-                call.run_dir,
+                f"{message}screen: {call.frames[-1]}\nrecorded in: {call.run_dir}", judgement, call.run_dir, result
             )
         return judgement.reason
 
@@ -350,28 +399,35 @@ class Agent:
         self._finish(call, True)
         return answer
 
-    def wait_until(self, statement: str, timeout: float = 10.0, interval: float = 0.5) -> Judgement:
-        """Judge ``statement`` repeatedly until it is true; WaitTimeout after ``timeout`` seconds."""
+    def wait_until(self, statement: Statement, timeout: float = 10.0, interval: float = 0.5) -> Judgement:
+        """Judge ``statement`` repeatedly until it is true; WaitTimeout after ``timeout`` seconds.
+
+        As for ``assert_``, a sentence is judged by the model and a Check (or its mapping) from
+        a fresh look at the device's state each time, with no model."""
         __tracebackhide__ = True
         if timeout < 0 or interval <= 0:
             raise ConfigError("wait_until needs timeout >= 0 and interval > 0")
-        call = self._begin("wait", statement)
+        check = _as_check(statement)
+        text = check.describe() if check is not None else str(statement)
+        call = self._begin("wait", text)
         deadline = time.monotonic() + timeout
         index = 0
         while True:
-            judgement = self._judge(call, statement, index, wait=interval)
+            judgement, result = self._judge(call, statement, check, index, wait=interval)
             if judgement.verdict:
                 self._finish(call, True)
                 return judgement
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._finish(call, False)
+                last = "last seen on the device" if result is not None else "model's last reason"
                 raise WaitTimeout(
-                    f"wait_until({statement!r}) timed out after {timeout:g} s and {index + 1} check(s).\n"
-                    f"model's last reason: {judgement.reason or '(none given)'}\n"
+                    f"wait_until({text!r}) timed out after {timeout:g} s and {index + 1} check(s).\n"
+                    f"{last}: {judgement.reason or '(none given)'}\n"
                     f"last screen: {call.frames[-1]}\nrecorded in: {call.run_dir}",
                     judgement,
                     call.run_dir,
+                    result,
                 )
             time.sleep(min(interval, remaining))
             index += 1
@@ -410,20 +466,38 @@ class Agent:
 
     # ------------------------------------------------------------------ internals
 
-    def _judge(self, call: CallRecord, statement: str, index: int, wait: float | None = None) -> Judgement:
-        frame = self.driver.screenshot()
-        prompt = (
-            f"Look at the {_device_word(self.driver)} screen. Is this statement true: {statement}\n"
-            'Answer with one JSON object: "verdict" true or false, and a short "reason" saying what you see.'
-        )
-        judgement = self._ask(Query("assert", statement, prompt, frame), Judgement)
+    def _judge(
+        self, call: CallRecord, statement: Statement, check: Check | None, index: int, wait: float | None = None
+    ) -> tuple[Judgement, CheckResult | None]:
+        """Judge a sentence with the querier, or a check on the device's state (with its CheckResult)."""
+        result: CheckResult | None = None
+        if check is not None:
+            driver = self.driver
+            if not isinstance(driver, StateReader):
+                raise ConfigError(
+                    f"checks are judged from the device's state, and the {driver.name} driver cannot report it "
+                    "(use a sentence for the model instead, or a phone: sim, adb:SERIAL)"
+                )
+            result = check.evaluate(driver.state())
+            frame = driver.screenshot()  # for the record: the screen the state was read with
+            judgement = Judgement(verdict=result.passed, reason=_reason(result))
+            by = "device state"
+        else:
+            frame = self.driver.screenshot()
+            prompt = (
+                f"Look at the {_device_word(self.driver)} screen. Is this statement true: {statement}\n"
+                'Answer with one JSON object: "verdict" true or false, and a short "reason" saying what you see.'
+            )
+            judgement = self._ask(Query("assert", str(statement), prompt, frame), Judgement)
+            by = None
         # A 'no' while waiting is recorded as the wait that follows it.
         action: Action = Done(status="success") if judgement.verdict else Done(status="failure")
         if not judgement.verdict and wait is not None:
             action = Wait(seconds=min(wait, 30.0))
-        self._record(call, index, frame, action, judgement.reason, judgement.model_dump_json())
-        call.reasoning.append(f"{'true' if judgement.verdict else 'false'}: {judgement.reason}")
-        return judgement
+        self._record(call, index, frame, action, judgement.reason, judgement.model_dump_json(), by=by)
+        verdict = result.status if result is not None else ("true" if judgement.verdict else "false")
+        call.reasoning.append(f"{verdict}: {judgement.reason}")
+        return judgement, result
 
     def _ask(self, query: Query, schema: type[M]) -> M:
         querier = self.querier
@@ -451,12 +525,22 @@ class Agent:
         return call
 
     def _record(
-        self, call: CallRecord, index: int, frame: Frame, action: Action, thought: str | None, raw: str
+        self,
+        call: CallRecord,
+        index: int,
+        frame: Frame,
+        action: Action,
+        thought: str | None,
+        raw: str,
+        *,
+        by: str | None = None,
     ) -> None:
-        """Write one question/answer as a trajectory step (the recorder's format, one file per call)."""
+        """Write one question/answer as a trajectory step (the recorder's format, one file per call);
+        ``by`` names who answered (default: the querier)."""
         if call.run_dir not in self._open:
             opened = (Recorder(call.run_dir, meta={"call": call.kind}), Episode(task=f"{call.kind}: {call.text}"))
-            opened[0].on_start(opened[1], self.driver, _CallPolicy(type(self.querier).__name__))  # type: ignore[arg-type]
+            answerer = _CallPolicy(by or type(self.querier).__name__)
+            opened[0].on_start(opened[1], self.driver, answerer)  # type: ignore[arg-type]
             self._open[call.run_dir] = opened
         rec, episode = self._open[call.run_dir]
         thought = thought[:1000] if thought else None
