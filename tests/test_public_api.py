@@ -101,6 +101,8 @@ def test_version() -> None:
 def _public_callables() -> list[tuple[str, object]]:
     import inspect
 
+    from pydantic import BaseModel
+
     import vlagent.policies
     import vlagent.testing
 
@@ -112,7 +114,9 @@ def _public_callables() -> list[tuple[str, object]]:
                 found.extend(
                     (f"{name}.{attr}", value)
                     for attr, value in vars(obj).items()
-                    if callable(value) and (attr == "__init__" or not attr.startswith("_"))
+                    if callable(value)
+                    and (attr == "__init__" or not attr.startswith("_"))
+                    and not hasattr(BaseModel, attr)  # pydantic's own API (model_post_init...), not ours
                 )
             elif callable(obj):
                 found.append((name, obj))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pydantic import ValidationError
 
 from vlagent.actions import KEY_NAMES, Step
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 
 __all__ = [
     "KEY_ALIASES",

@@ -34,7 +34,7 @@ from typing import cast
 import json_repair
 
 from vlagent.actions import ACTION_TYPES, Step, action_points
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 from vlagent.errors import InvalidModelOutput
 from vlagent.parsetail import MODIFIERS, NUMBER, ParseProblem, key_name, point_of, split_hotkey, validate_step
 from vlagent.schema import example_step

@@ -23,7 +23,7 @@ from functools import cache
 from typing import TypeAlias
 
 from vlagent.actions import ACTION_TYPES, MAX_COORD, Step
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 
 __all__ = ["JSON", "JSONObject", "describe_actions", "example_step", "step_schema"]
 

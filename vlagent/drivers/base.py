@@ -8,12 +8,10 @@ protocol and prove it with ``check_driver`` in their own tests.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from vlagent.actions import (
-    ACTION_TYPES,
     KEY_NAMES,
     Action,
     Click,
@@ -21,6 +19,7 @@ from vlagent.actions import (
     Wait,
     describe_action,
 )
+from vlagent.capabilities import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES, Capabilities
 from vlagent.errors import ActionNotSupportedError, DriverConformanceError
 from vlagent.frames import Frame
 from vlagent.outcome import ActionOutcome
@@ -33,64 +32,6 @@ __all__ = [
     "Driver",
     "check_driver",
 ]
-
-PHONE_KEYS = frozenset(
-    {
-        "home",
-        "back",
-        "app_switch",
-        "menu",
-        "power",
-        "volume_up",
-        "volume_down",
-        "enter",
-        "backspace",
-        "delete",
-        "space",
-        "tab",
-    }
-)
-DESKTOP_KEYS = frozenset(set(KEY_NAMES) - {"home", "back", "app_switch", "menu", "power", "volume_up", "volume_down"})
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a driver can do; used to restrict the schema shown to a model."""
-
-    actions: frozenset[str]
-    keys: frozenset[str] = field(default_factory=frozenset)
-    buttons: frozenset[str] = frozenset({"left"})
-    modifiers: bool = False
-
-    def __post_init__(self) -> None:
-        unknown = set(self.actions) - set(ACTION_TYPES)
-        if unknown:
-            raise ValueError(f"unknown action types in capabilities: {sorted(unknown)}")
-
-    def refusal(self, action: Action) -> str | None:
-        """Why this driver cannot perform ``action``, or None when it can."""
-        if action.action not in self.actions:
-            return f"this device cannot '{action.action}'; allowed actions: {', '.join(sorted(self.actions))}"
-        if isinstance(action, Click) and action.button not in self.buttons:
-            return f"this device has no {action.button} button; allowed: {', '.join(sorted(self.buttons))}"
-        if isinstance(action, Key):
-            if action.key not in self.keys:
-                return f"this device has no key '{action.key}'; allowed keys: {', '.join(sorted(self.keys))}"
-            if action.modifiers and not self.modifiers:
-                return "this device does not support modifier keys"
-        return None
-
-
-PHONE_CAPABILITIES = Capabilities(
-    actions=frozenset({"click", "long_press", "type", "swipe", "scroll", "key", "open_app", "wait", "done"}),
-    keys=PHONE_KEYS,
-)
-DESKTOP_CAPABILITIES = Capabilities(
-    actions=frozenset({"click", "type", "swipe", "scroll", "key", "wait", "done"}),
-    keys=DESKTOP_KEYS,
-    buttons=frozenset({"left", "right", "middle"}),
-    modifiers=True,
-)
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from vlagent.actions import Action, Step, describe_action
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 from vlagent.errors import ModelError
 from vlagent.frames import Frame
 

@@ -22,8 +22,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from vlagent.capabilities import Capabilities
 from vlagent.coords import CoordCodec, encode_action
-from vlagent.drivers.base import Capabilities
 from vlagent.frames import Frame
 from vlagent.policies.base import HistoryEntry, Observation
 from vlagent.policies.families import BUILTIN
@@ -84,7 +84,7 @@ def system_prompt(
     """
     if family.instructions is not None:
         return family.instructions(task, capabilities, family, image_size, with_thought)
-    device = "phone" if "open_app" in capabilities.actions else "computer"
+    device = "phone" if capabilities.is_phone else "computer"
     grid = family.grid(image_size)
     answer = (
         'First write a short "thought" about what you see and what to do next, then the action.'

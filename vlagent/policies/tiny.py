@@ -106,7 +106,7 @@ def _require() -> tuple[Any, Any, Any]:
 def _corpus() -> list[str]:
     # The agent's own instructions too: a tokenizer that knows the prompt's words keeps
     # prompts near the real model's length (~600 tokens instead of ~1700 bytes).
-    from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
+    from vlagent.capabilities import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
     from vlagent.policies.prompt import get_family, system_prompt
 
     prompts = [

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from vlagent.actions import Step, action_points
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 from vlagent.errors import InvalidModelOutput
 from vlagent.parsetail import NUMBER, ParseProblem, key_name, point_of, split_hotkey, validate_step
 

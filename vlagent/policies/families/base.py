@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vlagent.actions import Action, Step, describe_action
+from vlagent.capabilities import Capabilities
 from vlagent.coords import CoordCodec, OutOfRange, Relative, codec_by_name
-from vlagent.drivers.base import Capabilities
 from vlagent.errors import ConfigError, InvalidModelOutput
 from vlagent.parsing import parse_step
 

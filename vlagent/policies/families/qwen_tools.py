@@ -40,7 +40,7 @@ from typing import Any
 import json_repair
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Step, Swipe, Type, Wait
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 from vlagent.policies.families._common import (
     NUMBER,
     SPECIAL_TOKENS,
@@ -370,7 +370,7 @@ _QWEN25_MOBILE = ("key", "click", "long_press", "swipe", "type", "system_button"
 
 
 def _is_phone(capabilities: Capabilities) -> bool:
-    return "open_app" in capabilities.actions
+    return capabilities.is_phone
 
 
 def _required_by(actions: tuple[str, ...], users: tuple[str, ...]) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 import json_repair
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Step, Swipe, Type, Wait
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 from vlagent.policies.families._common import (
     SPECIAL_TOKENS,
     FamilyProblem,
@@ -94,7 +94,7 @@ _SPACES = {
 
 
 def _is_phone(capabilities: Capabilities) -> bool:
-    return "open_app" in capabilities.actions
+    return capabilities.is_phone
 
 
 def instructions_showui(

@@ -48,7 +48,7 @@ from vlagent.actions import (
     Type,
     Wait,
 )
-from vlagent.drivers.base import Capabilities
+from vlagent.capabilities import Capabilities
 from vlagent.policies.families._common import (
     NUMBER,
     SPECIAL_TOKENS,
@@ -484,7 +484,7 @@ _LISTED = {
 
 
 def _is_phone(capabilities: Capabilities) -> bool:
-    return "open_app" in capabilities.actions
+    return capabilities.is_phone
 
 
 def answer_text(thought: str | None, action: str) -> str:
