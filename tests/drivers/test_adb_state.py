@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlagent.actions import Done, OpenApp, Type
+from vlagent.actions import ACTION_ADAPTER, Done, OpenApp, Type
 from vlagent.agent import run_episode
 from vlagent.drivers import open_driver
 from vlagent.drivers.android import AdbDriver
@@ -83,18 +83,24 @@ def test_foreground_in_the_formats_of_android_9_to_15(adb_sim: SimAdbServer, fmt
     assert (front.package, front.activity) == ("com.android.settings", ".Settings")
 
 
-@pytest.mark.parametrize("scenario", ["sim-delete-note", "sim-add-contact", "sim-wifi-on", "sim-dark-mode"])
+@pytest.mark.parametrize("scenario", sorted(p.stem for p in SCENARIOS.glob("sim-*.yaml")))
 def test_checks_judged_over_adb_agree_with_the_simulators_own_state(adb_sim: SimAdbServer, scenario: str) -> None:
     data = yaml.safe_load((SCENARIOS / f"{scenario}.yaml").read_text(encoding="utf-8"))
     checks = [parse_check(c) for c in data["success"]]
     phone = adb_sim["sim-0"].phone
     driver = _open(adb_sim)
-    for start in (StartState(), StartState.model_validate(data["device"].get("state", {}))):
+    starts = [StartState(), StartState.model_validate(data["device"].get("state", {}))]
+    for start, gold in zip(starts, [None, data.get("gold", [])], strict=True):
         driver.prepare(start)
+        if gold:  # the scenario's own solution: the checks that failed at the start now pass
+            policy = ScriptedPolicy([ACTION_ADAPTER.validate_python(step["action"]) for step in gold])
+            run_episode(data["task"], driver, policy, max_steps=len(gold) + 1)
         over_adb = judge(checks, driver.state())
         in_process = judge(checks, SimState(phone))
-        assert [r.status for r in over_adb] == [r.status for r in in_process], [r.describe() for r in over_adb]
-        assert all(r.status != "unknown" for r in over_adb)
+        for adb, sim in zip(over_adb, in_process, strict=True):
+            # the screen name is the simulator's own idea: unknown on an adb phone, never a wrong verdict
+            expected = "unknown" if adb.check.check_kind == "screen" else sim.status
+            assert adb.status == expected, (adb.describe(), sim.describe())
 
 
 def test_a_busy_screen_is_dumped_again_with_compressed(adb_sim: SimAdbServer) -> None:

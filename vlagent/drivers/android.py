@@ -166,19 +166,23 @@ _PIXEL_FORMATS: Mapping[int, tuple[int, str]] = MappingProxyType(
 # Labels whose package name does not contain the label (stock Google / AOSP apps).
 _APP_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        "playstore": ("com.android.vending",),
-        "gmail": ("com.google.android.gm",),
-        "maps": ("com.google.android.apps.maps",),
-        "messages": ("com.google.android.apps.messaging", "com.android.messaging", "com.android.mms"),
-        "phone": ("com.google.android.dialer", "com.android.dialer"),
-        "camera": ("com.android.camera2", "com.android.camera", "com.google.android.GoogleCamera"),
-        "clock": ("com.google.android.deskclock", "com.android.deskclock"),
-        "photos": ("com.google.android.apps.photos", "com.android.gallery3d"),
-        "files": ("com.google.android.documentsui", "com.android.documentsui"),
-        "contacts": ("com.google.android.contacts", "com.android.contacts"),
-        "calendar": ("com.google.android.calendar", "com.android.calendar"),
-        "browser": ("com.android.chrome", "com.android.browser"),
+        "Play Store": ("com.android.vending",),
+        "Gmail": ("com.google.android.gm",),
+        "Maps": ("com.google.android.apps.maps",),
+        "Messages": ("com.google.android.apps.messaging", "com.android.messaging", "com.android.mms"),
+        "Phone": ("com.google.android.dialer", "com.android.dialer"),
+        "Camera": ("com.android.camera2", "com.android.camera", "com.google.android.GoogleCamera"),
+        "Clock": ("com.google.android.deskclock", "com.android.deskclock"),
+        "Photos": ("com.google.android.apps.photos",),
+        "Gallery": ("com.android.gallery3d",),
+        "Files": ("com.google.android.documentsui", "com.android.documentsui"),
+        "Contacts": ("com.google.android.contacts", "com.android.contacts"),
+        "Calendar": ("com.google.android.calendar", "com.android.calendar"),
+        "Browser": ("com.android.chrome", "com.android.browser"),
     }
+)
+_ALIAS_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {re.sub(r"[^0-9a-z]", "", label.casefold()): packages for label, packages in _APP_ALIASES.items()}
 )
 
 
@@ -541,11 +545,14 @@ class AdbDriver(BaseDriver):
     def state(self) -> AdbState:
         """One look at the phone's state, for checks (see ``vlagent.tasks``): each fact read once, on demand."""
         self._check_open()
+        labels = {package: label for label, packages in _APP_ALIASES.items() for package in packages}
+        labels.update({package: label for label, package in self.config.apps.items()})
         return AdbState(
             self._shell,
             serial=self.serial,
             dump_attempts=self.config.dump_attempts,
             dump_timeout=self.config.dump_timeout,
+            labels=labels,
         )
 
     def prepare(self, start: StartState) -> None:
@@ -840,7 +847,7 @@ class AdbDriver(BaseDriver):
             return name.strip()
         key = re.sub(r"[^0-9a-z]", "", name.casefold())
         if key:
-            for candidate in _APP_ALIASES.get(key, ()):
+            for candidate in _ALIAS_KEYS.get(key, ()):
                 if candidate in packages:
                     return candidate
             best = max(packages, key=lambda pkg: (_label_score(key, pkg), -len(pkg)), default=None)

@@ -14,6 +14,7 @@ argument, so no text is interpreted by the device shell). It changes the phone o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -95,8 +96,11 @@ class AdbState:
         dump_timeout: float | None = None,
         retry_pause: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
+        """``labels``: app labels by package, for the app in front (no shell command prints labels)."""
         self._shell = shell
+        self._labels = dict(labels or {})
         self.serial = serial
         self._dump_attempts = max(1, dump_attempts)
         self._dump_timeout = dump_timeout
@@ -150,7 +154,8 @@ class AdbState:
             raise StateUnavailable("neither 'dumpsys activity activities' nor 'dumpsys window' names an app in front")
 
         found, detail = self._cached(("foreground",), read)
-        return Reading(found, "activity manager", detail)
+        label = self._labels.get(found.package, "")
+        return Reading(dataclasses.replace(found, label=label) if label else found, "activity manager", detail)
 
     def ui_tree(self) -> Reading[UiTree]:
         tree, detail = self._cached(("ui tree",), self._dump)
