@@ -7,7 +7,7 @@ value: false}``, ``{element: Wi-Fi, checked: true}``). Each check judges itself 
 it saw and where (``source``). A fact the device cannot give makes the result ``unknown``
 (not passed, and reported as such), never a guess.
 
-Built-in sim tasks, scenario ``success:`` lists, the test oracles' statements and the
+Built-in tasks, scenario ``success:`` lists, the test oracles' statements and the
 scenario generator all use these classes. This module must not import drivers.
 """
 
