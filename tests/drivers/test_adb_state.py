@@ -15,8 +15,11 @@ from vlagent.agent import run_episode
 from vlagent.drivers import open_driver
 from vlagent.drivers.android import AdbDriver
 from vlagent.drivers.android_state import NOTES_URI, AdbState, ShellResult
+from vlagent.drivers.sim import adb_server
 from vlagent.drivers.sim import uitree as sim_uitree
 from vlagent.drivers.sim.adb_server import SimAdbServer, serve_sim
+from vlagent.drivers.sim.device import SimDevice
+from vlagent.drivers.sim.shell import Result
 from vlagent.drivers.sim.state import SimState
 from vlagent.drivers.sim.world import SimPhone
 from vlagent.outcome import ActionOutcome
@@ -136,6 +139,47 @@ def test_a_screen_that_never_settles_is_unknown_never_a_wrong_verdict(adb_sim: S
     assert "could not read the screen of sim-0" in text.detail
 
 
+def test_a_phone_with_its_screen_off_has_no_hierarchy(adb_sim: SimAdbServer) -> None:
+    driver = _open(adb_sim, dump_attempts=2)
+    adb_sim["sim-0"].phone.sleep()
+    with pytest.raises(UiDumpError, match=r"after 2 tries \(last: ERROR: null root node"):
+        driver.state().ui_tree()
+
+
+def test_a_build_that_cannot_dump_to_the_terminal_dumps_to_a_file(
+    adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uiautomator = adb_server._PROGRAMS["uiautomator"]
+
+    def no_tty(dev: SimDevice, args: list[str]) -> Result:
+        if "/dev/tty" in args:  # the XML goes nowhere, only the message is printed
+            return Result(stdout=b"UI hierchary dumped to: /dev/tty\n")
+        return uiautomator(dev, args)
+
+    monkeypatch.setitem(adb_server._PROGRAMS, "uiautomator", no_tty)
+    device = adb_sim["sim-0"]
+    driver = _open(adb_sim)
+    device.clear()
+    tree = driver.state().ui_tree()
+    assert "Settings" in tree.value.texts() and tree.detail.endswith("+ cat")
+    assert [argv[0] for argv in device.commands()] == ["uiautomator", "uiautomator", "cat"]
+
+
+def test_a_toggle_that_does_not_take_is_a_clear_error(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = adb_server._PROGRAMS["svc"]
+
+    def no_radio(dev: SimDevice, args: list[str]) -> Result:
+        return Result() if args[:1] == ["nfc"] else svc(dev, args)  # exits 0, changes nothing
+
+    monkeypatch.setitem(adb_server._PROGRAMS, "svc", no_radio)
+    driver = _open(adb_sim)
+    state = driver.state()
+    assert isinstance(state, AdbState)
+    state._toggle_settle = 0.3
+    with pytest.raises(StateUnavailable, match=r"nfc stayed off on sim-0 after 'svc nfc enable'"):
+        state.prepare(StartState(toggles={"nfc": True}))
+
+
 def test_prepare_sets_toggles_replaces_notes_and_contacts_and_goes_home(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
     phone = device.phone
@@ -154,7 +198,7 @@ def test_prepare_sets_toggles_replaces_notes_and_contacts_and_goes_home(adb_sim:
     assert [(c.name, c.phone) for c in phone.contacts] == [(c.name, c.phone) for c in contacts]
     assert phone.screen == "home"
     programs = {argv[0] for argv in device.commands()}
-    assert programs <= {"svc", "cmd", "pm", "content", "input"}, programs  # the nasty note ran nothing
+    assert programs <= {"svc", "cmd", "settings", "pm", "content", "input"}, programs  # the nasty note ran nothing
     state = driver.state()
     assert state.notes().value == phone.notes
     assert [(c.name, c.phone) for c in state.contacts().value] == [(c.name, c.phone) for c in contacts]

@@ -97,9 +97,12 @@ class AdbState:
         retry_pause: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         labels: Mapping[str, str] | None = None,
+        toggle_settle: float = 3.0,
     ) -> None:
-        """``labels``: app labels by package, for the app in front (no shell command prints labels)."""
+        """``labels``: app labels by package, for the app in front (no shell command prints labels);
+        ``toggle_settle``: seconds ``prepare`` waits for a switched toggle to read back as set."""
         self._shell = shell
+        self._toggle_settle = toggle_settle
         self._labels = dict(labels or {})
         self.serial = serial
         self._dump_attempts = max(1, dump_attempts)
@@ -200,8 +203,10 @@ class AdbState:
     # --- StatePreparer -------------------------------------------------------------------------
 
     def prepare(self, start: StartState) -> None:
-        """Set the toggles, replace the notes and contacts when given, then press Home."""
+        """Set the toggles (each read back: a task must not start from a state it only seems to have),
+        replace the notes and contacts when given, then press Home."""
         self._cache.clear()
+        commands: dict[str, tuple[bool, list[str]]] = {}
         for name, on in start.toggles.items():
             toggle = TOGGLES.get(name) or toggle_setting(name)
             if toggle is None:
@@ -211,6 +216,8 @@ class AdbState:
             except ValueError as exc:
                 raise StateUnavailable(str(exc)) from None
             self._check(f"turning {toggle.toggle} {'on' if on else 'off'}", argv)
+            commands[toggle.toggle] = (on, argv)
+        self._await_toggles(commands)
         if start.notes is not None:
             self._clear_app(NOTES_PACKAGE, _NOTES_NEEDED)
             for note in start.notes:
@@ -222,6 +229,22 @@ class AdbState:
         if start.home:
             self._check("pressing Home", ["input", "keyevent", "3"])
         self._cache.clear()
+
+    def _await_toggles(self, wanted: Mapping[str, tuple[bool, list[str]]]) -> None:
+        """Read the toggles back until each is as set (radios take a moment) or ``toggle_settle`` passes."""
+        deadline = time.monotonic() + self._toggle_settle
+        while True:
+            self._cache.clear()
+            wrong = {name: (on, argv) for name, (on, argv) in wanted.items() if self.toggle(name).value != on}
+            if not wrong:
+                return
+            if time.monotonic() >= deadline:
+                name, (on, argv) = next(iter(wrong.items()))
+                raise StateUnavailable(
+                    f"{name} stayed {'off' if on else 'on'} on {self.serial} after '{' '.join(argv)}' "
+                    f"({self.toggle(name).detail}): this phone cannot be set up for the task"
+                )
+            self._sleep(0.2)
 
     def _clear_app(self, package: str, missing: str) -> None:
         result = self._shell(f"clearing {package}", ["pm", "clear", package])
