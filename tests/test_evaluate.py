@@ -104,3 +104,19 @@ def test_a_scenario_that_cannot_run_is_a_junit_error(tmp_path: Path) -> None:
     assert not result.results[0].success and result.results[0].error
     suite, cases = junit(tmp_path / "junit.xml")
     assert suite.get("errors") == "1" and cases[0].find("error") is not None
+
+
+def test_eval_device_runs_phone_scenarios_on_a_phone_over_adb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlagent.drivers.sim.adb_server import serve_sim
+    from vlagent.drivers.sim.world import SimPhone
+
+    monkeypatch.setenv("ADBUTILS_ADB_PATH", "/bin/false")  # never start a real adb server
+    scenarios = [s for s in sim_scenarios() if s.name in ("sim-delete-note", "sim-bluetooth-off", "sim-add-contact")]
+    phone = SimPhone(serial="sim-0")
+    with serve_sim([phone], port=0) as server:
+        spec = f"adb:sim-0?port={server.port}"
+        result = evaluate(scenarios, EvalConfig(out=tmp_path, jobs=3, device=spec))
+    assert result.passed == 3, [(r.name, r.checks, r.error) for r in result.results]
+    assert {r.device for r in result.results} == {spec}
+    sources = {c["source"] for r in result.results for c in r.checks}
+    assert sources == {"settings", "content provider"}
