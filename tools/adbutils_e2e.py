@@ -46,11 +46,12 @@ def _extract(archive: Path, version: str) -> Path:
     """``e2etests/`` (and nothing else) of the sdist, under ``.cache/``."""
     top = f"adbutils-{version}"
     target = CACHE / top
-    if (target / "e2etests" / "conftest.py").exists():
-        return target
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/e2etests/") and m.isfile()]
-        tar.extractall(CACHE, members=members, filter="data")
+    if not (target / "e2etests" / "conftest.py").exists():
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/e2etests/") and m.isfile()]
+            tar.extractall(CACHE, members=members, filter="data")
+    # An empty config of its own, so pytest does not climb up to this repository's settings.
+    (target / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     return target
 
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_listening(port, server)
         command = [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "adbutils_e2e_plugin",
-            "--rootdir", str(tests), "-o", "addopts=", "-rxXfE", "e2etests", *args.pytest_args,
+            "--rootdir", str(tests), "-rxXfE", "e2etests", *args.pytest_args,
         ]  # fmt: skip
         print(f"adbutils_e2e: adbutils {version} e2etests against vlagent sim serve on port {port}", flush=True)
         return subprocess.run(command, cwd=tests, env=env, check=False, timeout=300).returncode

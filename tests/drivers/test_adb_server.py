@@ -254,3 +254,67 @@ def test_adb_cli_exec_out_screencap(adb_sim: SimAdbServer) -> None:
         assert image.size == (1080, 2400)
     state = _adb(adb_sim, "-s", "sim-0", "get-state")
     assert state.stdout.strip() == b"device"
+
+
+# --- host services beyond the shell ----------------------------------------------------------------------
+
+
+def test_wait_for_answers_when_true_and_holds_otherwise(adb_sim: SimAdbServer) -> None:
+    client = adbutils.AdbClient(port=adb_sim.port)
+    client.wait_for(transport="usb", state="device", timeout=1)
+    client.wait_for("127.0.0.1:1234", state="disconnect", timeout=1)  # not connected: already true
+    client.wait_for("sim-0", state="device", timeout=1)
+    with pytest.raises(adbutils.AdbTimeout):
+        client.wait_for(transport="usb", state="disconnect", timeout=0.3)
+    with pytest.raises(adbutils.AdbTimeout):
+        client.wait_for("sim-9", state="device", timeout=0.3)
+    assert _version_works(adb_sim)
+
+
+def test_forward_errors_and_kill_all(adb_sim: SimAdbServer) -> None:
+    device = adbutils.AdbClient(port=adb_sim.port).device("sim-0")
+    with pytest.raises(adbutils.AdbError, match="not found"):
+        device.forward_remove("tcp:1")
+    with pytest.raises(adbutils.AdbError, match="only tcp"):
+        device.forward("localabstract:x", "tcp:1")
+    device.forward_port(9000)
+    device.forward_port(9001)
+    assert len(device.forward_list()) == 2
+    device.forward_remove_all()
+    assert device.forward_list() == []
+
+
+def test_sync_refusals_keep_the_server_up(adb_sim: SimAdbServer) -> None:
+    device = adbutils.AdbClient(port=adb_sim.port).device("sim-0")
+    with pytest.raises(adbutils.AdbError):  # adbutils shows only "FAIL"; the adb CLI prints the message
+        device.sync.push(b"x", "/system/x")
+    with pytest.raises(adbutils.AdbError, match="Is a directory"):
+        device.sync.read_bytes("/sdcard")
+    with _connect(adb_sim) as sock:
+        _request(sock, "host:transport:sim-0")
+        assert _recv_n(sock, 4) == b"OKAY"
+        _request(sock, "sync:")
+        assert _recv_n(sock, 4) == b"OKAY"
+        sock.sendall(b"SEND" + struct.pack("<I", 2000) + b"x")  # promises a path longer than allowed
+        sock.shutdown(socket.SHUT_WR)
+        _read_all(sock)
+    with _connect(adb_sim) as sock:
+        _request(sock, "host:transport:sim-0")
+        _recv_n(sock, 4)
+        _request(sock, "sync:")
+        _recv_n(sock, 4)
+        sock.sendall(b"ZZZZ" + struct.pack("<I", 1) + b"/")
+        assert _read_all(sock).startswith(b"FAIL")
+    assert device.shell("echo alive") == "alive"
+
+
+@needs_adb_cli
+def test_adb_cli_forward_and_reverse(adb_sim: SimAdbServer) -> None:
+    port = _adb(adb_sim, "forward", "tcp:0", "tcp:7912").stdout.decode().strip()
+    assert port.isdigit()
+    assert _adb(adb_sim, "forward", "--list").stdout.decode().splitlines()[0] == f"sim-0 tcp:{port} tcp:7912"
+    assert _adb(adb_sim, "forward", "--remove", f"tcp:{port}").returncode == 0
+    missing = _adb(adb_sim, "forward", "--remove", f"tcp:{port}")
+    assert missing.returncode == 1 and b"not found" in missing.stderr
+    assert _adb(adb_sim, "reverse", "tcp:5000", "tcp:6000").returncode == 0
+    assert b" tcp:5000 tcp:6000" in _adb(adb_sim, "reverse", "--list").stdout

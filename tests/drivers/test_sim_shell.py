@@ -57,7 +57,7 @@ def test_exit_codes_reach_adbutils_and_the_adb_cli(adb_sim: SimAdbServer) -> Non
     device = _device(adb_sim)
     assert device.shell2("exit 5", v2=True).returncode == 5  # v1 would lose adbutils' X4EXIT marker, as on a phone
     assert device.shell2("no-such-program", v2=True).returncode == 127
-    assert device.shell2("logcat -d", v2=True).returncode != 0  # not simulated: fails, never silent
+    assert device.shell2("screenrecord /sdcard/a.mp4", v2=True).returncode != 0  # not simulated: fails, never silent
     if ADB is not None:
         assert _adb(adb_sim, "shell", "exit 9").returncode == 9
 
@@ -204,3 +204,28 @@ def _dump(device: adbutils.AdbDevice) -> list:  # type: ignore[type-arg]
     from vlagent.tasks.uitree import parse_hierarchy
 
     return list(parse_hierarchy(device.shell("uiautomator dump /dev/tty")).nodes)
+
+
+def test_log_and_logcat_dump(adb_sim: SimAdbServer) -> None:
+    device = _device(adb_sim)
+    device.shell(["log", "-p", "w", "-t", "MyApp", "careful"])
+    device.shell(["log", "-t", "Other", "hello there"])
+    assert device.shell("logcat -d -v tag") == "W/MyApp: careful\nI/Other: hello there"
+    assert device.shell("logcat -d -v brief -s MyApp") == "W/MyApp( 4321): careful"
+    assert device.shell("logcat -d -v raw MyApp:E *:W") == ""
+    assert device.shell("logcat -d -v raw '*:W'") == "careful"
+    threadtime = device.shell("logcat -d -t 1")
+    assert threadtime.endswith(" 4321  4321 I Other   : hello there")
+    device.shell("logcat -c")
+    assert device.shell("logcat -d") == ""
+    assert device.shell2("logcat -v nonsense -d").returncode != 0
+
+
+def test_adbutils_follows_logcat_until_stopped(adb_sim: SimAdbServer, tmp_path: Path) -> None:
+    device = _device(adb_sim)
+    out = tmp_path / "logcat.txt"
+    reader = device.logcat(out, clear=True, command="logcat -v time", re_filter="I/TAG")
+    device.shell(["log", "-p", "i", "-t", "TAG", "hello"])
+    time.sleep(0.1)
+    reader.stop(timeout=5)  # the sim's log keeps moving (once a second), so the reader sees the stop
+    assert "I/TAG( 4321): hello" in out.read_text()

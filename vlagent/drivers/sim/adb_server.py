@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import select
 import socket
 import socketserver
 import struct
@@ -36,7 +37,7 @@ from vlagent.drivers.sim.device import ActivityFormat, KeyguardFormat, SimDevice
 # (a phone without `wm dismiss-keyguard`) and build results through this module.
 from vlagent.drivers.sim.programs import PROGRAMS as _PROGRAMS  # noqa: F401
 from vlagent.drivers.sim.programs import decode_input_text as _decode_input_text  # noqa: F401
-from vlagent.drivers.sim.shell import Result as _Result  # noqa: F401
+from vlagent.drivers.sim.shell import Result as _Result
 from vlagent.drivers.sim.shell import ShellSyntaxError, split_shell
 from vlagent.drivers.sim.sync import SyncProtocolError, serve_sync
 
@@ -134,6 +135,11 @@ class _Handler(socketserver.BaseRequestHandler):
             request = _read_request(sock)
             if request is None:
                 return
+            if device is not None and request.startswith("host:"):
+                # The adb CLI picks the phone first (host:tport:any), then asks the server about it.
+                reply, _ = owner._transport_host_service(device, request[len("host:") :])
+                sock.sendall(reply)
+                return
             if device is not None:
                 self._device_service(sock, device, request)
                 return
@@ -150,6 +156,16 @@ class _Handler(socketserver.BaseRequestHandler):
             if not keep_open:
                 return
 
+    def _follow(self, sock: socket.socket, result: _Result, *, framed: bool) -> None:
+        """Stream output that keeps coming (``logcat``) until the client hangs up or the server stops."""
+        if result.follow is None:
+            return
+        for chunk in result.follow:
+            if chunk:
+                sock.sendall(_packet(1, chunk) if framed else chunk)
+            elif _peer_gone(sock) or self.server.owner._stopped.is_set():
+                return
+
     def _device_service(self, sock: socket.socket, dev: SimDevice, request: str) -> None:
         service, _, command = request.partition(":")
         options = service.split(",")
@@ -157,20 +173,23 @@ class _Handler(socketserver.BaseRequestHandler):
         # then covers the command's run time.
         if options[0] == "exec" and command:
             sock.sendall(b"OKAY")
-            sock.sendall(dev.run_line(command).stdout)
+            result = dev.run_line(command)
+            sock.sendall(result.stdout)
+            self._follow(sock, result, framed=False)
         elif options[0] == "shell" and command:
             sock.sendall(b"OKAY")
             result = dev.run_line(command)
             if "v2" in options:
                 for packet_id, data in ((1, result.stdout), (2, result.stderr)):
                     for start in range(0, len(data), 1 << 20):
-                        chunk = data[start : start + (1 << 20)]
-                        sock.sendall(struct.pack("<BI", packet_id, len(chunk)) + chunk)
+                        sock.sendall(_packet(packet_id, data[start : start + (1 << 20)]))
+                self._follow(sock, result, framed=True)
                 sock.sendall(struct.pack("<BIB", 3, 1, result.status & 0xFF))
             else:
                 # One stream, in the order things were written: an error printed before a later
                 # `echo` must come before it, as through a real terminal.
                 sock.sendall(result.combined)
+                self._follow(sock, result, framed=False)
         elif request == "sync:":
             sock.sendall(b"OKAY")
             try:
@@ -185,6 +204,21 @@ class _Handler(socketserver.BaseRequestHandler):
             sock.sendall(b"FAIL" + _block("interactive shells are not simulated; give a command"))
         else:
             sock.sendall(b"FAIL" + _block(f"service '{service}' is not simulated"))
+
+
+def _packet(packet_id: int, data: bytes) -> bytes:
+    """One shell-v2 packet: id (1 stdout, 2 stderr, 3 exit), little-endian length, data."""
+    return struct.pack("<BI", packet_id, len(data)) + data
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """True when the client has closed its side (a peek finds end of file)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        # A socket with a timeout would wait in recv even with MSG_DONTWAIT: ask select first.
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _graceful_close(sock: socket.socket) -> None:
@@ -302,6 +336,14 @@ class SimAdbServer:
             return self._wait_for(device, command, any_device=request.startswith(("host:", "host-usb:")))
         if device is None:
             return _fail(error)
+        name = command.split(":", 1)[0]
+        handler = self._device_host_services().get(name)
+        if handler is None:
+            return _fail(f"unsupported host service '{command}'")
+        return handler(device, command[len(name) + 1 :])
+
+    def _transport_host_service(self, device: SimDevice, command: str) -> tuple[bytes, bool]:
+        """A ``host:COMMAND`` sent on a connection already switched to ``device``."""
         name = command.split(":", 1)[0]
         handler = self._device_host_services().get(name)
         if handler is None:

@@ -215,8 +215,8 @@ def _content_args(args: list[str]) -> tuple[str, dict[str, str], list[tuple[str,
 
 
 def content(dev: SimDevice, args: list[str]) -> Result:
-    if not args or args[0] not in ("query", "insert", "delete", "update"):
-        raise ProgramError("'content' simulates query, insert, delete and update only")
+    if not args or args[0] not in ("query", "insert", "delete"):
+        raise ProgramError("'content' simulates query, insert and delete only")
     uri, options, binds = _content_args(args[1:])
     try:
         table = _table(uri)
@@ -224,10 +224,8 @@ def content(dev: SimDevice, args: list[str]) -> Result:
             return _query(dev, table, options)
         if args[0] == "insert":
             _insert(dev, uri, table, binds)
-        elif args[0] == "delete":
-            _delete(dev, uri, table, options.get("where"))
         else:
-            raise _ProviderError(table.authority, "java.lang.UnsupportedOperationException: update is not simulated")
+            _delete(dev, uri, table, options.get("where"))
         return _ok()
     except _ProviderError as exc:
         # Content.java prints the error and its stack trace, and the command still exits 0.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from vlagent.drivers.android import ADB_KEYBOARD_PACKAGE
 from vlagent.drivers.sim.content import ContentState
 from vlagent.drivers.sim.files import FsError, SimFiles
+from vlagent.drivers.sim.logcat import SimLog
 from vlagent.drivers.sim.programs_state import SettingsTable
 from vlagent.drivers.sim.shell import ProgramError, Result, run_script
 
@@ -88,6 +89,8 @@ class SimDevice:
     """The phone's files (``/sdcard``, ``/data/local/tmp``), shared by the shell and the sync service."""
     settings: SettingsTable = field(default_factory=SettingsTable)
     """The ``settings`` keys that are not phone toggles (toggles are read from the phone itself)."""
+    logcat: SimLog = field(default_factory=SimLog)
+    """The system log ``log`` writes and ``logcat`` reads."""
     content: ContentState = field(default_factory=ContentState)
     """Row ids of the notes and contacts providers (``content query`` shows ``_id``)."""
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)

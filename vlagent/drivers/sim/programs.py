@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from vlagent.drivers.android import ADB_KEYBOARD_IME, ANDROID_KEYCODES
 from vlagent.drivers.sim.device import LATIN_IME
 from vlagent.drivers.sim.files import FsError
+from vlagent.drivers.sim.logcat import LOG_PROGRAMS
 from vlagent.drivers.sim.programs_files import FILE_PROGRAMS, STDIN_PROGRAMS
 from vlagent.drivers.sim.programs_state import STATE_PROGRAMS, clear_package, pm_path
 from vlagent.drivers.sim.shell import ProgramError, Result
@@ -43,8 +44,19 @@ _SYMBOLIC_KEYS = {
     "KEYCODE_SLEEP": "sleep",
     "KEYCODE_WAKEUP": "wakeup",
 }
-#: Power keys a phone knows but vlagent's Key action does not offer (android.view.KeyEvent).
-_POWER_KEYCODES = {223: "sleep", 224: "wakeup"}
+#: Keys a phone knows but vlagent's Key action does not offer (android.view.KeyEvent); the
+#: simulated phone acts on the power ones and ignores the rest, as a phone without media does.
+_OTHER_KEYCODES = {
+    223: "sleep",
+    224: "wakeup",
+    164: "volume_mute",
+    91: "mute",
+    27: "camera",
+    84: "search",
+    85: "media_play_pause",
+    220: "brightness_down",
+    221: "brightness_up",
+}
 #: Broadcasts only the system may send: from the shell they fail (Android 7+).
 _PROTECTED_BROADCASTS = frozenset(
     {
@@ -121,12 +133,12 @@ def _input(dev: SimDevice, args: list[str]) -> Result:
 
 def _key_name(code: str) -> str | None:
     if code.isdigit():
-        return _KEYCODE_NAMES.get(int(code)) or _POWER_KEYCODES.get(int(code))
+        return _KEYCODE_NAMES.get(int(code)) or _OTHER_KEYCODES.get(int(code))
     upper = code.upper()
     if upper in _SYMBOLIC_KEYS:
         return _SYMBOLIC_KEYS[upper]
     name = upper.removeprefix("KEYCODE_").lower()
-    return name if name in ANDROID_KEYCODES else None
+    return name if name in ANDROID_KEYCODES or name in _OTHER_KEYCODES.values() else None
 
 
 def _wm(dev: SimDevice, args: list[str]) -> Result:
@@ -333,13 +345,13 @@ def _unsimulated(reason: str) -> Program:
 PROGRAMS: dict[str, Program] = {
     **FILE_PROGRAMS,
     **STATE_PROGRAMS,
+    **LOG_PROGRAMS,
     "am": _am,
     "getprop": _getprop,
     "ifconfig": _ifconfig,
     "ime": _ime,
     "input": _input,
     "ip": _ip,
-    "logcat": _unsimulated("the simulated phone keeps no log"),
     "monkey": _monkey,
     "pm": _pm,
     "screencap": _screencap,

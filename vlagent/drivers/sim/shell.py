@@ -11,6 +11,7 @@ module knows no program by name and never runs anything on the machine it lives 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -48,6 +49,9 @@ class Result:
     """stdout and stderr in the order they were written (what a v1 shell's single stream carries)."""
     exits: bool = False
     """True for ``exit``: the script stops after this command."""
+    follow: Iterator[bytes] | None = None
+    """More output that keeps coming after ``stdout`` (a following ``logcat``): chunks as they are
+    written, ``b""`` while nothing comes. Only the last command of a line keeps it."""
 
     @property
     def combined(self) -> bytes:
@@ -354,6 +358,7 @@ class _Runner:
         if last:
             plain = out == ("std", "out") and err == ("std", "err")
             self.emit(stdout, stderr, result.combined if plain else None)
+            self.out.follow = result.follow if out == ("std", "out") else None
             return b"", result.status, result.exits
         self.emit(stderr=stderr)
         return stdout, result.status, result.exits
