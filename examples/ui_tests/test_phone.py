@@ -21,6 +21,8 @@ pytestmark = pytest.mark.vl_device_kind("sim")
 def test_turn_on_wifi(vl_agent: Agent) -> None:
     vl_agent.act("Turn on Wi-Fi")
     vl_agent.assert_("Wi-Fi is on")
+    # a check is decided from the phone's own state (view hierarchy, settings), with no model
+    vl_agent.assert_({"element": "Wi-Fi", "checked": True})
 
 
 class Toggles(BaseModel):
