@@ -276,6 +276,24 @@ def test_lost_characters_are_typed_again_by_another_path(
     assert outcome.seen == "Keep: " + text
 
 
+def test_a_retry_path_that_fails_gives_way_to_the_next(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    am = adb_server._PROGRAMS["am"]
+
+    def no_broadcasts(dev: SimDevice, args: list[str]) -> Result:
+        if args[:1] == ["broadcast"]:
+            return Result(stderr=b"Security exception: Permission Denial\n", status=255)
+        return am(dev, args)
+
+    monkeypatch.setitem(adb_server._PROGRAMS, "am", no_broadcasts)
+    phone = adb_sim["sim-0"].phone
+    _focus_note_field(phone)
+    phone.lose_next_input(2)
+    outcome = _open(adb_sim).execute(Type(text="Pick up parcel"))
+    assert outcome is not None and outcome.typing == "retried"
+    assert outcome.methods == ("input text", "ADBKeyboard", "input text, short chunks")
+    assert phone.fields["note_text"] == "Pick up parcel"
+
+
 def test_a_phone_that_keeps_dropping_characters_is_reported_to_the_model(adb_sim: SimAdbServer) -> None:
     phone = adb_sim["sim-0"].phone
     phone.drop_typed = 4
