@@ -169,41 +169,71 @@ class _Handler(socketserver.BaseRequestHandler):
     def _device_service(self, sock: socket.socket, dev: SimDevice, request: str) -> None:
         service, _, command = request.partition(":")
         options = service.split(",")
+        handler = _DEVICE_SERVICES.get(options[0])
+        if handler is None:
+            sock.sendall(b"FAIL" + _block(f"service '{service}' is not simulated"))
+            return
+        handler(self, sock, dev, _ServiceCall(options[1:], command))
+
+    def _exec(self, sock: socket.socket, dev: SimDevice, call: _ServiceCall) -> None:
+        if not call.command:
+            sock.sendall(b"FAIL" + _block("exec needs a command"))
+            return
         # The stream opens (OKAY) before the command runs, as on a phone: a client's read timeout
         # then covers the command's run time.
-        if options[0] == "exec" and command:
-            sock.sendall(b"OKAY")
-            result = dev.run_line(command)
-            sock.sendall(result.stdout)
-            self._follow(sock, result, framed=False)
-        elif options[0] == "shell" and command:
-            sock.sendall(b"OKAY")
-            result = dev.run_line(command)
-            if "v2" in options:
-                for packet_id, data in ((1, result.stdout), (2, result.stderr)):
-                    for start in range(0, len(data), 1 << 20):
-                        sock.sendall(_packet(packet_id, data[start : start + (1 << 20)]))
-                self._follow(sock, result, framed=True)
-                sock.sendall(struct.pack("<BIB", 3, 1, result.status & 0xFF))
-            else:
-                # One stream, in the order things were written: an error printed before a later
-                # `echo` must come before it, as through a real terminal.
-                sock.sendall(result.combined)
-                self._follow(sock, result, framed=False)
-        elif request == "sync:":
-            sock.sendall(b"OKAY")
-            try:
-                serve_sync(sock, dev)
-            except SyncProtocolError as exc:
-                log.info("adb sim: closing a sync connection: %s", exc)
-        elif request == "framebuffer:":
-            sock.sendall(b"OKAY" + dev.framebuffer())
-        elif service == "reverse":
-            sock.sendall(b"OKAY" + self.server.owner._reverse(dev, command))
-        elif options[0] == "shell":
+        sock.sendall(b"OKAY")
+        result = dev.run_line(call.command)
+        sock.sendall(result.stdout)
+        self._follow(sock, result, framed=False)
+
+    def _shell(self, sock: socket.socket, dev: SimDevice, call: _ServiceCall) -> None:
+        if not call.command:
             sock.sendall(b"FAIL" + _block("interactive shells are not simulated; give a command"))
-        else:
-            sock.sendall(b"FAIL" + _block(f"service '{service}' is not simulated"))
+            return
+        sock.sendall(b"OKAY")
+        result = dev.run_line(call.command)
+        if "v2" not in call.options:
+            # One stream, in the order things were written: an error printed before a later
+            # `echo` must come before it, as through a real terminal.
+            sock.sendall(result.combined)
+            self._follow(sock, result, framed=False)
+            return
+        for packet_id, data in ((1, result.stdout), (2, result.stderr)):
+            for start in range(0, len(data), 1 << 20):
+                sock.sendall(_packet(packet_id, data[start : start + (1 << 20)]))
+        self._follow(sock, result, framed=True)
+        sock.sendall(struct.pack("<BIB", 3, 1, result.status & 0xFF))
+
+    def _sync(self, sock: socket.socket, dev: SimDevice, call: _ServiceCall) -> None:
+        sock.sendall(b"OKAY")
+        try:
+            serve_sync(sock, dev)
+        except SyncProtocolError as exc:
+            log.info("adb sim: closing a sync connection: %s", exc)
+
+    def _framebuffer(self, sock: socket.socket, dev: SimDevice, call: _ServiceCall) -> None:
+        sock.sendall(b"OKAY" + dev.framebuffer())
+
+    def _reverse(self, sock: socket.socket, dev: SimDevice, call: _ServiceCall) -> None:
+        sock.sendall(b"OKAY" + self.server.owner._reverse(dev, call.command))
+
+
+@dataclass(frozen=True)
+class _ServiceCall:
+    """A device service request ``NAME[,OPTION...]:COMMAND`` after its name."""
+
+    options: list[str]
+    command: str
+
+
+_DEVICE_SERVICES: dict[str, Callable[[_Handler, socket.socket, SimDevice, _ServiceCall], None]] = {
+    "exec": _Handler._exec,
+    "shell": _Handler._shell,
+    "sync": _Handler._sync,
+    "framebuffer": _Handler._framebuffer,
+    "reverse": _Handler._reverse,
+}
+"""Services of a device transport, by name (``shell,v2:CMD`` -> "shell")."""
 
 
 def _packet(packet_id: int, data: bytes) -> bytes:

@@ -335,11 +335,12 @@ def _ip(dev: SimDevice, args: list[str]) -> Result:
     )
 
 
-def _unsimulated(reason: str) -> Program:
-    def refuse(dev: SimDevice, args: list[str]) -> Result:
-        raise ProgramError(reason)
-
-    return refuse
+def _which(dev: SimDevice, args: list[str]) -> Result:
+    found = [name for name in args if name in PROGRAMS or name in STDIN_PROGRAMS]
+    return Result(
+        stdout="".join(f"/system/bin/{name}\n" for name in found).encode(),
+        status=0 if found and len(found) == len(args) else 1,
+    )
 
 
 PROGRAMS: dict[str, Program] = {
@@ -355,8 +356,8 @@ PROGRAMS: dict[str, Program] = {
     "monkey": _monkey,
     "pm": _pm,
     "screencap": _screencap,
-    "screenrecord": _unsimulated("the simulated phone has no video encoder"),
     "uiautomator": _uiautomator,
+    "which": _which,
     "wm": _wm,
 }
 """Every program the simulated shell runs (besides :data:`STDIN_PROGRAMS`), by name."""
