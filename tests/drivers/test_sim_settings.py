@@ -95,7 +95,7 @@ def test_cmd_services(adb_sim: SimAdbServer) -> None:
     assert device.shell("cmd uimode night") == "Night mode: yes"
     assert device.shell("cmd uimode night no") == "Night mode: no"
     unknown = device.shell2("cmd frobnicator list")
-    assert (unknown.returncode, unknown.output) == (20, "Can't find service: frobnicator\n")
+    assert (unknown.returncode, unknown.output) == (20, "cmd: Can't find service: frobnicator\n")
     clip = device.shell2("cmd clipboard get")
     assert (clip.returncode, clip.output) == (0, "No shell command implementation.\n")
 

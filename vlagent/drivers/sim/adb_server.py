@@ -6,12 +6,14 @@
 and the ``adb`` command-line client drive :class:`~vlagent.drivers.sim.world.SimPhone`
 instances exactly as they drive a phone.
 
-The rooms behind it: :mod:`.shell` reads command lines as ``sh`` does, :mod:`.device` is one
-served phone (its log, files, settings and failure options), :mod:`.programs`,
-:mod:`.programs_state` and :mod:`.programs_files` are the Android programs it answers, and
-:mod:`.sync` is the file-transfer protocol. A forward (``adb forward tcp:N tcp:M``) really
-listens on loopback; since nothing listens on the simulated phone, each connection to it is
-closed at once, as adb does when the device refuses.
+The rooms behind it: :mod:`.shell` reads command lines as ``sh`` does; :mod:`.device` is one
+served phone (its command log, settings, options and injected failures); :mod:`.programs`,
+:mod:`.programs_state`, :mod:`.programs_files`, :mod:`.content` and :mod:`.logcat` are the
+Android programs it answers; :mod:`.files` holds its files and :mod:`.sync` moves them.
+
+A forward (``adb forward tcp:N tcp:M``) really listens on loopback; since nothing listens on
+the simulated phone, each connection to it is closed at once, as adb does when the device
+refuses.
 
 What this module must not do: run anything on the host, listen beyond loopback, or die
 on malformed input (a bad request closes that connection only).

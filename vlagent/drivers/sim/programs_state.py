@@ -170,7 +170,7 @@ def _cmd(dev: SimDevice, args: list[str]) -> Result:
     if service == "clipboard":
         return _ok("No shell command implementation.\n")  # REFERENCE §9: there is no `cmd clipboard`
     if service not in ("activity", "connectivity", "notification", "uimode", "package", "settings", "statusbar"):
-        return Result(stderr=f"Can't find service: {service}\n".encode(), status=20)
+        return Result(stderr=f"cmd: Can't find service: {service}\n".encode(), status=20)
     raise ProgramError(f"'cmd {' '.join(args)}' is not simulated", 255)
 
 
