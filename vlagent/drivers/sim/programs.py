@@ -1,6 +1,6 @@
 """Simulated Android programs that drive the phone: ``input``, ``am``, ``pm``, ``monkey``, ``ime``,
-``wm``, ``getprop``, ``screencap``, ``uiautomator``, ``ifconfig``/``ip``, and the table of every
-program the simulated shell knows (:data:`PROGRAMS`).
+``wm``, ``getprop``, ``screencap``, ``uiautomator``, ``ifconfig``/``ip``, ``which``, and the table
+of every program the simulated shell knows (:data:`PROGRAMS`, gathered from the other program rooms).
 
 Each answers in the real program's output format and exit status (REFERENCE §9):
 ``uiautomator dump`` writes uiautomator's one-line XML of the screen
@@ -24,6 +24,8 @@ from vlagent.drivers.sim.logcat import LOG_PROGRAMS
 from vlagent.drivers.sim.programs_files import FILE_PROGRAMS, STDIN_PROGRAMS
 from vlagent.drivers.sim.programs_state import STATE_PROGRAMS, clear_package, pm_path
 from vlagent.drivers.sim.shell import ProgramError, Result
+from vlagent.drivers.sim.uitree import phone_ui_tree
+from vlagent.tasks.uitree import to_hierarchy_xml
 
 if TYPE_CHECKING:
     from vlagent.drivers.sim.device import SimDevice
@@ -282,9 +284,6 @@ def _screencap(dev: SimDevice, args: list[str]) -> Result:
 
 def _uiautomator(dev: SimDevice, args: list[str]) -> Result:
     """``uiautomator dump [--compressed] [FILE|/dev/tty]`` as AOSP's DumpCommand answers it."""
-    from vlagent.drivers.sim.uitree import phone_ui_tree
-    from vlagent.tasks.uitree import to_hierarchy_xml
-
     if args[:1] != ["dump"]:
         raise ProgramError("only 'uiautomator dump [--compressed] [FILE]' is simulated")
     files = [a for a in args[1:] if not a.startswith("--")]
