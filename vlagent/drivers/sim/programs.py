@@ -18,13 +18,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vlagent.drivers.android import ADB_KEYBOARD_IME, ANDROID_KEYCODES
+from vlagent.drivers.sim import uitree as sim_uitree
 from vlagent.drivers.sim.device import LATIN_IME
 from vlagent.drivers.sim.files import FsError
 from vlagent.drivers.sim.logcat import LOG_PROGRAMS
 from vlagent.drivers.sim.programs_files import FILE_PROGRAMS, STDIN_PROGRAMS
 from vlagent.drivers.sim.programs_state import STATE_PROGRAMS, clear_package, pm_path
 from vlagent.drivers.sim.shell import ProgramError, Result
-from vlagent.drivers.sim.uitree import phone_ui_tree
 from vlagent.tasks.uitree import to_hierarchy_xml
 
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ def _uiautomator(dev: SimDevice, args: list[str]) -> Result:
     if dev.dump_failures > 0:
         dev.dump_failures -= 1
         return Result(stderr=b"ERROR: could not get idle state.\n")
-    tree = phone_ui_tree(dev.phone)
+    tree = sim_uitree.phone_ui_tree(dev.phone)  # looked up at call time: tests swap in other screens
     if not tree.nodes:
         return Result(stderr=b"ERROR: null root node returned by UiTestAutomationBridge.\n")
     xml = to_hierarchy_xml(tree.nodes, rotation=dev.rotation // 90).encode("utf-8")
