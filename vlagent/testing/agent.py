@@ -25,14 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from vlagent.actions import Action, Done, Step, Wait, describe_action
 from vlagent.agent import EndReason, Episode, StepRecord, run_episode
@@ -45,6 +44,8 @@ from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Decision, Policy
 from vlagent.recorder import Recorder
 from vlagent.tasks import Check, CheckResult, StateReader, parse_check
+from vlagent.testing.queriers import querier_for
+from vlagent.testing.query import LOCATE_GRID, REASON_CHARS, Judgement, Location, Querier, Query, QueryKind
 
 __all__ = [
     "ActFailed",
@@ -65,58 +66,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-QueryKind = Literal["assert", "query", "locate"]
-#: Grid of ``locate`` answers: relative 0-1000 on both axes, whatever the model family.
-LOCATE_GRID = 1000
-_REASON_CHARS = 300
-
 #: What assert_/check/wait_until take: a sentence for the model, or a Check (or its mapping) for the device state.
 Statement = str | Check | Mapping[str, object]
-
-
-class Judgement(BaseModel):
-    """The answer to a yes/no statement about the screen."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    verdict: bool
-    reason: str = Field(max_length=_REASON_CHARS)
-
-
-class Location(BaseModel):
-    """Where an element is, on a 0-1000 grid (x from the left edge, y from the top)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    found: bool
-    x: int = Field(ge=0, le=LOCATE_GRID)
-    y: int = Field(ge=0, le=LOCATE_GRID)
-    reason: str = Field(max_length=_REASON_CHARS)
-
-
-@dataclass(frozen=True)
-class Query:
-    """A question about one screen, for a Querier."""
-
-    kind: QueryKind
-    text: str
-    """What the test wrote: a statement, a question or a description."""
-    prompt: str
-    """The full request for a model (states what the answer means)."""
-    frame: Frame
-    feedback: str | None = None
-    """Why the previous answer was rejected; show it to the model."""
-
-
-@runtime_checkable
-class Querier(Protocol):
-    """Answers a question about a screen with an instance of ``schema``.
-
-    Raise InvalidModelOutput (with feedback for the model) when the answer does not fit
-    the schema; the Agent asks again with the feedback.
-    """
-
-    def ask(self, query: Query, schema: type[M]) -> M: ...
 
 
 @dataclass
@@ -175,28 +126,6 @@ class LocateFailed(AssertionError):
         super().__init__(message)
 
 
-def querier_for(policy: Policy) -> Querier | None:
-    """A Querier for ``policy``: the policy itself when it answers questions, a built-in
-    querier for the Qwen2-VL and OpenAI-compatible policies, else None."""
-    if isinstance(policy, Querier):
-        return policy
-    inner = getattr(policy, "inner", None)  # wrappers (cache, lazy loading) expose the real policy
-    if inner is not None and inner is not policy:
-        return querier_for(inner)
-    # Only look for classes whose modules are already imported: a policy of that class exists then.
-    qwen = sys.modules.get("vlagent.policies.qwen2vl")
-    if qwen is not None and isinstance(policy, qwen.Qwen2VLPolicy):
-        from vlagent.testing.queriers import Qwen2VLQuerier
-
-        return Qwen2VLQuerier(policy)
-    openai = sys.modules.get("vlagent.policies.openai_compat")
-    if openai is not None and isinstance(policy, openai.OpenAICompatPolicy):
-        from vlagent.testing.queriers import OpenAIQuerier
-
-        return OpenAIQuerier(policy)
-    return None
-
-
 def _as_check(statement: Statement) -> Check | None:
     """The Check a statement stands for (None: a sentence for the model); ConfigError when invalid."""
     if isinstance(statement, str):
@@ -210,7 +139,7 @@ def _as_check(statement: Statement) -> Check | None:
 def _reason(result: CheckResult) -> str:
     """What the device showed, and where it was read: the reason of a check's Judgement."""
     text = (result.detail or result.status) + (f" [{result.source}]" if result.source else "")
-    return text[:_REASON_CHARS]
+    return text[:REASON_CHARS]
 
 
 def _slug(text: str) -> str:
@@ -218,7 +147,7 @@ def _slug(text: str) -> str:
 
 
 def _device_word(driver: Driver) -> str:
-    return "phone" if "open_app" in driver.capabilities.actions else "computer"
+    return "phone" if driver.capabilities.is_phone else "computer"
 
 
 class _CallPolicy:

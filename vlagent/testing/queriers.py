@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
@@ -24,14 +25,15 @@ from pydantic import BaseModel, ValidationError
 
 from vlagent.coords import MAX_PIXELS, MIN_PIXELS, smart_resize
 from vlagent.errors import InvalidModelOutput, PolicyBackendError
+from vlagent.policies.base import Policy
 from vlagent.policies.grammar import GrammarCompiler, cap_strings, make_logits_processor
-from vlagent.testing.agent import Query
+from vlagent.testing.query import Querier, Query
 
 if TYPE_CHECKING:
     from vlagent.policies.openai_compat import OpenAICompatPolicy
     from vlagent.policies.qwen2vl import Qwen2VLPolicy
 
-__all__ = ["OpenAIQuerier", "Qwen2VLQuerier", "answer_schema", "parse_answer"]
+__all__ = ["OpenAIQuerier", "Qwen2VLQuerier", "answer_schema", "parse_answer", "querier_for"]
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +203,21 @@ class OpenAIQuerier:
             if not isinstance(repaired, dict):
                 raise
             return parse_answer(json.dumps(repaired), schema)
+
+
+def querier_for(policy: Policy) -> Querier | None:
+    """A Querier for ``policy``: the policy itself when it answers questions, a built-in
+    querier for the Qwen2-VL and OpenAI-compatible policies, else None."""
+    if isinstance(policy, Querier):
+        return policy
+    inner = getattr(policy, "inner", None)  # wrappers (cache, lazy loading) expose the real policy
+    if inner is not None and inner is not policy:
+        return querier_for(inner)
+    # Only look for classes whose modules are already imported: a policy of that class exists then.
+    qwen = sys.modules.get("vlagent.policies.qwen2vl")
+    if qwen is not None and isinstance(policy, qwen.Qwen2VLPolicy):
+        return Qwen2VLQuerier(policy)
+    openai = sys.modules.get("vlagent.policies.openai_compat")
+    if openai is not None and isinstance(policy, openai.OpenAICompatPolicy):
+        return OpenAIQuerier(policy)
+    return None

@@ -26,7 +26,7 @@ from vlagent.actions import Action, Step
 from vlagent.coords import Relative
 from vlagent.errors import ConfigError, ModelError
 from vlagent.policies.base import Decision, Observation, decide_each
-from vlagent.testing.agent import LOCATE_GRID, Query
+from vlagent.testing.query import LOCATE_GRID, Query
 
 __all__ = ["QUOTE", "OracleCannotAnswer", "Rule", "StateOracle", "norm"]
 
