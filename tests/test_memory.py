@@ -14,7 +14,7 @@ from vlagent.actions import Click, Key, Scroll
 from vlagent.coords import IMAGE_FACTOR, smart_resize, visual_tokens
 from vlagent.errors import ConfigError
 from vlagent.frames import Frame
-from vlagent.memory import MemoryConfig, SummaryEntry, TrajectoryMemory
+from vlagent.memory import MemoryConfig, Selection, SummaryEntry, TrajectoryMemory
 from vlagent.policies.base import HistoryEntry
 
 TOKEN = IMAGE_FACTOR * IMAGE_FACTOR
@@ -24,11 +24,16 @@ def screen(width: int, height: int, shade: int = 0) -> Frame:
     return Frame.of(Image.new("RGB", (width, height), (shade % 256, 80, 160)))
 
 
-def run_steps(memory: TrajectoryMemory, frames: list[Frame]) -> list[tuple[Frame, ...]]:
-    """Drive memory the way the loop does: select for the current frame, then add the step."""
+def run_steps(
+    memory: TrajectoryMemory, frames: list[Frame], selections: list[Selection] | None = None
+) -> list[tuple[Frame, ...]]:
+    """Drive memory the way the loop does: choose for the current frame, then add the step."""
     prompts = []
     for index, frame in enumerate(frames):
-        prompts.append(memory.select(frame))
+        images, selection = memory.choose(frame)
+        prompts.append(images)
+        if selections is not None:
+            selections.append(selection)
         memory.add(HistoryEntry(index, Click(x=1, y=1), f"thought {index}"), frame)
     return prompts
 
@@ -90,7 +95,8 @@ def test_visual_tokens_equal_the_qwen2vl_processor(processor_tokens) -> None:
 def test_selected_images_pass_the_processor_unresized(processor_tokens) -> None:
     config = MemoryConfig(max_tokens=2000, max_pixels=1024 * TOKEN, max_images=4)
     memory = TrajectoryMemory(config)
-    prompts = run_steps(memory, [screen(1080, 2400, i * 40) for i in range(5)])
+    selections: list[Selection] = []
+    prompts = run_steps(memory, [screen(1080, 2400, i * 40) for i in range(5)], selections)
     last = prompts[-1]
     assert len(last) == 4
     counted = 0
@@ -98,9 +104,8 @@ def test_selected_images_pass_the_processor_unresized(processor_tokens) -> None:
         tokens, processed_size = processor_tokens(frame.image, config.min_pixels, config.max_pixels)
         assert processed_size == frame.image.size  # no second resize: coordinates stay where memory put them
         counted += tokens
-    assert memory.last_selection is not None
-    assert counted == memory.last_selection.total_tokens <= config.max_tokens
-    assert [i.tokens for i in memory.last_selection.images] == [
+    assert counted == selections[-1].total_tokens <= config.max_tokens
+    assert [i.tokens for i in selections[-1].images] == [
         visual_tokens(f.image.width, f.image.height) for f in last
     ]
 
@@ -126,13 +131,12 @@ def test_budget_is_never_exceeded_and_the_newest_frame_is_always_sent(config, tr
     for index, (width, height) in enumerate(trajectory):
         frame = screen(width, height, index)
         try:
-            images = memory.select(frame)
+            images, selection = memory.choose(frame)
         except ConfigError:
             # Only a tiny budget cannot hold a screen (sides at most 32:1) at its smallest size.
             assert config.max_tokens < 64
             return
-        selection = memory.last_selection
-        assert selection is not None
+        assert memory.select(frame) == images  # select gives the same images without the accounting
         assert memory.tokens(images) == selection.total_tokens <= config.max_tokens
         assert 1 <= len(images) <= config.max_images
         assert images[-1].timestamp == frame.timestamp and selection.images[-1].step is None
@@ -148,9 +152,9 @@ def test_budget_is_never_exceeded_and_the_newest_frame_is_always_sent(config, tr
 
 def test_older_screens_shrink_then_drop_oldest_first() -> None:
     memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=8, older_scale=0.5, min_history_tokens=64))
-    run_steps(memory, [screen(1080, 2400, i) for i in range(12)])
-    selection = memory.last_selection
-    assert selection is not None
+    selections: list[Selection] = []
+    run_steps(memory, [screen(1080, 2400, i) for i in range(12)], selections)
+    selection = selections[-1]
     tokens = [i.tokens for i in selection.images]
     assert tokens[-1] == 1272  # the newest at full resolution (1080x2400 at 1280*28*28)
     assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
@@ -193,4 +197,4 @@ def test_history_keeps_every_step_and_compacts_old_ones() -> None:
     assert all(e.thought == "a long thought " * 10 for e in history[-3:])
     assert len(memory.full_history) == 25
     memory.reset()
-    assert memory.history == () and memory.last_selection is None
+    assert memory.history == () and memory.full_history == ()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,9 +21,9 @@ from vlagent.actions import Action, Done
 from vlagent.drivers.base import Driver
 from vlagent.errors import ActionNotSupportedError, DeviceError, DeviceLockedError, InvalidModelOutput, ModelError
 from vlagent.frames import Frame
-from vlagent.memory import TrajectoryMemory
+from vlagent.memory import HistoryEntry, TrajectoryMemory
 from vlagent.outcome import ActionOutcome
-from vlagent.policies.base import Decision, HistoryEntry, Observation, Policy
+from vlagent.policies.base import Decision, Observation, Policy
 
 __all__ = ["EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
 
@@ -137,12 +136,11 @@ def run_episode(
             capture_s = time.perf_counter() - t0
             _call(hooks, "on_observe", episode, index, frame)  # e.g. start encoding the frame while the model thinks
             t1 = time.perf_counter()
-            memory.last_selection = None
-            select = functools.partial(memory.select, frame)
-            obs = Observation(task, frame, driver.capabilities, index, memory.history, select_images=select, hint=hint)
+            choice = memory.lazy_choice(frame)
+            obs = Observation(task, frame, driver.capabilities, index, memory.history, choice=choice, hint=hint)
             decision, invalid = _decide(policy, obs, max_invalid, episode)
             record = StepRecord(index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid)
-            record.selection = memory.last_selection.as_dict() if memory.last_selection else None
+            record.selection = choice.selection.as_dict() if choice.selection else None
             episode.steps.append(record)
             _call(hooks, "on_decision", episode, record)  # recorded before acting: crash-safe
             if isinstance(record.action, Done):

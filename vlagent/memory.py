@@ -26,13 +26,20 @@ from typing import Any
 
 from PIL import Image
 
-from vlagent.actions import Action, Key, OpenApp, Scroll
+from vlagent.actions import Action, Key, OpenApp, Scroll, describe_action
 from vlagent.coords import IMAGE_FACTOR, MIN_PIXELS, smart_resize, visual_tokens
 from vlagent.errors import ConfigError
 from vlagent.frames import Frame
-from vlagent.policies.base import HistoryEntry
 
-__all__ = ["MemoryConfig", "SelectedImage", "Selection", "SummaryEntry", "TrajectoryMemory"]
+__all__ = [
+    "HistoryEntry",
+    "ImageChoice",
+    "MemoryConfig",
+    "SelectedImage",
+    "Selection",
+    "SummaryEntry",
+    "TrajectoryMemory",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +125,49 @@ class Selection:
         }
 
 
+class ImageChoice:
+    """Memory's choice of images for one observation, made when a policy first asks for them.
+
+    The loop passes it on the Observation; a policy that looks at images calls ``frames()``,
+    and afterwards ``selection`` says what was sent (None: the policy never looked).
+    """
+
+    def __init__(self, memory: TrajectoryMemory, frame: Frame) -> None:
+        self._memory, self._frame = memory, frame
+        self._made: tuple[tuple[Frame, ...], Selection] | None = None
+
+    def frames(self) -> tuple[Frame, ...]:
+        """The images, oldest first, the current screen last (chosen on the first call)."""
+        if self._made is None:
+            self._made = self._memory.choose(self._frame)
+        return self._made[0]
+
+    @property
+    def selection(self) -> Selection | None:
+        return None if self._made is None else self._made[1]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """What the model is told about an earlier step."""
+
+    index: int
+    action: Action
+    thought: str | None = None
+    effect: str | None = None
+    """e.g. 'no visible change'; None when unknown."""
+
+    def render(self, action_text: str | None = None) -> str:
+        """One history line; ``action_text`` replaces the default rendering of the action
+        (model families show actions in their own grid and syntax)."""
+        text = f"Step {self.index + 1}: {action_text or describe_action(self.action)}"
+        if self.thought:
+            text += f" - {self.thought}"
+        if self.effect:
+            text += f" [{self.effect}]"
+        return text
+
+
 @dataclass(frozen=True)
 class SummaryEntry(HistoryEntry):
     """Several old steps merged into one line; ``action`` is the last merged step's action."""
@@ -175,17 +225,11 @@ class TrajectoryMemory:
         self.config = config or MemoryConfig()
         self._history: list[HistoryEntry] = []
         self._frames: list[_Stored] = []
-        self.last_selection: Selection | None = None
-        # The current screen as last sent: add() usually receives that same screen next, and
-        # shrinking the already-resized copy is several times cheaper than the capture.
-        self._current: tuple[Image.Image, Image.Image] | None = None
 
     def reset(self) -> None:
         """Forget everything (a new episode)."""
         self._history.clear()
         self._frames.clear()
-        self.last_selection = None
-        self._current = None
 
     # --- text ------------------------------------------------------------------------
 
@@ -244,6 +288,14 @@ class TrajectoryMemory:
 
         Raises ConfigError when the budget cannot hold even the current screen.
         """
+        return self.choose(frame)[0]
+
+    def lazy_choice(self, frame: Frame) -> ImageChoice:
+        """The choice for ``frame``, made only if a policy asks for the images."""
+        return ImageChoice(self, frame)
+
+    def choose(self, frame: Frame) -> tuple[tuple[Frame, ...], Selection]:
+        """``select``'s images and what was chosen (sizes and tokens per image, budget, screens dropped)."""
         cfg = self.config
         src_w, src_h = frame.image.size
         current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
@@ -251,7 +303,6 @@ class TrajectoryMemory:
             raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
         size, tokens = current
         sent = _resize(frame.image, size)
-        self._current = (frame.image, sent)
         chosen: list[tuple[Frame, SelectedImage]] = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
         remaining = cfg.max_tokens - tokens
         cap = float(cfg.max_pixels)
@@ -265,11 +316,11 @@ class TrajectoryMemory:
             (size, tokens), remaining = fit, remaining - fit[1]
             chosen.append((self._framed(stored.frame, stored.image(size)), SelectedImage(stored.step, *size, tokens)))
         chosen.reverse()
-        self.last_selection = Selection(
+        selection = Selection(
             tuple(info for _, info in chosen), cfg.max_tokens, dropped=len(self._history) - (len(chosen) - 1)
         )
         log.debug("memory selected %d images, %d/%d visual tokens", len(chosen), remaining, cfg.max_tokens)
-        return tuple(f for f, _ in chosen)
+        return tuple(f for f, _ in chosen), selection
 
     def tokens(self, frames: tuple[Frame, ...]) -> int:
         """Visual tokens the processor (with this config's pixel bounds) spends on ``frames``."""

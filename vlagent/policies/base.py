@@ -9,39 +9,19 @@ with a message the loop feeds back on the next try.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
-from vlagent.actions import Action, Step, describe_action
+from vlagent.actions import Action, Step
 from vlagent.capabilities import Capabilities
 from vlagent.errors import ModelError
 from vlagent.frames import Frame
+from vlagent.memory import HistoryEntry, ImageChoice
 
 __all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "decide_each"]
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """What the model is told about an earlier step."""
-
-    index: int
-    action: Action
-    thought: str | None = None
-    effect: str | None = None
-    """e.g. 'no visible change'; None when unknown."""
-
-    def render(self, action_text: str | None = None) -> str:
-        """One history line; ``action_text`` replaces the default rendering of the action
-        (model families show actions in their own grid and syntax)."""
-        text = f"Step {self.index + 1}: {action_text or describe_action(self.action)}"
-        if self.thought:
-            text += f" - {self.thought}"
-        if self.effect:
-            text += f" [{self.effect}]"
-        return text
 
 
 @dataclass(frozen=True)
@@ -56,9 +36,10 @@ class Observation:
     history: tuple[HistoryEntry, ...] = ()
     images: tuple[Frame, ...] = ()
     """Images to send, oldest first, the current screen last, already sized by memory.
-    Empty means: ask ``select_images``, or else send ``frame`` alone."""
-    select_images: Callable[[], tuple[Frame, ...]] | None = field(default=None, compare=False, repr=False)
-    """Memory's selection, computed only if a policy looks at the images (scripted ones do not)."""
+    Empty means: take memory's ``choice``, or else send ``frame`` alone."""
+    choice: ImageChoice | None = field(default=None, compare=False, repr=False)
+    """Memory's choice of images, made only if a policy looks at the images (scripted ones do not);
+    afterwards ``choice.selection`` says what was sent."""
     feedback: str | None = None
     """Why the previous answer was rejected; show it to the model."""
     hint: str | None = None
@@ -69,7 +50,7 @@ class Observation:
         """The images for the prompt: ``images``, else memory's selection, else the current frame."""
         if self.images:
             return self.images
-        selected = self.select_images() if self.select_images is not None else ()
+        selected = self.choice.frames() if self.choice is not None else ()
         return selected or (self.frame,)
 
 

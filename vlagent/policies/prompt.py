@@ -25,7 +25,8 @@ from typing import Any
 from vlagent.capabilities import Capabilities
 from vlagent.coords import CoordCodec, encode_action
 from vlagent.frames import Frame
-from vlagent.policies.base import HistoryEntry, Observation
+from vlagent.memory import HistoryEntry
+from vlagent.policies.base import Observation
 from vlagent.policies.families import BUILTIN
 from vlagent.policies.families.base import (
     FAMILIES,
