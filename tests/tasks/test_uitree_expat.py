@@ -149,3 +149,21 @@ def test_a_10000_node_dump_parses_about_as_fast_as_expat_builds_bare_elements() 
     # ~95 ms against ~63 ms for ElementTree's C parser alone on a 2-core CI machine; the ElementTree +
     # frozen-dataclass parser this replaced took ~4x. A ratio keeps the test honest on slow or busy machines.
     assert ours < 2.5 * bare, f"parse {ours * 1000:.0f} ms vs bare ElementTree {bare * 1000:.0f} ms"
+
+
+@pytest.mark.parametrize(
+    ("bounds", "box"),
+    [
+        ("[0,220][1080,391]", (0, 220, 1080, 391)),
+        ("[-12,-4][0,0]", (-12, -4, 0, 0)),
+        (" [1,2][3,4] ", (1, 2, 3, 4)),
+        ("[1,2,3,4]", (0, 0, 0, 0)),
+        ("[ 1,2][3,4]", (0, 0, 0, 0)),
+        ("[+1,2][3,4]", (0, 0, 0, 0)),
+        ("[1_0,2][3,4]", (0, 0, 0, 0)),
+        ("", (0, 0, 0, 0)),
+    ],
+)
+def test_bounds_are_read_exactly_as_uiautomator_writes_them(bounds: str, box: tuple[int, int, int, int]) -> None:
+    (node,) = parse_hierarchy(f'<hierarchy><node bounds="{bounds}" /></hierarchy>').nodes
+    assert node.bounds == box
