@@ -122,3 +122,35 @@ def test_unexpected_exception_propagates_but_hooks_see_the_end() -> None:
     with SimDriver() as sim, pytest.raises(RuntimeError):
         run_episode("x", sim, ScriptedPolicy([boom]), hooks=[Hook()])
     assert ends == [EndReason.ERROR]
+
+
+class _Looker:
+    """Looks at the prompt images on its second try (the first answer is rejected), then clicks, then is done."""
+
+    name = "looker"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decide(self, observation: Observation) -> Decision:
+        self.calls += 1
+        if self.calls == 1:
+            raise InvalidModelOutput("not JSON", raw="?")
+        if observation.step_index == 0:
+            assert len(observation.prompt_images) == 1
+            return Decision(step=Step(action=Click(x=540, y=1200)))
+        assert len(observation.prompt_images) == 2  # the earlier screen and the current one
+        return Decision(step=Step(action=Done()))
+
+    def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
+        return decide_each(self, observations)
+
+
+def test_the_step_records_what_memory_sent_only_when_the_policy_looked() -> None:
+    with SimDriver() as sim:
+        looked = run_episode("x", sim, _Looker())
+        blind = run_episode("x", sim, ScriptedPolicy([Wait(seconds=0), Done()]))
+    first, second = (s.selection for s in looked.steps)
+    assert first is not None and [i["step"] for i in first["images"]] == [None]
+    assert second is not None and [i["step"] for i in second["images"]] == [0, None]
+    assert [s.selection for s in blind.steps] == [None, None]
