@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_listening(port, server)
         command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "adbutils_e2e_plugin",
-            "--rootdir", str(tests), "-rxXfE", "e2etests", *args.pytest_args,
+            # vlagent's own pytest plugin stays out: these are adbutils' tests, not vlagent's.
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:vlagent",
+            "-p", "adbutils_e2e_plugin", "--rootdir", str(tests), "-rxXfE", "e2etests", *args.pytest_args,
         ]  # fmt: skip
         print(f"adbutils_e2e: adbutils {version} e2etests against vlagent sim serve on port {port}", flush=True)
         return subprocess.run(command, cwd=tests, env=env, check=False, timeout=300).returncode
