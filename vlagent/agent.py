@@ -25,10 +25,17 @@ from vlagent.memory import HistoryEntry, TrajectoryMemory
 from vlagent.outcome import ActionOutcome
 from vlagent.policies.base import Decision, Observation, Policy
 
-__all__ = ["EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
+__all__ = ["Effect", "EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Effect(enum.StrEnum):
+    """What the loop noticed about an action's effect (shown to the model in the history)."""
+
+    NO_VISIBLE_CHANGE = "no visible change"
+    TEXT_NOT_TYPED = "the typed text did not arrive as meant"
 
 
 class EndReason(enum.StrEnum):
@@ -52,7 +59,8 @@ class StepRecord:
     model_s: float
     execute_s: float = 0.0
     invalid_outputs: int = 0
-    effect: str | None = None
+    effect: Effect | None = None
+    """Set when the action changed nothing on screen, or typed text did not arrive."""
     change: float | None = None
     """Fraction of the screen (around the action) that changed, 0-1; None if unmeasured."""
     selection: dict[str, object] | None = None
@@ -154,9 +162,10 @@ def run_episode(
             record.execute_s = time.perf_counter() - t2
             t0 = time.perf_counter()
             record.change = effect(frame, after, record.action) if effect else None
-            record.effect = "no visible change" if record.change == 0.0 else None
-            record.effect = (record.outcome.problem if record.outcome else None) or record.effect
-            memory.add(HistoryEntry(index, record.action, decision.step.thought, record.effect), frame)
+            problem = record.outcome.problem if record.outcome else None
+            record.effect = Effect.NO_VISIBLE_CHANGE if record.change == 0.0 else None
+            record.effect = Effect.TEXT_NOT_TYPED if problem else record.effect
+            memory.add(HistoryEntry(index, record.action, decision.step.thought, problem or record.effect), frame)
             verdicts = [v for v in _call(hooks, "on_step", episode, record, after) if isinstance(v, Verdict)]
             hint = next((v.hint for v in verdicts if v.hint), None)
             stop = next((v for v in verdicts if v.stop is not None), None)
