@@ -141,16 +141,20 @@ class SimDevice:
                 del self.log[: _MAX_LOG // 2]
         reader = STDIN_PROGRAMS.get(program)
         handler = PROGRAMS.get(program)
+
+        def run() -> Result:
+            if reader is not None:
+                return reader(self, argv[1:], stdin)
+            assert handler is not None
+            return handler(self, argv[1:])
+
         if reader is None and handler is None:
             return Result(stderr=f"/system/bin/sh: {argv[0]}: inaccessible or not found\n".encode(), status=127)
         try:
             if program in LOCK_FREE:  # waiting must not hold up the phone's other connections
-                return handler(self, argv[1:]) if handler is not None else Result(status=1)
+                return run()
             with self._lock:
-                if reader is not None:
-                    return reader(self, argv[1:], stdin)
-                assert handler is not None
-                return handler(self, argv[1:])
+                return run()
         except ProgramError as exc:
             return Result(stderr=f"{program}: {exc}\n".encode(), status=exc.status)
         except FsError as exc:
