@@ -39,6 +39,14 @@ def test_notes_query_insert_delete_round_trip(adb_sim: SimAdbServer) -> None:
     assert device.shell(["content", "query", "--uri", NOTES]) == "No result found."
 
 
+def test_query_sorts(adb_sim: SimAdbServer) -> None:
+    device = _device(adb_sim)
+    by_name = ["content", "query", "--uri", PHONES, "--projection", "display_name", "--sort", "display_name DESC"]
+    assert device.shell(by_name) == "Row: 0 display_name=Bob Chen\nRow: 1 display_name=Alice Martin"
+    bad = device.shell2(["content", "query", "--uri", PHONES, "--sort", "nope"])
+    assert "no such column: nope" in bad.output
+
+
 def test_notes_added_in_the_ui_get_new_ids(adb_sim: SimAdbServer) -> None:
     phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
     device.shell(["content", "query", "--uri", NOTES])

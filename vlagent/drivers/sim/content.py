@@ -241,11 +241,29 @@ def _query(dev: SimDevice, table: _Table, options: dict[str, str]) -> Result:
             raise _ProviderError(table.authority, f"java.lang.IllegalArgumentException: Invalid column {column}")
     if not rows:
         return _ok("No result found.\n")
+    if "sort" in options:
+        rows = _sorted(rows, options["sort"], table.authority)
     lines = []
     for index, row in enumerate(rows):
         cells = ", ".join(f"{c}={'NULL' if row.get(c) is None else row[c]}" for c in columns)
         lines.append(f"Row: {index} {cells}\n")
     return _ok("".join(lines))
+
+
+def _sorted(rows: list[_Row], order: str, authority: str) -> list[_Row]:
+    """``--sort "COLUMN [ASC|DESC]"`` (one column: what clients send)."""
+    words = order.split()
+    if not words or len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("ASC", "DESC")):
+        raise _ProviderError(authority, f'android.database.sqlite.SQLiteException: near "{order}": syntax error')
+    column = words[0]
+    if column not in rows[0]:
+        raise _ProviderError(authority, f"android.database.sqlite.SQLiteException: no such column: {column}")
+
+    def key(row: _Row) -> tuple[int, int | str]:
+        value = row[column]
+        return (0, value) if isinstance(value, int) else (1, "" if value is None else str(value))
+
+    return sorted(rows, key=key, reverse=len(words) == 2 and words[1].upper() == "DESC")
 
 
 def _insert(dev: SimDevice, uri: str, table: _Table, binds: list[tuple[str, str, str]]) -> None:
