@@ -26,9 +26,9 @@ def test_claiming_success_fails_with_the_check_that_says_why(tmp_path: Path) -> 
         RunRequest(task="wifi", device="sim", out=tmp_path, settle_timeout=0),
         policy_factory=lambda driver: ScriptedPolicy([Done()]),
     )
-    assert result.episode.success and not result.ok
-    assert "FAILED judged from device state" in result.verdict
-    assert "toggle wifi is on -- is off [sim state]" in result.verdict
+    assert result.episode.claimed_success and not result.ok
+    assert "FAILED judged from device state" in result.summary
+    assert "toggle wifi is on -- is off [sim state]" in result.summary
 
 
 def test_builtin_task_on_a_device_without_state_is_a_user_error(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_builtin_task_runs_on_a_phone_over_adb(name: str, tmp_path: Path, monkey
     phone.replace_notes(["left over"])
     with serve_sim([phone], port=0) as server:
         result = run_task(RunRequest(task=name, device=f"adb:sim-0?port={server.port}", out=tmp_path, settle_timeout=0))
-    assert result.ok, result.verdict
+    assert result.ok, result.summary
     assert len(result.checks) == len(task.success)
     assert {r.source for r in result.checks} <= {"settings", "content provider"}
     # the start state replaces the notes only when the task names them

@@ -87,8 +87,8 @@ class Episode:
     duration_s: float = 0.0
 
     @property
-    def success(self) -> bool:
-        """True only when the agent claimed success; judge real success from device state."""
+    def claimed_success(self) -> bool:
+        """True when the agent said done(success): its claim, not a judgement of device state."""
         return self.end is EndReason.DONE_SUCCESS
 
 

@@ -232,8 +232,8 @@ def demo(task: str, out: str, seed: int, model: str | None) -> None:
 
 
 def _finish(result: RunResult) -> None:
-    """Print the verdict and where the run is; exit 1 unless the task succeeded."""
-    click.echo(f"{result.verdict}\nrun written to {result.run_dir}")
+    """Print how the run was judged and where the run is; exit 1 unless the task succeeded."""
+    click.echo(f"{result.summary}\nrun written to {result.run_dir}")
     if not result.ok:
         raise SystemExit(EXIT_FAILED)
 

@@ -67,10 +67,11 @@ class RunResult:
         """Success judged from device state where a check exists, else the agent's own ``done(success)``."""
         if self.judged_success is not None:
             return self.judged_success
-        return self.episode.success
+        return self.episode.claimed_success
 
     @property
-    def verdict(self) -> str:
+    def summary(self) -> str:
+        """One line (plus the failed checks) saying how the run was judged."""
         end = self.episode.end.value if self.episode.end else "error"
         detail = f" ({self.episode.detail})" if self.episode.detail else ""
         if self.judged_success is None:
