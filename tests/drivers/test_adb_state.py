@@ -165,6 +165,22 @@ def test_a_build_that_cannot_dump_to_the_terminal_dumps_to_a_file(
     assert [argv[0] for argv in device.commands()] == ["uiautomator", "uiautomator", "cat"]
 
 
+def test_a_bridge_held_by_another_tool_is_named_at_once(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    def taken(dev: SimDevice, args: list[str]) -> Result:
+        return Result(
+            stderr=b"java.lang.IllegalStateException: UiAutomationService android.accessibilityservice."
+            b"IAccessibilityServiceClient$Stub$Proxy@f18df39already registered!\n"
+        )
+
+    monkeypatch.setitem(adb_server._PROGRAMS, "uiautomator", taken)
+    device = adb_sim["sim-0"]
+    driver = _open(adb_sim)
+    device.clear()
+    with pytest.raises(UiDumpError, match="another UI automation tool"):
+        driver.state().ui_tree()
+    assert len(device.commands("uiautomator")) == 1  # retrying cannot help
+
+
 def test_a_toggle_that_does_not_take_is_a_clear_error(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = adb_server._PROGRAMS["svc"]
 

@@ -164,6 +164,11 @@ def test_provider_missing() -> None:
         ("ERROR: could not get idle state.\n", "idle"),
         ("ERROR: null root node returned by UiTestAutomationBridge.\n", "null root"),
         ("UI hierchary dumped to: /dev/tty\n", "no xml"),
+        (
+            "java.lang.IllegalStateException: UiAutomationService android.accessibilityservice."
+            "IAccessibilityServiceClient$Stub$Proxy@f18df39already registered!\n",
+            "taken",
+        ),
         ("", "no xml"),
     ],
 )

@@ -340,6 +340,11 @@ class AdbState:
                 compressed = True
             elif problem == "null root":
                 problems.append("ERROR: null root node (an app was switching)")
+            elif problem == "taken":
+                raise UiDumpError(
+                    f"uiautomator dump cannot run on {self.serial}: another UI automation tool (uiautomator2/ATX, "
+                    "Appium, a monkey run) holds the phone's UiAutomation service; stop it and look again"
+                )
             elif result.status == 127 or "not found" in result.output:
                 raise UiDumpError(f"this device has no uiautomator command: {_head(result.output)}")
             else:

@@ -184,7 +184,7 @@ def _row(body: str, columns: Sequence[str], numeric: Collection[str]) -> dict[st
     return {column: None if value == "NULL" else value for column, value in zip(columns, values, strict=True)}
 
 
-DumpProblem = Literal["idle", "null root", "no xml"]
+DumpProblem = Literal["idle", "null root", "taken", "no xml"]
 
 
 def dump_problem(output: str) -> DumpProblem | None:
@@ -192,8 +192,10 @@ def dump_problem(output: str) -> DumpProblem | None:
 
     ``idle``: ``ERROR: could not get idle state.`` (the screen kept animating; ``--compressed``
     sometimes succeeds); ``null root``: ``ERROR: null root node returned by UiTestAutomationBridge.``
-    (an app was switching: try again); ``no xml``: no ``<hierarchy`` at all (e.g. this build cannot
-    write to ``/dev/tty``: dump to a file instead).
+    (an app was switching: try again); ``taken``: ``UiAutomationService ... already registered!``
+    (another automation tool, e.g. uiautomator2 or Appium, holds the accessibility bridge: trying
+    again will not help); ``no xml``: no ``<hierarchy`` at all (e.g. this build cannot write to
+    ``/dev/tty``: dump to a file instead).
     """
     if "<hierarchy" in output:
         return None
@@ -201,4 +203,6 @@ def dump_problem(output: str) -> DumpProblem | None:
         return "idle"
     if "null root node" in output:
         return "null root"
+    if "already registered" in output:
+        return "taken"
     return "no xml"
