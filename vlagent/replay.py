@@ -34,9 +34,9 @@ from vlagent.actions import Action, Click, Done, LongPress, Step, describe_actio
 from vlagent.errors import ModelError, UserError
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation, Policy, decide_each
-from vlagent.recorder import Trajectory, load_trajectory
 from vlagent.scenario import DeviceSpec, GoldStep, Scenario
 from vlagent.tasks import Check
+from vlagent.trajectory import Trajectory, load_trajectory
 
 __all__ = [
     "FINGERPRINT_THRESHOLD",

@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from vlagent.actions import Action, Click, LongPress, Scroll, Swipe, describe_action
-from vlagent.recorder import RecordedStep, Trajectory, load_trajectory
+from vlagent.trajectory import RecordedStep, Trajectory, load_trajectory
 
 __all__ = ["THUMB_SIDE", "draw_action", "write_eval_report", "write_report", "write_run_report"]
 

@@ -19,7 +19,7 @@ from vlagent.actions import Action
 from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES, BaseDriver, Capabilities
 from vlagent.errors import ConfigError
 from vlagent.frames import Frame
-from vlagent.recorder import RecordedStep, Trajectory, load_trajectory
+from vlagent.trajectory import RecordedStep, Trajectory, load_trajectory
 
 __all__ = ["ReplayDriver", "create_driver"]
 
