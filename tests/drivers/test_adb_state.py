@@ -181,6 +181,22 @@ def test_a_bridge_held_by_another_tool_is_named_at_once(adb_sim: SimAdbServer, m
     assert len(device.commands("uiautomator")) == 1  # retrying cannot help
 
 
+def test_dark_mode_on_a_build_without_cmd_uimode_is_read_from_its_setting(
+    adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cmd = adb_server._PROGRAMS["cmd"]
+
+    def old_cmd(dev: SimDevice, args: list[str]) -> Result:
+        if args[:1] == ["uimode"]:  # Android 7: no uimode shell command
+            return Result(stderr=b"cmd: Can't find service: uimode\n", status=20)
+        return cmd(dev, args)
+
+    monkeypatch.setitem(adb_server._PROGRAMS, "cmd", old_cmd)
+    adb_sim["sim-0"].phone.set_toggle("dark_mode", True)
+    dark = _open(adb_sim).state().toggle("dark_mode")
+    assert (dark.value, dark.detail) == (True, "settings get secure ui_night_mode -> 2")
+
+
 def test_a_toggle_that_does_not_take_is_a_clear_error(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = adb_server._PROGRAMS["svc"]
 

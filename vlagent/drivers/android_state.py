@@ -118,11 +118,11 @@ class AdbState:
         if toggle is None:
             raise StateUnavailable(f"no toggle {name!r}; known: {', '.join(sorted(TOGGLES))}")
         if toggle.reader == "uimode":
-            output = self._cached(("uimode",), lambda: self._output("reading night mode", ["cmd", "uimode", "night"]))
-            mode = night_mode(output)
+            result = self._cached(("uimode",), lambda: self._shell("reading night mode", ["cmd", "uimode", "night"]))
+            mode = night_mode(result.output) if result.status == 0 else None
             if mode is not None:
                 return Reading(mode == "yes", "settings", f"cmd uimode night -> Night mode: {mode}")
-            log.debug("%s: no 'Night mode:' from cmd uimode (%r); reading the setting", self.serial, output[:80])
+            log.debug("%s: no night mode from cmd uimode (%s); reading the setting", self.serial, _head(result.output))
         if toggle.namespace is None or toggle.key is None:
             raise StateUnavailable(f"toggle {toggle.toggle} has no setting to read on an adb phone")
         value = self.setting(toggle.namespace, toggle.key)
