@@ -74,7 +74,7 @@ from vlagent.tasks.state import StartState
 from vlagent.tasks.uitree import UiDumpError, UiNode
 
 if TYPE_CHECKING:
-    from adbutils import AdbClient, AdbDevice
+    from adbutils import AdbClient
 
 __all__ = [
     "ADB_KEYBOARD_IME",
@@ -102,6 +102,8 @@ ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
 CLIPPER_PACKAGE = "ca.zgrs.clipper"
 #: android.view.KeyEvent.KEYCODE_PASTE (API 24+).
 KEYCODE_PASTE = 279
+#: What the shell prints after each command's output, followed by its exit status (as adbutils marks it).
+_EXIT_MARK = "X4EXIT:"
 #: Characters per command on the "short chunks" typing paths.
 _SHORT_CHUNK = 8
 #: The ways text can be put into the focused field, in the words the step outcome records.
@@ -432,7 +434,6 @@ class AdbDriver(BaseDriver):
         self._client: AdbClient = adbutils.AdbClient(host=host, port=port, socket_timeout=self.config.timeout)
         self.serial = self._call("finding the device", lambda: self._pick_serial(serial))
         self.name = f"adb:{self.serial}"
-        self._device: AdbDevice = self._client.device(serial=self.serial)
         self._natural: tuple[int, int] | None = None
         self._rotation: int = 0
         self._density: int | None = None
@@ -441,6 +442,7 @@ class AdbDriver(BaseDriver):
         self._raw_ok = self.config.screencap != "png"
         self._closed = False
         self._credential_lock = False  # set once a PIN/pattern lock was met: every capture checks it is gone
+        self._tport: bool | None = None  # whether the adb server knows host:tport (asked once)
         log.info("opened %s via adb server %s", self.name, self._where)
         if self.config.wake:
             self._wake_at_open()
@@ -917,17 +919,47 @@ class AdbDriver(BaseDriver):
 
     def _exec_out(self, command: str) -> bytes:
         """Run ``exec:COMMAND`` (no terminal, binary-safe) and read all of its output in large chunks."""
-        conn = self._device.open_transport(timeout=self.config.capture_timeout)
+        return self._service("exec:" + command, self.config.capture_timeout)
+
+    def _service(self, service: str, timeout: float) -> bytes:
+        """Open one connection to the device, run ``service`` (``shell:CMD``, ``exec:CMD``) and read it to the end.
+
+        One connection per command, closed without a pause once the device has closed its side:
+        adbutils' shell opens a second one (``host:version``) and sleeps 10 ms closing each, ~20 ms a
+        command, which is more than a command takes over loopback and a tenth of it on a phone.
+        """
+        if self._tport is None:
+            self._tport = self._client.server_version() >= 41  # host:tport needs adb 1.0.41 (platform-tools 28)
+        conn = self._client.make_connection(timeout=timeout)
+        sock = conn.conn
         try:
-            conn.send_command("exec:" + command)
+            if self._tport:
+                conn.send_command(f"host:tport:serial:{self.serial}")
+                conn.check_okay()
+                conn.read(8)  # the transport id
+            else:
+                conn.send_command(f"host:transport:{self.serial}")
+                conn.check_okay()
+            conn.send_command(service)
             conn.check_okay()
-            sock = conn.conn
             buffer = bytearray()
             while chunk := sock.recv(1 << 20):
                 buffer += chunk
             return bytes(buffer)
         finally:
-            conn.close()
+            sock.close()
+
+    def _shell_once(self, line: str, timeout: float) -> ShellResult:
+        """``line`` in a v1 device shell with its exit status appended, as adbutils does (``; echo X4EXIT:$?``)."""
+        data = self._service(f"shell:{line}; echo {_EXIT_MARK}$?", timeout)
+        mark = data.rfind(_EXIT_MARK.encode())
+        if mark < 0:
+            raise DeviceError(f"the shell on {self.serial} ended without its exit status: {data[-200:]!r}")
+        try:
+            status = int(data[mark + len(_EXIT_MARK) :].strip())
+        except ValueError:
+            raise DeviceError(f"unreadable exit status from the shell on {self.serial}: {data[mark:][:40]!r}") from None
+        return ShellResult(status, data[:mark].decode("utf-8", "replace").rstrip())
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -937,12 +969,10 @@ class AdbDriver(BaseDriver):
         line = " && ".join(shlex.join(argv) for argv in commands)
 
         def once() -> str:
-            result = self._device.shell2(line, timeout=self.config.timeout, rstrip=True)
-            if result.returncode != 0:
-                raise _CommandFailed(
-                    f"{what} failed on {self.serial} (exit {result.returncode}): {result.output[:300]}"
-                )
-            return str(result.output)
+            result = self._shell_once(line, self.config.timeout)
+            if result.status != 0:
+                raise _CommandFailed(f"{what} failed on {self.serial} (exit {result.status}): {result.output[:300]}")
+            return result.output
 
         log.debug("%s: adb shell %s", self.serial, line)
         return self._call(what, once)
@@ -952,13 +982,8 @@ class AdbDriver(BaseDriver):
         (the AdbShell that AdbState reads through). Lost connections are retried, then a DeviceError."""
         self._check_open()
         line = shlex.join(argv)
-
-        def once() -> ShellResult:
-            result = self._device.shell2(line, timeout=timeout or self.config.timeout, rstrip=True)
-            return ShellResult(result.returncode, str(result.output))
-
         log.debug("%s: adb shell %s", self.serial, line)
-        return self._call(what, once)
+        return self._call(what, lambda: self._shell_once(line, timeout or self.config.timeout))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Call ``fn`` translating adbutils/socket errors and retrying lost connections."""
