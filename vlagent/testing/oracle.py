@@ -32,9 +32,10 @@ import typing
 from typing import Any
 
 from vlagent.actions import Action, Click, Done, Key, Scroll
+from vlagent.drivers.sim.catalog import APPS, BATTERY_PERCENT, SETTINGS_ROWS
 from vlagent.drivers.sim.driver import SimDriver
 from vlagent.drivers.sim.state import SimState
-from vlagent.drivers.sim.world import APPS, BATTERY_PERCENT, SETTINGS_ROWS, SimPhone
+from vlagent.drivers.sim.world import SimPhone
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.tasks import (

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlagent.drivers.sim.catalog import APPS, App, Contact, Popup
 from vlagent.drivers.sim.driver import SimDriver
-from vlagent.drivers.sim.world import APPS, App, Contact, Popup, SimPhone
+from vlagent.drivers.sim.world import SimPhone
 from vlagent.errors import ConfigError
 
 __all__ = ["APPS", "App", "Contact", "Popup", "SimDriver", "SimPhone", "create_driver"]

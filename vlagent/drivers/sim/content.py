@@ -20,8 +20,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vlagent.drivers.sim.catalog import Contact
 from vlagent.drivers.sim.shell import ProgramError, Result
-from vlagent.drivers.sim.world import Contact
 
 if TYPE_CHECKING:
     from vlagent.drivers.sim.device import SimDevice

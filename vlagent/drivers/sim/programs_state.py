@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vlagent.drivers.sim.catalog import BATTERY_PERCENT
 from vlagent.drivers.sim.content import CONTACTS_PACKAGE, NOTES_PACKAGE, content
 from vlagent.drivers.sim.shell import ProgramError, Result
-from vlagent.drivers.sim.world import BATTERY_PERCENT
 from vlagent.tasks.settings import TOGGLES, ToggleSetting
 
 if TYPE_CHECKING:

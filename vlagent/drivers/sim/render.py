@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageOps
 
+from vlagent.drivers.sim.catalog import Element
 from vlagent.drivers.sim.fonts import FontSet, font_set
-from vlagent.drivers.sim.world import Element
 
 __all__ = ["DARK", "LIGHT", "Palette", "paint", "paint_transition"]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from vlagent.drivers.sim.catalog import Contact
 from vlagent.drivers.sim.uitree import phone_ui_tree
-from vlagent.drivers.sim.world import Contact, SimPhone
+from vlagent.drivers.sim.world import SimPhone
 from vlagent.tasks.settings import TOGGLES
 from vlagent.tasks.state import ContactEntry, Foreground, JsonValue, Reading, StartState, StateUnavailable
 from vlagent.tasks.uitree import UiTree

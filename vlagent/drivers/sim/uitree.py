@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from vlagent.drivers.sim.world import Element, SimPhone
+from vlagent.drivers.sim.catalog import Element
+from vlagent.drivers.sim.world import SimPhone
 from vlagent.tasks.uitree import UiNode, UiTree
 
 __all__ = ["phone_ui_tree"]
