@@ -46,6 +46,7 @@ def _adb(server: SimAdbServer, *args: str) -> subprocess.CompletedProcess[bytes]
         ("cat /sdcard/missing 2>&1 | wc -l", "1\n", 0),
         ("echo out; cat /sdcard/missing 2>/dev/null; echo $?", "out\n1\n", 0),
         ("echo err >&2", "", 0),
+        ('echo "$EXTERNAL_STORAGE" ${TMPDIR} $UNSET.', "/sdcard /data/local/tmp .\n", 0),
     ],
 )
 def test_pipes_and_exit_codes(adb_sim: SimAdbServer, line: str, output: str, status: int) -> None:

@@ -39,6 +39,18 @@ _MAX_LOG = 20_000
 LATIN_IME = "com.google.android.inputmethod.latin/com.android.inputmethod.latin.LatinIME"
 KeyguardFormat = Literal["delegate", "status_bar", "lockscreen"]
 ActivityFormat = Literal["resumed", "top_resumed"]
+#: The shell user's environment on a phone (``adb shell echo $EXTERNAL_STORAGE`` prints /sdcard).
+_ENVIRONMENT = {
+    "ANDROID_DATA": "/data",
+    "ANDROID_ROOT": "/system",
+    "ANDROID_STORAGE": "/storage",
+    "EXTERNAL_STORAGE": "/sdcard",
+    "HOME": "/",
+    "PATH": "/product/bin:/apex/com.android.runtime/bin:/system/bin:/system/xbin:/odm/bin:/vendor/bin",
+    "SHELL": "/bin/sh",
+    "TMPDIR": "/data/local/tmp",
+    "USER": "shell",
+}
 #: Packages on every simulated phone besides its apps (system services, the launcher, the keyboard).
 SYSTEM_PACKAGES = (
     "android",
@@ -162,6 +174,9 @@ class SimDevice:
         except Exception as exc:  # a bug in the simulated phone must not kill the server
             log.exception("simulated %s failed on %r", program, argv)
             return Result(stderr=f"{program}: {exc}\n".encode(), status=1)
+
+    def variable(self, name: str) -> str:
+        return _ENVIRONMENT.get(name, "")
 
     def read_file(self, path: str) -> bytes:
         try:

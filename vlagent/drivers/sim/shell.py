@@ -73,6 +73,10 @@ class ShellHost(Protocol):
         """Create or replace (or append to) a file; ProgramError when that is not allowed."""
         ...
 
+    def variable(self, name: str) -> str:
+        """The value of environment variable ``name`` (empty when unset)."""
+        ...
+
 
 # --- reading a line -----------------------------------------------------------------------------
 
@@ -388,7 +392,7 @@ class _Runner:
                     keep = keep or quoted or bool(text)
                     continue
                 if kind == "var":
-                    value = str(status) if text == "?" else ""
+                    value = str(status) if text == "?" else self.host.variable(text)
                 else:  # command substitution: the inner line really runs (and is logged)
                     try:
                         inner = _Runner(self.host).run(_parse(lex(text)))
