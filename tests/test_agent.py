@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from vlagent.actions import Click, Done, Step, Wait
-from vlagent.agent import EndReason, Verdict, run_episode
+from vlagent.agent import EndReason, Hook, Verdict, run_episode
 from vlagent.drivers.sim import SimDriver
 from vlagent.errors import DeviceError, InvalidModelOutput, ModelError
 from vlagent.policies.base import Decision, Observation, decide_each
@@ -94,7 +94,7 @@ def test_device_lost_ends_with_error() -> None:
     assert ep.end is EndReason.ERROR and "device offline" in ep.detail
 
 
-class _StopAfter:
+class _StopAfter(Hook):
     def __init__(self, n: int) -> None:
         self.n = n
 
@@ -112,7 +112,7 @@ def test_hook_can_stop_the_episode() -> None:
 def test_unexpected_exception_propagates_but_hooks_see_the_end() -> None:
     ends: list[object] = []
 
-    class Hook:
+    class Ends(Hook):
         def on_end(self, episode: object) -> None:
             ends.append(getattr(episode, "end", None))
 
@@ -120,7 +120,7 @@ def test_unexpected_exception_propagates_but_hooks_see_the_end() -> None:
         raise RuntimeError("bug")
 
     with SimDriver() as sim, pytest.raises(RuntimeError):
-        run_episode("x", sim, ScriptedPolicy([boom]), hooks=[Hook()])
+        run_episode("x", sim, ScriptedPolicy([boom]), hooks=[Ends()])
     assert ends == [EndReason.ERROR]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Type
-from vlagent.agent import run_episode
+from vlagent.agent import Hook, run_episode
 from vlagent.drivers.desktop_state import DesktopState
 from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.policies.base import Observation
@@ -241,7 +241,7 @@ DESKTOP: list[Definition] = [
 # --- recording ---------------------------------------------------------------------------
 
 
-class _Targets:
+class _Targets(Hook):
     """Episode hook: the target label and box of every click, read from the live device."""
 
     def __init__(self, dev: ScenarioDevice) -> None:

@@ -25,7 +25,7 @@ from vlagent.memory import HistoryEntry, TrajectoryMemory
 from vlagent.outcome import ActionOutcome
 from vlagent.policies.base import Decision, Observation, Policy
 
-__all__ = ["Effect", "EndReason", "Episode", "EpisodeHook", "StepRecord", "Verdict", "run_episode"]
+__all__ = ["Effect", "EndReason", "Episode", "EpisodeHook", "Hook", "StepRecord", "Verdict", "run_episode"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,20 +102,48 @@ class Verdict:
 
 
 class EpisodeHook(Protocol):
-    """Observers of the loop. Every method is optional; ``on_step`` may return a Verdict."""
+    """Observers of the loop, called in this order; ``on_step`` may return a Verdict.
+
+    Subclass :class:`Hook` and override only what you need.
+    """
+
+    def on_start(self, episode: Episode, driver: Driver, policy: Policy) -> None:
+        """The episode begins (nothing captured yet)."""
+
+    def on_observe(self, episode: Episode, index: int, frame: Frame) -> None:
+        """Step ``index``'s screen was captured; the policy is about to look at it."""
+
+    def on_decision(self, episode: Episode, record: StepRecord) -> None:
+        """The policy chose; called before the action runs (a recorder writes here: crash-safe)."""
+
+    def on_step(self, episode: Episode, record: StepRecord, after: Frame) -> Verdict | None:
+        """The action ran and ``after`` is the screen it left; a Verdict may stop the episode or hint."""
+
+    def on_end(self, episode: Episode) -> None:
+        """The episode ended, for any reason (also when an exception is propagating)."""
+
+
+class Hook:
+    """An EpisodeHook that does nothing: the base for hooks that care about a few events."""
+
+    def on_start(self, episode: Episode, driver: Driver, policy: Policy) -> None:
+        return None
+
+    def on_observe(self, episode: Episode, index: int, frame: Frame) -> None:
+        return None
+
+    def on_decision(self, episode: Episode, record: StepRecord) -> None:
+        return None
+
+    def on_step(self, episode: Episode, record: StepRecord, after: Frame) -> Verdict | None:
+        return None
+
+    def on_end(self, episode: Episode) -> None:
+        return None
 
 
 Settle = Callable[[Driver], Frame]
 EffectCheck = Callable[[Frame, Frame, Action], float | None]
-
-
-def _call(hooks: Sequence[object], method: str, *args: object) -> list[object]:
-    results = []
-    for hook in hooks:
-        fn = getattr(hook, method, None)
-        if fn is not None:
-            results.append(fn(*args))
-    return results
 
 
 def run_episode(
@@ -125,7 +153,7 @@ def run_episode(
     *,
     max_steps: int = 20,
     memory: TrajectoryMemory | None = None,
-    hooks: Sequence[object] = (),
+    hooks: Sequence[EpisodeHook] = (),
     max_invalid: int = 3,
     device_attempts: int = 3,
     settle: Settle | None = None,
@@ -136,13 +164,15 @@ def run_episode(
     episode = Episode(task=task)
     device = _DeviceCalls(episode, device_attempts)
     hint: str | None = None
-    _call(hooks, "on_start", episode, driver, policy)
+    for hook in hooks:
+        hook.on_start(episode, driver, policy)
     try:
         t0 = time.perf_counter()
         frame = device.run(driver.screenshot)
         for index in range(max_steps):
             capture_s = time.perf_counter() - t0
-            _call(hooks, "on_observe", episode, index, frame)  # e.g. start encoding the frame while the model thinks
+            for hook in hooks:
+                hook.on_observe(episode, index, frame)  # e.g. start encoding the frame while the model thinks
             t1 = time.perf_counter()
             choice = memory.lazy_choice(frame)
             obs = Observation(task, frame, driver.capabilities, index, memory.history, choice=choice, hint=hint)
@@ -150,7 +180,8 @@ def run_episode(
             record = StepRecord(index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid)
             record.selection = choice.selection.as_dict() if choice.selection else None
             episode.steps.append(record)
-            _call(hooks, "on_decision", episode, record)  # recorded before acting: crash-safe
+            for hook in hooks:
+                hook.on_decision(episode, record)  # recorded before acting: crash-safe
             if isinstance(record.action, Done):
                 episode.end = EndReason.DONE_SUCCESS if record.action.status == "success" else EndReason.DONE_FAILURE
                 episode.detail = record.action.answer or ""
@@ -166,7 +197,7 @@ def run_episode(
             record.effect = Effect.NO_VISIBLE_CHANGE if record.change == 0.0 else None
             record.effect = Effect.TEXT_NOT_TYPED if problem else record.effect
             memory.add(HistoryEntry(index, record.action, decision.step.thought, problem or record.effect), frame)
-            verdicts = [v for v in _call(hooks, "on_step", episode, record, after) if isinstance(v, Verdict)]
+            verdicts = [v for v in (hook.on_step(episode, record, after) for hook in hooks) if v is not None]
             hint = next((v.hint for v in verdicts if v.hint), None)
             stop = next((v for v in verdicts if v.stop is not None), None)
             if stop is not None:
@@ -182,7 +213,8 @@ def run_episode(
         episode.duration_s = time.time() - episode.started
         if episode.end is None:  # an unexpected exception is propagating
             episode.end, episode.detail = EndReason.ERROR, "interrupted"
-        _call(hooks, "on_end", episode)
+        for hook in hooks:
+            hook.on_end(episode)
     return episode
 
 

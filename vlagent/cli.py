@@ -19,7 +19,7 @@ import click
 import yaml
 
 from vlagent import __version__
-from vlagent.agent import Episode, StepRecord
+from vlagent.agent import Episode, Hook, StepRecord
 from vlagent.drivers.base import Driver
 from vlagent.errors import DeviceError, ModelError, UserError, VlagentError
 from vlagent.policies.base import Policy
@@ -195,7 +195,7 @@ def run(
 
     A built-in task (see 'vlagent devices') first brings the phone (sim or adb:SERIAL) to the
     task's start state, and its success is judged from the phone's own state afterwards."""
-    from vlagent.runner import RunRequest, execute_run
+    from vlagent.runner import RunRequest, run_task
 
     request = RunRequest(
         task=task,
@@ -208,7 +208,7 @@ def run(
         settle_stable=settle_stable,
         on_stuck=on_stuck,
     )
-    _finish(execute_run(request, progress=_Progress()))
+    _finish(run_task(request, progress=_Progress()))
 
 
 @cli.command()
@@ -218,11 +218,11 @@ def run(
 @click.option("--model", help="Qwen2-VL weights (id or path); default: use them if present locally.")
 def demo(task: str, out: str, seed: int, model: str | None) -> None:
     """Watch an agent complete a task on the simulated phone."""
-    from vlagent.runner import RunRequest, demo_policy_name, execute_run
+    from vlagent.runner import RunRequest, demo_policy_name, run_task
 
     policy = demo_policy_name(model)
     click.echo(f"demo: task '{task}' on the simulated phone (seed {seed}) with the {policy} policy")
-    result = execute_run(
+    result = run_task(
         RunRequest(
             task=task, device=f"sim:{seed}", policy=policy, max_steps=20, out=Path(out), options={"model": model}
         ),
@@ -457,7 +457,7 @@ def report(path: str) -> None:
     click.echo(str(write_report(path)))
 
 
-class _Progress:
+class _Progress(Hook):
     """Episode hook that prints one line per step as it happens."""
 
     def __init__(self) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from PIL import Image, ImageChops
 
 from vlagent.actions import Action, Click, LongPress, Wait, action_points, describe_action, map_points
-from vlagent.agent import EndReason, Verdict
+from vlagent.agent import EndReason, Hook, Verdict
 from vlagent.drivers.base import Driver
 from vlagent.frames import Frame
 
@@ -256,7 +256,7 @@ class LoopConfig:
             raise ValueError(f"on_stuck must be 'stop' or 'hint', got {self.on_stuck!r}")
 
 
-class LoopDetector:
+class LoopDetector(Hook):
     """Episode hook: ends (or warns) an agent repeating a useless action or cycling screens.
 
     It reads ``StepRecord.change`` (set by the loop's effect check; without one, only screen

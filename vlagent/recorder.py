@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Literal
 
-from vlagent.agent import Episode, StepRecord
+from vlagent.agent import Episode, Hook, StepRecord
 from vlagent.drivers.base import Driver
 from vlagent.frames import Frame
 from vlagent.policies.base import Policy
@@ -63,7 +63,7 @@ def new_run_dir(root: Path | str, task: str) -> Path:
     return path
 
 
-class Recorder:
+class Recorder(Hook):
     """Episode hook that writes a run directory as the episode happens."""
 
     def __init__(

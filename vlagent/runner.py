@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlagent.agent import Episode, run_episode
+from vlagent.agent import Episode, EpisodeHook, run_episode
 from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import available_drivers, open_driver
 from vlagent.effects import FrameChange, LoopConfig, LoopDetector, Settle
@@ -26,7 +26,7 @@ from vlagent.policies.registry import open_policy
 from vlagent.recorder import Recorder, new_run_dir
 from vlagent.tasks import BUILTIN_TASKS, CheckResult, StatePreparer, StateReader, StateUnavailable, Task
 
-__all__ = ["DEFAULT_MODEL", "RunRequest", "RunResult", "demo_policy_name", "execute_run", "list_devices", "run_task"]
+__all__ = ["DEFAULT_MODEL", "RunRequest", "RunResult", "demo_policy_name", "list_devices", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,8 @@ def _loop_detector(on_stuck: str) -> LoopDetector:
 def run_task(
     request: RunRequest,
     *,
-    progress: object | None = None,
-    extra_hooks: Sequence[object] = (),
+    progress: EpisodeHook | None = None,
+    extra_hooks: Sequence[EpisodeHook] = (),
     policy_factory: Callable[[Driver], Policy] | None = None,
 ) -> RunResult:
     """Open the device, run the episode with recording; a built-in task starts from its start state
@@ -182,7 +182,7 @@ def run_task(
         instruction = task.instruction if task else request.task
         policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, task)
         run_dir = new_run_dir(request.out, task.name if task else request.task)
-        hooks: list[object] = [
+        hooks: list[EpisodeHook] = [
             Recorder(run_dir, meta={"device_spec": request.device}),
             _loop_detector(request.on_stuck),
             *extra_hooks,
@@ -208,11 +208,6 @@ def run_task(
         return RunResult(episode, run_dir, all(r.passed for r in checks), checks)
     finally:
         driver.close()
-
-
-def execute_run(request: RunRequest, *, progress: object | None = None) -> RunResult:
-    """``run_task`` for the CLI."""
-    return run_task(request, progress=progress)
 
 
 def list_devices() -> list[str]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageChops
 
 from vlagent.actions import Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
-from vlagent.agent import EndReason, StepRecord, run_episode
+from vlagent.agent import EndReason, Hook, StepRecord, run_episode
 from vlagent.drivers import check_driver, open_driver
 from vlagent.drivers.android import (
     AdbDriver,
@@ -360,7 +360,7 @@ def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> 
     task = BUILTIN_TASKS["wifi"]
     phone = fresh_server["sim-0"].phone
 
-    class Unplug:
+    class Unplug(Hook):
         def on_step(self, episode: object, record: object, after: object) -> None:
             threading.Thread(target=fresh_server.stop).start()
             time.sleep(0.2)
@@ -473,7 +473,7 @@ def test_phone_locked_with_a_pin_mid_episode_ends_it_instead_of_running_blind(no
     phone = SimPhone(serial="sim-0", screen_lock="pin")
     task = BUILTIN_TASKS["dark_mode"]
 
-    class ScreenTimesOut:
+    class ScreenTimesOut(Hook):
         def on_step(self, episode: object, record: object, after: object) -> None:
             phone.sleep()
 
@@ -509,7 +509,7 @@ def test_phone_falling_asleep_mid_episode_still_completes_the_task(
     task = BUILTIN_TASKS["wifi"]
     phone = fresh_server["sim-0"].phone
 
-    class ScreenTimesOut:
+    class ScreenTimesOut(Hook):
         """The screen times out while the model thinks about the step after the first one."""
 
         def on_step(self, episode: object, record: StepRecord, after: object) -> None:

@@ -34,7 +34,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from vlagent.actions import Action, Done, Step, Wait, describe_action
-from vlagent.agent import EndReason, Episode, StepRecord, run_episode
+from vlagent.agent import EndReason, Episode, EpisodeHook, StepRecord, run_episode
 from vlagent.coords import Relative
 from vlagent.drivers.base import Driver
 from vlagent.effects import frame_change
@@ -178,7 +178,7 @@ class Agent:
         querier: Querier | None = None,
         max_invalid: int = 3,
         settle: Callable[[Driver], Frame] | None = None,
-        hooks: Sequence[object] = (),
+        hooks: Sequence[EpisodeHook] = (),
     ) -> None:
         from vlagent.testing.cache import ActionCache
 
