@@ -5,8 +5,9 @@ do), and measures in one run:
 - one look at the screen: ``uiautomator dump`` + parse through AdbState, against SimState
   building the same view hierarchy from the phone's objects;
 - judging a scenario's checks (``scenarios/sim-delete-note.yaml`` by default) on a fresh look;
-- parsing a ``--nodes``-node dump (10,000 by default: a long Settings list) with
-  ``parse_hierarchy``, against ElementTree's bare C parse of the same XML (no nodes built).
+- parsing a ``--nodes``-node dump (10,000 by default: a long Settings list, and a worst case
+  where every text, id and bounds differ) with ``parse_hierarchy``, against ElementTree's bare
+  C parse of the same XML (no nodes built). Parse times are the least CPU time of the repeats.
 Prints medians, and ratios against the in-process baseline measured in the same run.
 Usage: ``python tools/bench_state.py [--repeat 20] [--nodes 10000] [--scenario PATH]``.
 
@@ -87,6 +88,18 @@ def settings_list(count: int) -> list[UiNode]:
     return nodes
 
 
+def distinct_list(count: int) -> list[UiNode]:
+    """``count`` nodes whose text, resource-id and bounds all differ: the worst case for the parser's caches."""
+    nodes = [UiNode(class_name="android.widget.FrameLayout", package="com.example", bounds=(0, 0, 1080, 2400))]
+    for i in range(1, count):
+        parent = (i - 1) // 4
+        node = UiNode(text=f"Item {i} é", resource_id=f"com.example:id/item_{i}", class_name="android.widget.TextView",
+                      package="com.example", bounds=(0, i, 1080, i + 100), clickable=i % 3 == 0, index=i % 4,
+                      depth=nodes[parent].depth + 1, parent=parent)  # fmt: skip
+        nodes.append(node)
+    return nodes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
@@ -119,6 +132,9 @@ def main() -> None:
     bare_xml = big[: big.rindex("</hierarchy>") + len("</hierarchy>")]
     parse_big = _best_cpu_ms(lambda: parse_hierarchy(big), repeat)
     bare_big = _best_cpu_ms(lambda: fromstring(bare_xml), repeat)
+    distinct = to_hierarchy_xml(distinct_list(args.nodes))
+    parse_distinct = _best_cpu_ms(lambda: parse_hierarchy(distinct), repeat)
+    bare_distinct = _best_cpu_ms(lambda: fromstring(distinct), repeat)
 
     print(f"scenario: {args.scenario.name} ({len(checks)} checks), {repeat} repeats, python {sys.version.split()[0]}")
     print(f"{'':<34}{'in-process ms':>15}{'over adb ms':>13}{'ratio':>8}")
@@ -131,6 +147,10 @@ def main() -> None:
     print(f"parse_hierarchy of {args.nodes} nodes ({len(big) / 1e6:.1f} MB): {parse_big:.1f} ms (target < 100 ms)")
     print(f"ElementTree bare parse of the same XML: {bare_big:.1f} ms")
     print(f"parse_hierarchy / bare ElementTree: {parse_big / bare_big:.2f}x")
+    print(
+        f"every text, id and bounds distinct ({len(distinct) / 1e6:.1f} MB): parse_hierarchy {parse_distinct:.1f} ms, "
+        f"bare ElementTree {bare_distinct:.1f} ms ({parse_distinct / bare_distinct:.2f}x)"
+    )
     if not agree:
         sys.exit(1)
 
