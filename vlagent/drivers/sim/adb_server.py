@@ -9,11 +9,8 @@ instances exactly as they drive a phone.
 The rooms behind it: :mod:`.shell` reads command lines as ``sh`` does; :mod:`.device` is one
 served phone (its command log, settings, options and injected failures); :mod:`.programs`,
 :mod:`.programs_state`, :mod:`.programs_files`, :mod:`.content` and :mod:`.logcat` are the
-Android programs it answers; :mod:`.files` holds its files and :mod:`.sync` moves them.
-
-A forward (``adb forward tcp:N tcp:M``) really listens on loopback; since nothing listens on
-the simulated phone, each connection to it is closed at once, as adb does when the device
-refuses.
+Android programs it answers; :mod:`.files` holds its files and :mod:`.sync` moves them;
+:mod:`.forwards` keeps ``adb forward`` and ``adb reverse``.
 
 What this module must not do: run anything on the host, listen beyond loopback, or die
 on malformed input (a bad request closes that connection only).
@@ -34,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vlagent.drivers.sim.device import ActivityFormat, KeyguardFormat, SimDevice
+from vlagent.drivers.sim.forwards import ForwardError, Forwards
 
 # _PROGRAMS, _Result and _decode_input_text stay importable here: tests patch the program table
 # (a phone without `wm dismiss-keyguard`) and build results through this module.
@@ -306,8 +304,7 @@ class SimAdbServer:
         self.host, self.port = self._server.server_address[:2]
         self._live: set[socket.socket] = set()
         self._live_lock = threading.Lock()
-        self._forwards: dict[str, tuple[SimDevice, str, _RefusingListener]] = {}
-        self._reverses: dict[str, dict[str, str]] = {}
+        self.forwards = Forwards()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -334,7 +331,7 @@ class SimAdbServer:
         self._stopped.set()
         self._server.shutdown()
         self._server.server_close()
-        self._kill_forwards(None)
+        self.forwards.remove_all()
         with self._live_lock:
             live = list(self._live)
         for sock in live:
@@ -392,7 +389,7 @@ class SimAdbServer:
             "host:track-devices": lambda: (_ok(self._listing(long=False))[0], True),  # stays open, as adb does
             "host:features": lambda: _ok(DEVICE_FEATURES),
             "host:host-features": lambda: _ok(DEVICE_FEATURES),
-            "host:list-forward": lambda: _ok(self._forward_listing(None)),
+            "host:list-forward": lambda: _ok(self.forwards.listing()),
             "host:killforward-all": lambda: self._kill_forwards(None),
         }
 
@@ -403,7 +400,7 @@ class SimAdbServer:
             "get-state": lambda dev, _: _ok("device"),
             "get-serialno": lambda dev, _: _ok(dev.serial),
             "get-devpath": lambda dev, _: _ok(f"usb:{dev.serial}"),
-            "list-forward": lambda dev, _: _ok(self._forward_listing(dev)),
+            "list-forward": lambda dev, _: _ok(self.forwards.listing(dev.serial)),
             "forward": self._forward,
             "killforward": lambda dev, local: self._kill_forward(local),
             "killforward-all": lambda dev, _: self._kill_forwards(dev),
@@ -426,82 +423,47 @@ class SimAdbServer:
         ready = present if state == "device" else (not present) if state == "disconnect" else False
         return (b"OKAYOKAY", False) if ready else (b"", True)
 
-    # --- forwards (host -> phone) and reverses (phone -> host) ----------------------------------
+    # --- forwards (host -> phone) and reverses (phone -> host): the table is :mod:`.forwards` ---
 
     def _forward(self, dev: SimDevice, spec: str) -> tuple[bytes, bool]:
         norebind = spec.startswith("norebind:")
         local, _, remote = spec.removeprefix("norebind:").partition(";")
-        if not local.startswith("tcp:") or not remote:
-            return _fail(f"cannot bind listener: only tcp:PORT forwards are simulated, got '{local}'")
-        with self._live_lock:
-            if local in self._forwards and norebind:
-                return _fail(f"cannot rebind existing socket '{local}'")
-            old = self._forwards.pop(local, None)
-        if old is not None:
-            old[2].close()
         try:
-            listener = _RefusingListener(int(local[4:]))
-        except (OSError, ValueError) as exc:
-            return _fail(f"cannot bind listener: {exc}")
-        with self._live_lock:
-            self._forwards[local] = (dev, remote, listener)
-        reply = b"OKAYOKAY"
-        if local == "tcp:0":  # the port picked is sent back, as adb does
-            del self._forwards[local]
-            local = f"tcp:{listener.port}"
-            self._forwards[local] = (dev, remote, listener)
-            reply += _block(str(listener.port))
-        return (reply, False)
+            port = self.forwards.add(dev.serial, local, remote, norebind=norebind)
+        except ForwardError as exc:
+            return _fail(str(exc))
+        # Two OKAYs (transport, then the forward), then the port picked for tcp:0, as adb does.
+        return (b"OKAYOKAY" + (_block(str(port)) if port is not None else b""), False)
 
     def _kill_forward(self, local: str) -> tuple[bytes, bool]:
-        with self._live_lock:
-            entry = self._forwards.pop(local, None)
-        if entry is None:
-            return _fail(f"listener '{local}' not found")
-        entry[2].close()
+        try:
+            self.forwards.remove(local)
+        except ForwardError as exc:
+            return _fail(str(exc))
         return (b"OKAYOKAY", False)
 
     def _kill_forwards(self, dev: SimDevice | None) -> tuple[bytes, bool]:
-        with self._live_lock:
-            gone = [k for k, v in self._forwards.items() if dev is None or v[0] is dev]
-            entries = [self._forwards.pop(k) for k in gone]
-        for entry in entries:
-            entry[2].close()
+        self.forwards.remove_all(None if dev is None else dev.serial)
         return (b"OKAYOKAY", False)
 
-    def _forward_listing(self, dev: SimDevice | None) -> str:
-        with self._live_lock:
-            return "".join(
-                f"{d.serial} {local} {remote}\n"
-                for local, (d, remote, _) in self._forwards.items()
-                if dev is None or d is dev
-            )
-
     def _reverse(self, dev: SimDevice, command: str) -> bytes:
-        """The phone's answer to ``reverse:COMMAND`` (after the stream's own OKAY). Nothing on the
-        simulated phone connects to a reversed port, so a reverse is only recorded."""
-        with self._live_lock:
-            table = self._reverses.setdefault(dev.serial, {})
+        """The phone's answer to ``reverse:COMMAND``, after the stream's own OKAY."""
+        try:
             if command.startswith("forward:"):
                 spec = command[len("forward:") :]
-                norebind = spec.startswith("norebind:")
                 remote, _, local = spec.removeprefix("norebind:").partition(";")
-                if norebind and remote in table:
-                    return b"FAIL" + _block(f"cannot rebind existing socket '{remote}'")
-                table[remote] = local
-                return b"OKAY"
-            if command.startswith("killforward:"):
-                remote = command[len("killforward:") :]
-                if table.pop(remote, None) is None:
-                    return b"FAIL" + _block(f"listener '{remote}' not found")
-                return b"OKAY"
-            if command == "killforward-all":
-                table.clear()
-                return b"OKAY"
-            if command == "list-forward":
-                lines = (f"host-{dev.transport_id} {remote} {local}\n" for remote, local in table.items())
-                return _block("".join(lines))
-        return b"FAIL" + _block(f"unknown reverse command '{command}'")
+                self.forwards.reverse(dev.serial, remote, local, norebind=spec.startswith("norebind:"))
+            elif command.startswith("killforward:"):
+                self.forwards.unreverse(dev.serial, command[len("killforward:") :])
+            elif command == "killforward-all":
+                self.forwards.unreverse(dev.serial, None)
+            elif command == "list-forward":
+                return _block(self.forwards.reverse_listing(dev.serial, f"host-{dev.transport_id}"))
+            else:
+                return b"FAIL" + _block(f"unknown reverse command '{command}'")
+        except ForwardError as exc:
+            return b"FAIL" + _block(str(exc))
+        return b"OKAY"
 
     def _select(self, selector: str) -> tuple[SimDevice | None, str]:
         if selector in ("any", "usb", "local"):
@@ -553,30 +515,6 @@ _DEVICE_COMMANDS = ("features", "get-", "wait-for-", "forward:", "killforward:",
 _SERIAL_COMMAND_RE = re.compile(
     r"^(?P<serial>.+?):(?P<command>(?:features|get-|wait-for-|forward:|killforward|list-forward).*)$"
 )
-
-
-class _RefusingListener:
-    """A forward's loopback listener: it accepts, then closes at once (nothing listens on the phone)."""
-
-    def __init__(self, port: int) -> None:
-        self._sock = socket.create_server(("127.0.0.1", port))
-        self.port: int = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._loop, name=f"adb-sim-forward-{self.port}", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            _graceful_close(conn)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self._sock.close()
 
 
 @contextlib.contextmanager
