@@ -252,6 +252,17 @@ class Step(BaseModel):
     action: Action
 
 
+#: Finger motion (dx, dy) of a scroll: scrolling down (revealing what is below) moves the finger up.
+SCROLL_FINGER: dict[str, tuple[int, int]] = {"down": (0, -1), "up": (0, 1), "right": (-1, 0), "left": (1, 0)}
+
+
+def tap_point(action: Action) -> tuple[int, int] | None:
+    """Where a click or long press lands; None for other actions."""
+    if isinstance(action, (Click, LongPress)):
+        return action.x, action.y
+    return None
+
+
 def action_points(action: Action) -> list[tuple[int, int]]:
     """The points an action addresses, in its own coordinate space."""
     if isinstance(action, (Click, LongPress)):

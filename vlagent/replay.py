@@ -30,7 +30,7 @@ from typing import Literal
 
 from PIL import Image, ImageDraw
 
-from vlagent.actions import Action, Click, Done, LongPress, Step, describe_action, map_points
+from vlagent.actions import Action, Done, Step, describe_action, map_points, tap_point
 from vlagent.errors import ModelError, UserError
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation, Policy, decide_each
@@ -136,12 +136,6 @@ def frame_fingerprint(frame: Frame, point: tuple[int, int], box: Sequence[int] |
     )
 
 
-def _point(action: Action) -> tuple[int, int] | None:
-    if isinstance(action, (Click, LongPress)):
-        return action.x, action.y
-    return None
-
-
 # --- record: run -> scenario
 
 
@@ -149,7 +143,7 @@ def gold_from_trajectory(traj: Trajectory) -> list[GoldStep]:
     """The run's actions as gold steps, each click fingerprinted on the frame it was decided on."""
     gold: list[GoldStep] = []
     for step in traj.steps:
-        point = _point(step.action)
+        point = tap_point(step.action)
         fp = None
         if point is not None and traj.frame_path(step).exists():
             with Image.open(traj.frame_path(step)) as image:
@@ -269,7 +263,7 @@ def _heal(
         decision = policy.decide(obs)
     except ModelError as exc:
         return None, f"heal policy failed: {exc}"
-    new_point = _point(decision.action)
+    new_point = tap_point(decision.action)
     if new_point is None or decision.action.action != step.action.action:
         return None, f"heal policy answered {describe_action(decision.action)}"
     region = _moved(target_region(point, frame.size, step.box), point, new_point, frame.size)
@@ -316,7 +310,7 @@ class ReplayPolicy:
         if index >= len(self.gold):
             return self._answer(Done(status="failure", answer="the recorded steps ran out"))
         step = self.gold[index]
-        point = _point(step.action)
+        point = tap_point(step.action)
         if point is None or step.fingerprint is None:
             self.result.outcomes.append(ReplayOutcome(index, "exact", step.action))
             return self._answer(step.action, step.thought)
@@ -379,7 +373,7 @@ def write_divergence_report(
 ) -> Path:
     """Write ``divergence.html`` + JPEGs (expected vs actual, target region outlined); return the HTML path."""
     out.mkdir(parents=True, exist_ok=True)
-    point = _point(step.action) or (0, 0)
+    point = tap_point(step.action) or (0, 0)
     region = target_region(point, actual.size, step.box)
     _thumb(_marked(actual.image, region, "#e53935", actual.scale), out / f"actual_{index:03d}.jpg")
     expected_html = "<p>No recorded frame for this step (the scenario keeps only its fingerprint).</p>"
@@ -417,8 +411,3 @@ Fingerprint distance {distance:.2f} (threshold {FINGERPRINT_THRESHOLD}). {html.e
         encoding="utf-8",
     )
     return path
-
-
-def run_gold_as_steps(scenario: Scenario) -> list[Step]:
-    """The gold actions as Steps (e.g. for a ScriptedPolicy)."""
-    return [Step(thought=g.thought, action=g.action) for g in scenario.gold]

@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from vlagent.actions import Action, Click, LongPress, Scroll, Swipe, describe_action
+from vlagent.actions import SCROLL_FINGER, Action, Click, LongPress, Scroll, Swipe, describe_action
 from vlagent.trajectory import RecordedStep, Trajectory, load_trajectory
 
 __all__ = ["THUMB_SIDE", "draw_action", "write_eval_report", "write_report", "write_run_report"]
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 #: Longest side of a thumbnail in pixels.
 THUMB_SIDE = 360
-_SCROLL_FINGER = {"down": (0, -1), "up": (0, 1), "right": (-1, 0), "left": (1, 0)}
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
@@ -54,7 +53,7 @@ def _points(action: Action, size: tuple[int, int]) -> tuple[tuple[float, float],
         width, height = size
         x = action.x if action.x is not None else width / 2
         y = action.y if action.y is not None else height / 2
-        dx, dy = _SCROLL_FINGER[action.direction]
+        dx, dy = SCROLL_FINGER[action.direction]
         return (x, y), (x + dx * width * 0.25, y + dy * height * 0.25)
     return None
 

@@ -31,7 +31,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
+from vlagent.actions import (
+    SCROLL_FINGER,
+    Action,
+    Click,
+    Done,
+    Key,
+    LongPress,
+    OpenApp,
+    Scroll,
+    Swipe,
+    Type,
+    Wait,
+    tap_point,
+)
 
 __all__ = [
     "AITW_AUGMENT",
@@ -173,10 +186,6 @@ def _dist(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.hypot(a[0] - b[0], a[1] - b[1])
 
 
-_SCROLL_FINGER = {"down": (-1, 0), "up": (1, 0), "right": (0, -1), "left": (0, 1)}
-"""Scroll direction -> finger motion (dy, dx) sign: scrolling down moves the finger up."""
-
-
 def _gesture(action: Action, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """(touch_yx, lift_yx) normalised, for actions AITW records as a dual-point gesture."""
     if isinstance(action, (Click, LongPress)):
@@ -188,7 +197,7 @@ def _gesture(action: Action, size: tuple[int, int]) -> tuple[tuple[float, float]
         cx = action.x if action.x is not None else size[0] / 2
         cy = action.y if action.y is not None else size[1] / 2
         ty, tx = _norm(cx, cy, size)
-        dy, dx = _SCROLL_FINGER[action.direction]
+        dx, dy = SCROLL_FINGER[action.direction]
         # A quarter of the screen: any scroll is far beyond the 0.04 tap threshold.
         return (ty, tx), (ty + 0.25 * dy, tx + 0.25 * dx)
     return None
@@ -205,12 +214,6 @@ def _direction(action: Action) -> str | None:
         if abs(dy) >= abs(dx):
             return "down" if dy < 0 else "up"
         return "right" if dx < 0 else "left"
-    return None
-
-
-def _point(action: Action) -> tuple[int, int] | None:
-    if isinstance(action, (Click, LongPress)):
-        return action.x, action.y
     return None
 
 
@@ -316,10 +319,10 @@ def _point_based(
 ) -> StepScore:
     ptype, gtype = _family(pred), _family(gold)
     if ptype != gtype:
-        grounding = False if _point(gold) is not None else None
+        grounding = False if tap_point(gold) is not None else None
         text = False if _text(gold) is not None and not isinstance(gold, Done) else None
         return StepScore(convention, False, grounding, text, False, f"type {ptype} != {gtype}")
-    gold_point, pred_point = _point(gold), _point(pred)
+    gold_point, pred_point = tap_point(gold), tap_point(pred)
     if gold_point is not None and pred_point is not None:
         ok, detail = _grounded(convention, pred_point, gold_point, size, boxes)
         return StepScore(convention, True, ok, None, ok, detail)

@@ -68,7 +68,7 @@ class Driver(Protocol):
 
 
 class BaseDriver:
-    """Convenience base: context manager, capability check and action dispatch by type."""
+    """Convenience base: context manager and capability check (each driver executes actions itself)."""
 
     name: str = "driver"
     _capabilities: Capabilities = PHONE_CAPABILITIES

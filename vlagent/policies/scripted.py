@@ -33,9 +33,6 @@ class ScriptedPolicy:
         self._script = list(script)
         self._next = 0
 
-    def reset(self) -> None:
-        self._next = 0
-
     @property
     def remaining(self) -> int:
         return len(self._script) - self._next
