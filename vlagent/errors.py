@@ -28,6 +28,8 @@ __all__ = [
     "ModelLoadError",
     "PolicyBackendError",
     "UnknownDriverError",
+    "UnknownNameError",
+    "UnknownPolicyError",
     "UserError",
     "VlagentError",
 ]
@@ -60,16 +62,30 @@ class MissingExtraError(UserError):
         )
 
 
-class UnknownDriverError(UserError):
-    """``open_driver`` was given a name that no driver is registered under."""
+class UnknownNameError(ConfigError):
+    """A registry was given a name nothing is registered under; the message lists the known ones."""
+
+    kind, plural = "plugin", "plugins"
+    example = ""
 
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
         self.known = known
-        super().__init__(
-            f"unknown device '{name}'. Known devices: {', '.join(sorted(known))} "
-            "(e.g. 'sim', 'desktop', 'adb:SERIAL', 'replay:PATH')."
-        )
+        example = f" ({self.example})" if self.example else ""
+        super().__init__(f"unknown {self.kind} '{name}'. Known {self.plural}: {', '.join(sorted(known))}{example}.")
+
+
+class UnknownDriverError(UnknownNameError):
+    """``open_driver`` was given a name that no driver is registered under."""
+
+    kind, plural = "device", "devices"
+    example = "e.g. 'sim', 'desktop', 'adb:SERIAL', 'replay:PATH'"
+
+
+class UnknownPolicyError(UnknownNameError):
+    """``open_policy`` was given a name that no policy is registered under."""
+
+    kind, plural = "policy", "policies"
 
 
 class ModelLoadError(UserError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
-from vlagent.errors import ConfigError
+from vlagent.errors import UnknownPolicyError
 from vlagent.plugins import discover, load_target
 from vlagent.policies.base import Policy
 
@@ -33,6 +33,6 @@ def open_policy(name: str, **options: object) -> Policy:
     """Create the policy registered as ``name``; unknown names list the known ones."""
     policies = available_policies()
     if name not in policies:
-        raise ConfigError(f"unknown policy '{name}'. Known policies: {', '.join(sorted(policies))}")
+        raise UnknownPolicyError(name, list(policies))
     factory = cast(Callable[..., Policy], load_target(policies[name]))
     return factory(**options)
