@@ -36,7 +36,7 @@ from vlagent.scenario import (
     open_scenario_device,
     scenario_to_yaml,
 )
-from vlagent.tasks import AppCheck, Check, ContactCheck, NoteCheck, ScreenCheck, StateCheck, TextCheck, ToggleCheck
+from vlagent.tasks import AppCheck, Check, ContactCheck, ElementCheck, NoteCheck, StateCheck, TextCheck, ToggleCheck
 from vlagent.tasks.builtin import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
 from vlagent.testing.scripts import long_press_label, tap_label
 
@@ -133,7 +133,7 @@ SIM: list[Definition] = [
     Definition(
         "sim-note-greek",
         f'Create a note with the text "{GREEK}".',
-        [NoteCheck(note=GREEK), ScreenCheck(screen="notes")],
+        [NoteCheck(note=GREEK), AppCheck(app="Notes"), ElementCheck(element="New note")],
         sim_script(OpenApp(name="Notes"), tap("New note"), tap("Note text"), Type(text=GREEK), tap("Save"), Done()),
         tags=["unicode"],
     ),
@@ -161,7 +161,7 @@ SIM: list[Definition] = [
     Definition(
         "sim-back-home",
         "Leave Settings and go back to the home screen.",
-        [ScreenCheck(screen="home"), TextCheck(text="Monday, 1 January")],
+        [AppCheck(app="Home"), TextCheck(text="Monday, 1 January")],
         sim_script(Key(key="home"), Done()),
         device={"kind": "sim"},
     ),

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vlagent.actions import Action
 from vlagent.apps.launcher import SAMPLE_DESKTOP
 from vlagent.drivers.base import Driver
-from vlagent.errors import ConfigError
+from vlagent.errors import ConfigError, DeviceError
 from vlagent.tasks import (
     Check,
     CheckResult,
@@ -62,6 +62,7 @@ from vlagent.tasks import (
     check_data,
     judge,
 )
+from vlagent.tasks.state import capture_start, changes_back
 
 __all__ = [
     "DeviceSpec",
@@ -352,6 +353,19 @@ def _desktop_device(spec: DeviceSpec, workdir: Path) -> ScenarioDevice:
     return device
 
 
+def _put_back(driver: Driver, before: StartState, name: str) -> None:
+    """Undo what the scenario changed on a shared phone (toggles, and notes/contacts it set up)."""
+    if not (isinstance(driver, StateReader) and isinstance(driver, StatePreparer)):
+        return
+    try:
+        now = capture_start(driver.state(), notes=before.notes is not None, contacts=before.contacts is not None)
+        back = changes_back(before, now)
+        driver.prepare(back)
+        log.info("%s: phone put back as it was (%s)", name, back.describe())
+    except (StateUnavailable, DeviceError) as exc:
+        log.warning("%s: could not put the phone back as it was: %s", name, exc)
+
+
 def _open_device(scenario: Scenario, workdir: Path, override: str | None) -> ScenarioDevice:
     from vlagent.drivers.registry import open_driver
 
@@ -372,17 +386,27 @@ def open_scenario_device(scenario: Scenario, workdir: Path, device: str | None =
     a desktop scenario keeps its own. A driver that can prepare a start state (``prepare``) is brought
     to :meth:`Scenario.start_state` first."""
     opened = _open_device(scenario, workdir, device)
+    restore: StartState | None = None
     try:
         driver = opened.driver
         if isinstance(driver, StatePreparer) and scenario.device.is_phone:
+            start = scenario.start_state()
+            if isinstance(driver, StateReader) and (device is not None or scenario.device.kind != "sim"):
+                # A phone that outlives the scenario is handed back as it was found: the next scenario
+                # on it starts where this one did, and a user's phone keeps its settings.
+                restore = capture_start(
+                    driver.state(), notes=start.notes is not None, contacts=start.contacts is not None
+                )
             try:
-                driver.prepare(scenario.start_state())
+                driver.prepare(start)
             except StateUnavailable as exc:
                 raise ConfigError(f"{scenario.name}: {driver.name} cannot start this scenario: {exc}") from exc
         for action in scenario.setup:
             driver.execute(action)
         yield opened
     finally:
+        if restore is not None:
+            _put_back(opened.driver, restore, scenario.name)
         opened.driver.close()
         for proc in opened._cleanup:
             proc.terminate()

@@ -157,8 +157,19 @@ class AdbState:
             raise StateUnavailable("neither 'dumpsys activity activities' nor 'dumpsys window' names an app in front")
 
         found, detail = self._cached(("foreground",), read)
-        label = self._labels.get(found.package, "")
+        label = "Home" if found.package == self._home_package() else self._labels.get(found.package, "")
         return Reading(dataclasses.replace(found, label=label) if label else found, "activity manager", detail)
+
+    def _home_package(self) -> str | None:
+        """The launcher's package (the app that answers the HOME intent), or None when the phone will not say."""
+
+        def read() -> str | None:
+            argv = ["cmd", "package", "resolve-activity", "--brief", "-c", "android.intent.category.HOME"]
+            result = self._shell("asking which app is the home screen", argv)
+            last = result.output.strip().splitlines()[-1:] if result.status == 0 else []
+            return last[0].split("/", 1)[0].strip() if last and "/" in last[0] else None
+
+        return self._cached(("home",), read)
 
     def ui_tree(self) -> Reading[UiTree]:
         tree, detail = self._cached(("ui tree",), self._dump)

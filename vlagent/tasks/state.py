@@ -24,6 +24,7 @@ from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from vlagent.errors import VlagentError
+from vlagent.tasks.settings import TOGGLES
 from vlagent.tasks.uitree import UiTree
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "StatePreparer",
     "StateReader",
     "StateUnavailable",
+    "capture_start",
+    "changes_back",
     "describe_contacts",
 ]
 
@@ -150,6 +153,31 @@ class StateReader(Protocol):
     """A device that can be looked at: ``state()`` is one fresh look (a driver that has it)."""
 
     def state(self) -> DeviceState: ...
+
+
+def capture_start(state: DeviceState, *, notes: bool = False, contacts: bool = False) -> StartState:
+    """What the device holds now, as a StartState: every toggle it can read, and its notes and
+    contacts when asked. Preparing the device with it later undoes what a task changed."""
+    toggles: dict[str, bool] = {}
+    for name in TOGGLES:
+        try:
+            toggles[name] = state.toggle(name).value
+        except StateUnavailable:
+            continue
+    return StartState(
+        toggles=toggles,
+        notes=list(state.notes().value) if notes else None,
+        contacts=[ContactSpec(name=c.name, phone=c.phone) for c in state.contacts().value] if contacts else None,
+    )
+
+
+def changes_back(before: StartState, now: StartState) -> StartState:
+    """The StartState that brings a device from ``now`` back to ``before`` (only what differs)."""
+    return StartState(
+        toggles={k: v for k, v in before.toggles.items() if now.toggles.get(k) != v},
+        notes=before.notes if before.notes != now.notes else None,
+        contacts=before.contacts if before.contacts != now.contacts else None,
+    )
 
 
 def describe_contacts(contacts: Sequence[ContactEntry]) -> str:

@@ -167,6 +167,11 @@ def _cmd(dev: SimDevice, args: list[str]) -> Result:
     if service == "notification" and rest[:1] == ["set_dnd"] and len(rest) == 2 and rest[1] in dnd_modes:
         _switch(dev, "do_not_disturb", rest[1] not in ("off", "all"))
         return _ok()
+    if service == "package" and rest[:1] == ["resolve-activity"] and "android.intent.category.HOME" in rest:
+        # What `--brief` prints: the match line, then the component on the last line.
+        return _ok(
+            f"priority=0 preferredOrder=0 match=0x108000 specificIndex=-1 isDefault=true\n{ACTIVITIES['home']}\n"
+        )
     if service == "clipboard":
         return _ok("No shell command implementation.\n")  # REFERENCE §9: there is no `cmd clipboard`
     if service not in ("activity", "connectivity", "notification", "uimode", "package", "settings", "statusbar"):

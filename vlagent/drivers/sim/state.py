@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vlagent.drivers.sim.catalog import Contact
+from vlagent.drivers.sim.catalog import HOME_PACKAGE, Contact
 from vlagent.drivers.sim.uitree import phone_ui_tree
 from vlagent.drivers.sim.world import SimPhone
 from vlagent.tasks.settings import TOGGLES
@@ -44,7 +44,8 @@ class SimState:
 
     def foreground(self) -> Reading[Foreground]:
         package = self.phone.current_app
-        return Reading(Foreground(package, label=self.phone.packages().get(package, "")), "sim state")
+        label = "Home" if package == HOME_PACKAGE else self.phone.packages().get(package, "")
+        return Reading(Foreground(package, label=label), "sim state")
 
     def ui_tree(self) -> Reading[UiTree]:
         if self._tree is None:
