@@ -14,7 +14,7 @@ from vlagent.actions import Action, Click, Done
 from vlagent.evaluate import EvalConfig, evaluate
 from vlagent.policies.base import Observation, Policy
 from vlagent.policies.scripted import ScriptedPolicy
-from vlagent.scenario import ScenarioDevice, load_scenarios
+from vlagent.scenario import Scenario, ScenarioDevice, load_scenarios
 
 if TYPE_CHECKING:
     from tests.conftest import SampleApp  # noqa: F401
@@ -52,8 +52,14 @@ def test_every_sim_scenario_passes_with_its_gold_script(tmp_path: Path) -> None:
     assert (tmp_path / "sim-wifi-on" / "report.html").exists()
 
 
+def _without_nodes(scenario: Scenario) -> Scenario:
+    gold = [g.model_copy(update={"node": None}) for g in scenario.gold]
+    return scenario.model_copy(update={"gold": gold})
+
+
 def test_shifted_layout_without_healing_stops_with_divergence_reports(tmp_path: Path) -> None:
-    scenarios = [s for s in sim_scenarios() if s.name in ("sim-wifi-on", "sim-open-camera", "sim-note-greek")]
+    wanted = ("sim-wifi-on", "sim-open-camera", "sim-note-greek")
+    scenarios = [_without_nodes(s) for s in sim_scenarios() if s.name in wanted]  # nothing to heal by
     result = evaluate(scenarios, EvalConfig(out=tmp_path, layout_seed=3))
     by_name = {r.name: r for r in result.results}
     assert by_name["sim-note-greek"].success  # opens Notes by name: nothing moved for it
@@ -84,7 +90,8 @@ def label_locator(device: ScenarioDevice) -> Policy:
 
 
 def test_shifted_layout_self_heals_with_a_locator_policy(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    scenarios = [s for s in sim_scenarios() if s.name in ("sim-wifi-on", "sim-dark-mode", "sim-add-contact")]
+    wanted = ("sim-wifi-on", "sim-dark-mode", "sim-add-contact")
+    scenarios = [_without_nodes(s) for s in sim_scenarios() if s.name in wanted]  # the model's turn to heal
     result = evaluate(scenarios, EvalConfig(out=tmp_path, layout_seed=5, heal=label_locator))
     assert result.passed == 3, [(r.name, r.detail) for r in result.results]
     assert all(r.replay and r.replay["status"] == "healed" and r.replay["healed"] >= 1 for r in result.results)
@@ -120,3 +127,12 @@ def test_eval_device_runs_phone_scenarios_on_a_phone_over_adb(tmp_path: Path, mo
     assert {r.device for r in result.results} == {spec}
     sources = {c["source"] for r in result.results for c in r.checks}
     assert sources == {"settings", "content provider"}
+
+
+def test_shifted_layout_heals_by_the_recorded_ui_node_without_a_model(tmp_path: Path) -> None:
+    scenarios = [s for s in sim_scenarios() if s.name in ("sim-wifi-on", "sim-open-camera", "sim-dark-mode")]
+    assert all(any(g.node for g in s.gold) for s in scenarios)
+    result = evaluate(scenarios, EvalConfig(out=tmp_path, layout_seed=3))
+    assert result.passed == 3, [(r.name, r.replay) for r in result.results]
+    camera = next(r for r in result.results if r.name == "sim-open-camera")
+    assert camera.replay is not None and camera.replay["status"] == "healed" and camera.replay["healed"] >= 1

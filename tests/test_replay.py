@@ -98,3 +98,19 @@ def test_replay_run_reexecutes_on_a_fresh_device(tmp_path: Path) -> None:
     moved = replay_run(tmp_path / "run", tmp_path / "moved", device="sim:3")
     assert moved.status == "diverged" and moved.report is not None and moved.report.exists()
     assert (tmp_path / "again" / "trajectory.jsonl").exists()
+
+
+def test_a_run_recorded_with_ui_nodes_replays_on_a_moved_layout_by_node_without_a_model(tmp_path: Path) -> None:
+    driver = SimDriver(seed=0)
+    task = get_task("wifi")
+    policy = ScriptedPolicy(task_script(task, ui_locator(driver)))
+    run_episode(task.instruction, driver, policy, hooks=[Recorder(tmp_path / "run", ui_nodes=True)])
+    scenario = scenario_from_run(tmp_path / "run", success=[ToggleCheck(toggle="wifi")])
+    nodes = [g.node for g in scenario.gold if isinstance(g.action, Click)]
+    assert [n.text or n.resource_id for n in nodes if n] == ["Settings", "com.android.settings:id/wi_fi"]
+    moved = SimDriver(seed=3)  # icons and rows elsewhere: every fingerprint differs
+    replay = ReplayPolicy(scenario.gold, heal=NoModel(), ui=moved)  # type: ignore[arg-type]
+    episode = run_episode(scenario.task, moved, replay)
+    assert episode.end is EndReason.DONE_SUCCESS and moved.phone.toggles["wifi"]
+    healed = [o for o in replay.outcomes if o.status == "healed"]
+    assert healed and all("by its UI node" in o.detail for o in healed)

@@ -38,6 +38,8 @@ from vlagent.scenario import (
 )
 from vlagent.tasks import AppCheck, Check, ContactCheck, ElementCheck, NoteCheck, StateCheck, TextCheck, ToggleCheck
 from vlagent.tasks.builtin import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
+from vlagent.tasks.state import StateReader
+from vlagent.tasks.uitree import NodeRef
 from vlagent.testing.scripts import long_press_label, tap_label
 
 log = logging.getLogger("make_scenarios")
@@ -256,7 +258,16 @@ class _Targets(Hook):
         if pointed:
             target, box = self._element_at(action.x, action.y, long=isinstance(action, LongPress))
         fp = frame_fingerprint(record.frame, (action.x, action.y), box) if pointed else None
-        self.gold.append(GoldStep(action=action, target=target, box=box, fingerprint=fp))
+        node = self._node_at(action.x, action.y) if pointed else None
+        self.gold.append(GoldStep(action=action, target=target, box=box, fingerprint=fp, node=node))
+
+    def _node_at(self, x: int, y: int) -> NodeRef | None:
+        """The UI element under the tap, from the device's view hierarchy (phones only)."""
+        driver = self.dev.driver
+        if not isinstance(driver, StateReader):
+            return None
+        node = driver.state().ui_tree().value.node_at(x, y)
+        return NodeRef.of(node) if node is not None else None
 
     def _element_at(self, x: int, y: int, *, long: bool = False) -> tuple[str | None, tuple[int, int, int, int] | None]:
         if isinstance(self.dev.driver, SimDriver):

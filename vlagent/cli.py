@@ -167,6 +167,12 @@ def _run_options(fn: F) -> F:
             show_default=True,
             help="When the same action changes nothing 3 times or screens cycle: stop, or hint the model.",
         ),
+        click.option(
+            "--record-nodes/--no-record-nodes",
+            default=None,
+            help="Record the UI element each tap aims at, so a replay finds moved targets without a model "
+            "(default: on for the simulated phone; on a real phone it costs a view dump, ~1-2 s, per tap).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -188,6 +194,7 @@ def run(
     settle_timeout: float,
     settle_stable: float,
     on_stuck: str,
+    record_nodes: bool | None,
     policy: str,
     **policy_options: object,
 ) -> None:
@@ -207,6 +214,7 @@ def run(
         settle_timeout=settle_timeout,
         settle_stable=settle_stable,
         on_stuck=on_stuck,
+        record_nodes=record_nodes,
     )
     _finish(run_task(request, progress=_Progress()))
 

@@ -41,6 +41,7 @@ from vlagent.replay import ReplayPolicy
 from vlagent.scenario import SAMPLE_DESKTOP, DeviceSpec, Scenario, ScenarioDevice, open_scenario_device
 from vlagent.scoring import CONVENTIONS, Box, StepScore, score_step, summarize
 from vlagent.tasks import CheckResult
+from vlagent.tasks.state import StateReader
 
 __all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit"]
 
@@ -220,8 +221,13 @@ class _Runner:
             heal = config.heal
             if heal is not None and not isinstance(heal, Policy):
                 heal = heal(device)
+            ui = device.driver if isinstance(device.driver, StateReader) else None
             return ReplayPolicy(
-                scenario.gold, heal=heal, report_dir=run_dir / "divergence", expected_frames=scenario.frames_dir
+                scenario.gold,
+                heal=heal,
+                report_dir=run_dir / "divergence",
+                expected_frames=scenario.frames_dir,
+                ui=ui,
             )
         self.open_shared()
         assert self._shared is not None

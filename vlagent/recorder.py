@@ -23,10 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Literal
 
+from vlagent.actions import tap_point
 from vlagent.agent import Episode, Hook, StepRecord
 from vlagent.drivers.base import Driver
+from vlagent.errors import DeviceError
 from vlagent.frames import Frame
 from vlagent.policies.base import Policy
+from vlagent.tasks.state import StateReader, StateUnavailable
+from vlagent.tasks.uitree import NodeRef
 from vlagent.trajectory import (
     TRAJECTORY_FILE,
     RecordedStep,
@@ -72,8 +76,14 @@ class Recorder(Hook):
         *,
         image_format: Literal["png", "jpeg"] = "png",
         meta: Mapping[str, str] | None = None,
+        ui_nodes: bool = False,
     ) -> None:
+        """``ui_nodes``: also record the UI element each tap aims at, from the device's view hierarchy
+        (one ``uiautomator dump`` per tap on a phone: ~1-2 s there, free on the simulated phone);
+        replay then finds a moved target by it before asking a model."""
         self.run_dir = Path(run_dir)
+        self.ui_nodes = ui_nodes
+        self._driver: Driver | None = None
         self.image_format = image_format
         self.meta = dict(meta or {})
         self._file: IO[str] | None = None
@@ -89,6 +99,7 @@ class Recorder(Hook):
     # -- hooks --------------------------------------------------------------------
     def on_start(self, episode: Episode, driver: Driver, policy: Policy) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._driver = driver
         self._file = self.trajectory_path.open("a", encoding="utf-8")
         self._write(
             TrajectoryStart(
@@ -120,9 +131,21 @@ class Recorder(Hook):
                 invalid_outputs=record.invalid_outputs,
                 usage=usage,
                 selection=record.selection,
+                target=self._target(record),
                 timestamp=record.frame.timestamp,
             )
         )
+
+    def _target(self, record: StepRecord) -> NodeRef | None:
+        point = tap_point(record.action)
+        if not self.ui_nodes or point is None or not isinstance(self._driver, StateReader):
+            return None
+        try:
+            node = self._driver.state().ui_tree().value.node_at(*point)
+        except (StateUnavailable, DeviceError) as exc:
+            log.info("no UI node recorded for step %d: %s", record.index, exc)
+            return None
+        return NodeRef.of(node) if node is not None else None
 
     def on_step(self, episode: Episode, record: StepRecord, after: Frame) -> None:
         self._write(

@@ -31,11 +31,13 @@ from typing import Literal
 from PIL import Image, ImageDraw
 
 from vlagent.actions import Action, Done, Step, describe_action, map_points, tap_point
-from vlagent.errors import ModelError, UserError
+from vlagent.errors import DeviceError, ModelError, UserError
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation, Policy, decide_each
 from vlagent.scenario import DeviceSpec, GoldStep, Scenario
 from vlagent.tasks import Check
+from vlagent.tasks.state import StateReader, StateUnavailable
+from vlagent.tasks.uitree import NodeRef, UiNode
 from vlagent.trajectory import Trajectory, load_trajectory
 
 __all__ = [
@@ -149,7 +151,7 @@ def gold_from_trajectory(traj: Trajectory) -> list[GoldStep]:
             with Image.open(traj.frame_path(step)) as image:
                 frame = Frame.of(image.convert("RGB"), scale=image.width / step.frame_size[0])
                 fp = frame_fingerprint(frame, point, None)
-        gold.append(GoldStep(action=step.action, thought=step.thought, fingerprint=fp))
+        gold.append(GoldStep(action=step.action, thought=step.thought, fingerprint=fp, node=step.target))
     return gold
 
 
@@ -170,10 +172,11 @@ def replay_run(
         raise UserError(f"{run_dir}: the trajectory has no start line")
     spec = device or traj.start.meta.get("device_spec", traj.start.device)
     out = Path(out)
-    policy = ReplayPolicy(
-        gold_from_trajectory(traj), heal=heal, report_dir=out / "divergence", expected_frames=traj.path
-    )
     with open_driver(spec) as driver:
+        ui = driver if isinstance(driver, StateReader) else None
+        policy = ReplayPolicy(
+            gold_from_trajectory(traj), heal=heal, report_dir=out / "divergence", expected_frames=traj.path, ui=ui
+        )
         run_episode(traj.start.task, driver, policy, max_steps=len(traj.steps) + 1, hooks=[Recorder(out)])
     return policy.result
 
@@ -271,8 +274,20 @@ def _heal(
     distance = fingerprint_distance(frame_fingerprint(frame, new_point, region), step.fingerprint)
     if distance > HEAL_TOLERANCE:
         return None, f"the policy's target at {new_point} does not look like the recorded one (distance {distance:.2f})"
-    healed = map_points(step.action, lambda x, y: (x + new_point[0] - point[0], y + new_point[1] - point[1]))
-    return healed, f"re-located {point} -> {new_point} (distance {distance:.2f})"
+    return _moved_to(step.action, point, new_point), f"re-located {point} -> {new_point} (distance {distance:.2f})"
+
+
+def _find_node(ui: StateReader, ref: NodeRef) -> tuple[UiNode | None, str]:
+    """The one node of the current view hierarchy that matches ``ref``, or None and why not."""
+    try:
+        node = ref.find_in(ui.state().ui_tree().value)
+    except (StateUnavailable, DeviceError) as exc:
+        return None, f"the view hierarchy could not be read ({exc})"
+    return (node, "") if node is not None else (None, f"no single UI node matches {ref.describe()}")
+
+
+def _moved_to(action: Action, old: tuple[int, int], new: tuple[int, int]) -> Action:
+    return map_points(action, lambda x, y: (x + new[0] - old[0], y + new[1] - old[1]))
 
 
 class ReplayPolicy:
@@ -293,9 +308,13 @@ class ReplayPolicy:
         report_dir: Path | None = None,
         expected_frames: Path | None = None,
         threshold: float = FINGERPRINT_THRESHOLD,
+        ui: StateReader | None = None,
     ) -> None:
+        """``ui``: a device whose view hierarchy can be read; a changed target with a recorded UI
+        node is then found again by that node before the heal policy is asked."""
         self.gold = list(gold)
         self.heal = heal
+        self.ui = ui
         self.report_dir = report_dir
         self.expected_frames = expected_frames
         self.threshold = threshold
@@ -316,11 +335,27 @@ class ReplayPolicy:
             return self._answer(step.action, step.thought)
         frame = observation.frame
         distance = fingerprint_distance(frame_fingerprint(frame, point, step.box), step.fingerprint)
+        detail = ""
+        if self.ui is not None and step.node is not None:
+            # The recorded element is the better witness: a row's middle looks like every other row's.
+            node, detail = _find_node(self.ui, step.node)
+            if node is not None:
+                x0, y0, x1, y1 = node.bounds
+                if x0 <= point[0] < x1 and y0 <= point[1] < y1:
+                    self.result.outcomes.append(ReplayOutcome(index, "exact", step.action, distance, detail))
+                    return self._answer(step.action, step.thought)
+                moved = _moved_to(step.action, point, node.center)
+                detail = f"re-located {point} -> {node.center} by its UI node ({step.node.describe()})"
+                log.warning("replay step %d self-healed: %s", index + 1, detail)
+                self.result.outcomes.append(ReplayOutcome(index, "healed", moved, distance, detail))
+                return self._answer(moved, f"self-healed: {detail}")
         if distance <= self.threshold:
             self.result.outcomes.append(ReplayOutcome(index, "exact", step.action, distance))
             return self._answer(step.action, step.thought)
+        healed: Action | None = None
         if self.heal is None:
-            healed, detail = None, "the screen around the target changed and no heal policy was given"
+            why = "the screen around the target changed and no heal policy was given"
+            detail = f"{detail}; {why}" if detail else why
         else:
             healed, detail = _heal(self.heal, observation, step, point)
         if healed is None:

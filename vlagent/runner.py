@@ -51,6 +51,8 @@ class RunRequest:
     """The screen must stay unchanged this long to count as settled."""
     on_stuck: str = "stop"
     """``stop`` ends a looping episode as ``stuck``; ``hint`` tells the model and carries on."""
+    record_nodes: bool | None = None
+    """Record the UI element each tap aims at (for replay healing); None: only where it is free (the sim)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,12 @@ def _loop_detector(on_stuck: str) -> LoopDetector:
     return LoopDetector(LoopConfig(on_stuck="stop" if on_stuck == "stop" else "hint"))
 
 
+def _record_nodes(request: RunRequest, driver: Driver) -> bool:
+    if request.record_nodes is not None:
+        return request.record_nodes
+    return driver.name == "sim"  # a dump per tap is free in process; ~1-2 s on a real phone
+
+
 def run_task(
     request: RunRequest,
     *,
@@ -183,7 +191,7 @@ def run_task(
         policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, task)
         run_dir = new_run_dir(request.out, task.name if task else request.task)
         hooks: list[EpisodeHook] = [
-            Recorder(run_dir, meta={"device_spec": request.device}),
+            Recorder(run_dir, meta={"device_spec": request.device}, ui_nodes=_record_nodes(request, driver)),
             _loop_detector(request.on_stuck),
             *extra_hooks,
         ]

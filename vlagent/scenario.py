@@ -63,6 +63,7 @@ from vlagent.tasks import (
     judge,
 )
 from vlagent.tasks.state import capture_start, changes_back
+from vlagent.tasks.uitree import NodeRef
 
 __all__ = [
     "DeviceSpec",
@@ -127,6 +128,9 @@ class GoldStep(_Model):
     """Pixel box ``(x0, y0, x1, y1)`` of the target element, for box-based scoring."""
     fingerprint: str | None = None
     """Hash of the screen around the target when the step was recorded (see ``vlagent.replay``)."""
+    node: NodeRef | None = None
+    """The UI element aimed at (resource-id, text, description), when the device had a view hierarchy:
+    replay finds a moved target by it before asking a model."""
 
 
 class Scenario(_Model):

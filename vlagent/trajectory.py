@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from vlagent.actions import Action
 from vlagent.errors import UserError
 from vlagent.outcome import ActionOutcome
+from vlagent.tasks.uitree import NodeRef
 
 __all__ = [
     "FORMAT_VERSION",
@@ -68,6 +69,8 @@ class RecordedStep(TrajectoryLine):
     model_s: float
     invalid_outputs: int = 0
     usage: dict[str, float] = Field(default_factory=dict)
+    target: NodeRef | None = None
+    """The UI element the action aims at, read from the view hierarchy (``Recorder(ui_nodes=True)``)."""
     selection: dict[str, object] | None = None
     """What memory sent with the prompt: budget, total_tokens, dropped, images (step, size, tokens)."""
     timestamp: float

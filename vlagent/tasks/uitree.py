@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
+from pydantic import BaseModel, ConfigDict
+
 from vlagent.errors import DeviceError
 
-__all__ = ["UiDumpError", "UiNode", "UiTree", "parse_hierarchy", "to_hierarchy_xml"]
+__all__ = ["NodeRef", "UiDumpError", "UiNode", "UiTree", "parse_hierarchy", "to_hierarchy_xml"]
 
 Box = tuple[int, int, int, int]
 
@@ -163,6 +165,19 @@ class UiTree:
             stack.extend(reversed(self._children.get(i, [])))
         return out
 
+    def node_at(self, x: int, y: int) -> UiNode | None:
+        """The deepest node at ``(x, y)`` that says what it is (a resource-id, text or description),
+        preferring one that takes taps: what a tap at that point is aimed at."""
+        hits = [
+            n
+            for n in self.nodes
+            if n.bounds[0] <= x < n.bounds[2] and n.bounds[1] <= y < n.bounds[3]
+            and (n.resource_id or n.text or n.content_desc)
+        ]  # fmt: skip
+        if not hits:
+            return None
+        return max(hits, key=lambda n: (n.clickable or n.long_clickable, n.depth))
+
     def switch_for(self, node: UiNode) -> UiNode:
         """The node that carries ``node``'s on/off state: itself when checkable, else the checkable
         widget of the row it sits in (a Settings label's Switch is its sibling, not the label)."""
@@ -182,6 +197,36 @@ class UiTree:
                 break
             position = parent
         return node
+
+
+class NodeRef(BaseModel):
+    """How to find a UI element again on another screen: what it said and what it was called."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resource_id: str = ""
+    text: str = ""
+    content_desc: str = ""
+    class_name: str = ""
+
+    @classmethod
+    def of(cls, node: UiNode) -> NodeRef:
+        return cls(
+            resource_id=node.resource_id, text=node.text, content_desc=node.content_desc, class_name=node.class_name
+        )
+
+    def describe(self) -> str:
+        named = (("id", self.resource_id), ("text", self.text), ("desc", self.content_desc))
+        return " ".join(f"{k}={v!r}" for k, v in named if v) or "an unnamed node"
+
+    def find_in(self, tree: UiTree) -> UiNode | None:
+        """The one node of ``tree`` that matches every field this reference has; None when none or
+        several do (then the reference does not say which)."""
+        fields = {k: v for k, v in self.model_dump().items() if v}
+        if not fields:
+            return None
+        found = [n for n in tree.nodes if all(getattr(n, k) == v for k, v in fields.items())]
+        return found[0] if len(found) == 1 else None
 
 
 def _bounds(value: str) -> Box:
