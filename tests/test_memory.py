@@ -105,9 +105,7 @@ def test_selected_images_pass_the_processor_unresized(processor_tokens) -> None:
         assert processed_size == frame.image.size  # no second resize: coordinates stay where memory put them
         counted += tokens
     assert counted == selections[-1].total_tokens <= config.max_tokens
-    assert [i.tokens for i in selections[-1].images] == [
-        visual_tokens(f.image.width, f.image.height) for f in last
-    ]
+    assert [i.tokens for i in selections[-1].images] == [visual_tokens(f.image.width, f.image.height) for f in last]
 
 
 # --- the budget invariant -------------------------------------------------------------

@@ -13,10 +13,10 @@ from vlagent.drivers.replay import ReplayDriver
 from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.policies.task_scripts import task_script, ui_locator
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy, fingerprint, fingerprint_distance, replay_run, scenario_from_run
 from vlagent.tasks import ToggleCheck, get_task
-from vlagent.testing.scripts import task_script, ui_locator
 
 
 def record_wifi(run_dir: Path, seed: int = 0) -> SimDriver:

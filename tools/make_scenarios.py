@@ -27,6 +27,7 @@ from vlagent.drivers.desktop_state import DesktopState
 from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.policies.task_scripts import long_press_label, tap_label
 from vlagent.replay import frame_fingerprint
 from vlagent.scenario import (
     DeviceSpec,
@@ -40,7 +41,6 @@ from vlagent.tasks import AppCheck, Check, ContactCheck, ElementCheck, NoteCheck
 from vlagent.tasks.builtin import CONTACT_NAME, CONTACT_PHONE, NOTE_TEXT
 from vlagent.tasks.state import StateReader
 from vlagent.tasks.uitree import NodeRef
-from vlagent.testing.scripts import long_press_label, tap_label
 
 log = logging.getLogger("make_scenarios")
 

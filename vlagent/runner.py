@@ -145,7 +145,7 @@ def _choose_policy(request: RunRequest, driver: Driver, task: Task | None) -> Po
         if task is None or not isinstance(driver, StateReader):
             raise ConfigError("the oracle policy only plays built-in tasks (e.g. 'wifi', 'dark_mode')")
         from vlagent.policies.scripted import ScriptedPolicy
-        from vlagent.testing.scripts import task_script, ui_locator
+        from vlagent.policies.task_scripts import task_script, ui_locator
 
         policy = ScriptedPolicy(task_script(task, ui_locator(driver)))
         policy.name = "oracle"

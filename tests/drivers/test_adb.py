@@ -37,8 +37,8 @@ from vlagent.errors import (
     DeviceTimeoutError,
 )
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.policies.task_scripts import task_script
 from vlagent.tasks import BUILTIN_TASKS
-from vlagent.testing.scripts import task_script
 
 NASTY = 'it\'s "quoted"; rm -rf / && reboot || id | cat $(id) `id` ${HOME} 100%s 50% \\ * ~ <x> #c'
 

@@ -14,8 +14,8 @@ from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.drivers.sim.adb_server import SimAdbServer
 from vlagent.drivers.sim.world import LONG_PRESS_TIMEOUT
 from vlagent.policies import ScriptedPolicy
+from vlagent.policies.task_scripts import task_script, ui_locator
 from vlagent.tasks import get_task
-from vlagent.testing.scripts import task_script, ui_locator
 
 
 def at(phone: SimPhone, label: str) -> tuple[int, int]:

@@ -9,8 +9,8 @@ from vlagent.agent import EndReason, run_episode
 from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.errors import ConfigError
 from vlagent.policies import ScriptedPolicy
+from vlagent.policies.task_scripts import tap_label, task_script, ui_locator
 from vlagent.tasks import BUILTIN_TASKS, StartState, Task, ToggleCheck, get_task
-from vlagent.testing.scripts import tap_label, task_script, ui_locator
 
 
 @pytest.mark.parametrize("seed", [0, 7])

@@ -4,7 +4,7 @@
 its checks, so the same task is judged the same way on the in-process simulated phone and
 on a phone over adb (the simulated one served by ``vlagent sim serve``, or a real phone for
 the toggle tasks). The scripts that solve them for the scripted policy live with the test
-oracles (``vlagent.testing.scripts``), not here.
+oracles (``vlagent.policies.task_scripts``), not here.
 """
 
 from __future__ import annotations

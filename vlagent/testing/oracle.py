@@ -38,6 +38,7 @@ from vlagent.drivers.sim.state import SimState
 from vlagent.drivers.sim.world import SimPhone
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.policies.task_scripts import task_script
 from vlagent.tasks import (
     BUILTIN_TASKS,
     Check,
@@ -48,7 +49,6 @@ from vlagent.tasks import (
     TextCheck,
     ToggleCheck,
 )
-from vlagent.testing.scripts import task_script
 from vlagent.testing.state_oracle import QUOTE as _Q
 from vlagent.testing.state_oracle import OracleCannotAnswer, Rule, StateOracle
 from vlagent.testing.state_oracle import norm as _norm
