@@ -102,3 +102,8 @@ def test_no_room_imports_from_a_room_above_it() -> None:
             if target_level > level:
                 upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} {module} -> {target}")
     assert not upward, "imports from a higher room:\n" + "\n".join(upward)
+
+
+def test_no_file_is_over_800_lines() -> None:
+    sizes = {str(p.relative_to(PACKAGE.parent)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert not {name: n for name, n in sizes.items() if n > 800}

@@ -25,6 +25,9 @@ the :class:`~vlagent.outcome.ActionOutcome` (verified, retried and how, failed, 
 and why). ``state()`` is one look at the phone for checks (:class:`AdbState`) and ``prepare``
 brings it to a task's start.
 
+The driver's parts live beside it: ``android_power`` (wake and lock screen), ``android_typing``
+(typing read back), ``android_state`` (DeviceState over adb), ``android_keys`` (key codes).
+
 What this module must not do: let the device shell interpret any text it sends. Every
 argument is quoted (argv lists joined with ``shlex.quote``) and ``input text`` gets its own
 ``%s`` encoding for spaces. It also must not import adbutils at import time, type or guess a
@@ -33,7 +36,6 @@ lock-screen credential, or change the phone's settings to keep its screen on.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import os
@@ -57,7 +59,16 @@ from tenacity import (
 )
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
-from vlagent.drivers.android_state import AdbState, ShellResult
+from vlagent.drivers.android_keys import ADB_KEYBOARD_IME, ANDROID_KEYCODES
+from vlagent.drivers.android_power import (
+    KEYCODE_WAKEUP,
+    ScreenGuard,
+    is_black,
+    parse_keyguard_showing,
+    parse_wakefulness,
+)
+from vlagent.drivers.android_state import AdbState, CommandFailed, ShellResult
+from vlagent.drivers.android_typing import Typist, input_text_chunks
 from vlagent.drivers.base import PHONE_CAPABILITIES, BaseDriver, Capabilities
 from vlagent.errors import (
     ActionNotSupportedError,
@@ -69,9 +80,8 @@ from vlagent.errors import (
     MissingExtraError,
 )
 from vlagent.frames import Frame
-from vlagent.outcome import ActionOutcome, TypingStatus
+from vlagent.outcome import ActionOutcome
 from vlagent.tasks.state import StartState
-from vlagent.tasks.uitree import UiDumpError, UiNode
 
 if TYPE_CHECKING:
     from adbutils import AdbClient
@@ -94,72 +104,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The ADBKeyboard input method (https://github.com/senzhk/ADBKeyBoard), needed for non-ASCII text.
-ADB_KEYBOARD_IME = "com.android.adbkeyboard/.AdbIME"
-ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
-#: The Clipper app (https://github.com/majido/clipper): ``am broadcast -a clipper.set -e text TEXT`` fills the
-#: clipboard, which Android has no shell command for; a fallback path for typing (android_world uses it).
-CLIPPER_PACKAGE = "ca.zgrs.clipper"
-#: android.view.KeyEvent.KEYCODE_PASTE (API 24+).
-KEYCODE_PASTE = 279
 #: What the shell prints after each command's output, followed by its exit status (as adbutils marks it).
 _EXIT_MARK = "X4EXIT:"
-#: Characters per command on the "short chunks" typing paths.
-_SHORT_CHUNK = 8
-#: The ways text can be put into the focused field, in the words the step outcome records.
-TypingPath = Literal["input text", "input text, short chunks", "ADBKeyboard", "ADBKeyboard, short chunks", "clipboard"]
 #: Fraction of the screen kept free at each end of a scroll swipe: Android's back-gesture
 #: inset is 24 dp by default (66 px, 6% of a 1080-px-wide 2.75x screen).
 SCROLL_EDGE_MARGIN = 0.08
-#: android.view.KeyEvent.KEYCODE_WAKEUP (API 20+): turns the screen on, and does nothing when it is on
-#: (unlike KEYCODE_POWER, which would turn an awake screen off).
-KEYCODE_WAKEUP = 224
-#: A frame counts as black when fewer than this fraction of its pixels are brighter than _BLACK_LEVEL:
-#: screen-off captures are all zeros; dark-mode backgrounds (#121212 = 18) stay well above the level.
-_BLACK_FRACTION = 0.005
-_BLACK_LEVEL = 8
-# PowerManagerInternal WAKEFULNESS_* values, for builds that print the number.
-_WAKEFULNESS_CODES = {"0": "Asleep", "1": "Awake", "2": "Dreaming", "3": "Dozing"}
-# Keyguard lines of `dumpsys window [policy]` across Android versions (AOSP PhoneWindowManager,
-# KeyguardServiceDelegate and KeyguardStateMonitor dumps; appium-adb's lockmgmt reads the same).
-_KEYGUARD_PATTERNS = (
-    re.compile(r"KeyguardServiceDelegate\b[^\n]*\n(?:[ \t]+\S[^\n]*\n)*?[ \t]+showing=(true|false)"),  # Android 5+
-    re.compile(r"\bisStatusBarKeyguard=(true|false)"),  # Android 8-9
-    re.compile(r"\bmShowingLockscreen=(true|false)"),  # up to Android 7
-    re.compile(r"KeyguardStateMonitor\b[^\n]*\n(?:[ \t]+\S[^\n]*\n)*?[ \t]+mIsShowing=(true|false)"),
-    re.compile(r"\bmDreamingLockscreen=(true)"),  # a screen saver over the lock screen
-)
-
-#: vlagent key names -> Android KeyEvent codes (android.view.KeyEvent).
-ANDROID_KEYCODES: Mapping[str, int] = MappingProxyType(
-    {
-        "home": 3,
-        "back": 4,
-        "up": 19,
-        "down": 20,
-        "left": 21,
-        "right": 22,
-        "volume_up": 24,
-        "volume_down": 25,
-        "power": 26,
-        "tab": 61,
-        "space": 62,
-        "enter": 66,
-        "backspace": 67,  # KEYCODE_DEL deletes backwards
-        "menu": 82,
-        "page_up": 92,
-        "page_down": 93,
-        "escape": 111,
-        "delete": 112,  # KEYCODE_FORWARD_DEL
-        "line_start": 122,
-        "line_end": 123,
-        "app_switch": 187,
-        **{f"f{i}": 130 + i for i in range(1, 13)},
-        **{chr(ord("a") + i): 29 + i for i in range(26)},
-        **{str(i): 7 + i for i in range(10)},
-    }
-)
-
 # Android PixelFormat constants -> (bytes per pixel, Pillow raw mode producing RGB).
 _PIXEL_FORMATS: Mapping[int, tuple[int, str]] = MappingProxyType(
     {1: (4, "RGBX"), 2: (4, "RGBX"), 3: (3, "RGB"), 4: (2, "BGR;16"), 5: (4, "BGRX")}
@@ -252,10 +201,6 @@ class AdbConfig:
         return host, port
 
 
-class _CommandFailed(DeviceError):
-    """A device command ran and reported failure: retrying the same call will not help."""
-
-
 def create_driver(arg: str | None, **options: Any) -> AdbDriver:
     """Registry factory: ``arg`` is ``SERIAL``, ``SERIAL?option=value&...`` or ``?option=value`` (None or an
     empty serial: the only connected device). Keyword options win over those in ``arg``."""
@@ -340,84 +285,6 @@ def decode_raw_screencap(data: bytes) -> Image.Image:
     return Image.frombytes("RGB", (width, height), data[header:], "raw", raw_mode)
 
 
-def parse_wakefulness(dumpsys_power: str) -> str | None:
-    """The power state in ``dumpsys power`` output: "Awake", "Asleep", "Dozing" or "Dreaming"; None if absent.
-
-    Read from ``mWakefulness=`` (Android 4.2+; some builds print ``getWakefulnessLocked()=`` or a number),
-    else ``Display Power: state=ON|OFF|DOZE``, else the pre-4.2 ``mScreenOn=``.
-    """
-    match = re.search(r"(?:mWakefulness|getWakefulnessLocked\(\))=(\w+)", dumpsys_power)
-    if match is not None:
-        value = match.group(1)
-        return _WAKEFULNESS_CODES.get(value, value.capitalize())
-    match = re.search(r"Display Power: state=(\w+)", dumpsys_power)
-    if match is not None:
-        display = match.group(1).upper()
-        return "Awake" if display == "ON" else "Dozing" if display.startswith("DOZE") else "Asleep"
-    match = re.search(r"\bmScreenOn=(true|false)", dumpsys_power)
-    if match is not None:
-        return "Awake" if match.group(1) == "true" else "Asleep"
-    return None
-
-
-def parse_keyguard_showing(dumpsys_window: str) -> bool | None:
-    """Whether ``dumpsys window [policy]`` output says the lock screen shows; None when it has no keyguard lines.
-
-    Understands ``KeyguardServiceDelegate`` ... ``showing=`` (Android 5+), ``isStatusBarKeyguard=`` (8-9),
-    ``mShowingLockscreen=`` (up to 7), ``KeyguardStateMonitor`` ... ``mIsShowing=`` and ``mDreamingLockscreen=``.
-    """
-    found = [match.group(1) == "true" for p in _KEYGUARD_PATTERNS if (match := p.search(dumpsys_window))]
-    return any(found) if found else None
-
-
-def _is_black(image: Image.Image) -> bool:
-    """True when (nearly) every pixel is black, as in a capture of a phone whose screen is off."""
-    histogram = image.convert("L").histogram()
-    return sum(histogram[_BLACK_LEVEL + 1 :]) <= _BLACK_FRACTION * image.width * image.height
-
-
-def input_text_chunks(text: str) -> list[str]:
-    """Arguments for successive ``input text`` calls that type ``text`` (printable ASCII) exactly.
-
-    ``input text`` turns ``%s`` into a space and has no escape for a literal ``%s``, so the
-    text is split between every ``%`` and a following ``s``; spaces become ``%s``.
-    """
-    pieces = re.split(r"(?<=%)(?=s)", text)
-    return [piece.replace(" ", "%s") for piece in pieces if piece]
-
-
-def _input_text_commands(text: str) -> list[list[str]]:
-    """``input text`` / ``input keyevent`` argv lists that type ASCII ``text`` (newlines as Enter, tabs as Tab)."""
-    commands: list[list[str]] = []
-    for part in re.split(r"(\r\n|\n|\t)", text):
-        if part in ("\n", "\r\n"):
-            commands.append(["input", "keyevent", str(ANDROID_KEYCODES["enter"])])
-        elif part == "\t":
-            commands.append(["input", "keyevent", str(ANDROID_KEYCODES["tab"])])
-        elif part:
-            bad = sorted({c for c in part if not c.isprintable()})
-            if bad:
-                raise ActionNotSupportedError(f"cannot type control characters {bad!r} on an Android device")
-            commands.extend(["input", "text", chunk] for chunk in input_text_chunks(part))
-    return commands
-
-
-def _pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def _arrived(held: str, seen: str, text: str) -> bool:
-    """Whether a field that held ``held`` shows ``text`` typed in: appended, or inserted where the cursor was,
-    or alone (an empty field whose hint was reported as its text, on builds without the ``hint`` attribute)."""
-    return seen in (held + text, text) or (len(seen) == len(held) + len(text) and text in seen)
-
-
-def _same_field(a: UiNode, b: UiNode) -> bool:
-    if (a.resource_id, a.class_name) != (b.resource_id, b.class_name):
-        return False
-    return bool(a.resource_id) or a.bounds[:2] == b.bounds[:2]  # a field grows downwards as it fills
-
-
 class AdbDriver(BaseDriver):
     """An Android device reached through an adb server."""
 
@@ -438,14 +305,14 @@ class AdbDriver(BaseDriver):
         self._rotation: int = 0
         self._density: int | None = None
         self._packages: set[str] | None = None
-        self._ime_ready = False
+        self._typist = Typist(self)
         self._raw_ok = self.config.screencap != "png"
         self._closed = False
-        self._credential_lock = False  # set once a PIN/pattern lock was met: every capture checks it is gone
+        self._guard = ScreenGuard(self)
         self._tport: bool | None = None  # whether the adb server knows host:tport (asked once)
         log.info("opened %s via adb server %s", self.name, self._where)
         if self.config.wake:
-            self._wake_at_open()
+            self._guard.wake_at_open()
 
     # --- device selection -------------------------------------------------------------
 
@@ -497,8 +364,8 @@ class AdbDriver(BaseDriver):
 
     def screenshot(self) -> Frame:
         image, how = self._call("taking a screenshot", self._capture)
-        if self.config.wake and (self._credential_lock or _is_black(image)):
-            image, how = self._recover_screen(image, how)
+        if self.config.wake and (self._guard.credential_lock or is_black(image)):
+            image, how = self._guard.recover(image, how)
         width, height = self.screen_size()
         if (image.width > image.height) != (width > height) and image.width != image.height:
             self._refresh_geometry()  # the phone was rotated since the last look
@@ -533,7 +400,7 @@ class AdbDriver(BaseDriver):
         elif isinstance(action, Key):
             self._run("key", [["input", "keyevent", str(ANDROID_KEYCODES[action.key])]])
         elif isinstance(action, Type):
-            return self._type(action.text, action.submit)
+            return self._typist.type(action.text, action.submit)
         elif isinstance(action, OpenApp):
             self._open_app(action.name)
         elif isinstance(action, Wait):
@@ -565,99 +432,6 @@ class AdbDriver(BaseDriver):
         # adbutils opens one connection per call: there is nothing long-lived to release.
         self._closed = True
 
-    # --- power and lock screen ---------------------------------------------------------------
-
-    def _wake_at_open(self) -> None:
-        state = self._wakefulness()
-        if state is not None and state != "Awake":
-            self._wake_up()
-            log.info("%s was %s (screen off): woke it with KEYCODE_WAKEUP", self.serial, state.lower())
-        self._unlock()
-
-    def _recover_screen(self, image: Image.Image, how: str) -> tuple[Image.Image, str]:
-        """A black frame (or a phone met with a PIN lock): wake and unlock if it is asleep, then capture again."""
-        if self._credential_lock:
-            self._unlock()  # raises while the PIN/pattern lock is still up
-            return self._call("taking a screenshot", self._capture)
-        state = self._wakefulness()
-        if state is None or state == "Awake":
-            log.debug("%s: black frame from an awake phone (%s); kept as it is", self.serial, state or "state unknown")
-            return image, how
-        self._wake_up()
-        log.warning(
-            "%s: the screenshot was black because the phone was %s (screen off): woke it with KEYCODE_WAKEUP",
-            self.serial,
-            state.lower(),
-        )
-        self._unlock()
-        deadline = time.monotonic() + self.config.wake_timeout
-        image, how = self._call("taking a screenshot", self._capture)
-        while _is_black(image) and time.monotonic() < deadline:  # the display takes a moment to light up
-            time.sleep(0.1)
-            image, how = self._call("taking a screenshot", self._capture)
-        return image, how
-
-    def _wakefulness(self) -> str | None:
-        try:
-            output = self._run("reading the power state", [["dumpsys", "power"]])
-        except _CommandFailed as exc:
-            log.debug("%s: power state unknown: %s", self.serial, exc)
-            return None
-        return parse_wakefulness(output)
-
-    def _keyguard_showing(self) -> bool:
-        try:
-            output = self._run("reading the lock screen state", [["dumpsys", "window", "policy"]])
-        except _CommandFailed as exc:
-            log.debug("%s: lock screen state unknown: %s", self.serial, exc)
-            return False
-        return bool(parse_keyguard_showing(output))
-
-    def _wake_up(self) -> None:
-        self._run("waking the phone", [["input", "keyevent", str(KEYCODE_WAKEUP)]])
-        deadline = time.monotonic() + self.config.wake_timeout
-        while self._wakefulness() not in (None, "Awake") and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def _unlock(self) -> None:
-        """Dismiss a lock screen without a credential; DeviceLockedError when one is needed."""
-        if not self._keyguard_showing():
-            if self._credential_lock:
-                log.info("%s: the lock screen is gone (unlocked by hand); going on", self.serial)
-                self._credential_lock = False
-            return
-        if not self._credential_lock:  # a known PIN lock is not poked again on every capture
-            try:
-                self._run("dismissing the lock screen", [["wm", "dismiss-keyguard"]])  # Android 6+
-                dismissed = self._keyguard_gone()
-            except _CommandFailed as exc:  # older Android: no such command, go straight to the swipe
-                log.debug("%s: wm dismiss-keyguard failed: %s", self.serial, exc)
-                dismissed = False
-            if dismissed:
-                log.info("%s: dismissed the lock screen (wm dismiss-keyguard)", self.serial)
-                return
-            width, height = self.screen_size()
-            swipe = [str(v) for v in (width // 2, height * 4 // 5, width // 2, height // 5, 300)]
-            self._run("swiping the lock screen up", [["input", "swipe", *swipe]])
-            if self._keyguard_gone():
-                log.info("%s: dismissed the lock screen with a swipe up", self.serial)
-                return
-            self._credential_lock = True
-        raise DeviceLockedError(
-            f"{self.serial} is locked with a PIN, pattern or password: the lock screen stayed after "
-            "'wm dismiss-keyguard' and a swipe up, and vlagent will not guess a credential. Unlock the phone "
-            "by hand and run again; for unattended runs set its screen lock to None or Swipe "
-            "(Settings > Security > Screen lock) or keep it awake (Developer options > Stay awake)."
-        )
-
-    def _keyguard_gone(self) -> bool:
-        deadline = time.monotonic() + self.config.wake_timeout
-        while self._keyguard_showing():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-        return True
-
     # --- actions -----------------------------------------------------------------------------
 
     def _scroll_points(self, action: Scroll) -> tuple[int, int, int, int]:
@@ -677,152 +451,6 @@ class AdbDriver(BaseDriver):
         if action.direction in ("up", "left"):
             start, end = end, start
         return (x, start, x, end) if vertical else (start, y, end, y)
-
-    # --- typing ------------------------------------------------------------------------------
-
-    def _type(self, text: str, submit: bool) -> ActionOutcome | None:
-        """Type ``text`` and, with ``verify_typing``, read the focused field back and retry when it differs."""
-        first: TypingPath = "input text" if text.isascii() else "ADBKeyboard"
-        if not self.config.verify_typing:
-            self._send_text(text, first)
-            self._submit(submit)
-            return None
-        if any(c in text for c in "\r\n\t"):
-            self._send_text(text, first)
-            self._submit(submit)
-            why = "the text holds line breaks or tabs, which may submit the field or move the focus"
-            return ActionOutcome("unverifiable", why, (first,))
-        before = self._focused_field("before typing")
-        if isinstance(before, str):
-            self._send_text(text, first)
-            self._submit(submit)
-            return ActionOutcome("unverifiable", before, (first,))
-        outcome = self._type_verified(text, before, first)
-        self._submit(submit)  # after the read-back: Enter may submit and clear the field
-        return outcome
-
-    def _type_verified(self, text: str, before: UiNode, first: TypingPath) -> ActionOutcome:
-        held = before.field_text()
-        methods: list[TypingPath] = [first]
-        self._send_text(text, first)
-        while True:
-            after = self._focused_field("after typing")
-            if isinstance(after, str):
-                return ActionOutcome("unverifiable", after, tuple(methods))
-            if not _same_field(before, after):
-                return ActionOutcome("unverifiable", f"the focus moved to {after.describe()}", tuple(methods))
-            seen = after.field_text()
-            if _arrived(held, seen, text):
-                status: TypingStatus = "verified" if len(methods) == 1 else "retried"
-                return ActionOutcome(status, f"the field holds {seen!r}", tuple(methods), seen)
-            if before.password or after.password:
-                why = "a password field: it shows dots, not the text"
-                return ActionOutcome("unverifiable", why, tuple(methods), seen)
-            path = self._next_typing_path(text, methods) if len(methods) <= self.config.typing_retries else None
-            if path is None:
-                why = f"the field holds {seen!r}, not {held + text!r}, after {', '.join(methods)}"
-                log.warning("%s: typed text did not arrive: %s", self.serial, why)
-                return ActionOutcome("failed", why, tuple(methods), seen)
-            log.warning("%s: the field holds %r after typing %r by %s; typing again by %s", self.serial, seen, text,
-                        methods[-1], path)  # fmt: skip
-            retype = self._undo_typing(held, seen)
-            methods.append(path)
-            try:
-                self._send_text(retype + text, path)
-            except _CommandFailed as exc:  # this path is out; the read-back shows what the field holds now
-                log.warning("%s: typing by %s failed: %s", self.serial, path, exc)
-
-    def _focused_field(self, when: str) -> UiNode | str:
-        """The focused text field, or why it cannot be read (a DeviceError still propagates)."""
-        try:
-            tree = self.state().ui_tree().value
-        except UiDumpError as exc:
-            return f"the screen could not be read {when}: {exc}"
-        node = tree.focused()
-        if node is None:
-            return f"no field has focus {when}"
-        if not node.is_text_field:
-            return f"the focused element is not a text field {when} ({node.describe()})"
-        return node
-
-    def _next_typing_path(self, text: str, used: Sequence[TypingPath]) -> TypingPath | None:
-        candidates: tuple[TypingPath, ...] = (
-            ("ADBKeyboard", "input text, short chunks", "clipboard")
-            if text.isascii()
-            else ("clipboard", "ADBKeyboard, short chunks")
-        )
-        for path in candidates:
-            if path in used:
-                continue
-            if path.startswith("ADBKeyboard") and not self._adb_keyboard_usable(text):
-                continue
-            if path == "clipboard" and CLIPPER_PACKAGE not in self._installed_packages():
-                continue
-            return path
-        return None
-
-    def _adb_keyboard_usable(self, text: str) -> bool:
-        try:
-            self._ensure_adb_keyboard(text)
-        except ActionNotSupportedError:
-            return False
-        return True
-
-    def _undo_typing(self, held: str, seen: str) -> str:
-        """Delete what the failed try left in the field; return the part of the old content to type again."""
-        keep = seen.startswith(held)
-        extra = len(seen) - len(held) if keep else len(seen)
-        if extra > 0:
-            keys = [str(ANDROID_KEYCODES["line_end"]), *[str(ANDROID_KEYCODES["backspace"])] * extra]
-            self._run("deleting mistyped text", [["input", "keyevent", *keys]])
-        return "" if keep else held
-
-    def _submit(self, submit: bool) -> None:
-        if submit:
-            self._run("typing text", [["input", "keyevent", str(ANDROID_KEYCODES["enter"])]])
-
-    def _send_text(self, text: str, path: TypingPath) -> None:
-        """Type ``text`` into the focused field by one input path (no read-back)."""
-        if path == "input text":
-            self._run("typing text", _input_text_commands(text))
-        elif path == "input text, short chunks":  # slow phones drop key events from long bursts
-            for piece in _pieces(text, _SHORT_CHUNK):
-                self._run("typing text", _input_text_commands(piece))
-        elif path in ("ADBKeyboard", "ADBKeyboard, short chunks"):
-            self._ensure_adb_keyboard(text)
-            for piece in [text] if path == "ADBKeyboard" else _pieces(text, _SHORT_CHUNK):
-                encoded = base64.b64encode(piece.encode("utf-8")).decode("ascii")
-                output = self._run("typing text", [["am", "broadcast", "-a", "ADB_INPUT_B64", "--es", "msg", encoded]])
-                if "Broadcast completed" not in output:
-                    raise _CommandFailed(f"ADBKeyboard did not take the text: {output.strip()[:200]!r}")
-        else:  # the Clipper app holds the text, KEYCODE_PASTE puts it in the field
-            output = self._run("copying text", [["am", "broadcast", "-a", "clipper.set", "-e", "text", text]])
-            if "Broadcast completed" not in output:
-                raise _CommandFailed(f"Clipper did not take the text: {output.strip()[:200]!r}")
-            self._run("pasting text", [["input", "keyevent", str(KEYCODE_PASTE)]])
-
-    def _ensure_adb_keyboard(self, text: str) -> None:
-        if self._ime_ready:
-            return
-        how_to = (
-            f"Typing non-ASCII text ({text[:20]!r}) on an Android device needs the ADBKeyboard input method: "
-            "install it (https://github.com/senzhk/ADBKeyBoard, 'adb install ADBKeyboard.apk'), then run "
-            f"'adb shell ime enable {ADB_KEYBOARD_IME}' and 'adb shell ime set {ADB_KEYBOARD_IME}'."
-        )
-        enabled = self._run("listing keyboards", [["ime", "list", "-s"]]).split()
-        if ADB_KEYBOARD_IME not in enabled:
-            if ADB_KEYBOARD_PACKAGE not in self._installed_packages():
-                raise ActionNotSupportedError(how_to)
-            if not self.config.switch_ime:
-                raise ActionNotSupportedError(how_to)
-            self._run("enabling ADBKeyboard", [["ime", "enable", ADB_KEYBOARD_IME]])
-        current = self._run("reading the keyboard", [["settings", "get", "secure", "default_input_method"]]).strip()
-        if current != ADB_KEYBOARD_IME:
-            if not self.config.switch_ime:
-                raise ActionNotSupportedError(how_to)
-            log.info("switching %s keyboard from %s to ADBKeyboard for non-ASCII text", self.serial, current)
-            self._run("selecting ADBKeyboard", [["ime", "set", ADB_KEYBOARD_IME]])
-        self._ime_ready = True
 
     def _open_app(self, name: str) -> None:
         package = self._resolve_package(name)
@@ -873,7 +501,7 @@ class AdbDriver(BaseDriver):
         sizes = dict(re.findall(r"(Physical|Override) size:\s*(\d+x\d+)", output))
         size = sizes.get("Override") or sizes.get("Physical")
         if size is None:
-            raise _CommandFailed(f"unexpected 'wm size' output: {output.strip()[:200]!r}")
+            raise CommandFailed(f"unexpected 'wm size' output: {output.strip()[:200]!r}")
         width, height = (int(v) for v in size.split("x"))
         self._natural = (width, height)
         self._rotation = self._query_rotation()
@@ -907,7 +535,7 @@ class AdbDriver(BaseDriver):
                 return decode_raw_screencap(data), "raw"
             except ValueError as exc:
                 if self.config.screencap == "raw":
-                    raise _CommandFailed(f"raw screencap unusable: {exc}") from exc
+                    raise CommandFailed(f"raw screencap unusable: {exc}") from exc
                 log.warning("raw screencap unusable on %s (%s); using screencap -p from now on", self.serial, exc)
                 self._raw_ok = False
         data = self._exec_out("screencap -p")
@@ -971,7 +599,7 @@ class AdbDriver(BaseDriver):
         def once() -> str:
             result = self._shell_once(line, self.config.timeout)
             if result.status != 0:
-                raise _CommandFailed(f"{what} failed on {self.serial} (exit {result.status}): {result.output[:300]}")
+                raise CommandFailed(f"{what} failed on {self.serial} (exit {result.status}): {result.output[:300]}")
             return result.output
 
         log.debug("%s: adb shell %s", self.serial, line)
@@ -991,7 +619,7 @@ class AdbDriver(BaseDriver):
             stop=stop_after_attempt(self.config.attempts),
             wait=wait_exponential(multiplier=self.config.retry_wait, max=2.0),
             retry=retry_if_exception_type(DeviceError)
-            & retry_if_not_exception_type((ActionNotSupportedError, _CommandFailed)),
+            & retry_if_not_exception_type((ActionNotSupportedError, CommandFailed)),
             before_sleep=lambda state: log.warning(
                 "%s failed (attempt %d), retrying: %s",
                 what,

@@ -44,6 +44,7 @@ __all__ = [
     "NOTES_URI",
     "AdbShell",
     "AdbState",
+    "CommandFailed",
     "ShellResult",
 ]
 
@@ -62,6 +63,10 @@ _NOTES_NEEDED = (
     "the notes check needs the vlagent sim Notes app (provider content://com.vlagent.notes/notes), "
     "which this phone does not have; judge notes with text/element checks instead"
 )
+
+
+class CommandFailed(DeviceError):
+    """A device command ran and reported failure: retrying the same call will not help."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from vlagent.drivers.android import ADB_KEYBOARD_PACKAGE
+from vlagent.drivers.android_keys import ADB_KEYBOARD_PACKAGE
 from vlagent.drivers.sim.content import ContentState
 from vlagent.drivers.sim.files import FsError, SimFiles
 from vlagent.drivers.sim.logcat import SimLog

@@ -17,7 +17,7 @@ import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vlagent.drivers.android import ADB_KEYBOARD_IME, ANDROID_KEYCODES
+from vlagent.drivers.android_keys import ADB_KEYBOARD_IME, ANDROID_KEYCODES
 from vlagent.drivers.sim import uitree as sim_uitree
 from vlagent.drivers.sim.device import LATIN_IME
 from vlagent.drivers.sim.files import FsError
