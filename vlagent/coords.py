@@ -26,6 +26,7 @@ __all__ = [
     "MAX_PIXELS",
     "MIN_PIXELS",
     "CoordCodec",
+    "ImageGrid",
     "OutOfRange",
     "Pixels",
     "Relative",
@@ -166,6 +167,28 @@ class ResizedAbsolute:
         gw, gh = self.grid_size(width, height)
         x, y = _check_range(x, y, gw, gh, self.name, out_of_range)
         return _to_pixel(x / gw, width), _to_pixel(y / gh, height)
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """Absolute pixels of one image the model was shown, of a known size (``abs_resized`` once
+    the size is fixed, e.g. by an OpenAI-compatible server's own resize)."""
+
+    width: int
+    height: int
+    name: str = "abs_resized"
+
+    def grid_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.width, self.height
+
+    def to_grid(self, x: float, y: float, width: int, height: int) -> tuple[float, float]:
+        return x / width * self.width, y / height * self.height
+
+    def to_device(
+        self, x: float, y: float, width: int, height: int, *, out_of_range: OutOfRange = "raise"
+    ) -> tuple[int, int]:
+        x, y = _check_range(x, y, self.width, self.height, "pixel (of the screenshot you were shown)", out_of_range)
+        return _to_pixel(x / self.width, width), _to_pixel(y / self.height, height)
 
 
 @dataclass(frozen=True)

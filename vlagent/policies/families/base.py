@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from vlagent.actions import Action, Step, describe_action
 from vlagent.capabilities import Capabilities
-from vlagent.coords import CoordCodec, OutOfRange, Relative, codec_by_name
-from vlagent.errors import ConfigError, InvalidModelOutput
+from vlagent.coords import CoordCodec, ImageGrid, Relative, codec_by_name
+from vlagent.errors import ConfigError
 from vlagent.parsing import parse_step
 
 __all__ = [
@@ -69,36 +69,6 @@ def _parse_json(text: str, grid: tuple[int, int], capabilities: Capabilities | N
 
 def _render_plain(action: Action, grid: tuple[int, int]) -> str:
     return describe_action(action)
-
-
-@dataclass(frozen=True)
-class ImageGrid:
-    """Absolute pixels of the image the model was shown (``abs_resized``), for one image size."""
-
-    width: int
-    height: int
-    name: str = "abs_resized"
-
-    def grid_size(self, width: int, height: int) -> tuple[int, int]:
-        return self.width, self.height
-
-    def to_grid(self, x: float, y: float, width: int, height: int) -> tuple[float, float]:
-        return x / width * self.width, y / height * self.height
-
-    def to_device(
-        self, x: float, y: float, width: int, height: int, *, out_of_range: OutOfRange = "raise"
-    ) -> tuple[int, int]:
-        if not (0 <= x <= self.width and 0 <= y <= self.height):
-            if out_of_range == "raise":
-                raise InvalidModelOutput(
-                    f"point ({x:g}, {y:g}) is outside the screenshot: x must be 0..{self.width} "
-                    f"and y 0..{self.height} (pixels of the screenshot you were shown)"
-                )
-            x, y = min(max(x, 0.0), self.width), min(max(y, 0.0), self.height)
-        return (
-            min(width - 1, max(0, round(x / self.width * width))),
-            min(height - 1, max(0, round(y / self.height * height))),
-        )
 
 
 _JSON_ASK = "What is the next action? Answer with one JSON object."
