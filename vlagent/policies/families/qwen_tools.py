@@ -461,11 +461,7 @@ def instructions_qwen25(
     # NousFnCallPrompt's tool block (QwenLM/Qwen-Agent qwen_agent/llm/fncall_prompts/nous_fncall_prompt.py)
     # around MobileUse/ComputerUse of cookbooks/utils/agent_function_call.py. The task goes in the user
     # turn (user_turn_qwen25), as in the cookbook.
-    phone = _is_phone(capabilities)
-    actions = _QWEN25_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
-    size = family.grid(image_size)
-    tools = _tool(phone, actions, size, qwen_agent=True)
-    return _HELPFUL + _TOOLS_HEAD + tools + _TOOLS_TAIL
+    return _HELPFUL + _tool_block(capabilities, family, image_size, _QWEN25_MOBILE, qwen_agent=True)
 
 
 def instructions_qwen3(
@@ -476,11 +472,21 @@ def instructions_qwen3(
     # computer_use counterpart in the repository snapshot read, so a desktop gets Qwen2.5-VL's
     # computer_use tool in the same frame. The task goes in the user turn (user_turn_qwen3), as in the
     # cookbook.
+    return _tool_block(capabilities, family, image_size, _QWEN3_MOBILE, qwen_agent=False) + _QWEN3_FORMAT
+
+
+def _tool_block(
+    capabilities: Capabilities,
+    family: ModelFamily,
+    image_size: tuple[int, int],
+    mobile_actions: Sequence[str],
+    *,
+    qwen_agent: bool,
+) -> str:
+    """The "# Tools" block with the device's tool (mobile_use or computer_use) at the image's size."""
     phone = _is_phone(capabilities)
-    actions = _QWEN3_MOBILE if phone else tuple(_COMPUTER_ACTIONS)
-    size = family.grid(image_size)
-    tools = _tool(phone, actions, size, qwen_agent=False)
-    return _TOOLS_HEAD + tools + _TOOLS_TAIL + _QWEN3_FORMAT
+    actions = tuple(mobile_actions) if phone else tuple(_COMPUTER_ACTIONS)
+    return _TOOLS_HEAD + _tool(phone, actions, family.grid(image_size), qwen_agent=qwen_agent) + _TOOLS_TAIL
 
 
 _PROGRESS = "Task progress (You have done the following operation on the current device): "
