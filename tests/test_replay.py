@@ -8,6 +8,7 @@ from PIL import Image
 
 from vlagent.actions import Click
 from vlagent.agent import EndReason, run_episode
+from vlagent.drivers.base import check_driver
 from vlagent.drivers.registry import open_driver
 from vlagent.drivers.replay import ReplayDriver
 from vlagent.drivers.sim import SimDriver, SimPhone
@@ -114,3 +115,8 @@ def test_a_run_recorded_with_ui_nodes_replays_on_a_moved_layout_by_node_without_
     assert episode.end is EndReason.DONE_SUCCESS and moved.phone.toggles["wifi"]
     healed = [o for o in replay.outcomes if o.status == "healed"]
     assert healed and all("by its UI node" in o.detail for o in healed)
+
+
+def test_the_replay_driver_passes_the_conformance_check_and_closes_twice(tmp_path: Path) -> None:
+    record_wifi(tmp_path / "run")
+    check_driver(open_driver(f"replay:{tmp_path / 'run'}"), close=True)

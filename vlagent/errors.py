@@ -27,6 +27,7 @@ __all__ = [
     "ModelError",
     "ModelLoadError",
     "PolicyBackendError",
+    "PolicyConformanceError",
     "UnknownDriverError",
     "UnknownNameError",
     "UnknownPolicyError",
@@ -128,6 +129,14 @@ class DriverConformanceError(VlagentError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("driver does not conform:\n- " + "\n- ".join(problems))
+
+
+class PolicyConformanceError(VlagentError):
+    """``check_policy`` found problems; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("policy does not conform:\n- " + "\n- ".join(problems))
 
 
 # --- the model must act (fed back and retried) --------------------------------------

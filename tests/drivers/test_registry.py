@@ -92,3 +92,20 @@ def test_check_driver_lists_every_problem() -> None:
     problems = info.value.problems
     assert any("differs from screen_size" in p for p in problems)
     assert any("ActionNotSupportedError" in p for p in problems)
+
+
+def test_check_driver_closes_twice_when_asked() -> None:
+    from vlagent.drivers.sim import SimDriver
+
+    check_driver(SimDriver(), close=True)
+
+    class Fragile(SimDriver):
+        closed = False
+
+        def close(self) -> None:
+            if self.closed:
+                raise RuntimeError("already closed")
+            self.closed = True
+
+    with pytest.raises(DriverConformanceError, match="second close"):
+        check_driver(Fragile(), close=True)

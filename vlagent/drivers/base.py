@@ -94,11 +94,12 @@ class BaseDriver:
         self.close()
 
 
-def check_driver(driver: Driver, *, act: bool = True) -> None:
+def check_driver(driver: Driver, *, act: bool = True, close: bool = False) -> None:
     """Check that ``driver`` behaves as vlagent expects; raise DriverConformanceError listing every problem.
 
     With ``act=True`` (default) it also executes harmless actions: a zero wait and, when
-    supported, a click in the middle of the screen. Run it against a test device.
+    supported, a click in the middle of the screen. With ``close=True`` it ends by closing the
+    driver twice: the second ``close()`` must be harmless. Run it against a test device.
     """
     problems: list[str] = []
     if not isinstance(getattr(driver, "name", None), str):
@@ -134,6 +135,12 @@ def check_driver(driver: Driver, *, act: bool = True) -> None:
         problems.append("frame timestamps go backwards")
     if act and isinstance(caps, Capabilities):
         _check_actions(driver, caps, width, height, problems)
+    if close:
+        for which in ("first", "second"):
+            try:
+                driver.close()
+            except Exception as exc:
+                problems.append(f"the {which} close() raised {exc!r} (closing twice must be harmless)")
     if problems:
         raise DriverConformanceError(problems)
 

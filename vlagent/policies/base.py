@@ -15,13 +15,13 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
-from vlagent.actions import Action, Step
+from vlagent.actions import Action, Step, action_points
 from vlagent.capabilities import Capabilities
-from vlagent.errors import ModelError
+from vlagent.errors import ModelError, PolicyConformanceError
 from vlagent.frames import Frame
 from vlagent.memory import HistoryEntry, ImageChoice
 
-__all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "decide_each"]
+__all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "check_policy", "decide_each"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,49 @@ class Policy(Protocol):
     def decide(self, observation: Observation) -> Decision: ...
 
     def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]: ...
+
+
+def check_policy(policy: Policy, observation: Observation) -> None:
+    """Check that ``policy`` behaves as vlagent expects on ``observation``; raise PolicyConformanceError
+    listing every problem: a str ``name``; ``decide`` answers a Decision whose action is in device
+    pixels (inside the frame) or raises a ModelError; ``decide_batch`` answers one item per
+    observation, each a Decision or a ModelError, in order."""
+    problems: list[str] = []
+    if not isinstance(getattr(policy, "name", None), str):
+        problems.append("policy.name must be a str")
+    frame = observation.frame
+    try:
+        decision = policy.decide(observation)
+    except ModelError:
+        decision = None
+    except Exception as exc:
+        problems.append(f"decide() raised {exc!r}; only ModelError (e.g. InvalidModelOutput) may escape")
+        decision = None
+    if decision is not None:
+        problems.extend(_decision_problems("decide()", decision, frame))
+    try:
+        answers = policy.decide_batch([observation, observation])
+    except Exception as exc:
+        problems.append(f"decide_batch() raised {exc!r}; a failed item is returned as its ModelError")
+    else:
+        if not isinstance(answers, list) or len(answers) != 2:
+            problems.append(f"decide_batch() of 2 observations must return a list of 2, got {answers!r}")
+        else:
+            for i, answer in enumerate(answers):
+                if not isinstance(answer, ModelError):
+                    problems.extend(_decision_problems(f"decide_batch()[{i}]", answer, frame))
+    if problems:
+        raise PolicyConformanceError(problems)
+
+
+def _decision_problems(where: str, decision: object, frame: Frame) -> list[str]:
+    if not isinstance(decision, Decision):
+        return [f"{where} must return a Decision (or raise a ModelError), got {type(decision).__name__}"]
+    w, h = frame.width, frame.height
+    outside = [(x, y) for x, y in action_points(decision.action) if not (0 <= x < w and 0 <= y < h)]
+    if outside:
+        return [f"{where}: points {outside} are outside the {w}x{h} frame (device pixels expected)"]
+    return []
 
 
 def decide_each(policy: Policy, observations: Sequence[Observation]) -> list[Decision | ModelError]:
