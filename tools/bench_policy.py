@@ -170,7 +170,7 @@ def load(args: argparse.Namespace, tmp: Path) -> Qwen2VLPolicy:
         "device": args.device,
         "max_pixels": args.max_pixels,
         "max_new_tokens": args.max_new_tokens,
-        "constrained": not args.no_constrain,
+        "structured": not args.no_constrain,
         "thought": args.thought,
         "family": "qwen2vl",
     }

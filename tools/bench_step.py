@@ -144,7 +144,7 @@ def naive_step(
     processor, model = policy.processor, policy.model
     sync()
     t0 = time.perf_counter()
-    messages = build_messages(obs, get_family("qwen2vl"), with_thought=policy.config.thought)
+    messages = build_messages(obs, get_family("qwen2vl"), with_thought=policy.config.with_thought)
     for part in messages[1]["content"]:
         if part["type"] == "image":
             part["image"] = obs.frame.image  # full size; process_vision_info resizes it
@@ -274,7 +274,7 @@ def main() -> None:
         base = {
             "model": args.model or str(Path(tmp) / "tiny"),
             "device": args.device,
-            "thought": args.thought,
+            "with_thought": args.thought,
             "family": "qwen2vl",
             "max_string_chars": 12,  # random weights fill strings to their cap
             "max_thought_chars": 16,

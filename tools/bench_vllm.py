@@ -119,7 +119,7 @@ def main() -> int:
             print(f"vLLM server ready in {time.perf_counter() - t0:.0f} s at {server.url}")
             url, model = server.url, server.model
         for concurrency in args.concurrency:
-            options = dict(max_images=2, max_tokens=300, concurrency=concurrency)
+            options = dict(max_images=2, max_output_tokens=300, concurrency=concurrency)
             options.update(max_thought_chars=THOUGHT_CHARS, max_string_chars=STRING_CHARS)
             with OpenAICompatPolicy(base_url=url, model=model, **options) as remote:
                 run("vllm", remote, memory_config, episodes=1, max_steps=2, concurrency=1)  # warm-up

@@ -34,7 +34,7 @@ TASKS = ("open settings", "turn on wifi", "write a note saying hi", "call Bob", 
 
 
 def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    options.setdefault("thought", False)
+    options.setdefault("with_thought", False)
     config = QwenPolicyConfig(
         model=str(tiny_qwen2vl), device="cpu", max_pixels=BUDGET, max_thought_chars=16, max_string_chars=12, **options
     )
@@ -94,8 +94,8 @@ def test_fast_and_plain_paths_choose_identical_actions(
     tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], thought: bool
 ) -> None:
     observations = _observations(4) + _observations(2, history=True)
-    plain = _plain(tiny_qwen2vl, tiny_loaded, thought=thought)
-    fast = _policy(tiny_qwen2vl, tiny_loaded, thought=thought)
+    plain = _plain(tiny_qwen2vl, tiny_loaded, with_thought=thought)
+    fast = _policy(tiny_qwen2vl, tiny_loaded, with_thought=thought)
     fast_decisions = [fast.decide(obs) for obs in observations]
     for obs, mine in zip(observations, fast_decisions, strict=True):
         _same(plain.decide(obs), mine)

@@ -41,7 +41,7 @@ TOKEN_PIXELS = 28 * 28
 def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
     # A random model fills every string to its cap, in bytes that may cost a token each (or 6
     # for a \u escape): caps small enough that any answer closes within max_new_tokens.
-    options.setdefault("thought", False)
+    options.setdefault("with_thought", False)
     options.setdefault("max_thought_chars", 16)
     options.setdefault("max_string_chars", 12)
     config = QwenPolicyConfig(model=str(tiny_qwen2vl), device="cpu", **options)
@@ -156,7 +156,7 @@ def test_batch_results_equal_single_results_under_greedy_decoding(
 
 
 def test_episode_on_the_simulated_phone(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS, thought=True, max_new_tokens=256)
+    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS, with_thought=True, max_new_tokens=256)
     driver = SimDriver(sleep=lambda _s: None)
     memory = TrajectoryMemory(MemoryConfig(max_pixels=64 * TOKEN_PIXELS, max_tokens=256))
     episode = run_episode("open the settings app", driver, policy, max_steps=3, memory=memory)
@@ -171,7 +171,7 @@ def test_episode_on_the_simulated_phone(tiny_qwen2vl: Path, tiny_loaded: tuple[A
 def test_unconstrained_mode_feeds_back_invalid_output(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
     # A random model does not write JSON by itself: without the grammar its answer is rejected
     # with feedback for the model, and the loop puts that feedback into the next prompt.
-    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS, constrained=False, max_new_tokens=24)
+    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS, structured=False, max_new_tokens=24)
     obs = _observation(3, PHONE_CAPABILITIES, (1080, 2400), TrajectoryMemory())
     with pytest.raises(InvalidModelOutput) as info:
         policy.decide(obs)
@@ -223,7 +223,7 @@ def test_registry_opens_qwen2vl_and_tiny_policies(
     policy = open_policy(
         "qwen2vl", model=str(tiny_qwen2vl), max_pixels=64 * TOKEN_PIXELS, model_device="cpu", no_constrain=True
     )
-    assert isinstance(policy, Qwen2VLPolicy) and policy.config.constrained is False
+    assert isinstance(policy, Qwen2VLPolicy) and policy.config.structured is False
     assert policy.family.name == "qwen2vl" and policy.config.device == "cpu"
     with pytest.raises(ConfigError, match="base_url"):
         open_policy("qwen2vl", model=str(tiny_qwen2vl), base_url="http://127.0.0.1:1/v1")

@@ -89,7 +89,7 @@ def vllm_server() -> Iterator[Any]:
 
 def _policy(server: Any, *, url: str | None = None, **options: Any) -> OpenAICompatPolicy:
     options.setdefault("max_images", MAX_IMAGES)
-    options.setdefault("max_tokens", 300)
+    options.setdefault("max_output_tokens", 300)
     # a random model fills every string to its limit: short caps keep answers ~40 tokens
     options.setdefault("max_thought_chars", THOUGHT_CHARS)
     options.setdefault("max_string_chars", STRING_CHARS)
@@ -199,7 +199,7 @@ def test_non_json_families_under_their_grammar_act_validly_on_every_step(
 @_vllm
 def test_without_the_grammar_the_random_model_answers_garbage(vllm_server: Any) -> None:
     observation = Observation("Turn on Wi-Fi.", SimDriver().screenshot(), PHONE_CAPABILITIES)
-    policy = _policy(vllm_server, family="uitars15", grammar="off", temperature=0.0, max_tokens=64)
+    policy = _policy(vllm_server, family="uitars15", grammar="off", temperature=0.0, max_output_tokens=64)
     with policy, pytest.raises(InvalidModelOutput):
         policy.decide(observation)
 
@@ -209,7 +209,7 @@ def test_a_grammar_the_server_rejects_warns_once_and_answers_are_parsed_lenientl
     vllm_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     observation = Observation("Turn on Wi-Fi.", SimDriver().screenshot(), PHONE_CAPABILITIES)
-    with _policy(vllm_server, family="uitars15", temperature=0.0, max_tokens=64) as policy:
+    with _policy(vllm_server, family="uitars15", temperature=0.0, max_output_tokens=64) as policy:
         policy.family = dataclasses.replace(policy.family, grammar=lambda caps, grid, limits: 'start: "a" missing\n')
         for _ in range(2):
             with pytest.raises(InvalidModelOutput):  # the step is asked again unconstrained: garbage
@@ -247,7 +247,7 @@ def test_a_prompt_beyond_max_model_len_is_rejected_without_retrying(vllm_server:
     observation = Observation("Turn on Wi-Fi.", _screens(1)[0], PHONE_CAPABILITIES)
     proxy = _Proxy(vllm_server.port, plan=[])
     try:
-        policy = OpenAICompatPolicy(base_url=proxy.url, model=vllm_server.model, max_tokens=MAX_MODEL_LEN + 1)
+        policy = OpenAICompatPolicy(base_url=proxy.url, model=vllm_server.model, max_output_tokens=MAX_MODEL_LEN + 1)
         with policy, pytest.raises(PolicyBackendError) as info:
             policy.decide(observation)
     finally:

@@ -97,13 +97,14 @@ class OpenAIConfig:
     max_string_chars: int | None = None
     """Cap on other free strings (typed text, app names, answers) in the schema or grammar sent.
     Small or fine-tuned models under constrained decoding may fill a string to its limit; a cap
-    keeps the answer closing within ``max_tokens``."""
+    keeps the answer closing within ``max_output_tokens``."""
     max_images: int | None = None
     """Send at most this many images (the newest), e.g. vLLM's ``--limit-mm-per-prompt``."""
     image_format: Literal["png", "jpeg"] = "png"
     jpeg_quality: int = 90
     temperature: float = 0.0
-    max_tokens: int = 256
+    max_output_tokens: int = 256
+    """Tokens the server may generate (its ``max_tokens``); the visual budget is memory's ``max_tokens``."""
     timeout_s: float = 120.0
     connect_timeout_s: float = 10.0
     attempts: int = 4
@@ -245,7 +246,7 @@ class OpenAICompatPolicy:
             "model": cfg.model,
             "messages": self._http_messages(build_messages(observation, self.family, with_thought=cfg.with_thought)),
             "temperature": cfg.temperature,
-            "max_tokens": cfg.max_tokens,
+            "max_tokens": cfg.max_output_tokens,
         }
         if cfg.structured and self.family.json_actions:
             schema: JSONObject = step_schema(observation.capabilities, grid=grid, with_thought=cfg.with_thought)
@@ -457,7 +458,7 @@ class OpenAICompatPolicy:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise PolicyBackendError(f"the server's answer has no choices[0].message: {str(answer)[:200]}") from exc
         if choice.get("finish_reason") == "length":
-            log.info("the model hit max_tokens=%d; its answer may be cut off", self.config.max_tokens)
+            log.info("the model hit max_output_tokens=%d; its answer may be cut off", self.config.max_output_tokens)
         raw_usage = answer.get("usage") or {}
         usage = {
             "prompt_tokens": float(raw_usage.get("prompt_tokens") or 0),

@@ -82,9 +82,9 @@ class QwenPolicyConfig:
     max_pixels: int = 1280 * IMAGE_FACTOR * IMAGE_FACTOR
     """Pixel budget per image: visual tokens = pixels / 784 (1280 tokens by default)."""
     max_new_tokens: int = 128
-    constrained: bool = True
+    structured: bool = True
     """Decode under the step's JSON grammar (llguidance); off: free text parsed leniently."""
-    thought: bool = True
+    with_thought: bool = True
     """Ask for a short thought before the action."""
     max_thought_chars: int = 200
     """Cap on the thought under constrained decoding, so the JSON closes within max_new_tokens."""
@@ -302,15 +302,15 @@ class Qwen2VLPolicy:
 
     def _schema(self, obs: Observation, grid: tuple[int, int]) -> dict[str, Any] | str:
         cfg = self.config
-        limits = GrammarLimits(cfg.max_thought_chars, cfg.max_string_chars, cfg.thought)
+        limits = GrammarLimits(cfg.max_thought_chars, cfg.max_string_chars, cfg.with_thought)
         native = self.family.lark_grammar(obs.capabilities, grid, limits)
         if native is not None:  # a non-JSON answer format brings its own grammar
             return native
         key = (obs.capabilities, grid)
         schema = self._schemas.get(key)
         if schema is None:  # the same for every step of a device: build it once
-            schema = step_schema(obs.capabilities, grid=grid, with_thought=self.config.thought)
-            if self.config.constrained:
+            schema = step_schema(obs.capabilities, grid=grid, with_thought=self.config.with_thought)
+            if self.config.structured:
                 schema = cap_strings(schema, self.config.max_thought_chars, fields=("thought",))
                 schema = cap_strings(schema, self.config.max_string_chars, fields=("text", "name", "answer"))
             self._schemas[key] = schema
@@ -325,7 +325,7 @@ class Qwen2VLPolicy:
             obs = dataclasses.replace(obs, images=fitted)
             size = fitted[-1].image.size
             grid = self.family.grid(size)
-            messages = build_messages(obs, self.family, with_thought=self.config.thought)
+            messages = build_messages(obs, self.family, with_thought=self.config.with_thought)
             rows.append(
                 _Row(obs, self.family, size, grid, self._schema(obs, grid), messages, [f.image for f in fitted])
             )
@@ -402,7 +402,7 @@ class Qwen2VLPolicy:
         timer = _FirstCallTimer()
         processors: list[Any] = [timer]
         constraints: list[RowConstraint] | None = None
-        if self.config.constrained and all(row.family.json_actions or row.family.grammar for row in batch.rows):
+        if self.config.structured and all(row.family.json_actions or row.family.grammar for row in batch.rows):
             compiler = self._grammar()
             constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
@@ -553,7 +553,7 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
     if "model_device" in options:
         options["device"] = options.pop("model_device")
     if "no_constrain" in options:
-        options["constrained"] = not options.pop("no_constrain")
+        options["structured"] = not options.pop("no_constrain")
     misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
     if misplaced:
         raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")

@@ -176,7 +176,7 @@ class OpenAIQuerier:
 
     def __init__(self, policy: OpenAICompatPolicy, *, max_tokens: int | None = None) -> None:
         self.policy = policy
-        self.max_tokens = max_tokens or policy.config.max_tokens
+        self.max_tokens = max_tokens or policy.config.max_output_tokens
 
     def ask(self, query: Query, schema: type[M]) -> M:
         policy, cfg = self.policy, self.policy.config
