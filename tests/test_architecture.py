@@ -32,6 +32,7 @@ LEVELS: dict[str, int] = {
     "policies": 5,
     "agent": 6,
     "effects": 7,
+    "watchers": 7,
     "recorder": 7,
     "scenario": 7,
     "scoring": 7,

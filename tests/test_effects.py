@@ -15,8 +15,6 @@ from vlagent.drivers.base import BaseDriver
 from vlagent.drivers.sim import SimDriver, SimPhone
 from vlagent.effects import (
     FrameChange,
-    LoopConfig,
-    LoopDetector,
     Settle,
     frame_change,
     frames_equal,
@@ -27,6 +25,7 @@ from vlagent.frames import Frame
 from vlagent.memory import TrajectoryMemory
 from vlagent.policies.base import Observation
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.watchers import LoopConfig, LoopDetector
 
 
 class FakeClock:

@@ -18,13 +18,14 @@ from pathlib import Path
 from vlagent.agent import Episode, EpisodeHook, run_episode
 from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import available_drivers, open_driver
-from vlagent.effects import FrameChange, LoopConfig, LoopDetector, Settle
+from vlagent.effects import FrameChange, Settle
 from vlagent.errors import ConfigError, VlagentError
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Policy
 from vlagent.policies.registry import open_policy
 from vlagent.recorder import Recorder, new_run_dir
 from vlagent.tasks import BUILTIN_TASKS, CheckResult, StatePreparer, StateReader, StateUnavailable, Task
+from vlagent.watchers import LoopConfig, LoopDetector
 
 __all__ = ["DEFAULT_MODEL", "RunRequest", "RunResult", "demo_policy_name", "list_devices", "run_task"]
 
