@@ -1,6 +1,6 @@
 """Coordinate codecs: a model's grid <-> device (logical) pixels.
 
-Every model family answers in its own units (REFERENCE: Qwen2-VL and UI-TARS 1.0 use
+Every model family answers in its own units (per the models' own repositories: Qwen2-VL and UI-TARS 1.0 use
 0-1000 relative ints, Qwen3-VL 0-999, Qwen2.5-VL and UI-TARS 1.5 absolute pixels of the
 smart-resized image). A codec converts through the fraction of the screen, so the same
 point lands where the model saw it whatever the capture's physical scale.

@@ -1,6 +1,6 @@
 """Step-level scoring: does a predicted action match the gold one, by a published convention?
 
-Three conventions are implemented, each as its authors define it (REFERENCE section 5):
+Three conventions are implemented, each as its authors define it:
 
 - ``aitw`` (Android in the Wild, ``action_matching.py``): coordinates normalised to 0-1 per
   axis. Types must be equal. A dual-point gesture (click, long press, swipe, scroll) is a

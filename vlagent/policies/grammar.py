@@ -5,7 +5,7 @@ llguidance compiles the JSON schema of a step into a token-level grammar; a
 every token the grammar forbids. When the JSON object is complete the grammar allows only
 the end-of-turn token, so generation stops right after the closing brace.
 
-Why llguidance (REFERENCE 2): it produced 300/300 valid actions from a random model,
+Why llguidance: in a comparison on a random tiny model it produced 300/300 valid actions from a random model,
 where xgrammar, lm-format-enforcer and outlines failed on integer bounds, string lengths
 or transformers 5.
 

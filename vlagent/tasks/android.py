@@ -1,6 +1,6 @@
 """What Android's shell commands print about device state, parsed into typed values.
 
-Each function takes the text a real phone prints (formats in REFERENCE §9, from AOSP's
+Each function takes the text a real phone prints (formats from AOSP's
 ``settings``, ``cmd uimode``, ``dumpsys activity``/``window``, ``content`` and ``uiautomator``
 commands, Android 5-15) and returns a value, None when the output says "not set / not
 there", or raises :class:`ShellOutputError` when the output is not what that command prints.

@@ -2,7 +2,7 @@
 ``wm``, ``getprop``, ``screencap``, ``uiautomator``, ``ifconfig``/``ip``, ``which``, and the table
 of every program the simulated shell knows (:data:`PROGRAMS`, gathered from the other program rooms).
 
-Each answers in the real program's output format and exit status (REFERENCE §9):
+Each answers in the real program's output format and exit status (from AOSP's commands):
 ``uiautomator dump`` writes uiautomator's one-line XML of the screen
 (:func:`~vlagent.drivers.sim.uitree.phone_ui_tree`) to a file of the simulated file system or
 to ``/dev/tty`` with the "UI hierchary dumped to" message glued after it; ``pm clear`` prints

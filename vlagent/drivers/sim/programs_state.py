@@ -1,7 +1,7 @@
 """Simulated Android programs that read and change the phone's state: ``settings``, ``cmd``, ``svc``,
 ``dumpsys`` and ``pm clear`` (``content`` is :mod:`.content`).
 
-Each prints what AOSP prints (formats in REFERENCE §9): ``settings get`` the value or
+Each prints what AOSP prints (AOSP sources): ``settings get`` the value or
 ``null``; ``dumpsys activity activities`` the resumed activity in the format of
 the Android version the device plays. Toggle keys (``global wifi_on``...) are read from and
 written to the phone's own toggles through :data:`vlagent.tasks.settings.TOGGLES`, so a switch
@@ -173,7 +173,7 @@ def _cmd(dev: SimDevice, args: list[str]) -> Result:
             f"priority=0 preferredOrder=0 match=0x108000 specificIndex=-1 isDefault=true\n{ACTIVITIES['home']}\n"
         )
     if service == "clipboard":
-        return _ok("No shell command implementation.\n")  # REFERENCE §9: there is no `cmd clipboard`
+        return _ok("No shell command implementation.\n")  # AOSP has no `cmd clipboard` service
     if service not in ("activity", "connectivity", "notification", "uimode", "package", "settings", "statusbar"):
         return Result(stderr=f"cmd: Can't find service: {service}\n".encode(), status=20)
     raise ProgramError(f"'cmd {' '.join(args)}' is not simulated", 255)

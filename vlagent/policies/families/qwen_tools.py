@@ -1,6 +1,6 @@
 """Qwen2.5-VL and Qwen3-VL in their cookbooks' formats: ``mobile_use`` / ``computer_use`` tool calls.
 
-Format (QwenLM cookbooks, Hermes/Nous function calling; REFERENCE section 8)::
+Format (QwenLM cookbooks, Hermes/Nous function calling)::
 
     <tool_call>
     {"name": "mobile_use", "arguments": {"action": "click", "coordinate": [546, 1204]}}

@@ -1,6 +1,6 @@
 """ShowUI-2B (a Qwen2-VL-2B fine-tune) in its navigation format: Python dicts, 0-1 positions.
 
-Format (showlab/ShowUI QUICK_START.md; REFERENCE section 8)::
+Format (showlab/ShowUI QUICK_START.md)::
 
     {'action': 'TAP', 'value': None, 'position': [0.49, 0.42]}
 
