@@ -268,7 +268,7 @@ class AdbState:
             raise StateUnavailable(f"{missing} ('pm clear {package}': {_head(result.output)})")
 
     def _add_contact(self, name: str, phone: str) -> None:
-        # A raw contact first (local, no account), then its name and number as data rows (as android_world adds contacts).
+        # A raw contact first (local, no account), then its name and number as data rows, as android_world does.
         raw = "content://com.android.contacts/raw_contacts"
         self._insert(raw, [("account_type", "n", ""), ("account_name", "n", "")], f"adding contact {name!r}")
         ids = [row["_id"] for row in self._query(raw, ("_id",), "the contacts provider")]
