@@ -330,8 +330,8 @@ def eval_(
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
     Success is judged from each device's state after the episode. --device moves every phone
-    scenario onto one phone (brought to the scenario's start state first); desktop scenarios
-    keep their own device."""
+    scenario onto one phone, one after another: each is brought to its start state first and
+    the phone is handed back as the scenario found it; desktop scenarios keep their own device."""
     from rich.progress import Progress
 
     from vlagent.evaluate import EvalConfig, evaluate
