@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from adb_clients import NASTY, focus_note_field, open_adb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageChops
@@ -40,26 +41,9 @@ from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.policies.task_scripts import task_script
 from vlagent.tasks import BUILTIN_TASKS
 
-NASTY = 'it\'s "quoted"; rm -rf / && reboot || id | cat $(id) `id` ${HOME} 100%s 50% \\ * ~ <x> #c'
-
-
-def _open(server: SimAdbServer, serial: str = "sim-0", **options: object) -> AdbDriver:
-    driver = open_driver(f"adb:{serial}", port=server.port, retry_wait=0.01, **options)
-    assert isinstance(driver, AdbDriver)
-    return driver
-
-
-def _focus_note_field(phone: SimPhone) -> None:
-    assert phone.open_app("Notes")
-    for label in ("New note", "Note text"):
-        point = phone.locate(label)
-        assert point is not None, label
-        phone.tap(*point)
-    assert phone.focused_field == "note_text"
-
 
 def test_driver_passes_the_conformance_check(adb_sim: SimAdbServer) -> None:
-    with _open(adb_sim) as driver:
+    with open_adb(adb_sim) as driver:
         check_driver(driver)
         assert driver.name == "adb:sim-0"
         assert driver.screen_size() == (1080, 2400)
@@ -74,7 +58,7 @@ def test_open_without_serial_picks_the_only_device(adb_sim: SimAdbServer) -> Non
 def test_open_with_several_devices_needs_a_serial(adb_sims: SimAdbServer) -> None:
     with pytest.raises(ConfigError, match=r"sim-0, sim-1.*adb:SERIAL"):
         open_driver("adb", port=adb_sims.port)
-    driver = _open(adb_sims, "sim-1")
+    driver = open_adb(adb_sims, "sim-1")
     driver.execute(Key(key="app_switch"))
     assert adb_sims["sim-1"].phone.screen == "recents"
     assert adb_sims["sim-0"].phone.screen == "home"
@@ -102,7 +86,7 @@ def test_unknown_option_is_a_config_error(adb_sim: SimAdbServer) -> None:
 @pytest.mark.parametrize("header", [12, 16])
 def test_raw_screenshot_is_pixel_exact(no_real_adb: None, header: int) -> None:
     with serve_sim([SimPhone(serial="sim-0")], raw_header=header) as server:
-        driver = _open(server)
+        driver = open_adb(server)
         frame = driver.screenshot()
         expected = server["sim-0"].phone.render()
     assert frame.size == (1080, 2400)
@@ -116,7 +100,7 @@ def test_raw_screenshot_is_pixel_exact(no_real_adb: None, header: int) -> None:
 def test_rotated_phone_reports_landscape_geometry(no_real_adb: None) -> None:
     with serve_sim([SimPhone(serial="sim-0", width=2400, height=1080)]) as server:
         server["sim-0"].rotation = 90
-        driver = _open(server)
+        driver = open_adb(server)
         frame = driver.screenshot()
         assert driver.screen_size() == frame.size == (2400, 1080)
         assert frame.device["rotation"] == "90"
@@ -124,7 +108,7 @@ def test_rotated_phone_reports_landscape_geometry(no_real_adb: None) -> None:
 
 
 def test_rotation_during_a_session_is_noticed(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     assert driver.screenshot().size == (1080, 2400)
     adb_sim["sim-0"].phone = SimPhone(serial="sim-0", width=2400, height=1080)  # the user turned the phone
     adb_sim["sim-0"].rotation = 270
@@ -139,8 +123,8 @@ def test_server_port_from_the_environment(adb_sim: SimAdbServer, monkeypatch: py
 
 
 def test_png_screenshot_matches_raw(adb_sim: SimAdbServer) -> None:
-    raw = _open(adb_sim).screenshot()
-    png = _open(adb_sim, screencap="png").screenshot()
+    raw = open_adb(adb_sim).screenshot()
+    png = open_adb(adb_sim, screencap="png").screenshot()
     assert png.device["capture"] == "png"
     assert ImageChops.difference(raw.image, png.image).getbbox() is None
     assert ["screencap", "-p"] in adb_sim["sim-0"].commands()
@@ -169,7 +153,7 @@ def test_decode_raw_screencap_formats(fmt: int, mode: str, bpp: int) -> None:
 def test_unusable_raw_capture_falls_back_to_png(adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch) -> None:
     device = adb_sim["sim-0"]
     monkeypatch.setattr(device, "screencap", lambda png: device.__class__.screencap(device, png) if png else b"junk")
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     assert driver.screenshot().device["capture"] == "png"
     assert driver.screenshot().device["capture"] == "png"
     assert device.commands("screencap") == [["screencap"], ["screencap", "-p"], ["screencap", "-p"]]
@@ -177,7 +161,7 @@ def test_unusable_raw_capture_falls_back_to_png(adb_sim: SimAdbServer, monkeypat
 
 def test_tap_keys_and_open_app_change_the_phone(adb_sim: SimAdbServer) -> None:
     phone = adb_sim["sim-0"].phone
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     point = phone.locate("Settings")
     assert point is not None
     driver.execute(Click(x=point[0], y=point[1]))
@@ -197,7 +181,7 @@ def test_tap_keys_and_open_app_change_the_phone(adb_sim: SimAdbServer) -> None:
 
 
 def test_unknown_app_opens_nothing(adb_sim: SimAdbServer, caplog: pytest.LogCaptureFixture) -> None:
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     driver.execute(OpenApp(name="Flight Simulator"))
     assert adb_sim["sim-0"].phone.screen == "home"
     assert adb_sim["sim-0"].commands("monkey") == []
@@ -205,7 +189,7 @@ def test_unknown_app_opens_nothing(adb_sim: SimAdbServer, caplog: pytest.LogCapt
 
 
 def test_gestures_become_input_swipes(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     driver.execute(LongPress(x=100, y=200, duration=1.5))
     driver.execute(Swipe(x1=10, y1=20, x2=30, y2=40, duration=0.25))
     driver.execute(Scroll(direction="down"))
@@ -225,8 +209,8 @@ def test_gestures_become_input_swipes(adb_sim: SimAdbServer) -> None:
 
 def test_hostile_text_is_typed_verbatim_and_runs_nothing_else(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    _focus_note_field(device.phone)
-    driver = _open(adb_sim)
+    focus_note_field(device.phone)
+    driver = open_adb(adb_sim)
     device.clear()
     driver.execute(Type(text=NASTY))
     assert device.phone.fields["note_text"] == NASTY
@@ -239,7 +223,7 @@ def test_hostile_text_is_typed_verbatim_and_runs_nothing_else(adb_sim: SimAdbSer
 
 def test_newlines_and_tabs_become_key_events(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device.clear()  # forget the power / lock screen look at open
     driver.execute(Type(text="a b\n$(reboot)\tc", submit=True))
     assert device.commands() == [
@@ -254,8 +238,8 @@ def test_newlines_and_tabs_become_key_events(adb_sim: SimAdbServer) -> None:
 
 def test_unicode_text_goes_through_adbkeyboard(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    _focus_note_field(device.phone)
-    driver = _open(adb_sim)
+    focus_note_field(device.phone)
+    driver = open_adb(adb_sim)
     device.clear()
     text = "买牛奶 🥛 café; $(id) 'x'"
     driver.execute(Type(text=text))
@@ -275,14 +259,14 @@ def test_unicode_text_goes_through_adbkeyboard(adb_sim: SimAdbServer) -> None:
 
 def test_unicode_without_adbkeyboard_names_the_fix(no_real_adb: None) -> None:
     with serve_sim([SimPhone(serial="sim-0")], adbkeyboard=False) as server:
-        driver = _open(server)
+        driver = open_adb(server)
         with pytest.raises(ActionNotSupportedError, match=r"ADBKeyboard.*ime set com\.android\.adbkeyboard/\.AdbIME"):
             driver.execute(Type(text="日本語"))
         assert server["sim-0"].commands("am") == []
 
 
 def test_ime_is_not_switched_when_told_not_to(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim, switch_ime=False)
+    driver = open_adb(adb_sim, switch_ime=False)
     with pytest.raises(ActionNotSupportedError, match="ADBKeyboard"):
         driver.execute(Type(text="é"))
     assert adb_sim["sim-0"].current_ime != "com.android.adbkeyboard/.AdbIME"
@@ -297,7 +281,7 @@ def test_input_text_chunks_round_trip_through_androids_decoding(text: str) -> No
 
 
 def test_unsupported_actions_are_refused_before_the_device(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     adb_sim["sim-0"].clear()
     with pytest.raises(ActionNotSupportedError):
         driver.execute(Key(key="f1"))
@@ -316,7 +300,7 @@ class _SlowPhone(SimPhone):
 
 def test_a_device_that_stops_answering_times_out(no_real_adb: None) -> None:
     with serve_sim([_SlowPhone(serial="sim-0")]) as server:
-        driver = _open(server, capture_timeout=0.2, attempts=2)
+        driver = open_adb(server, capture_timeout=0.2, attempts=2)
         started = time.perf_counter()
         with pytest.raises(DeviceTimeoutError, match="taking a screenshot on sim-0 timed out"):
             driver.screenshot()
@@ -324,7 +308,7 @@ def test_a_device_that_stops_answering_times_out(no_real_adb: None) -> None:
 
 
 def test_lost_server_is_retried_then_a_device_error(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim, attempts=3)
+    driver = open_adb(adb_sim, attempts=3)
     adb_sim.stop()
     with pytest.raises(DeviceError, match="lost the connection to the adb server") as info:
         driver.execute(Click(x=5, y=5))
@@ -346,7 +330,7 @@ def test_sim_tasks_solved_over_adb(fresh_server: SimAdbServer, name: str) -> Non
     phone = fresh_server["sim-0"].phone
     SimState(phone).prepare(task.start)
     assert not task.passed(SimState(phone))
-    with _open(fresh_server) as driver:
+    with open_adb(fresh_server) as driver:
         episode = run_episode(task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), max_steps=15)
     assert episode.end is EndReason.DONE_SUCCESS, episode.detail
     assert task.passed(SimState(phone)), phone.snapshot()
@@ -365,7 +349,7 @@ def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> 
             threading.Thread(target=fresh_server.stop).start()
             time.sleep(0.2)
 
-    with _open(fresh_server) as driver:
+    with open_adb(fresh_server) as driver:
         episode = run_episode(
             task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), hooks=[Unplug()]
         )
@@ -376,7 +360,7 @@ def test_device_lost_mid_episode_ends_with_error(fresh_server: SimAdbServer) -> 
 
 
 def test_long_sideways_scrolls_stay_out_of_the_back_gesture_edges(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device = adb_sim["sim-0"]
     driver.execute(OpenApp(name="Settings"))
     for amount in (1, 3, 10):
@@ -401,7 +385,7 @@ def test_open_wakes_a_sleeping_phone_and_dismisses_its_lock_screen(
     device = adb_sim["sim-0"]
     device.keyguard_format = fmt  # type: ignore[assignment]  # the keyguard lines of Android 10+, 8-9, <=7
     device.phone.sleep()
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     assert device.phone.awake and not device.phone.keyguard_shown
     assert ["input", "keyevent", "224"] in device.commands("input")
     assert ["wm", "dismiss-keyguard"] in device.commands("wm")
@@ -411,7 +395,7 @@ def test_open_wakes_a_sleeping_phone_and_dismisses_its_lock_screen(
 
 
 def test_open_on_an_awake_unlocked_phone_only_looks(adb_sim: SimAdbServer) -> None:
-    _open(adb_sim)
+    open_adb(adb_sim)
     assert adb_sim["sim-0"].commands() == [["dumpsys", "power"], ["dumpsys", "window", "policy"]]
 
 
@@ -429,7 +413,7 @@ def test_lock_screen_is_swiped_up_where_wm_cannot_dismiss_it(
     caplog.set_level(logging.INFO, logger="vlagent.drivers.android")
     device = adb_sim["sim-0"]
     device.phone.sleep()
-    _open(adb_sim)
+    open_adb(adb_sim)
     assert device.phone.awake and not device.phone.keyguard_shown
     assert ["input", "swipe", "540", "1920", "540", "480", "300"] in device.commands("input")
     assert "with a swipe up" in caplog.text
@@ -438,7 +422,7 @@ def test_lock_screen_is_swiped_up_where_wm_cannot_dismiss_it(
 def test_wake_off_leaves_a_sleeping_phone_asleep(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
     device.phone.sleep()
-    for driver in (_open(adb_sim, wake=False), open_driver("adb:sim-0?wake=0", port=adb_sim.port)):
+    for driver in (open_adb(adb_sim, wake=False), open_driver("adb:sim-0?wake=0", port=adb_sim.port)):
         assert isinstance(driver, AdbDriver) and driver.config.wake is False
         assert driver.screenshot().image.getbbox() is None  # black, as the phone shows it
     assert not device.phone.awake
@@ -464,7 +448,7 @@ def test_pin_locked_phone_is_a_clear_device_error(no_real_adb: None) -> None:
     phone.sleep()
     with serve_sim([phone]) as server:
         with pytest.raises(DeviceLockedError, match=r"locked with a PIN, pattern or password.*will not guess"):
-            _open(server, wake_timeout=0.05)
+            open_adb(server, wake_timeout=0.05)
         assert phone.keyguard_shown
         assert not any(argv[:2] == ["input", "text"] for argv in server["sim-0"].commands())
 
@@ -477,7 +461,7 @@ def test_phone_locked_with_a_pin_mid_episode_ends_it_instead_of_running_blind(no
         def on_step(self, episode: object, record: object, after: object) -> None:
             phone.sleep()
 
-    with serve_sim([phone]) as server, _open(server, wake_timeout=0.05) as driver:
+    with serve_sim([phone]) as server, open_adb(server, wake_timeout=0.05) as driver:
         episode = run_episode(
             task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), hooks=[ScreenTimesOut()]
         )
@@ -493,7 +477,7 @@ def test_black_screen_of_an_awake_phone_is_not_woken(no_real_adb: None) -> None:
             return Image.new("RGB", (self.width, self.height))
 
     with serve_sim([BlackApp(serial="sim-0")]) as server:
-        driver = _open(server)
+        driver = open_adb(server)
         device = server["sim-0"]
         device.clear()
         frames = [driver.screenshot(), driver.screenshot()]
@@ -516,7 +500,7 @@ def test_phone_falling_asleep_mid_episode_still_completes_the_task(
             if record.index == 0:
                 phone.sleep()
 
-    with _open(fresh_server) as driver:
+    with open_adb(fresh_server) as driver:
         episode = run_episode(
             task.instruction, driver, ScriptedPolicy(task_script(task, phone.locate)), hooks=[ScreenTimesOut()]
         )

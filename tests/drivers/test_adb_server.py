@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import socket
 import struct
 import subprocess
@@ -11,13 +10,11 @@ import time
 
 import adbutils
 import pytest
+from adb_clients import ADB, needs_adb_cli
 from PIL import Image
 
 from vlagent.drivers.sim.adb_server import SimAdbServer, split_shell
 from vlagent.drivers.sim.world import SimPhone
-
-ADB = shutil.which("adb")
-needs_adb_cli = pytest.mark.skipif(ADB is None, reason="Debian's adb CLI is not installed (apt-get install adb)")
 
 
 def _request(sock: socket.socket, text: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from adb_clients import NASTY, focus_note_field, open_adb
 
 from vlagent.actions import ACTION_ADAPTER, Done, OpenApp, Type
 from vlagent.agent import run_episode
@@ -29,22 +30,6 @@ from vlagent.tasks import ContactSpec, DeviceState, StartState, StateUnavailable
 from vlagent.tasks.uitree import UiTree
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-NASTY = 'it\'s "quoted"; rm -rf / && reboot || id | cat $(id) `id` ${HOME} 100%s 50% \\ * ~ <x> #c'
-
-
-def _open(server: SimAdbServer, serial: str = "sim-0", **options: object) -> AdbDriver:
-    driver = open_driver(f"adb:{serial}", port=server.port, retry_wait=0.01, **options)
-    assert isinstance(driver, AdbDriver)
-    return driver
-
-
-def _focus_note_field(phone: SimPhone) -> None:
-    assert phone.open_app("Notes")
-    for label in ("New note", "Note text"):
-        point = phone.locate(label)
-        assert point is not None, label
-        phone.tap(*point)
-    assert phone.focused_field == "note_text"
 
 
 # --- reading the state -----------------------------------------------------------------------------
@@ -54,7 +39,7 @@ def test_adb_state_is_a_device_state_read_with_the_phones_own_commands(adb_sim: 
     device = adb_sim["sim-0"]
     phone = device.phone
     phone.set_toggle("wifi", True)
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device.clear()
     state = driver.state()
     assert isinstance(state, DeviceState) and state.kind == "adb"
@@ -82,7 +67,7 @@ def test_foreground_in_the_formats_of_android_9_to_15(adb_sim: SimAdbServer, fmt
     device = adb_sim["sim-0"]
     device.activity_format = fmt  # type: ignore[assignment]
     device.phone.open_app("Settings")
-    front = _open(adb_sim).state().foreground().value
+    front = open_adb(adb_sim).state().foreground().value
     assert (front.package, front.activity) == ("com.android.settings", ".Settings")
 
 
@@ -91,7 +76,7 @@ def test_checks_judged_over_adb_agree_with_the_simulators_own_state(adb_sim: Sim
     data = yaml.safe_load((SCENARIOS / f"{scenario}.yaml").read_text(encoding="utf-8"))
     checks = [parse_check(c) for c in data["success"]]
     phone = adb_sim["sim-0"].phone
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     starts = [StartState(), StartState.model_validate(data["device"].get("state", {}))]
     for start, gold in zip(starts, [None, data.get("gold", [])], strict=True):
         driver.prepare(start)
@@ -108,7 +93,7 @@ def test_checks_judged_over_adb_agree_with_the_simulators_own_state(adb_sim: Sim
 
 def test_a_busy_screen_is_dumped_again_with_compressed(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device.dump_failures = 2
     device.clear()
     tree = driver.state().ui_tree()
@@ -123,13 +108,13 @@ def test_a_busy_screen_is_dumped_again_with_compressed(adb_sim: SimAdbServer) ->
 def test_a_truncated_dump_is_taken_again(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
     device.truncated_dumps = 1
-    assert "Settings" in _open(adb_sim).state().ui_tree().value.texts()
+    assert "Settings" in open_adb(adb_sim).state().ui_tree().value.texts()
     assert len(device.commands("uiautomator")) == 2
 
 
 def test_a_screen_that_never_settles_is_unknown_never_a_wrong_verdict(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    driver = _open(adb_sim, dump_attempts=2)
+    driver = open_adb(adb_sim, dump_attempts=2)
     device.dump_failures = 10
     with pytest.raises(UiDumpError, match=r"after 2 tries \(last: ERROR: could not get idle state"):
         driver.state().ui_tree()
@@ -140,7 +125,7 @@ def test_a_screen_that_never_settles_is_unknown_never_a_wrong_verdict(adb_sim: S
 
 
 def test_a_phone_with_its_screen_off_has_no_hierarchy(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim, dump_attempts=2)
+    driver = open_adb(adb_sim, dump_attempts=2)
     adb_sim["sim-0"].phone.sleep()
     with pytest.raises(UiDumpError, match=r"after 2 tries \(last: ERROR: null root node"):
         driver.state().ui_tree()
@@ -158,7 +143,7 @@ def test_a_build_that_cannot_dump_to_the_terminal_dumps_to_a_file(
 
     monkeypatch.setitem(adb_server._PROGRAMS, "uiautomator", no_tty)
     device = adb_sim["sim-0"]
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device.clear()
     tree = driver.state().ui_tree()
     assert "Settings" in tree.value.texts() and tree.detail.endswith("+ cat")
@@ -174,7 +159,7 @@ def test_a_bridge_held_by_another_tool_is_named_at_once(adb_sim: SimAdbServer, m
 
     monkeypatch.setitem(adb_server._PROGRAMS, "uiautomator", taken)
     device = adb_sim["sim-0"]
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device.clear()
     with pytest.raises(UiDumpError, match="another UI automation tool"):
         driver.state().ui_tree()
@@ -193,7 +178,7 @@ def test_dark_mode_on_a_build_without_cmd_uimode_is_read_from_its_setting(
 
     monkeypatch.setitem(adb_server._PROGRAMS, "cmd", old_cmd)
     adb_sim["sim-0"].phone.set_toggle("dark_mode", True)
-    dark = _open(adb_sim).state().toggle("dark_mode")
+    dark = open_adb(adb_sim).state().toggle("dark_mode")
     assert (dark.value, dark.detail) == (True, "settings get secure ui_night_mode -> 2")
 
 
@@ -204,7 +189,7 @@ def test_a_toggle_that_does_not_take_is_a_clear_error(adb_sim: SimAdbServer, mon
         return Result() if args[:1] == ["nfc"] else svc(dev, args)  # exits 0, changes nothing
 
     monkeypatch.setitem(adb_server._PROGRAMS, "svc", no_radio)
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     state = driver.state()
     assert isinstance(state, AdbState)
     state._toggle_settle = 0.3
@@ -216,7 +201,7 @@ def test_prepare_sets_toggles_replaces_notes_and_contacts_and_goes_home(adb_sim:
     device = adb_sim["sim-0"]
     phone = device.phone
     phone.open_app("Clock")
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     contacts = [ContactSpec(name="Doe, Jane", phone="+1 555 0100"), ContactSpec(name="Zoë 李", phone="0100")]
     start = StartState(
         toggles={"wifi": True, "dark_mode": True, "airplane_mode": False},
@@ -237,7 +222,7 @@ def test_prepare_sets_toggles_replaces_notes_and_contacts_and_goes_home(adb_sim:
 
 
 def test_a_contact_name_holding_the_next_column_is_read_one_column_at_a_time(adb_sim: SimAdbServer) -> None:
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     driver.prepare(StartState(contacts=[ContactSpec(name="Jane, data1=x", phone="+1 555 0100")]))
     adb_sim["sim-0"].clear()
     (contact,) = driver.state().contacts().value
@@ -280,8 +265,8 @@ def test_notes_on_a_phone_without_the_sim_notes_app_are_unavailable() -> None:
 
 def test_typed_text_that_arrives_is_verified(adb_sim: SimAdbServer) -> None:
     phone = adb_sim["sim-0"].phone
-    _focus_note_field(phone)
-    driver = _open(adb_sim)
+    focus_note_field(phone)
+    driver = open_adb(adb_sim)
     outcome = driver.execute(Type(text="Buy milk"))
     assert outcome == ActionOutcome("verified", "the field holds 'Buy milk'", ("input text",), "Buy milk")
     for text in (" 买牛奶", " 🥛", " café", " Ελληνικά"):
@@ -298,9 +283,9 @@ def test_lost_characters_are_typed_again_by_another_path(
     adb_sim: SimAdbServer, text: str, methods: tuple[str, ...]
 ) -> None:
     phone = adb_sim["sim-0"].phone
-    _focus_note_field(phone)
+    focus_note_field(phone)
     phone.type_text("Keep: ")
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     phone.lose_next_input(3)
     outcome = driver.execute(Type(text=text))
     assert outcome is not None and (outcome.typing, outcome.methods) == ("retried", methods)
@@ -318,9 +303,9 @@ def test_a_retry_path_that_fails_gives_way_to_the_next(adb_sim: SimAdbServer, mo
 
     monkeypatch.setitem(adb_server._PROGRAMS, "am", no_broadcasts)
     phone = adb_sim["sim-0"].phone
-    _focus_note_field(phone)
+    focus_note_field(phone)
     phone.lose_next_input(2)
-    outcome = _open(adb_sim).execute(Type(text="Pick up parcel"))
+    outcome = open_adb(adb_sim).execute(Type(text="Pick up parcel"))
     assert outcome is not None and outcome.typing == "retried"
     assert outcome.methods == ("input text", "ADBKeyboard", "input text, short chunks")
     assert phone.fields["note_text"] == "Pick up parcel"
@@ -329,8 +314,8 @@ def test_a_retry_path_that_fails_gives_way_to_the_next(adb_sim: SimAdbServer, mo
 def test_a_phone_that_keeps_dropping_characters_is_reported_to_the_model(adb_sim: SimAdbServer) -> None:
     phone = adb_sim["sim-0"].phone
     phone.drop_typed = 4
-    _focus_note_field(phone)
-    driver = _open(adb_sim)
+    focus_note_field(phone)
+    driver = open_adb(adb_sim)
     outcome = driver.execute(Type(text="Call the dentist"))
     assert outcome is not None and outcome.typing == "failed"
     assert outcome.methods == ("input text", "ADBKeyboard", "input text, short chunks")  # typing_retries=2
@@ -342,7 +327,7 @@ def test_typing_cannot_be_verified_without_a_focused_field_or_in_a_password_fiel
     adb_sim: SimAdbServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     phone = adb_sim["sim-0"].phone
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     outcome = driver.execute(Type(text="nowhere"))
     assert outcome is not None and (outcome.typing, outcome.detail) == (
         "unverifiable",
@@ -357,7 +342,7 @@ def test_typing_cannot_be_verified_without_a_focused_field_or_in_a_password_fiel
                             for n in nodes))  # fmt: skip
 
     monkeypatch.setattr(sim_uitree, "phone_ui_tree", dotted)
-    _focus_note_field(phone)
+    focus_note_field(phone)
     outcome = driver.execute(Type(text="hunter2"))
     assert outcome is not None and outcome.typing == "unverifiable" and "password" in outcome.detail
     assert outcome.methods == ("input text",)  # never retyped into a password field
@@ -366,7 +351,7 @@ def test_typing_cannot_be_verified_without_a_focused_field_or_in_a_password_fiel
 
 def test_read_back_is_off_with_the_spec_option(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    _focus_note_field(device.phone)
+    focus_note_field(device.phone)
     driver = open_driver(f"adb:sim-0?verify_typing=0&port={adb_sim.port}")
     assert isinstance(driver, AdbDriver) and driver.config.verify_typing is False
     device.clear()
@@ -376,10 +361,10 @@ def test_read_back_is_off_with_the_spec_option(adb_sim: SimAdbServer) -> None:
 
 def test_the_outcome_is_on_the_step_and_in_the_trajectory(adb_sim: SimAdbServer, tmp_path: Path) -> None:
     phone = adb_sim["sim-0"].phone
-    _focus_note_field(phone)
+    focus_note_field(phone)
     phone.lose_next_input(2)
     script = [Type(text="Water the plants"), OpenApp(name="Settings"), Done()]
-    with _open(adb_sim) as driver:
+    with open_adb(adb_sim) as driver:
         episode = run_episode("type a note", driver, ScriptedPolicy(script), hooks=[Recorder(tmp_path)])
     first = episode.steps[0].outcome
     assert first is not None and first.typing == "retried" and episode.steps[1].outcome is None
@@ -393,8 +378,8 @@ def test_the_outcome_is_on_the_step_and_in_the_trajectory(adb_sim: SimAdbServer,
 
 def test_a_failed_typing_is_told_to_the_model_as_the_steps_effect(no_real_adb: None) -> None:
     with serve_sim([SimPhone(serial="sim-0", drop_typed=3)]) as server:
-        _focus_note_field(server["sim-0"].phone)
-        with _open(server, typing_retries=0) as driver:
+        focus_note_field(server["sim-0"].phone)
+        with open_adb(server, typing_retries=0) as driver:
             episode = run_episode("t", driver, ScriptedPolicy([Type(text="abcdef"), Done()]))
     step = episode.steps[0]
     assert step.outcome is not None and step.outcome.typing == "failed"
@@ -412,9 +397,9 @@ def test_a_driver_without_outcomes_leaves_the_step_empty(no_real_adb: None, tmp_
 
 def test_typing_over_adb_leaves_the_shell_alone(adb_sim: SimAdbServer) -> None:
     device = adb_sim["sim-0"]
-    _focus_note_field(device.phone)
+    focus_note_field(device.phone)
     device.phone.lose_next_input(5)
-    driver = _open(adb_sim)
+    driver = open_adb(adb_sim)
     device.clear()
     outcome = driver.execute(Type(text=NASTY))
     assert outcome is not None and outcome.typing == "retried"

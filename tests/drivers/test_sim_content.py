@@ -6,8 +6,8 @@ import os
 import shutil
 import subprocess
 
-import adbutils
 import pytest
+from adb_clients import adbutils_device
 
 from vlagent.drivers.sim.adb_server import SimAdbServer
 
@@ -17,12 +17,8 @@ NOTES = "content://com.vlagent.notes/notes"
 PHONES = "content://com.android.contacts/data/phones"
 
 
-def _device(server: SimAdbServer) -> adbutils.AdbDevice:
-    return adbutils.AdbClient(port=server.port).device("sim-0")
-
-
 def test_notes_query_insert_delete_round_trip(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     assert device.shell(["content", "query", "--uri", NOTES, "--projection", "_id:text", "--where", "_id=1"]) == (
         "Row: 0 _id=1, text=Call the dentist on Tuesday"
     )
@@ -40,7 +36,7 @@ def test_notes_query_insert_delete_round_trip(adb_sim: SimAdbServer) -> None:
 
 
 def test_query_sorts(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     by_name = ["content", "query", "--uri", PHONES, "--projection", "display_name", "--sort", "display_name DESC"]
     assert device.shell(by_name) == "Row: 0 display_name=Bob Chen\nRow: 1 display_name=Alice Martin"
     bad = device.shell2(["content", "query", "--uri", PHONES, "--sort", "nope"])
@@ -48,7 +44,7 @@ def test_query_sorts(adb_sim: SimAdbServer) -> None:
 
 
 def test_notes_added_in_the_ui_get_new_ids(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     device.shell(["content", "query", "--uri", NOTES])
     phone.delete_notes("Call the dentist on Tuesday")
     phone.add_note("from the UI")
@@ -88,7 +84,7 @@ def test_contacts_insert_the_android_way_then_query_and_delete(adb_sim: SimAdbSe
 
 
 def test_a_contact_without_a_number_prints_null(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     device.shell(["content", "insert", "--uri", "content://com.android.contacts/raw_contacts", "--bind", "x:n:"])
     device.shell([
         "content", "insert", "--uri", "content://com.android.contacts/data", "--bind", "raw_contact_id:i:3",
@@ -99,7 +95,7 @@ def test_a_contact_without_a_number_prints_null(adb_sim: SimAdbServer) -> None:
 
 
 def test_provider_errors_print_like_content_java_and_exit_0(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     missing = device.shell2(["content", "query", "--uri", "content://com.example.nothing/x"])
     assert missing.returncode == 0
     assert missing.output.splitlines()[:2] == [
@@ -113,7 +109,7 @@ def test_provider_errors_print_like_content_java_and_exit_0(adb_sim: SimAdbServe
 
 
 def test_pm_clear(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     assert phone.open_app("Notes")
     assert device.shell2("pm clear com.vlagent.notes").output == "Success\n"
     assert phone.notes == [] and phone.screen == "home"  # clearing data stops the app

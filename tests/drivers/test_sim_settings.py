@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
-import adbutils
 import pytest
+from adb_clients import ADB, adbutils_device, needs_adb_cli
 
 from vlagent.drivers.sim.adb_server import SimAdbServer
 from vlagent.tasks.settings import TOGGLES
-
-ADB = shutil.which("adb")
-needs_adb_cli = pytest.mark.skipif(ADB is None, reason="Debian's adb CLI is not installed (apt-get install adb)")
-
-
-def _device(server: SimAdbServer) -> adbutils.AdbDevice:
-    return adbutils.AdbClient(port=server.port).device("sim-0")
 
 
 def _adb_shell(server: SimAdbServer, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -39,7 +31,7 @@ def test_wifi_switched_on_in_the_ui_reads_1_over_adb(adb_sim: SimAdbServer) -> N
 
 
 def test_every_toggle_reads_back_through_its_settings_key(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     for toggle in TOGGLES.values():
         assert toggle.namespace is not None and toggle.key is not None
         for on in (True, False):
@@ -48,7 +40,7 @@ def test_every_toggle_reads_back_through_its_settings_key(adb_sim: SimAdbServer)
 
 
 def test_each_toggles_real_command_switches_it(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     for toggle in TOGGLES.values():
         for on in (True, False):
             result = device.shell2(toggle.command(on))
@@ -57,7 +49,7 @@ def test_each_toggles_real_command_switches_it(adb_sim: SimAdbServer) -> None:
 
 
 def test_settings_put_does_not_switch_a_radio(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     assert device.shell("settings put global wifi_on 1") == ""
     assert device.shell("settings get global wifi_on") == "1"  # the row changed...
     assert not phone.toggles["wifi"]  # ...the radio did not (svc wifi enable does that)
@@ -69,7 +61,7 @@ def test_settings_put_does_not_switch_a_radio(adb_sim: SimAdbServer) -> None:
 
 
 def test_other_keys_are_kept_per_namespace(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     assert device.shell("settings get system my_key") == "null"
     device.shell("settings put system my_key 42")
     assert device.shell("settings get system my_key") == "42"
@@ -83,13 +75,13 @@ def test_other_keys_are_kept_per_namespace(adb_sim: SimAdbServer) -> None:
 
 
 def test_adbutils_brightness_round_trips(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     device.brightness_value = 200
     assert device.brightness_value == 200
 
 
 def test_cmd_services(adb_sim: SimAdbServer) -> None:
-    phone, device = adb_sim["sim-0"].phone, _device(adb_sim)
+    phone, device = adb_sim["sim-0"].phone, adbutils_device(adb_sim)
     assert device.shell("cmd uimode night yes") == "Night mode: yes"
     assert phone.toggles["dark_mode"]
     assert device.shell("cmd uimode night") == "Night mode: yes"
@@ -101,14 +93,14 @@ def test_cmd_services(adb_sim: SimAdbServer) -> None:
 
 
 def test_unsimulated_commands_fail_visibly(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     for line in ("dumpsys wifi", "svc usb setFunctions", "pm install /sdcard/x.apk", "am stack list", "reboot"):
         result = device.shell2(line)
         assert result.returncode != 0 and result.output, line
 
 
 def test_is_screen_on_follows_the_phone(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     assert device.is_screen_on() is True
     device.switch_screen(False)
     assert device.is_screen_on() is False
@@ -129,7 +121,7 @@ def test_dumpsys_activity_names_the_resumed_activity_per_android_version(
     sim = adb_sim["sim-0"]
     sim.activity_format = fmt  # type: ignore[assignment]  # checked: one of the ActivityFormat values
     assert sim.phone.open_app("Settings")
-    out = _device(adb_sim).shell("dumpsys activity activities")
+    out = adbutils_device(adb_sim).shell("dumpsys activity activities")
     resumed = next(x for x in out.splitlines() if x.startswith(line))
     assert " u0 com.android.settings/.Settings t" in resumed and resumed.endswith("}")
     if fmt == "top_resumed":
@@ -137,7 +129,7 @@ def test_dumpsys_activity_names_the_resumed_activity_per_android_version(
 
 
 def test_adbutils_app_current_and_app_info(adb_sim: SimAdbServer) -> None:
-    sim, device = adb_sim["sim-0"], _device(adb_sim)
+    sim, device = adb_sim["sim-0"], adbutils_device(adb_sim)
     assert sim.phone.open_app("Notes")
     current = device.app_current()
     assert (current.package, current.activity) == ("com.vlagent.notes", "com.vlagent.notes.MainActivity")
@@ -152,19 +144,19 @@ def test_adbutils_app_current_and_app_info(adb_sim: SimAdbServer) -> None:
 
 
 def test_dumpsys_battery_in_the_real_format(adb_sim: SimAdbServer) -> None:
-    battery = _device(adb_sim).battery()
+    battery = adbutils_device(adb_sim).battery()
     assert (battery.level, battery.scale, battery.present, battery.usb_powered) == (85, 100, True, True)
     assert battery.temperature == 25.0
 
 
 def test_dumpsys_power_and_window_policy_still_answer(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     assert "mWakefulness=Awake" in device.shell("dumpsys power")
     assert "showing=false" in device.shell("dumpsys window policy")
 
 
 def test_pm_lists_third_party_packages(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     assert device.list_packages(["-3"]) == ["com.android.adbkeyboard", "com.vlagent.notes"]
     system = device.list_packages(["-s"])
     assert "com.android.settings" in system and "com.vlagent.notes" not in system

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,22 +11,10 @@ from pathlib import Path
 
 import adbutils
 import pytest
+from adb_clients import ADB, adb, adbutils_device, focus_note_field, needs_adb_cli
 
 from vlagent.drivers.sim.adb_server import SimAdbServer, serve_sim
 from vlagent.drivers.sim.world import SimPhone
-
-ADB = shutil.which("adb")
-needs_adb_cli = pytest.mark.skipif(ADB is None, reason="Debian's adb CLI is not installed (apt-get install adb)")
-
-
-def _device(server: SimAdbServer) -> adbutils.AdbDevice:
-    return adbutils.AdbClient(port=server.port).device("sim-0")
-
-
-def _adb(server: SimAdbServer, *args: str) -> subprocess.CompletedProcess[bytes]:
-    assert ADB is not None
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(server.port)}
-    return subprocess.run([ADB, "-s", "sim-0", *args], capture_output=True, timeout=20, check=False, env=env)
 
 
 @pytest.mark.parametrize(
@@ -55,16 +41,16 @@ def test_pipes_and_exit_codes(adb_sim: SimAdbServer, line: str, output: str, sta
 
 
 def test_exit_codes_reach_adbutils_and_the_adb_cli(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     assert device.shell2("exit 5", v2=True).returncode == 5  # v1 would lose adbutils' X4EXIT marker, as on a phone
     assert device.shell2("no-such-program", v2=True).returncode == 127
     assert device.shell2("screenrecord /sdcard/a.mp4", v2=True).returncode != 0  # not simulated: fails, never silent
     if ADB is not None:
-        assert _adb(adb_sim, "shell", "exit 9").returncode == 9
+        assert adb(adb_sim, "shell", "exit 9").returncode == 9
 
 
 def test_sleep_waits_without_holding_up_the_phone(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     start = time.monotonic()
     with pytest.raises(adbutils.AdbTimeout):
         device.shell("sleep 3", timeout=0.5)
@@ -89,7 +75,7 @@ def test_redirections_write_into_the_phone_files(adb_sim: SimAdbServer) -> None:
 
 
 def test_adbutils_sync_push_pull_list_stat(adb_sim: SimAdbServer, tmp_path: Path) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     device.sync.push(io.BytesIO(b"hello"), "/data/local/tmp/Hi-世界.txt")
     assert device.sync.read_bytes("/data/local/tmp/Hi-世界.txt") == b"hello"
     assert device.shell("cat /data/local/tmp/Hi-世界.txt") == "hello"
@@ -110,19 +96,19 @@ def test_adb_cli_push_and_pull_a_directory(adb_sim: SimAdbServer, tmp_path: Path
     (source / "sub" / "empty").mkdir(parents=True)
     (source / "a.txt").write_text("a\n")
     (source / "sub" / "b.bin").write_bytes(bytes(range(256)) * 600)  # more than one 64 KiB chunk
-    pushed = _adb(adb_sim, "push", str(source), "/sdcard/dir")
+    pushed = adb(adb_sim, "push", str(source), "/sdcard/dir")
     assert pushed.returncode == 0, pushed.stderr
     files = adb_sim["sim-0"].files
     assert files.read("/sdcard/dir/sub/b.bin") == bytes(range(256)) * 600
-    pulled = _adb(adb_sim, "pull", "/sdcard/dir", str(tmp_path / "back"))
+    pulled = adb(adb_sim, "pull", "/sdcard/dir", str(tmp_path / "back"))
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "back" / "a.txt").read_text() == "a\n"
     assert (tmp_path / "back" / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 600
-    assert _adb(adb_sim, "pull", "/sdcard/none", str(tmp_path / "x")).returncode != 0
+    assert adb(adb_sim, "pull", "/sdcard/none", str(tmp_path / "x")).returncode != 0
 
 
 def test_forward_listens_and_lists(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     port = device.forward_port(7912)
     assert [(f.serial, f.local, f.remote) for f in device.forward_list()] == [("sim-0", f"tcp:{port}", "tcp:7912")]
     with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
@@ -136,34 +122,25 @@ def test_forward_listens_and_lists(adb_sim: SimAdbServer) -> None:
 
 
 def test_framebuffer_service(adb_sim: SimAdbServer) -> None:
-    image = _device(adb_sim).framebuffer()
+    image = adbutils_device(adb_sim).framebuffer()
     assert image.size == (1080, 2400) and image.mode == "RGBA"
-
-
-def _focus_note_field(phone: SimPhone) -> None:
-    assert phone.open_app("Notes")
-    for label in ("New note", "Note text"):
-        point = phone.locate(label)
-        assert point is not None, label
-        phone.tap(*point)
-    assert phone.focused_field == "note_text"
 
 
 def test_drop_typed_loses_every_nth_character(no_real_adb: None) -> None:
     with serve_sim([SimPhone(drop_typed=3)]) as server:
         phone = server["sim-0"].phone
-        _focus_note_field(phone)
-        _device(server).shell(["input", "text", "abcdefg"])
+        focus_note_field(phone)
+        adbutils_device(server).shell(["input", "text", "abcdefg"])
         assert phone.fields["note_text"] == "abdeg"
         assert "typing lost 2 of 7 characters" in phone.events
 
 
 def test_lose_next_input_is_one_shot(adb_sim: SimAdbServer) -> None:
     phone = adb_sim["sim-0"].phone
-    _focus_note_field(phone)
+    focus_note_field(phone)
     phone.lose_next_input(2)
-    _device(adb_sim).shell(["input", "text", "hello"])
-    _device(adb_sim).shell(["input", "text", "!"])
+    adbutils_device(adb_sim).shell(["input", "text", "hello"])
+    adbutils_device(adb_sim).shell(["input", "text", "!"])
     assert phone.fields["note_text"] == "llo!"
     assert SimPhone().drop_typed == 0  # default: nothing is lost
 
@@ -208,7 +185,7 @@ def _dump(device: adbutils.AdbDevice) -> list:  # type: ignore[type-arg]
 
 
 def test_log_and_logcat_dump(adb_sim: SimAdbServer) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     device.shell(["log", "-p", "w", "-t", "MyApp", "careful"])
     device.shell(["log", "-t", "Other", "hello there"])
     assert device.shell("logcat -d -v tag") == "W/MyApp: careful\nI/Other: hello there"
@@ -223,7 +200,7 @@ def test_log_and_logcat_dump(adb_sim: SimAdbServer) -> None:
 
 
 def test_adbutils_follows_logcat_until_stopped(adb_sim: SimAdbServer, tmp_path: Path) -> None:
-    device = _device(adb_sim)
+    device = adbutils_device(adb_sim)
     out = tmp_path / "logcat.txt"
     reader = device.logcat(out, clear=True, command="logcat -v time", re_filter="I/TAG")
     device.shell(["log", "-p", "i", "-t", "TAG", "hello"])
