@@ -106,7 +106,7 @@ def naive_step(
     processor, model = policy.processor, policy.model
     family = get_family("qwen2vl")
     t0 = time.perf_counter()
-    messages = build_messages(obs, family, with_thought=policy.config.thought)
+    messages = build_messages(obs, family, with_thought=policy.config.with_thought)
     for part in messages[1]["content"]:
         if part["type"] == "image":
             part["image"] = obs.frame.image  # full size; process_vision_info resizes it
@@ -171,7 +171,7 @@ def load(args: argparse.Namespace, tmp: Path) -> Qwen2VLPolicy:
         "max_pixels": args.max_pixels,
         "max_new_tokens": args.max_new_tokens,
         "structured": not args.no_constrain,
-        "thought": args.thought,
+        "with_thought": args.thought,
         "family": "qwen2vl",
     }
     if args.model:
