@@ -131,3 +131,18 @@ def test_a_box_centre_is_rounded_once_to_a_device_pixel() -> None:
     assert step.action == Click(x=588, y=396)  # the grid point shown back to the model
     # The exact centre (587.5, 396.5) on a 1080x2400 screen is (634.5, 951.6), not (635, 950).
     assert decode_action(step.action, Relative(), 1080, 2400) == Click(x=634, y=952)
+
+
+@pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, "{" * 65536, '{"a": ' * 100 + "1" + "}" * 100])
+def test_runaway_nesting_is_fed_back_not_a_crash(text: str) -> None:
+    with pytest.raises(InvalidModelOutput, match="nests brackets"):
+        parse_step(text, capabilities=PHONE_CAPABILITIES)
+
+
+def test_an_answer_cut_off_inside_a_string_is_not_executed() -> None:
+    with pytest.raises(InvalidModelOutput, match="cut off inside a string"):
+        parse_step('{"action": "type", "text": "hel', capabilities=PHONE_CAPABILITIES)
+    # a missing closing brace alone is still repaired, and quotes in prose around the JSON do not count
+    assert parse_step('{"action": "click", "x": 1, "y": 2').action == Click(x=1, y=2)
+    assert parse_step('I\'ll tap "Settings {"action": "done"} and "then').action == Done()
+    assert parse_step('{"action": "type", "text": "a \\"b\\" c"}').action == Type(text='a "b" c')

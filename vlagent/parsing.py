@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 _SPECIAL_TOKENS = re.compile(r"<\|[A-Za-z0-9_]+\|>|</?tool_call>|</?s>|<\|?endoftext\|?>")
 #: How many later '{' positions to try when the whole text does not decode to a step.
 _MAX_STARTS = 20
+#: Longest answer looked at: a step is a few hundred characters; beyond this is runaway output.
+_MAX_ANSWER_CHARS = 8_000
+#: Deepest bracket nesting an answer may have (a step nests 3 levels); deeper is rejected at once,
+#: before the repairing parser, whose time grows with the number of open brackets.
+_MAX_DEPTH = 32
 
 _ACTION_ALIASES = {
     "tap": "click",
@@ -84,22 +89,57 @@ def parse_step(
     ``grid`` is the largest valid (x, y) value (``CoordCodec.grid_size``); ``capabilities``
     restricts the allowed actions, keys and buttons.
     """
+    expected = "Answer with one JSON object like " + example_step(capabilities, grid)
+    problem = _shape_problem(text[:_MAX_ANSWER_CHARS])
+    if problem is not None:
+        raise InvalidModelOutput(f"{problem}. {expected}", text)
     first_error: str | None = None
     seen_candidate = False
-    for candidate in _candidates(text):
+    for candidate in _candidates(text[:_MAX_ANSWER_CHARS]):
         seen_candidate = True
         try:
             return _to_step(candidate, grid, capabilities)
         except ParseProblem as problem:
             log.debug("candidate %r rejected: %s", candidate, problem)
             first_error = first_error or str(problem)
-    expected = "Answer with one JSON object like " + example_step(capabilities, grid)
     if not seen_candidate:
         raise InvalidModelOutput(f"no JSON object found in your answer. {expected}", text)
     raise InvalidModelOutput(f"{first_error}. {expected}", text)
 
 
 # --- finding JSON objects ---------------------------------------------------------------
+
+
+def _shape_problem(text: str) -> str | None:
+    """Why ``text`` cannot hold a usable step whatever is repaired, or None.
+
+    Two things no repair should paper over: brackets nested far deeper than a step (runaway
+    output, which would also make the repairing parser slow), and an answer cut off inside a
+    string of an unclosed object (``{"action": "type", "text": "hel``), which repaired would
+    type half the text. A missing closing brace alone is repaired as before.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth = max(0, depth - 1)
+        elif ch == '"' and depth > 0:  # quotes in prose around the JSON do not count
+            in_string = True
+    if deepest > _MAX_DEPTH:
+        return f"your answer nests brackets {deepest} deep; a step is one flat JSON object"
+    if in_string and depth > 0:
+        return "your answer was cut off inside a string before the JSON object closed; answer again, shorter"
+    return None
 
 
 def _candidates(text: str) -> Iterator[JsonDict]:
@@ -109,7 +149,7 @@ def _candidates(text: str) -> Iterator[JsonDict]:
         # Well-formed answers (the common case with constrained decoding) take no repair.
         yield from _dicts(json.loads(stripped))
         return
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     # Special tokens outside string literals first, so a typed "<|x|>" survives; then
     # everywhere, for answers whose quotes are too broken to tell strings from prose.
@@ -158,12 +198,12 @@ def _repair(text: str) -> object:
         return None
 
 
-def _dicts(value: object) -> Iterator[JsonDict]:
+def _dicts(value: object, depth: int = 0) -> Iterator[JsonDict]:
     if isinstance(value, dict):
         yield cast(JsonDict, value)
-    elif isinstance(value, list):
+    elif isinstance(value, list) and depth < _MAX_DEPTH:
         for item in value:
-            yield from _dicts(item)
+            yield from _dicts(item, depth + 1)
 
 
 # --- normalising the shape --------------------------------------------------------------
