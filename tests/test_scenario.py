@@ -204,3 +204,31 @@ def test_an_unknown_start_state_key_names_its_line(tmp_path: Path) -> None:
     text = "task: t\ndevice:\n  kind: sim\n  state:\n    alarms: [7am]\nsuccess: [{screen: home}]\n"
     with pytest.raises(ScenarioError, match=r"bad.yaml:5: device.state.alarms"):
         load_scenario(write(tmp_path, text))
+
+
+_BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefg", "bcdefgh", strict=True))
+    + "task: [*h, *h, *h, *h, *h, *h, *h, *h, *h]\nsuccess: [{toggle: wifi}]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_BOMB.encode(), "expands to more than"),
+        (b"task: &a [*a]\nsuccess: [{toggle: wifi}]\n", "recursive alias"),
+        (b"task: \xff\xfe bad\nsuccess: [{toggle: wifi}]\n", "not UTF-8"),
+        (b"? [a, b]\n: 1\ntask: x\nsuccess: [{toggle: wifi}]\n", "keys must be plain names"),
+        (b'name: ".."\ntask: x\nsuccess: [{toggle: wifi}]\n', "name"),
+        (b"task: " + b"x" * 20_000 + b"\nsuccess: [{toggle: wifi}]\n", "task"),
+    ],
+)
+def test_hostile_scenario_files_are_refused_with_the_file_and_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ScenarioError, match=message) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(str(path))

@@ -136,8 +136,9 @@ class GoldStep(_Model):
 class Scenario(_Model):
     """A validated scenario file."""
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    task: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]*[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Letters, digits, ``_ . -`` with at least one letter or digit: it names a run directory."""
+    task: str = Field(min_length=1, max_length=10_000)
     device: DeviceSpec = Field(default_factory=DeviceSpec)
     setup: list[Action] = Field(default_factory=list)
     max_steps: int = Field(default=20, ge=1, le=500)
@@ -184,18 +185,55 @@ class Scenario(_Model):
 # --- loading with line numbers -----------------------------------------------------------
 
 
-def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> Any:
-    """Plain data from a YAML node, remembering the line of every path on the way."""
-    lines[path] = node.start_mark.line + 1
+#: Values a scenario file may expand to, aliases included: a real one has a few hundred; an
+#: alias bomb (each level repeating the one before) would have billions.
+_MAX_VALUES = 10_000
+_MAX_DEPTH = 50
+
+
+class _BadShape(ValueError):
+    """The YAML is valid but not the plain data a scenario is (line of the problem attached)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _construct(
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+    budget: list[int] | None = None,
+    open_nodes: frozenset[int] = frozenset(),
+) -> Any:
+    """Plain data from a YAML node, remembering the line of every path on the way.
+
+    Refuses (``_BadShape``) what no scenario needs and a hostile file uses: an alias inside its
+    own value, more than ``_MAX_VALUES`` values once aliases are expanded, nesting deeper than
+    ``_MAX_DEPTH``, and keys that are not plain scalars.
+    """
+    budget = [_MAX_VALUES] if budget is None else budget
+    line = node.start_mark.line + 1
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _BadShape(line, f"expands to more than {_MAX_VALUES} values (aliases repeating aliases?)")
+    if id(node) in open_nodes:
+        raise _BadShape(line, "an alias refers to the value it stands in (a recursive alias)")
+    if len(path) > _MAX_DEPTH:
+        raise _BadShape(line, f"nested more than {_MAX_DEPTH} levels deep")
+    lines[path] = line
+    inner = open_nodes | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _BadShape(key_node.start_mark.line + 1, "keys must be plain names, not lists or mappings")
             key = yaml.safe_load(yaml.serialize(key_node))
-            out[key] = _construct(value_node, (*path, key), lines)
+            out[key] = _construct(value_node, (*path, key), lines, budget, inner)
             lines[(*path, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), lines) for i, item in enumerate(node.value)]
+        return [_construct(item, (*path, i), lines, budget, inner) for i, item in enumerate(node.value)]
     return yaml.safe_load(yaml.serialize(node))
 
 
@@ -220,7 +258,10 @@ def _parse(text: str, path: Path) -> Scenario:
     if root is None:
         raise ScenarioError(path, None, "", "the file is empty")
     lines: dict[tuple[str | int, ...], int] = {}
-    data = _construct(root, (), lines)
+    try:
+        data = _construct(root, (), lines)
+    except _BadShape as exc:
+        raise ScenarioError(path, exc.line, "", str(exc)) from exc
     if not isinstance(data, dict):
         raise ScenarioError(path, lines.get(()), "", "a scenario is a mapping (task:, device:, success:, ...)")
     data.setdefault("name", path.stem)
@@ -242,6 +283,9 @@ def load_scenario(path: Path | str) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(path, None, "", f"cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ScenarioError(path, line, "", f"not UTF-8 text (byte {exc.object[exc.start]:#x})") from exc
     return _parse(text, path)
 
 
