@@ -58,6 +58,15 @@ def test_corrupt_middle_line_names_the_line(tmp_path: Path) -> None:
         load_trajectory(tmp_path)
 
 
+def test_two_runs_recorded_into_one_directory_are_refused_when_loaded(tmp_path: Path) -> None:
+    with SimDriver() as sim:
+        for task in ("first", "second"):
+            run_episode(task, sim, ScriptedPolicy([Wait(seconds=0), Done()]), hooks=[Recorder(tmp_path)])
+    with pytest.raises(UserError, match=r"trajectory.jsonl:\d+: a second episode starts here"):
+        load_trajectory(tmp_path)
+    assert not list(tmp_path.glob(".*.tmp"))  # every frame's temporary file was renamed into place
+
+
 def test_missing_run_dir_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no trajectory"):
         load_trajectory(tmp_path / "nope")

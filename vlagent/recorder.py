@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -182,7 +183,8 @@ class Recorder(Hook):
     def _save_frame(self, index: int, frame: Frame) -> str:
         ext = "png" if self.image_format == "png" else "jpg"
         name = f"frame_{index:04d}.{ext}"
-        tmp = self.run_dir / f".{name}.tmp"
+        # A name of its own per process and thread: two writers never rename each other's file.
+        tmp = self.run_dir / f".{name}.{os.getpid()}-{threading.get_ident()}.tmp"
         if self.image_format == "png":
             frame.image.save(tmp, format="PNG", compress_level=1)
         else:

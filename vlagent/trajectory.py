@@ -153,6 +153,11 @@ def load_trajectory(path: Path | str) -> Trajectory:
                 continue
             raise UserError(f"{file}:{number}: not a valid trajectory line ({exc})") from exc
         if isinstance(line, TrajectoryStart):
+            if traj.start is not None:
+                raise UserError(
+                    f"{file}:{number}: a second episode starts here: this file holds two runs merged "
+                    "(two recordings into one directory); record each run into its own directory"
+                )
             traj.start = line
         elif isinstance(line, RecordedStep):
             by_index[line.index] = len(traj.steps)
