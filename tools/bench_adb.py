@@ -28,7 +28,7 @@ from vlagent.drivers.android import AdbConfig, AdbDriver
 from vlagent.drivers.sim import SimDriver, SimPhone
 
 
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
     fn()  # warm caches and connections
     times = []
     for _ in range(repeat):
@@ -75,17 +75,17 @@ def main() -> None:
         raw = AdbDriver("sim-0", AdbConfig(port=port, screencap="raw"))
         png = AdbDriver("sim-0", AdbConfig(port=port, screencap="png"))
         rows = [
-            ("capture", _median_ms(sim.screenshot, args.repeat), _median_ms(raw.screenshot, args.repeat)),
-            ("capture (png)", None, _median_ms(png.screenshot, args.repeat)),
+            ("capture", median_ms(sim.screenshot, args.repeat), median_ms(raw.screenshot, args.repeat)),
+            ("capture (png)", None, median_ms(png.screenshot, args.repeat)),
             (
                 "tap",
-                _median_ms(lambda: sim.execute(Click(x=blank[0], y=blank[1])), args.repeat),
-                _median_ms(lambda: raw.execute(Click(x=blank[0], y=blank[1])), args.repeat),
+                median_ms(lambda: sim.execute(Click(x=blank[0], y=blank[1])), args.repeat),
+                median_ms(lambda: raw.execute(Click(x=blank[0], y=blank[1])), args.repeat),
             ),
             (
                 "type 12 chars",
-                _median_ms(lambda: sim.execute(Type(text="hello world!")), args.repeat),
-                _median_ms(lambda: raw.execute(Type(text="hello world!")), args.repeat),
+                median_ms(lambda: sim.execute(Type(text="hello world!")), args.repeat),
+                median_ms(lambda: raw.execute(Type(text="hello world!")), args.repeat),
             ),
         ]
     sim_capture = rows[0][1]

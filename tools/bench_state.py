@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import os
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from pathlib import Path
 from xml.etree.ElementTree import fromstring
 
 import yaml
+from bench_adb import median_ms  # tools/ is on sys.path when a tool runs
 
 from vlagent.drivers.android import AdbConfig, AdbDriver
 from vlagent.drivers.sim.adb_server import serve_sim
@@ -38,16 +38,6 @@ from vlagent.drivers.sim.world import SimPhone
 from vlagent.tasks import StartState, UiNode, judge, parse_check, parse_hierarchy, to_hierarchy_xml
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm caches and connections
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def _best_cpu_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -119,12 +109,12 @@ def main() -> None:
         driver = AdbDriver("sim-0", AdbConfig(port=server.port, wake=False))
         driver.prepare(start)
         phone.open_app("Notes")  # a screen with content for the dumps
-        dump = _median_ms(lambda: driver.state().ui_tree(), repeat)
-        sim_tree = _median_ms(lambda: SimState(phone).ui_tree(), repeat)
+        dump = median_ms(lambda: driver.state().ui_tree(), repeat)
+        sim_tree = median_ms(lambda: SimState(phone).ui_tree(), repeat)
         xml = to_hierarchy_xml(SimState(phone).ui_tree().value.nodes)
-        parse_screen = _median_ms(lambda: parse_hierarchy(xml), repeat)
-        adb_judge = _median_ms(lambda: judge(checks, driver.state()), repeat)
-        sim_judge = _median_ms(lambda: judge(checks, SimState(phone)), repeat)
+        parse_screen = median_ms(lambda: parse_hierarchy(xml), repeat)
+        adb_judge = median_ms(lambda: judge(checks, driver.state()), repeat)
+        sim_judge = median_ms(lambda: judge(checks, SimState(phone)), repeat)
         verdicts = [r.status for r in judge(checks, driver.state())]
         agree = verdicts == [r.status for r in judge(checks, SimState(phone))]
 
