@@ -17,7 +17,7 @@ drivers: they implement these protocols.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -41,7 +41,6 @@ __all__ = [
     "StateUnavailable",
     "capture_start",
     "changes_back",
-    "describe_contacts",
 ]
 
 T = TypeVar("T", covariant=True)
@@ -178,7 +177,3 @@ def changes_back(before: StartState, now: StartState) -> StartState:
         notes=before.notes if before.notes != now.notes else None,
         contacts=before.contacts if before.contacts != now.contacts else None,
     )
-
-
-def describe_contacts(contacts: Sequence[ContactEntry]) -> str:
-    return ", ".join(f"{c.name} ({c.phone})" for c in contacts) or "none"
