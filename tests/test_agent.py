@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytest
-
 from vlagent.actions import Click, Done, Step, Wait
 from vlagent.agent import EndReason, Hook, Verdict, run_episode
 from vlagent.drivers.sim import SimDriver
@@ -109,7 +107,7 @@ def test_hook_can_stop_the_episode() -> None:
     assert ep.end is EndReason.STUCK and ep.detail == "watcher said so" and len(ep.steps) == 2
 
 
-def test_unexpected_exception_propagates_but_hooks_see_the_end() -> None:
+def test_an_unexpected_exception_ends_the_episode_as_error_and_hooks_see_the_end() -> None:
     ends: list[object] = []
 
     class Ends(Hook):
@@ -119,9 +117,10 @@ def test_unexpected_exception_propagates_but_hooks_see_the_end() -> None:
     def boom(obs: Observation) -> Done:
         raise RuntimeError("bug")
 
-    with SimDriver() as sim, pytest.raises(RuntimeError):
-        run_episode("x", sim, ScriptedPolicy([boom]), hooks=[Ends()])
+    with SimDriver() as sim:
+        episode = run_episode("x", sim, ScriptedPolicy([boom]), hooks=[Ends()])
     assert ends == [EndReason.ERROR]
+    assert episode.end is EndReason.ERROR and episode.detail == "RuntimeError: bug"
 
 
 class _Looker:

@@ -22,6 +22,7 @@ LEVELS: dict[str, int] = {
     "apps": 1,
     "coords": 2,
     "capabilities": 2,
+    "secrets": 1,
     "tasks": 3,
     "trajectory": 3,
     "parsetail": 3,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from PIL import Image
 from vlagent.actions import Click, Done, Type, Wait
 from vlagent.agent import run_episode
 from vlagent.drivers.sim import SimDriver
-from vlagent.errors import UserError
+from vlagent.errors import OutputError, UserError
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.recorder import Recorder, load_trajectory, new_run_dir
 
@@ -58,13 +59,37 @@ def test_corrupt_middle_line_names_the_line(tmp_path: Path) -> None:
         load_trajectory(tmp_path)
 
 
-def test_two_runs_recorded_into_one_directory_are_refused_when_loaded(tmp_path: Path) -> None:
+def test_a_second_run_into_a_used_directory_is_refused_and_the_first_kept(tmp_path: Path) -> None:
     with SimDriver() as sim:
-        for task in ("first", "second"):
-            run_episode(task, sim, ScriptedPolicy([Wait(seconds=0), Done()]), hooks=[Recorder(tmp_path)])
-    with pytest.raises(UserError, match=r"trajectory.jsonl:\d+: a second episode starts here"):
-        load_trajectory(tmp_path)
+        run_episode("first", sim, ScriptedPolicy([Wait(seconds=0), Done()]), hooks=[Recorder(tmp_path)])
+        before = (tmp_path / "trajectory.jsonl").read_bytes()
+        with pytest.raises(OutputError, match="already holds a run"):
+            run_episode("second", sim, ScriptedPolicy([Done()]), hooks=[Recorder(tmp_path)])
+        assert (tmp_path / "trajectory.jsonl").read_bytes() == before
+        assert load_trajectory(tmp_path).start.task == "first"  # type: ignore[union-attr]
+        run_episode("third", sim, ScriptedPolicy([Done()]), hooks=[Recorder(tmp_path, overwrite=True)])
+    traj = load_trajectory(tmp_path)
+    assert traj.start is not None and traj.start.task == "third" and len(traj.steps) == 1
+    assert sorted(p.name for p in tmp_path.glob("frame_*")) == ["frame_0000.png"]  # the old frames went too
     assert not list(tmp_path.glob(".*.tmp"))  # every frame's temporary file was renamed into place
+
+
+def test_a_file_holding_two_episodes_is_refused_when_loaded(tmp_path: Path) -> None:
+    with SimDriver() as sim:
+        for name in ("a", "b"):
+            run_episode(name, sim, ScriptedPolicy([Done()]), hooks=[Recorder(tmp_path / name)])
+    merged = (tmp_path / "a" / "trajectory.jsonl").read_text() + (tmp_path / "b" / "trajectory.jsonl").read_text()
+    (tmp_path / "a" / "trajectory.jsonl").write_text(merged)
+    with pytest.raises(UserError, match=r"trajectory.jsonl:\d+: a second episode starts here"):
+        load_trajectory(tmp_path / "a")
+
+
+def test_run_dirs_are_private_and_never_shared(tmp_path: Path) -> None:
+    made = {new_run_dir(tmp_path / "runs", "same {{PASSWORD}} task") for _ in range(20)}
+    assert len(made) == 20
+    for path in made:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+        assert "password" not in path.name.lower() and "{" not in path.name
 
 
 def test_missing_run_dir_is_a_user_error(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -19,11 +20,18 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from vlagent.actions import Action, Done
 from vlagent.drivers.base import Driver
-from vlagent.errors import ActionNotSupportedError, DeviceError, DeviceLockedError, InvalidModelOutput, ModelError
+from vlagent.errors import (
+    ActionNotSupportedError,
+    DeviceError,
+    DeviceLockedError,
+    InvalidModelOutput,
+    UserError,
+)
 from vlagent.frames import Frame
 from vlagent.memory import HistoryEntry, TrajectoryMemory
 from vlagent.outcome import ActionOutcome
 from vlagent.policies.base import Decision, Observation, Policy
+from vlagent.secrets import Secrets, scrub
 
 __all__ = ["Effect", "EndReason", "Episode", "EpisodeHook", "Hook", "StepRecord", "Verdict", "run_episode"]
 
@@ -46,6 +54,8 @@ class EndReason(enum.StrEnum):
     STEP_LIMIT = "step_limit"
     STUCK = "stuck"
     ERROR = "error"
+    INTERRUPTED = "interrupted"
+    """Stopped from outside: Ctrl-C, SIGTERM, or the ``stop`` event (an evaluation being cancelled)."""
 
 
 @dataclass
@@ -158,73 +168,127 @@ def run_episode(
     device_attempts: int = 3,
     settle: Settle | None = None,
     effect: EffectCheck | None = None,
+    secrets: Secrets | Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> Episode:
-    """Run one task until the policy says done, a hook stops it, or ``max_steps`` pass."""
+    """Run one task until the policy says done, a hook stops it, or ``max_steps`` pass.
+
+    Whatever a model, a device, a hook or the disk raises ends the episode with reason
+    ``error`` and the exception in ``detail`` (hooks still see the end, so the trajectory is
+    kept); only a :class:`~vlagent.errors.UserError` (something the caller must fix) and
+    Ctrl-C (reason ``interrupted``) propagate after that. ``secrets``: values the model types
+    as ``{{NAME}}``; they reach only the driver (see :mod:`vlagent.secrets`). ``stop``: set it
+    from another thread to end the episode as ``interrupted`` before its next action.
+    ``device_attempts`` is ignored for drivers that retry device errors themselves.
+    """
     memory = memory if memory is not None else TrajectoryMemory()
+    vault = Secrets.of(secrets)
     episode = Episode(task=task)
-    device = _DeviceCalls(episode, device_attempts)
+    attempts = 1 if getattr(driver, "retries_device_errors", False) else device_attempts
+    device = _DeviceCalls(episode, attempts)
     hint: str | None = None
-    for hook in hooks:
-        hook.on_start(episode, driver, policy)
-    try:
-        t0 = time.perf_counter()
-        frame = device.run(driver.screenshot)
-        for index in range(max_steps):
-            capture_s = time.perf_counter() - t0
-            for hook in hooks:
-                hook.on_observe(episode, index, frame)  # e.g. start encoding the frame while the model thinks
-            t1 = time.perf_counter()
-            choice = memory.lazy_choice(frame)
-            obs = Observation(task, frame, driver.capabilities, index, memory.history, choice=choice, hint=hint)
-            decision, invalid = _decide(policy, obs, max_invalid, episode)
-            record = StepRecord(index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid)
-            record.selection = choice.selection.as_dict() if choice.selection else None
-            episode.steps.append(record)
-            for hook in hooks:
-                hook.on_decision(episode, record)  # recorded before acting: crash-safe
-            if isinstance(record.action, Done):
-                episode.end = EndReason.DONE_SUCCESS if record.action.status == "success" else EndReason.DONE_FAILURE
-                episode.detail = record.action.answer or ""
-                break
-            t2 = time.perf_counter()
-            outcome = device.run(driver.execute, record.action)
-            record.outcome = outcome if isinstance(outcome, ActionOutcome) else None  # drivers of old return None
-            after = device.run(settle, driver) if settle else device.run(driver.screenshot)
-            record.execute_s = time.perf_counter() - t2
-            t0 = time.perf_counter()
-            record.change = effect(frame, after, record.action) if effect else None
-            problem = record.outcome.problem if record.outcome else None
-            record.effect = Effect.NO_VISIBLE_CHANGE if record.change == 0.0 else None
-            record.effect = Effect.TEXT_NOT_TYPED if problem else record.effect
-            memory.add(HistoryEntry(index, record.action, decision.step.thought, problem or record.effect), frame)
-            verdicts = [v for v in (hook.on_step(episode, record, after) for hook in hooks) if v is not None]
-            hint = next((v.hint for v in verdicts if v.hint), None)
-            stop = next((v for v in verdicts if v.stop is not None), None)
-            if stop is not None:
-                episode.end, episode.detail = stop.stop, stop.detail
-                break
-            frame = after
-        else:
-            episode.end, episode.detail = EndReason.STEP_LIMIT, f"no 'done' within {max_steps} steps"
-    except (DeviceError, ModelError) as exc:
-        log.warning("episode ended by %s: %s", type(exc).__name__, exc)
-        episode.end, episode.detail = EndReason.ERROR, f"{type(exc).__name__}: {exc}"
-    finally:
-        episode.duration_s = time.time() - episode.started
-        if episode.end is None:  # an unexpected exception is propagating
-            episode.end, episode.detail = EndReason.ERROR, "interrupted"
+    prompt_task = (
+        task
+        if not vault
+        else f"{task}\n(Secrets to type as written, their values stay hidden: "
+        + (", ".join("{{" + name + "}}" for name in vault.names) + ")")
+    )
+    with vault.active():
         for hook in hooks:
-            hook.on_end(episode)
+            hook.on_start(episode, driver, policy)
+        try:
+            t0 = time.perf_counter()
+            frame = device.run(driver.screenshot)
+            for index in range(max_steps):
+                if stop is not None and stop.is_set():
+                    episode.end, episode.detail = EndReason.INTERRUPTED, "stopped before step " + str(index + 1)
+                    break
+                capture_s = time.perf_counter() - t0
+                for hook in hooks:
+                    hook.on_observe(episode, index, frame)  # e.g. start encoding the frame while the model thinks
+                t1 = time.perf_counter()
+                choice = memory.lazy_choice(frame)
+                obs = Observation(
+                    prompt_task, frame, driver.capabilities, index, memory.history, choice=choice, hint=hint
+                )
+                decision, invalid = _decide(policy, obs, max_invalid, episode, vault)
+                record = StepRecord(
+                    index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid
+                )
+                record.selection = choice.selection.as_dict() if choice.selection else None
+                episode.steps.append(record)
+                for hook in hooks:
+                    hook.on_decision(episode, record)  # recorded before acting: crash-safe
+                if isinstance(record.action, Done):
+                    episode.end = (
+                        EndReason.DONE_SUCCESS if record.action.status == "success" else EndReason.DONE_FAILURE
+                    )
+                    episode.detail = scrub(record.action.answer or "")
+                    break
+                if stop is not None and stop.is_set():
+                    episode.end, episode.detail = (
+                        EndReason.INTERRUPTED,
+                        f"stopped before the action of step {index + 1}",
+                    )
+                    break
+                t2 = time.perf_counter()
+                outcome = device.run(driver.execute, vault.reveal_action(record.action))
+                # drivers of old return None; what a driver read back never holds a secret's value
+                record.outcome = vault.redact_outcome(outcome) if isinstance(outcome, ActionOutcome) else None
+                after = device.run(settle, driver) if settle else device.run(driver.screenshot)
+                record.execute_s = time.perf_counter() - t2
+                t0 = time.perf_counter()
+                record.change = effect(frame, after, record.action) if effect else None
+                problem = record.outcome.problem if record.outcome else None
+                record.effect = Effect.NO_VISIBLE_CHANGE if record.change == 0.0 else None
+                record.effect = Effect.TEXT_NOT_TYPED if problem else record.effect
+                memory.add(HistoryEntry(index, record.action, decision.step.thought, problem or record.effect), frame)
+                verdicts = [v for v in (hook.on_step(episode, record, after) for hook in hooks) if v is not None]
+                hint = next((v.hint for v in verdicts if v.hint), None)
+                stopped = next((v for v in verdicts if v.stop is not None), None)
+                if stopped is not None:
+                    episode.end, episode.detail = stopped.stop, stopped.detail
+                    break
+                frame = after
+            else:
+                episode.end, episode.detail = EndReason.STEP_LIMIT, f"no 'done' within {max_steps} steps"
+        except UserError as exc:
+            episode.end, episode.detail = EndReason.ERROR, scrub(f"{type(exc).__name__}: {exc}")
+            raise
+        except KeyboardInterrupt:
+            episode.end, episode.detail = EndReason.INTERRUPTED, "interrupted (Ctrl-C or a termination signal)"
+            raise
+        except Exception as exc:  # a model, a device, a hook or the disk: the episode ends, the run does not crash
+            episode.end, episode.detail = EndReason.ERROR, scrub(f"{type(exc).__name__}: {exc}")
+            log.warning("episode ended by %s", episode.detail)
+            log.debug("the exception that ended the episode", exc_info=True)
+        finally:
+            episode.duration_s = time.time() - episode.started
+            if episode.end is None:  # SystemExit or another BaseException is propagating
+                episode.end, episode.detail = EndReason.INTERRUPTED, "interrupted"
+            _end_hooks(hooks, episode)
     return episode
 
 
-def _decide(policy: Policy, obs: Observation, max_invalid: int, episode: Episode) -> tuple[Decision, int]:
+def _end_hooks(hooks: Sequence[EpisodeHook], episode: Episode) -> None:
+    """Every hook sees the end, even when one of them fails (a full disk must not hide the others)."""
+    for hook in hooks:
+        try:
+            hook.on_end(episode)
+        except Exception as exc:
+            log.warning("%s could not finish: %s", type(hook).__name__, scrub(f"{type(exc).__name__}: {exc}"))
+            log.debug("the exception from on_end", exc_info=True)
+
+
+def _decide(
+    policy: Policy, obs: Observation, max_invalid: int, episode: Episode, secrets: Secrets
+) -> tuple[Decision, int]:
     """Ask the policy; on invalid output feed the message back, up to ``max_invalid`` times."""
     feedback: list[str] = []
     while True:
         try:
             decision = policy.decide(obs)
-            refusal = obs.capabilities.refusal(decision.action)
+            refusal = obs.capabilities.refusal(decision.action) or secrets.problem(decision.action)
             if refusal is not None:
                 raise InvalidModelOutput(refusal, decision.raw)
             return decision, len(feedback)

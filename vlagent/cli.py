@@ -10,7 +10,10 @@ precedence.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +26,7 @@ from vlagent.agent import Episode, Hook, StepRecord
 from vlagent.drivers.base import Driver
 from vlagent.errors import DeviceError, ModelError, UserError, VlagentError
 from vlagent.policies.base import Policy
+from vlagent.secrets import Secrets, install_log_scrubbing, scrub
 
 if TYPE_CHECKING:
     from vlagent.runner import RunResult
@@ -33,23 +37,79 @@ F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_USER = 2
 EXIT_FAILED = 1
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+_signalled: list[int] = []
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (and SIGHUP) end a run the way Ctrl-C does: the episode's end line is written first."""
+    _signalled.append(signum)
+    raise KeyboardInterrupt
+
+
+def _handle_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _terminate)
+
+
+def _say(prefix: str, message: str) -> None:
+    click.secho(f"{prefix}{scrub(message)}", fg="red", err=True)
 
 
 class _Group(click.Group):
-    """Runs commands with vlagent errors turned into messages instead of tracebacks."""
+    """Runs commands with errors turned into one-line messages instead of tracebacks.
+
+    A user's mistake exits 2, a failed run 1, Ctrl-C 130 and SIGTERM 143; whatever else goes wrong
+    (a full disk, a bug) is one line too, with the traceback in the log at -vv."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            _say("error: ", str(exc))
             ctx.exit(EXIT_USER)
         except (DeviceError, ModelError) as exc:
-            click.secho(f"failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+            _say("failed: ", f"{type(exc).__name__}: {exc}")
             ctx.exit(EXIT_FAILED)
         except VlagentError as exc:
-            click.secho(f"failed: {exc}", fg="red", err=True)
+            _say("failed: ", str(exc))
             ctx.exit(EXIT_FAILED)
+        except KeyboardInterrupt:
+            terminated = bool(_signalled) and _signalled[-1] != signal.SIGINT
+            _say("", "terminated" if terminated else "interrupted")
+            ctx.exit(EXIT_SIGTERM if terminated else EXIT_SIGINT)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            _say("failed: ", f"{exc.strerror or exc}{where}")
+            log.debug("the OS error", exc_info=True)
+            ctx.exit(EXIT_FAILED)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            _say("failed: ", f"unexpected {type(exc).__name__}: {exc} (run with -vv for the traceback)")
+            log.debug("the unexpected exception", exc_info=True)
+            ctx.exit(EXIT_FAILED)
+
+
+class _Seconds(click.ParamType):
+    """A duration in seconds within [low, high]: NaN, infinities and negatives are refused."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds", param, ctx)
+        return number
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -61,10 +121,18 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x})") from None
     except yaml.YAMLError as exc:
         raise click.BadParameter(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path}: expected a mapping of command -> options")
+    for command, options in data.items():
+        if not isinstance(options, dict):
+            raise click.BadParameter(
+                f"{path}: {command!r} must map option names to values (e.g. 'run: {{device: sim}}'), "
+                f"not {type(options).__name__}"
+            )
     ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in data.items()}}
     return path
 
@@ -76,6 +144,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     from rich.logging import RichHandler
 
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, markup=False)])
+    install_log_scrubbing()  # secrets' values and URL credentials never reach the terminal
 
 
 @click.group(cls=_Group, context_settings={"auto_envvar_prefix": "VLAGENT", "help_option_names": ["-h", "--help"]})
@@ -93,6 +162,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 def cli(verbose: int, quiet: bool) -> None:
     """Let a vision-language model drive a phone or a desktop."""
     _setup_logging(verbose, quiet)
+    _handle_signals()
 
 
 # --------------------------------------------------------------------------- options
@@ -110,10 +180,10 @@ def _policy_options(fn: F) -> F:
         click.option("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
         click.option("--api-key", help="API key for --base-url (or VLAGENT_API_KEY)."),
         click.option("--script", type=click.Path(dir_okay=False), help="YAML/JSON actions for --policy scripted."),
-        click.option("--max-pixels", type=int, help="Pixel budget per image (visual tokens x 784)."),
-        click.option("--min-pixels", type=int, help="Minimum pixels per image."),
-        click.option("--max-images", type=int, help="At most this many images per prompt."),
-        click.option("--max-tokens", type=int, help="Visual-token budget per prompt (all images)."),
+        click.option("--max-pixels", type=click.IntRange(min=1), help="Pixel budget per image (visual tokens x 784)."),
+        click.option("--min-pixels", type=click.IntRange(min=1), help="Minimum pixels per image."),
+        click.option("--max-images", type=click.IntRange(min=1), help="At most this many images per prompt."),
+        click.option("--max-tokens", type=click.IntRange(min=1), help="Visual-token budget per prompt (all images)."),
         click.option(
             "--family",
             help="Model family: qwen2vl | qwen25vl | qwen3vl | uitars | uitars15 | showui (default: detected).",
@@ -139,6 +209,21 @@ def _policy_options(fn: F) -> F:
     return fn
 
 
+def _secret_option() -> Callable[[F], F]:
+    return click.option(
+        "--secret",
+        "secret_names",
+        multiple=True,
+        metavar="NAME",
+        help="A secret the task types as {{NAME}}, read from the environment variable NAME; "
+        "its value reaches only the device, never the model, the files or the logs (repeatable).",
+    )
+
+
+def _secrets(names: Sequence[str]) -> Secrets:
+    return Secrets.from_env(names)
+
+
 def _run_options(fn: F) -> F:
     options = [
         click.option("--device", "-d", default="sim", show_default=True, help="sim | sim:SEED | desktop | adb:SERIAL"),
@@ -148,14 +233,14 @@ def _run_options(fn: F) -> F:
         ),
         click.option(
             "--settle-timeout",
-            type=click.FloatRange(0, 60),
+            type=_Seconds(0, 60),
             default=3.0,
             show_default=True,
             help="After an action, wait up to this long for the screen to stop changing (0: no wait).",
         ),
         click.option(
             "--settle-stable",
-            type=click.FloatRange(0, 10),
+            type=_Seconds(0, 10),
             default=0.3,
             show_default=True,
             help="Seconds the screen must stay unchanged to count as settled.",
@@ -167,6 +252,7 @@ def _run_options(fn: F) -> F:
             show_default=True,
             help="When the same action changes nothing 3 times or screens cycle: stop, or hint the model.",
         ),
+        _secret_option(),
         click.option(
             "--record-nodes/--no-record-nodes",
             default=None,
@@ -195,6 +281,7 @@ def run(
     settle_stable: float,
     on_stuck: str,
     record_nodes: bool | None,
+    secret_names: tuple[str, ...],
     policy: str,
     **policy_options: object,
 ) -> None:
@@ -215,6 +302,7 @@ def run(
         settle_stable=settle_stable,
         on_stuck=on_stuck,
         record_nodes=record_nodes,
+        secrets=_secrets(secret_names),
     )
     _finish(run_task(request, progress=_Progress()))
 
@@ -241,7 +329,7 @@ def demo(task: str, out: str, seed: int, model: str | None) -> None:
 
 def _finish(result: RunResult) -> None:
     """Print how the run was judged and where the run is; exit 1 unless the task succeeded."""
-    click.echo(f"{result.summary}\nrun written to {result.run_dir}")
+    click.echo(scrub(f"{result.summary}\nrun written to {result.run_dir}"))
     if not result.ok:
         raise SystemExit(EXIT_FAILED)
 
@@ -292,12 +380,16 @@ def sim() -> None:
 
 
 @sim.command("serve")
-@click.option("--port", default=5037, show_default=True, help="Loopback port for the adb protocol.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=5037, show_default=True, help="Loopback port for the adb protocol."
+)
 @click.option(
     "--serial", "serials", multiple=True, default=("sim-0",), show_default=True, help="One simulated phone per serial."
 )
 @click.option("--seed", default=0, show_default=True, help="Layout seed of the phones.")
-@click.option("--transition-delay", default=0.0, show_default=True, help="Seconds a screen change takes to show.")
+@click.option(
+    "--transition-delay", type=_Seconds(0, 60), default=0.0, show_default=True, help="Seconds a screen change takes."
+)
 @click.option(
     "--drop-typed",
     type=click.IntRange(min=0),
@@ -308,6 +400,12 @@ def sim() -> None:
 def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int) -> None:
     """Serve simulated phones over the adb protocol (then: adb -P PORT devices)."""
     from vlagent.drivers.sim.adb_server import serve_forever
+
+    repeated = sorted({s for s in serials if serials.count(s) > 1})
+    if repeated:
+        raise click.BadParameter(
+            f"each phone needs its own serial; given twice: {', '.join(repeated)}", param_hint="--serial"
+        )
 
     click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
     serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed)
@@ -323,9 +421,13 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 @click.option(
     "--device", "-d", "device_spec", help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED)."
 )
+@click.option("--resume", is_flag=True, help="--out holds an unfinished evaluation: keep what finished, run the rest.")
+@click.option("--overwrite", is_flag=True, help="--out holds an evaluation: run every scenario again, replacing it.")
+@_secret_option()
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
-    device_spec: str | None, policy: str, **policy_options: object,
+    device_spec: str | None, resume: bool, overwrite: bool, secret_names: tuple[str, ...], policy: str,
+    **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
@@ -338,6 +440,8 @@ def eval_(
     from vlagent.policies.registry import open_policy
     from vlagent.scenario import load_scenarios
 
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
     if policy == "oracle":
         raise click.UsageError(
             "--policy oracle plays the built-in tasks (vlagent run TASK); "
@@ -355,6 +459,8 @@ def eval_(
         layout_seed=layout_seed,
         heal=heal,
         device=device_spec,
+        existing="resume" if resume else "overwrite" if overwrite else "refuse",
+        secrets=_secrets(secret_names),
     )
     with Progress(transient=True) as bar:
         task = bar.add_task("scenarios", total=len(loaded))
@@ -381,10 +487,17 @@ def eval_(
 @click.option("--heal/--no-heal", default=False, show_default=True, help="Re-locate changed targets with --policy.")
 @click.option("--policy", default="qwen2vl", show_default=True, help="Policy used to heal.")
 @click.option("--model", help="Model for the healing policy.")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/replay", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="runs/replay",
+    show_default=True,
+    help="Each replay is recorded into a new directory here.",
+)
 def replay(source: str, device: str | None, heal: bool, policy: str, model: str | None, out: str) -> None:
     """Re-execute a recorded run directory or a scenario file; stop with a report where the screen differs."""
     from vlagent.policies.registry import open_policy
+    from vlagent.recorder import new_run_dir
 
     options = {"model": model} if model else {}
     healer = open_policy(policy, **options) if heal else None
@@ -394,16 +507,22 @@ def replay(source: str, device: str | None, heal: bool, policy: str, model: str 
         from vlagent.scenario import load_scenario
 
         layout = int(device.split(":", 1)[1]) if device and device.startswith("sim:") else None
-        result = evaluate([load_scenario(path)], EvalConfig(out=Path(out), heal=healer, layout_seed=layout))
+        scenario = load_scenario(path)
+        target = new_run_dir(out, f"replay-{scenario.name}")
+        result = evaluate([scenario], EvalConfig(out=target, heal=healer, layout_seed=layout))
         item = result.results[0]
         status = item.replay["status"] if item.replay else item.end_reason
-        click.echo(f"{'passed' if item.success else 'FAILED'}: {status}; report {Path(out) / 'report.html'}")
+        click.echo(f"{'passed' if item.success else 'FAILED'}: {status}; report {target / 'report.html'}")
         if not item.success:
             raise SystemExit(EXIT_FAILED)
         return
+    from vlagent.recorder import load_trajectory
     from vlagent.replay import replay_run
 
-    outcome = replay_run(path, Path(out), heal=healer, device=device)
+    recorded = load_trajectory(path)  # a broken run is refused before a directory is made for its replay
+    target = new_run_dir(out, f"replay-{recorded.start.task if recorded.start else path.name}")
+    outcome = replay_run(path, target, heal=healer, device=device)
+    click.echo(f"replay recorded in {target}")
     click.echo(
         f"replay {outcome.status} ({outcome.healed} healed)" + (f"; report {outcome.report}" if outcome.report else "")
     )
@@ -476,16 +595,17 @@ class _Progress(Hook):
     def on_start(self, episode: Episode, driver: Driver, policy: Policy) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[bold]task[/]: {escape(episode.task)}  [dim]device {driver.name}, policy {policy.name}[/]")
+        names = f"device {escape(driver.name)}, policy {escape(scrub(policy.name))}"
+        self.console.print(f"[bold]task[/]: {escape(scrub(episode.task))}  [dim]{names}[/]")
 
     def on_decision(self, episode: Episode, record: StepRecord) -> None:
         from rich.markup import escape
 
         from vlagent.actions import describe_action
 
-        thought = f" [dim]{escape(record.decision.step.thought)}[/]" if record.decision.step.thought else ""
+        thought = f" [dim]{escape(scrub(record.decision.step.thought))}[/]" if record.decision.step.thought else ""
         self.console.print(
-            f"  step {record.index + 1:>3}  {escape(describe_action(record.action))}  "
+            f"  step {record.index + 1:>3}  {escape(scrub(describe_action(record.action)))}  "
             f"[dim]model {record.model_s:.2f}s[/]{thought}",
             markup=True,
         )
@@ -494,7 +614,7 @@ class _Progress(Hook):
         from rich.markup import escape
 
         end = episode.end.value if episode.end else "error"
-        self.console.print(f"[bold]end[/]: {end} {escape(episode.detail)}".rstrip())
+        self.console.print(f"[bold]end[/]: {end} {escape(scrub(episode.detail))}".rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

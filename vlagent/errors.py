@@ -26,6 +26,7 @@ __all__ = [
     "MissingExtraError",
     "ModelError",
     "ModelLoadError",
+    "OutputError",
     "PolicyBackendError",
     "PolicyConformanceError",
     "UnknownDriverError",
@@ -49,6 +50,10 @@ class UserError(VlagentError):
 
 class ConfigError(UserError):
     """Invalid configuration: a flag, environment variable or config file value."""
+
+
+class OutputError(UserError):
+    """A run or its results cannot be written where asked (taken, not writable, not a directory)."""
 
 
 class MissingExtraError(UserError):

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -30,16 +31,17 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vlagent.agent import EndReason, Episode, run_episode
-from vlagent.errors import ConfigError, VlagentError
+from vlagent.errors import ConfigError, OutputError, VlagentError
 from vlagent.policies.base import Policy
 from vlagent.policies.batching import BatchingPolicy
 from vlagent.recorder import Recorder
 from vlagent.replay import ReplayPolicy
 from vlagent.scenario import SAMPLE_DESKTOP, DeviceSpec, Scenario, ScenarioDevice, open_scenario_device
 from vlagent.scoring import CONVENTIONS, Box, StepScore, score_step, summarize
+from vlagent.secrets import Secrets, scrub
 from vlagent.tasks import CheckResult
 from vlagent.tasks.state import StateReader
 
@@ -67,8 +69,15 @@ class EvalConfig:
     """Build the policy per scenario (overrides ``policy``), e.g. for tests."""
     device: str | None = None
     """Run every phone scenario on this device (``adb:SERIAL``, ``sim:3``...); desktop scenarios keep theirs."""
+    existing: Literal["refuse", "resume", "overwrite"] = "refuse"
+    """When ``out`` already holds an evaluation: refuse; ``resume`` keeps the scenarios that
+    finished and runs the rest; ``overwrite`` runs them all again (their old runs are removed)."""
+    secrets: Secrets = field(default_factory=Secrets)
+    """Secrets every scenario may type as ``{{NAME}}`` (a scenario's own ``secrets:`` come from the environment)."""
 
     def __post_init__(self) -> None:
+        if self.existing not in ("refuse", "resume", "overwrite"):
+            raise ConfigError(f"existing must be refuse, resume or overwrite, got {self.existing!r}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
         if self.device is not None and not DeviceSpec(kind=self.device).is_phone:
@@ -206,6 +215,7 @@ def _totals(episode: Episode) -> tuple[dict[str, float], dict[str, float]]:
 class _Runner:
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
+        self.stop = threading.Event()
         self._desktop = threading.Lock()
         self._phone = threading.Lock()
         self._shared: Policy | None = None
@@ -233,6 +243,10 @@ class _Runner:
         assert self._shared is not None
         return self._shared
 
+    def secrets_for(self, scenario: Scenario) -> Secrets:
+        own = Secrets.from_env(n for n in scenario.secrets if n not in self.config.secrets.names)
+        return self.config.secrets.merged(own)
+
     def open_shared(self) -> None:
         """Load the shared model policy now, so a wrong name or model fails once, before any scenario."""
         config = self.config
@@ -256,18 +270,27 @@ class _Runner:
             lock = self._phone  # one given phone: its scenarios take turns
         started = time.time()
         try:
+            secrets = self.secrets_for(scenario)
             with lock, open_scenario_device(scenario, run_dir / "device", self.config.device) as device:
                 policy = self.policy_for(scenario, run_dir, device)
                 recorder = Recorder(run_dir, image_format="jpeg", meta={"scenario": scenario.name})
                 episode = run_episode(
-                    scenario.task, device.driver, policy, max_steps=scenario.max_steps, hooks=[recorder]
+                    scenario.task,
+                    device.driver,
+                    policy,
+                    max_steps=scenario.max_steps,
+                    hooks=[recorder],
+                    secrets=secrets,
+                    stop=self.stop,
                 )
-                checks = device.judge(scenario.success)
-        except VlagentError as exc:
-            log.warning("scenario %s could not run: %s", scenario.name, exc)
+                checks = device.judge(scenario.success) if episode.end is not EndReason.INTERRUPTED else []
+        except Exception as exc:  # whatever one scenario does, the others and the results file go on
+            error = scrub(str(exc) if isinstance(exc, VlagentError) else f"{type(exc).__name__}: {exc}")
+            log.warning("scenario %s could not run: %s", scenario.name, error)
+            log.debug("the exception that stopped scenario %s", scenario.name, exc_info=True)
             return ScenarioResult(
                 scenario.name, scenario.source, scenario.task, device_name, False, EndReason.ERROR.value,
-                str(exc), 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=str(exc),
+                error, 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=error,
             )  # fmt: skip
         timings, tokens = _totals(episode)
         replay = None
@@ -332,26 +355,133 @@ def evaluate(
     *,
     on_result: Callable[[ScenarioResult], None] | None = None,
 ) -> EvalResult:
-    """Run ``scenarios`` and write results.json, junit.xml and report.html into ``config.out``."""
+    """Run ``scenarios`` and write results.json, junit.xml and report.html into ``config.out``.
+
+    One evaluation writes into ``out`` at a time (a second one is refused while the first runs).
+    Every scenario started gets an entry, whatever it raised. On Ctrl-C (KeyboardInterrupt) the
+    running episodes stop before their next action, the results so far are written with
+    ``"interrupted": true`` in the summary, and the KeyboardInterrupt goes on up.
+    """
     runner = _Runner(config)
     runner.open_shared()  # raises a ConfigError/ModelError before anything is written
-    config.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    results: list[ScenarioResult] = []
-    with _display_for(scenarios), ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval") as pool:
-        for result in pool.map(runner.run, scenarios):
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-    evaluation = EvalResult(results, config.out, time.perf_counter() - started)
-    payload = {"summary": evaluation.summary(), "scenarios": [asdict(r) for r in results]}
-    (config.out / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    write_junit(evaluation, config.out / "junit.xml")
-    from vlagent.report import write_eval_report
+    with contextlib.ExitStack() as held:
+        held.enter_context(_claim(config.out))
+        kept = _previous_results(scenarios, config)
+        started = time.perf_counter()
+        results: dict[str, ScenarioResult] = dict(kept)
+        todo = [s for s in scenarios if s.name not in kept]
+        held.enter_context(_display_for(todo))
+        interrupted = False
+        pool = ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval")
+        futures = [pool.submit(runner.run, scenario) for scenario in todo]
+        try:
+            for future in futures:
+                result = future.result()
+                results[result.name] = result
+                if on_result is not None:
+                    on_result(result)
+        except KeyboardInterrupt:
+            interrupted = True
+            runner.stop.set()  # running episodes end before their next action
+            log.warning("interrupted: stopping the running scenarios and writing the results so far")
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    results.setdefault(future.result().name, future.result())
+        finally:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+        ordered = [results[s.name] for s in scenarios if s.name in results]
+        evaluation = EvalResult(ordered, config.out, time.perf_counter() - started)
+        summary = evaluation.summary()
+        summary["interrupted"] = interrupted
+        summary["not_run"] = [s.name for s in scenarios if s.name not in results]
+        payload = {"summary": summary, "scenarios": [asdict(r) for r in ordered]}
+        _write_text(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
+        write_junit(evaluation, config.out / "junit.xml")
+        from vlagent.report import write_eval_report
 
-    write_eval_report(config.out)
-    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(results), config.out)
+        write_eval_report(config.out)
+    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(ordered), config.out)
+    if interrupted:
+        raise KeyboardInterrupt
     return evaluation
+
+
+_LOCK_FILE = ".vlagent-eval.lock"
+_OUTPUTS = ("results.json", "junit.xml", "report.html")
+
+
+@contextlib.contextmanager
+def _claim(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one evaluation: a lock the kernel drops when this process ends, however it ends."""
+    import fcntl
+
+    try:
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = (out / _LOCK_FILE).open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the evaluation into {out}: {exc.strerror or exc}") from exc
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise OutputError(f"{out} is being written by another evaluation ({holder}); use another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _previous_results(scenarios: Sequence[Scenario], config: EvalConfig) -> dict[str, ScenarioResult]:
+    """What ``out`` already holds, as ``config.existing`` says to treat it; the finished results to keep."""
+    out = config.out
+    taken = [s.name for s in scenarios if (out / s.name).exists() and any((out / s.name).iterdir())]
+    earlier = [name for name in _OUTPUTS if (out / name).exists()]
+    if not taken and not earlier:
+        return {}
+    if config.existing == "refuse":
+        what = f"runs of {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}" if taken else ", ".join(earlier)
+        raise OutputError(
+            f"{out} already holds an evaluation ({what}); --resume finishes it, --overwrite replaces it, "
+            "or choose another --out"
+        )
+    kept: dict[str, ScenarioResult] = {}
+    if config.existing == "resume":
+        kept = {name: r for name, r in _load_results(out / "results.json").items() if name in taken}
+    for name in taken:
+        if name not in kept:
+            shutil.rmtree(out / name)
+    log.info("%s: keeping %d finished scenario(s), running %d", out, len(kept), len(scenarios) - len(kept))
+    return kept
+
+
+def _load_results(path: Path) -> dict[str, ScenarioResult]:
+    """The finished (not interrupted) scenario results of an earlier results.json; {} when unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        items = data["scenarios"]
+        results = [ScenarioResult(**item) for item in items]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s cannot be resumed from (%s); its scenarios run again", path, exc)
+        return {}
+    return {r.name: r for r in results if r.end_reason != EndReason.INTERRUPTED.value}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` scrubbed of secrets, atomically: a reader (or a full disk) never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(scrub(text), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _check_line(check: dict[str, Any]) -> str:
@@ -391,4 +521,4 @@ def write_junit(evaluation: EvalResult, path: Path) -> None:
         ET.SubElement(case, kind, {"message": message[:500], "type": r.end_reason}).text = text
         ET.SubElement(case, "system-out").text = f"run: {r.run_dir}"
     ET.indent(suites)
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    _write_text(path, "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suites, encoding="unicode"))

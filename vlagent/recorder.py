@@ -14,6 +14,7 @@ decide anything about the episode; it only writes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -27,9 +28,10 @@ from typing import IO, Literal
 from vlagent.actions import tap_point
 from vlagent.agent import Episode, Hook, StepRecord
 from vlagent.drivers.base import Driver
-from vlagent.errors import DeviceError
+from vlagent.errors import DeviceError, OutputError
 from vlagent.frames import Frame
 from vlagent.policies.base import Policy
+from vlagent.secrets import PLACEHOLDER, scrub
 from vlagent.tasks.state import StateReader, StateUnavailable
 from vlagent.tasks.uitree import NodeRef
 from vlagent.trajectory import (
@@ -57,15 +59,37 @@ log = logging.getLogger(__name__)
 
 
 def new_run_dir(root: Path | str, task: str) -> Path:
-    """A fresh, sortable run directory under ``root`` named after the time and task."""
-    slug = re.sub(r"[^a-z0-9]+", "-", task.lower()).strip("-")[:40] or "run"
+    """A fresh, private (0700), sortable run directory under ``root`` named after the time and task.
+
+    The name never holds more than a slug of the task with ``{{secret}}`` placeholders dropped; two
+    processes asking at the same moment get two directories (creation is the claim)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", PLACEHOLDER.sub(" ", scrub(task)).lower()).strip("-")[:40] or "run"
     base = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    _make_dirs(Path(root))
+    for n in range(1, 10_000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot create a run directory in {root}: {exc.strerror or exc}") from exc
+        return path
+    raise OutputError(f"cannot create a run directory in {root}: too many runs named {base.name}")
+
+
+def _make_dirs(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise OutputError(f"cannot write into {path}: {exc.strerror or exc}") from exc
+    if not path.is_dir():
+        raise OutputError(f"cannot write into {path}: not a directory")
+
+
+def _holds_a_run(path: Path) -> bool:
+    trajectory = path / TRAJECTORY_FILE
+    return trajectory.is_file() and trajectory.stat().st_size > 0
 
 
 class Recorder(Hook):
@@ -78,11 +102,16 @@ class Recorder(Hook):
         image_format: Literal["png", "jpeg"] = "png",
         meta: Mapping[str, str] | None = None,
         ui_nodes: bool = False,
+        overwrite: bool = False,
     ) -> None:
         """``ui_nodes``: also record the UI element each tap aims at, from the device's view hierarchy
         (one ``uiautomator dump`` per tap on a phone: ~1-2 s there, free on the simulated phone);
-        replay then finds a moved target by it before asking a model."""
+        replay then finds a moved target by it before asking a model.
+
+        A directory that already holds a run is refused (:class:`~vlagent.errors.OutputError`)
+        unless ``overwrite``: then its trajectory and frames are replaced. Runs never merge."""
         self.run_dir = Path(run_dir)
+        self.overwrite = overwrite
         self.ui_nodes = ui_nodes
         self._driver: Driver | None = None
         self.image_format = image_format
@@ -99,9 +128,20 @@ class Recorder(Hook):
 
     # -- hooks --------------------------------------------------------------------
     def on_start(self, episode: Episode, driver: Driver, policy: Policy) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _make_dirs(self.run_dir)
+        if _holds_a_run(self.run_dir):
+            if not self.overwrite:
+                raise OutputError(f"{self.run_dir} already holds a run; choose another directory or overwrite it")
+            for old in [self.trajectory_path, *self.run_dir.glob("frame_*.*"), *self.run_dir.glob(".frame_*.tmp")]:
+                old.unlink(missing_ok=True)
         self._driver = driver
-        self._file = self.trajectory_path.open("a", encoding="utf-8")
+        try:
+            # "x": the file is ours alone; a second writer racing for the same directory is refused.
+            self._file = self.trajectory_path.open("x", encoding="utf-8")
+        except FileExistsError as exc:
+            raise OutputError(f"{self.run_dir} already holds a run (another process is writing it)") from exc
+        except OSError as exc:
+            raise OutputError(f"cannot write the run into {self.run_dir}: {exc.strerror or exc}") from exc
         self._write(
             TrajectoryStart(
                 task=episode.task, device=driver.name, policy=policy.name, started=episode.started, meta=self.meta
@@ -165,18 +205,23 @@ class Recorder(Hook):
             self._encoder, self._pending = None, {}
         if self._file is None:
             return
-        self._write(
-            TrajectoryEnd(
-                reason=episode.end.value if episode.end else "error",
-                detail=episode.detail,
-                steps=len(episode.steps),
-                duration_s=episode.duration_s,
-                invalid_outputs=episode.invalid_outputs,
-                device_retries=episode.device_retries,
+        try:
+            self._write(
+                TrajectoryEnd(
+                    reason=episode.end.value if episode.end else "error",
+                    detail=episode.detail,
+                    steps=len(episode.steps),
+                    duration_s=episode.duration_s,
+                    invalid_outputs=episode.invalid_outputs,
+                    device_retries=episode.device_retries,
+                )
             )
-        )
-        self._file.close()
-        self._file = None
+        finally:
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # a full disk may refuse the flush too
+                file.close()
+            for tmp in self.run_dir.glob(f".frame_*.{os.getpid()}-*.tmp"):
+                tmp.unlink(missing_ok=True)
         log.info("trajectory written to %s", self.run_dir)
 
     # -- internals ----------------------------------------------------------------
@@ -185,16 +230,20 @@ class Recorder(Hook):
         name = f"frame_{index:04d}.{ext}"
         # A name of its own per process and thread: two writers never rename each other's file.
         tmp = self.run_dir / f".{name}.{os.getpid()}-{threading.get_ident()}.tmp"
-        if self.image_format == "png":
-            frame.image.save(tmp, format="PNG", compress_level=1)
-        else:
-            frame.image.save(tmp, format="JPEG", quality=90)
-        os.replace(tmp, self.run_dir / name)
+        try:
+            if self.image_format == "png":
+                frame.image.save(tmp, format="PNG", compress_level=1)
+            else:
+                frame.image.save(tmp, format="JPEG", quality=90)
+            os.replace(tmp, self.run_dir / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written frame behind
+            raise
         return name
 
     def _write(self, line: TrajectoryLine) -> None:
         if self._file is None:
             raise RuntimeError("Recorder used before on_start")
-        self._file.write(line.model_dump_json() + "\n")
+        self._file.write(scrub(line.model_dump_json()) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -24,6 +24,7 @@ from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Policy
 from vlagent.policies.registry import open_policy
 from vlagent.recorder import Recorder, new_run_dir
+from vlagent.secrets import Secrets
 from vlagent.tasks import BUILTIN_TASKS, CheckResult, StatePreparer, StateReader, StateUnavailable, Task
 from vlagent.watchers import LoopConfig, LoopDetector
 
@@ -54,6 +55,8 @@ class RunRequest:
     """``stop`` ends a looping episode as ``stuck``; ``hint`` tells the model and carries on."""
     record_nodes: bool | None = None
     """Record the UI element each tap aims at (for replay healing); None: only where it is free (the sim)."""
+    secrets: Secrets = field(default_factory=Secrets)
+    """Values the task types as ``{{NAME}}``; they reach only the device (see :mod:`vlagent.secrets`)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ def run_task(
             hooks=hooks,
             settle=settle,
             effect=FrameChange(),
+            secrets=request.secrets,
         )
         if task is None or not isinstance(driver, StateReader):
             return RunResult(episode, run_dir, None)

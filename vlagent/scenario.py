@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -147,6 +147,11 @@ class Scenario(_Model):
     tags: list[str] = Field(default_factory=list)
     frames: str | None = None
     """Directory (relative to the file) holding the recorded frames of the gold steps."""
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
+        default_factory=list, max_length=32
+    )
+    """Names of secrets the task types as ``{{NAME}}``; each value is read from the environment
+    variable of that name when the scenario runs, never from the file."""
     source: str | None = Field(default=None, exclude=True)
     """The file this scenario was read from (set by the loader)."""
 

@@ -124,9 +124,24 @@ class Trajectory:
         return self.path / step.frame
 
 
+_MAX_LINE = 64 * 1024 * 1024
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open("r", encoding="utf-8") as handle:
-        yield from enumerate(handle, start=1)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if len(raw) > _MAX_LINE:
+                raise UserError(f"{path}:{number}: a line of {len(raw)} bytes is not a trajectory line")
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(
+                    f"{path}:{number}: not UTF-8 text (byte {raw[exc.start]:#04x}): not a trajectory"
+                ) from None
 
 
 def load_trajectory(path: Path | str) -> Trajectory:
@@ -137,7 +152,7 @@ def load_trajectory(path: Path | str) -> Trajectory:
     """
     path = Path(path)
     file = path if path.is_file() else path / TRAJECTORY_FILE
-    if not file.exists():
+    if not file.is_file():
         raise UserError(f"no trajectory at {file}: expected a run directory containing {TRAJECTORY_FILE}")
     traj = Trajectory(path=file.parent, start=None)
     by_index: dict[int, int] = {}

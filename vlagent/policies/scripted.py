@@ -63,6 +63,8 @@ def load_script(path: Path | str) -> list[Step]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read script {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read script {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x})") from None
     try:
         if path.suffix == ".jsonl":
             items = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -209,7 +209,7 @@ class Agent:
             from vlagent.testing.cache import CachedPolicy
 
             policy = CachedPolicy(self.policy, self.cache)
-        recorder = Recorder(call.run_dir, meta={"call": "act"})
+        recorder = Recorder(call.run_dir, meta={"call": "act"}, overwrite=True)  # a rerun of the test replaces it
         memory = TrajectoryMemory(self.memory) if self.memory is not None else None
         episode = run_episode(
             instruction,
@@ -467,7 +467,10 @@ class Agent:
         """Write one question/answer as a trajectory step (the recorder's format, one file per call);
         ``by`` names who answered (default: the querier)."""
         if call.run_dir not in self._open:
-            opened = (Recorder(call.run_dir, meta={"call": call.kind}), Episode(task=f"{call.kind}: {call.text}"))
+            opened = (
+                Recorder(call.run_dir, meta={"call": call.kind}, overwrite=True),
+                Episode(task=f"{call.kind}: {call.text}"),
+            )
             answerer = _CallPolicy(by or type(self.querier).__name__)
             opened[0].on_start(opened[1], self.driver, answerer)  # type: ignore[arg-type]
             self._open[call.run_dir] = opened
