@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vlagent.actions import ACTION_TYPES, KEY_NAMES, Action, Click, Key
+from vlagent.coords import points_off_screen
 
 __all__ = ["DESKTOP_CAPABILITIES", "DESKTOP_KEYS", "PHONE_CAPABILITIES", "PHONE_KEYS", "Capabilities", "FormFactor"]
 
@@ -54,8 +55,15 @@ class Capabilities:
         if unknown:
             raise ValueError(f"unknown action types in capabilities: {sorted(unknown)}")
 
-    def refusal(self, action: Action) -> str | None:
-        """Why this driver cannot perform ``action``, or None when it can."""
+    def refusal(self, action: Action, *, screen: tuple[int, int] | None = None) -> str | None:
+        """Why this driver cannot perform ``action``, or None when it can; the reason is worded for the model.
+
+        ``screen``: the (width, height) of the screen when ``action`` is in device pixels (a policy's
+        decision, what a driver executes): a point outside it is refused too, naming the screen's
+        size. Leave it None for an action still on a model's grid (a parser's check): a grid may be
+        larger than the screen (``abs_resized`` rounds up to 28 pixels, ``norm1000`` spans 0..1000 on
+        a 720-pixel-wide phone), so its points are checked against the grid instead.
+        """
         if action.action not in self.actions:
             return f"this device cannot '{action.action}'; allowed actions: {', '.join(sorted(self.actions))}"
         if isinstance(action, Click) and action.button not in self.buttons:
@@ -65,12 +73,23 @@ class Capabilities:
                 return f"this device has no key '{action.key}'; allowed keys: {', '.join(sorted(self.keys))}"
             if action.modifiers and not self.modifiers:
                 return "this device does not support modifier keys"
+        outside = points_off_screen(action, *screen) if screen is not None else []
+        if screen is not None and outside:
+            width, height = screen
+            where = ", ".join(_point(x, y) for x, y in outside)
+            return f"{where} is outside the {width}x{height} screen: x must be 0..{width - 1} and y 0..{height - 1}"
         return None
 
     @property
     def is_phone(self) -> bool:
         """True for a phone (home/back keys, apps to open), False for a desktop."""
         return self.form_factor == "phone"
+
+
+def _point(x: int | None, y: int | None) -> str:
+    if x is None or y is None:
+        return f"x={x}" if y is None else f"y={y}"
+    return f"point ({x}, {y})"
 
 
 PHONE_CAPABILITIES = Capabilities(

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from vlagent.actions import Action, map_points
+from vlagent.actions import Action, Click, LongPress, Scroll, Swipe, map_points
 from vlagent.errors import InvalidModelOutput
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "codec_by_name",
     "decode_action",
     "encode_action",
+    "points_off_screen",
     "smart_resize",
     "visual_tokens",
 ]
@@ -247,3 +248,27 @@ def encode_action(action: Action, codec: CoordCodec, width: int, height: int) ->
         return round(gx), round(gy)
 
     return map_points(action, to_grid)
+
+
+def points_off_screen(action: Action, width: int, height: int) -> list[tuple[int | None, int | None]]:
+    """The points of ``action``, in device pixels, that lie outside a ``width`` x ``height`` screen.
+
+    A screen's pixels are 0..width-1 and 0..height-1 (the convention of :class:`Pixels`): x = width
+    is off the screen. Every point an action carries counts: a click or long press, both ends of a
+    swipe, a scroll's point; a scroll may name only one coordinate, the other (None) being the
+    driver's choice. Only for actions in device pixels: a model's grid may be larger than the screen.
+    """
+
+    def off(x: int | None, y: int | None) -> bool:
+        return (x is not None and not 0 <= x < width) or (y is not None and not 0 <= y < height)
+
+    points: list[tuple[int | None, int | None]]
+    if isinstance(action, (Click, LongPress)):
+        points = [(action.x, action.y)]
+    elif isinstance(action, Swipe):
+        points = [(action.x1, action.y1), (action.x2, action.y2)]
+    elif isinstance(action, Scroll):
+        points = [(action.x, action.y)]
+    else:
+        points = []
+    return [point for point in points if off(*point)]

@@ -16,6 +16,9 @@ from vlagent.actions import (
     Action,
     Click,
     Key,
+    LongPress,
+    Scroll,
+    Swipe,
     Wait,
     describe_action,
 )
@@ -36,7 +39,13 @@ __all__ = [
 
 @runtime_checkable
 class Driver(Protocol):
-    """A screen that can be observed and acted on."""
+    """A screen that can be observed and acted on.
+
+    A driver that retries failed device calls itself, within a bound on time, says so with the
+    class attribute ``retries_device_errors = True`` (see :class:`BaseDriver`): the loop then makes
+    one attempt per call rather than retrying on top. It is optional (read with
+    ``getattr(driver, "retries_device_errors", False)``), so it is not a member of this protocol.
+    """
 
     name: str
 
@@ -72,13 +81,23 @@ class BaseDriver:
 
     name: str = "driver"
     _capabilities: Capabilities = PHONE_CAPABILITIES
+    retries_device_errors: bool = False
+    """True for a driver that retries lost connections and timeouts itself, within a bound on time:
+    callers (the loop) must not retry its DeviceErrors again."""
 
     @property
     def capabilities(self) -> Capabilities:
         return self._capabilities
 
+    def screen_size(self) -> tuple[int, int]:
+        """Logical (width, height) in which actions are executed; every driver defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define screen_size()")
+
     def ensure_supported(self, action: Action) -> None:
-        reason = self.capabilities.refusal(action)
+        """Raise ActionNotSupportedError when the device cannot perform ``action``: an action, key or
+        button it lacks, or a point outside its screen (device pixels)."""
+        screen = self.screen_size() if _has_point(action) else None  # asked only when needed (adb asks the phone)
+        reason = self.capabilities.refusal(action, screen=screen)
         if reason is not None:
             raise ActionNotSupportedError(f"{describe_action(action)}: {reason}")
 
@@ -92,6 +111,12 @@ class BaseDriver:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _has_point(action: Action) -> bool:
+    return isinstance(action, (Click, LongPress, Swipe)) or (
+        isinstance(action, Scroll) and (action.x is not None or action.y is not None)
+    )
 
 
 def check_driver(driver: Driver, *, act: bool = True, close: bool = False) -> None:
