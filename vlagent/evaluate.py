@@ -50,6 +50,7 @@ __all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_juni
 log = logging.getLogger(__name__)
 
 PolicyFactory = Callable[[Scenario], Policy]
+_BROKEN = (EndReason.ERROR, EndReason.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,8 @@ class _Runner:
             source=scenario.source,
             task=scenario.task,
             device=device_name,
-            success=all(c.passed for c in checks),
+            # a crashed or stopped episode never passes, even where the state happens to match
+            success=bool(checks) and all(c.passed for c in checks) and episode.end not in _BROKEN,
             end_reason=episode.end.value if episode.end else EndReason.ERROR.value,
             detail=episode.detail,
             steps=len(episode.steps),
