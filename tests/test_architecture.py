@@ -23,6 +23,7 @@ LEVELS: dict[str, int] = {
     "coords": 2,
     "capabilities": 2,
     "secrets": 1,
+    "confirm": 5,
     "tasks": 3,
     "trajectory": 3,
     "parsetail": 3,

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_COORD",
     "MAX_TEXT",
     "Action",
+    "CallUser",
     "Click",
     "Done",
     "Key",
@@ -231,13 +232,23 @@ class Done(_ActionBase):
     answer: str | None = Field(default=None, max_length=1000)
 
 
+class CallUser(_ActionBase):
+    """Hand control to a person (a login, a CAPTCHA, a choice only they can make); go on when they are done.
+
+    Offered to the model only while a person is at hand (see :mod:`vlagent.confirm`); no driver performs it."""
+
+    action: Literal["call_user"] = "call_user"
+    reason: str = Field(default="", max_length=500)
+
+
 Action: TypeAlias = Annotated[
-    Click | LongPress | Type | Swipe | Scroll | Key | OpenApp | Wait | Done,
+    Click | LongPress | Type | Swipe | Scroll | Key | OpenApp | Wait | Done | CallUser,
     Field(discriminator="action"),
 ]
 
 ACTION_TYPES: dict[str, type[_ActionBase]] = {
-    cls.model_fields["action"].default: cls for cls in (Click, LongPress, Type, Swipe, Scroll, Key, OpenApp, Wait, Done)
+    cls.model_fields["action"].default: cls
+    for cls in (Click, LongPress, Type, Swipe, Scroll, Key, OpenApp, Wait, Done, CallUser)
 }
 
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
@@ -316,4 +327,6 @@ def describe_action(action: Action) -> str:
         return f"open_app({action.name!r})"
     if isinstance(action, Wait):
         return f"wait({action.seconds:g}s)"
+    if isinstance(action, CallUser):
+        return f"call_user({action.reason!r})" if action.reason else "call_user()"
     return f"done({action.status}{', ' + repr(action.answer) if action.answer else ''})"

@@ -18,7 +18,8 @@ from typing import Protocol, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from vlagent.actions import Action, Done
+from vlagent.actions import Action, CallUser, Done
+from vlagent.confirm import Confirm
 from vlagent.drivers.base import Driver
 from vlagent.errors import (
     ActionNotSupportedError,
@@ -170,6 +171,7 @@ def run_episode(
     effect: EffectCheck | None = None,
     secrets: Secrets | Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
+    confirm: Confirm | None = None,
 ) -> Episode:
     """Run one task until the policy says done, a hook stops it, or ``max_steps`` pass.
 
@@ -179,12 +181,17 @@ def run_episode(
     Ctrl-C (reason ``interrupted``) propagate after that. ``secrets``: values the model types
     as ``{{NAME}}``; they reach only the driver (see :mod:`vlagent.secrets`). ``stop``: set it
     from another thread to end the episode as ``interrupted`` before its next action.
-    ``device_attempts`` is ignored for drivers that retry device errors themselves.
+    ``device_attempts`` is ignored for drivers that retry device errors themselves. ``confirm``:
+    a person confirms sensitive actions first (a refusal is fed back to the model) and, while
+    one is at hand, the model may ``call_user`` to hand them the device (see :mod:`vlagent.confirm`).
     """
     memory = memory if memory is not None else TrajectoryMemory()
     vault = Secrets.of(secrets)
     episode = Episode(task=task)
     attempts = 1 if getattr(driver, "retries_device_errors", False) else device_attempts
+    capabilities = driver.capabilities
+    if confirm is not None and confirm.person.present:
+        capabilities = dataclasses.replace(capabilities, actions=capabilities.actions | {"call_user"})
     device = _DeviceCalls(episode, attempts)
     hint: str | None = None
     prompt_task = (
@@ -208,10 +215,8 @@ def run_episode(
                     hook.on_observe(episode, index, frame)  # e.g. start encoding the frame while the model thinks
                 t1 = time.perf_counter()
                 choice = memory.lazy_choice(frame)
-                obs = Observation(
-                    prompt_task, frame, driver.capabilities, index, memory.history, choice=choice, hint=hint
-                )
-                decision, invalid = _decide(policy, obs, max_invalid, episode, vault)
+                obs = Observation(prompt_task, frame, capabilities, index, memory.history, choice=choice, hint=hint)
+                decision, invalid = _decide(policy, obs, max_invalid, episode, _Gate(vault, confirm, driver))
                 record = StepRecord(
                     index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid
                 )
@@ -232,7 +237,11 @@ def run_episode(
                     )
                     break
                 t2 = time.perf_counter()
-                outcome = device.run(driver.execute, vault.reveal_action(record.action))
+                if isinstance(record.action, CallUser) and confirm is not None:
+                    confirm.person.hand_over(record.action.reason)  # the person works the device; then we look again
+                    outcome = None
+                else:
+                    outcome = device.run(driver.execute, vault.reveal_action(record.action))
                 # drivers of old return None; what a driver read back never holds a secret's value
                 record.outcome = vault.redact_outcome(outcome) if isinstance(outcome, ActionOutcome) else None
                 after = device.run(settle, driver) if settle else device.run(driver.screenshot)
@@ -280,15 +289,29 @@ def _end_hooks(hooks: Sequence[EpisodeHook], episode: Episode) -> None:
             log.debug("the exception from on_end", exc_info=True)
 
 
-def _decide(
-    policy: Policy, obs: Observation, max_invalid: int, episode: Episode, secrets: Secrets
-) -> tuple[Decision, int]:
+@dataclass(frozen=True)
+class _Gate:
+    """What may refuse a decision besides the device's capabilities: secrets and a person."""
+
+    secrets: Secrets
+    confirm: Confirm | None
+    driver: Driver
+
+    def refusal(self, action: Action) -> str | None:
+        problem = self.secrets.problem(action)
+        if problem is None and self.confirm is not None and not isinstance(action, Done):
+            problem = self.confirm.review(action, self.driver)
+        return problem
+
+
+def _decide(policy: Policy, obs: Observation, max_invalid: int, episode: Episode, gate: _Gate) -> tuple[Decision, int]:
     """Ask the policy; on invalid output feed the message back, up to ``max_invalid`` times."""
     feedback: list[str] = []
     while True:
         try:
             decision = policy.decide(obs)
-            refusal = obs.capabilities.refusal(decision.action) or secrets.problem(decision.action)
+            # decisions are in device pixels: a point off the screen is refused here, not sent
+            refusal = obs.capabilities.refusal(decision.action, screen=obs.frame.size) or gate.refusal(decision.action)
             if refusal is not None:
                 raise InvalidModelOutput(refusal, decision.raw)
             return decision, len(feedback)

@@ -29,6 +29,7 @@ from vlagent.policies.base import Policy
 from vlagent.secrets import Secrets, install_log_scrubbing, scrub
 
 if TYPE_CHECKING:
+    from vlagent.confirm import Confirm
     from vlagent.runner import RunResult
 
 log = logging.getLogger("vlagent.cli")
@@ -224,6 +225,19 @@ def _secrets(names: Sequence[str]) -> Secrets:
     return Secrets.from_env(names)
 
 
+def _confirm(wanted: bool, apps: Sequence[str]) -> Confirm | None:
+    from vlagent.confirm import Confirm, SensitiveRules, TerminalPerson
+
+    if apps and not wanted:
+        raise click.UsageError("--confirm-app needs --confirm")
+    if not wanted:
+        return None
+    person = TerminalPerson()
+    if not person.present:
+        log.warning("--confirm without a terminal: sensitive actions will be refused")
+    return Confirm(SensitiveRules(apps=tuple(apps)), person)
+
+
 def _run_options(fn: F) -> F:
     options = [
         click.option("--device", "-d", default="sim", show_default=True, help="sim | sim:SEED | desktop | adb:SERIAL"),
@@ -254,6 +268,20 @@ def _run_options(fn: F) -> F:
         ),
         _secret_option(),
         click.option(
+            "--confirm",
+            "confirm",
+            is_flag=True,
+            help="Ask on the terminal before typing a secret or tapping pay/buy/delete/send..., and let the "
+            "model hand the device over (call_user); without a terminal such actions are refused.",
+        ),
+        click.option(
+            "--confirm-app",
+            "confirm_apps",
+            multiple=True,
+            metavar="APP",
+            help="With --confirm: also ask before any action while APP (label or package) is in front (repeatable).",
+        ),
+        click.option(
             "--record-nodes/--no-record-nodes",
             default=None,
             help="Record the UI element each tap aims at, so a replay finds moved targets without a model "
@@ -282,6 +310,8 @@ def run(
     on_stuck: str,
     record_nodes: bool | None,
     secret_names: tuple[str, ...],
+    confirm: bool,
+    confirm_apps: tuple[str, ...],
     policy: str,
     **policy_options: object,
 ) -> None:
@@ -303,6 +333,7 @@ def run(
         on_stuck=on_stuck,
         record_nodes=record_nodes,
         secrets=_secrets(secret_names),
+        confirm=_confirm(confirm, confirm_apps),
     )
     _finish(run_task(request, progress=_Progress()))
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlagent.agent import Episode, EpisodeHook, run_episode
+from vlagent.confirm import Confirm
 from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import available_drivers, open_driver
 from vlagent.effects import FrameChange, Settle
@@ -57,6 +58,8 @@ class RunRequest:
     """Record the UI element each tap aims at (for replay healing); None: only where it is free (the sim)."""
     secrets: Secrets = field(default_factory=Secrets)
     """Values the task types as ``{{NAME}}``; they reach only the device (see :mod:`vlagent.secrets`)."""
+    confirm: Confirm | None = None
+    """A person confirms sensitive actions and can be handed the device (see :mod:`vlagent.confirm`)."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,7 @@ def run_task(
             settle=settle,
             effect=FrameChange(),
             secrets=request.secrets,
+            confirm=request.confirm,
         )
         if task is None or not isinstance(driver, StateReader):
             return RunResult(episode, run_dir, None)
