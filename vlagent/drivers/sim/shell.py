@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 __all__ = [
+    "MAX_NESTING",
+    "NESTING_ERROR",
     "ProgramError",
     "Result",
     "ShellHost",
@@ -87,6 +89,13 @@ _OPERATORS = ("&&", "||", ";;", ">>", ">&2", ";", "&", "|", "(", ")", "<", ">")
 #: Redirections of file descriptor 2, recognised only where a word would start (``2>x``, not ``a2>x``).
 _FD_OPERATORS = ("2>&1", "2>>", "2>")
 _VAR_RE = re.compile(r"[?#$!@*0-9]|[A-Za-z_][A-Za-z0-9_]*")
+#: The first characters of :data:`_OPERATORS`.
+_OPERATOR_CHARS = frozenset("&|;()<>")
+#: A run of characters that mean nothing to the shell outside quotes (``#`` only starts a comment
+#: where a word would start, which :func:`lex` checks before reading a run).
+_PLAIN_RE = re.compile(r"[^ \t\n\\'\"$`&|;()<>]+")
+#: A run of characters that mean nothing inside double quotes.
+_PLAIN_DOUBLE_RE = re.compile(r'[^"\\$`]+')
 
 
 def lex(line: str) -> list[_Word | str]:
@@ -135,18 +144,20 @@ def lex(line: str) -> list[_Word | str]:
         elif c in "$`":
             i = _lex_dollar(line, i, word, quoted=False)
             started = True
-        elif not started and any(line.startswith(op, i) for op in _FD_OPERATORS):
+        elif not started and c == "2" and any(line.startswith(op, i) for op in _FD_OPERATORS):
             op = next(op for op in _FD_OPERATORS if line.startswith(op, i))
             out.append(op)
             i += len(op)
-        elif any(line.startswith(op, i) for op in _OPERATORS):
+        elif c in _OPERATOR_CHARS:
             flush()
             op = next(op for op in _OPERATORS if line.startswith(op, i))
             out.append(op)
             i += len(op)
-        else:
-            lit(c, False)
-            i += 1
+        else:  # a run of ordinary characters at once: a long argument costs one match, not one step a character
+            match = _PLAIN_RE.match(line, i)
+            assert match is not None  # line[i] is ordinary, so the run has at least one character
+            lit(match.group(0), False)
+            i = match.end()
     flush()
     return out
 
@@ -165,8 +176,10 @@ def _lex_double(line: str, i: int, word: _Word) -> int:
         elif c in "$`":
             i = _lex_dollar(line, i, word, quoted=True)
         else:
-            word.append(("lit", c, True))
-            i += 1
+            match = _PLAIN_DOUBLE_RE.match(line, i)
+            end = match.end() if match is not None else i + 1  # a lone backslash is itself
+            word.append(("lit", line[i:end], True))
+            i = end
     raise ShellSyntaxError("unterminated double-quoted string")
 
 
@@ -278,17 +291,40 @@ def _parse(items: list[_Word | str]) -> list[_Pipeline]:
 
 
 def run_script(host: ShellHost, line: str) -> Result:
-    """Run ``line``; a syntax error runs nothing (status 2), as with ``sh -c``."""
+    """Run ``line``; a syntax error runs nothing (status 2), as with ``sh -c``.
+
+    Command substitutions nested deeper than :data:`MAX_NESTING` stop the line where it got to:
+    what ran before stays printed, then ``nesting too deep`` on stderr, status 2.
+    """
     try:
         pipelines = _parse(lex(line))
     except ShellSyntaxError as exc:
         return Result(stderr=f"/system/bin/sh: syntax error: {exc}\n".encode(), status=2)
-    return _Runner(host).run(pipelines)
+    runner = _Runner(host)
+    try:
+        return runner.run(pipelines)
+    except _TooDeep:
+        runner.emit(stderr=NESTING_ERROR)
+        runner.out.status, runner.out.follow = 2, None
+        return runner.out
+
+
+#: How deep command substitutions may nest (``$($($(...)))``); real lines use two or three levels.
+MAX_NESTING = 64
+#: What the shell prints when a line nests deeper than that.
+NESTING_ERROR = b"/system/bin/sh: nesting too deep\n"
+
+
+class _TooDeep(Exception):
+    """Command substitutions nest deeper than :data:`MAX_NESTING`: the line stops."""
 
 
 class _Runner:
-    def __init__(self, host: ShellHost) -> None:
+    def __init__(self, host: ShellHost, depth: int = 0) -> None:
+        if depth > MAX_NESTING:
+            raise _TooDeep
         self.host = host
+        self.depth = depth
         self.out = Result(merged=b"")
 
     def emit(self, stdout: bytes = b"", stderr: bytes = b"", merged: bytes | None = None) -> None:
@@ -395,7 +431,7 @@ class _Runner:
                     value = str(status) if text == "?" else self.host.variable(text)
                 else:  # command substitution: the inner line really runs (and is logged)
                     try:
-                        inner = _Runner(self.host).run(_parse(lex(text)))
+                        inner = _Runner(self.host, self.depth + 1).run(_parse(lex(text)))
                     except ShellSyntaxError as exc:
                         inner = Result(stderr=f"/system/bin/sh: syntax error: {exc}\n".encode(), status=2)
                     self.emit(stderr=inner.stderr)
