@@ -1,8 +1,10 @@
 """One served phone as an adb server sees it: the SimPhone, its shell, files, settings and options.
 
 :class:`SimDevice` is the host of the simulated shell (:mod:`.shell`): it looks programs up
-in :mod:`.programs`, keeps every command it ran in :attr:`SimDevice.log` (tests use it to
-prove that text sent by a driver ran as one command and nothing else), and holds the state a
+in :mod:`.programs`, keeps the recent commands it ran in :attr:`SimDevice.log` (tests use it to
+prove that text sent by a driver ran as one command and nothing else; the newest
+:data:`LOG_SIZE`, each cut to :data:`LOG_ENTRY_CHARS`, so a server that runs for days keeps
+a few megabytes of them), and holds the state a
 phone keeps outside the screen: its files (:class:`~.files.SimFiles`), the ``settings``
 table, the input methods. Its options choose which Android version's output formats it
 prints and inject the failures clients must survive (``uiautomator dump`` errors).
@@ -16,6 +18,7 @@ import io
 import logging
 import struct
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -24,18 +27,23 @@ from vlagent.drivers.sim.content import ContentState
 from vlagent.drivers.sim.files import FsError, SimFiles
 from vlagent.drivers.sim.logcat import SimLog
 from vlagent.drivers.sim.programs_state import SettingsTable
-from vlagent.drivers.sim.shell import ProgramError, Result, run_script
+from vlagent.drivers.sim.shell import NESTING_ERROR, ProgramError, Result, run_script
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from vlagent.drivers.sim.world import SimPhone
 
-__all__ = ["ActivityFormat", "KeyguardFormat", "SimDevice"]
+__all__ = ["LOG_ENTRY_CHARS", "LOG_SIZE", "ActivityFormat", "KeyguardFormat", "SimDevice"]
 
 log = logging.getLogger(__name__)
 
-_MAX_LOG = 20_000
+#: How many recent commands (and command lines) a served phone remembers.
+LOG_SIZE = 1000
+#: How many characters of one logged command (all its arguments together) or command line are kept.
+LOG_ENTRY_CHARS = 4096
+#: How many arguments of one logged command are kept (a short argument still costs an object).
+_LOG_ARGS = 256
 LATIN_IME = "com.google.android.inputmethod.latin/com.android.inputmethod.latin.LatinIME"
 KeyguardFormat = Literal["delegate", "status_bar", "lockscreen"]
 ActivityFormat = Literal["resumed", "top_resumed"]
@@ -91,10 +99,8 @@ class SimDevice:
     animating screen), as real phones do; each failing run counts one down."""
     truncated_dumps: int = 0
     """The next N ``uiautomator dump`` runs write (or print) only the first half of the XML."""
-    log: list[list[str]] = field(default_factory=list)
-    """argv of every command the shell ran or tried to run, in order."""
-    lines: list[str] = field(default_factory=list)
-    """Every command line received by ``shell:`` / ``exec:`` services."""
+    _log: deque[list[str]] = field(default_factory=lambda: deque(maxlen=LOG_SIZE), repr=False)
+    _lines: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_SIZE), repr=False)
     enabled_imes: list[str] = field(default_factory=lambda: [LATIN_IME])
     current_ime: str = LATIN_IME
     files: SimFiles = field(default_factory=SimFiles)
@@ -108,6 +114,22 @@ class SimDevice:
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _raw_cache: tuple[Image.Image, bytes] | None = field(default=None, repr=False)
 
+    @property
+    def log(self) -> list[list[str]]:
+        """argv of the recent commands the shell ran or tried to run, oldest first (a copy).
+
+        The newest :data:`LOG_SIZE`; a longer command keeps its first :data:`LOG_ENTRY_CHARS`
+        characters, then ``... [N more characters]``.
+        """
+        with self._lock:
+            return [list(argv) for argv in self._log]
+
+    @property
+    def lines(self) -> list[str]:
+        """The recent command lines received by ``shell:`` / ``exec:`` services, oldest first, cut as :attr:`log`."""
+        with self._lock:
+            return list(self._lines)
+
     def commands(self, program: str | None = None) -> list[list[str]]:
         """Logged commands, optionally only those of one program; ``echo X4EXIT`` markers left out."""
         with self._lock:
@@ -120,8 +142,8 @@ class SimDevice:
 
     def clear(self) -> None:
         with self._lock:
-            self.log.clear()
-            self.lines.clear()
+            self._log.clear()
+            self._lines.clear()
 
     def packages(self) -> list[str]:
         found = set(SYSTEM_PACKAGES)
@@ -136,21 +158,29 @@ class SimDevice:
     # --- the shell's host -------------------------------------------------------------------
 
     def run_line(self, line: str) -> Result:
-        """Run a shell command line; syntax errors run nothing (status 2), like ``sh -c``."""
+        """Run a shell command line; syntax errors run nothing (status 2), like ``sh -c``.
+
+        Never raises: a failure of the simulated shell itself is that line's error (stderr,
+        status 2 for nesting too deep, else 1), logged with one warning line.
+        """
         with self._lock:
-            self.lines.append(line)
-            if len(self.lines) > _MAX_LOG:
-                del self.lines[: _MAX_LOG // 2]
-        return run_script(self, line)
+            self._lines.append(_clip(line))
+        try:
+            return run_script(self, line)
+        except RecursionError:
+            log.warning("simulated shell on %s: nesting too deep in a %d-character line", self.serial, len(line))
+            return Result(stderr=NESTING_ERROR, status=2)
+        except Exception as exc:  # a bug in the simulated shell must answer this line, not kill its connection
+            log.warning("simulated shell on %s failed: %s: %s", self.serial, type(exc).__name__, exc)
+            log.debug("simulated shell failure on %r", line[:200], exc_info=True)
+            return Result(stderr=f"/system/bin/sh: internal error: {type(exc).__name__}\n".encode(), status=1)
 
     def run_program(self, argv: list[str], stdin: bytes) -> Result:
         from vlagent.drivers.sim.programs import LOCK_FREE, PROGRAMS, STDIN_PROGRAMS  # programs import this module
 
         program = argv[0].rsplit("/", 1)[-1]
         with self._lock:
-            self.log.append(list(argv))
-            if len(self.log) > _MAX_LOG:  # a long `vlagent sim serve` session must not grow without bound
-                del self.log[: _MAX_LOG // 2]
+            self._log.append(_clip_argv(argv))  # a bounded deque: a long `vlagent sim serve` session stays small
         reader = STDIN_PROGRAMS.get(program)
         handler = PROGRAMS.get(program)
 
@@ -172,7 +202,8 @@ class SimDevice:
         except FsError as exc:
             return Result(stderr=f"{program}: {exc}\n".encode(), status=1)
         except Exception as exc:  # a bug in the simulated phone must not kill the server
-            log.exception("simulated %s failed on %r", program, argv)
+            log.warning("simulated %s failed: %s: %s", program, type(exc).__name__, exc)
+            log.debug("simulated %s failed on %r", program, _clip_argv(argv), exc_info=True)
             return Result(stderr=f"{program}: {exc}\n".encode(), status=1)
 
     def variable(self, name: str) -> str:
@@ -215,3 +246,32 @@ class SimDevice:
         # version, bpp, colour space (1 = sRGB), size, width, height, then offset/length of R, B, G, A.
         header = struct.pack("<14I", 2, 32, 1, len(pixels), image.width, image.height, 0, 8, 16, 8, 8, 8, 24, 8)
         return header + pixels
+
+
+def _clip(text: str, limit: int = LOG_ENTRY_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def _clip_argv(argv: list[str]) -> list[str]:
+    """A copy of ``argv`` for the log: at most :data:`LOG_ENTRY_CHARS` characters in all and
+    :data:`_LOG_ARGS` arguments; the last argument kept says how much was left out."""
+    if len(argv) <= _LOG_ARGS and sum(map(len, argv)) <= LOG_ENTRY_CHARS:
+        return list(argv)
+    kept: list[str] = []
+    budget = LOG_ENTRY_CHARS
+    for arg in argv[:_LOG_ARGS]:
+        if len(arg) > budget:
+            kept.append(arg[:budget])
+            budget = 0
+            break
+        kept.append(arg)
+        budget -= len(arg)
+    left_out = sum(map(len, argv)) - sum(map(len, kept))
+    args_left_out = len(argv) - len(kept)
+    more = f"{left_out} more characters" + (f" in {args_left_out} more arguments" if args_left_out else "")
+    if kept:
+        kept[-1] = f"{kept[-1]}... [{more}]"
+    return kept

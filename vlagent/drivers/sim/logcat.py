@@ -6,7 +6,10 @@ keeps its stream open and prints new lines as they come, until the client hangs 
 phone's log never stays quiet for long and clients rely on that (adbutils' logcat reader
 notices a stop request only at its next line), so while someone follows, the simulated system
 writes ``I/vlagent.sim: alive`` once a second, under its own tag so nobody mistakes it for an
-Android service. This module must not know the adb protocol.
+Android service. The buffer is a ring, as logd's is: the newest :data:`BUFFER_BYTES` of log
+(and at most :data:`BUFFER_LINES` lines) are kept, and one line carries at most
+:data:`MAX_PAYLOAD` bytes of tag and message (liblog's ``LOGGER_ENTRY_MAX_PAYLOAD``; the rest
+is cut off, as on a phone). This module must not know the adb protocol.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ from vlagent.drivers.sim.shell import ProgramError, Result
 if TYPE_CHECKING:
     from vlagent.drivers.sim.device import SimDevice
 
-__all__ = ["LOG_PROGRAMS", "LogEntry", "SimLog"]
+__all__ = ["BUFFER_BYTES", "BUFFER_LINES", "LOG_PROGRAMS", "MAX_PAYLOAD", "LogEntry", "SimLog"]
 
 _LEVELS = "VDIWEFS"
 _FORMATS = ("threadtime", "time", "brief", "tag", "raw", "long", "process", "thread")
 HEARTBEAT_S = 1.0
+#: Bytes of log the ring keeps (logd's default buffer size on a phone that is not low on memory).
+BUFFER_BYTES = 256 * 1024
+#: Lines the ring keeps at most, however short they are.
+BUFFER_LINES = 5000
+#: Most bytes of one entry's priority, tag and message with their terminators (liblog's limit).
+MAX_PAYLOAD = 4068
+#: What one entry costs in the ring besides its tag and message (logd's header, about).
+_ENTRY_OVERHEAD = 28
 
 
 @dataclass(frozen=True)
@@ -54,21 +65,37 @@ class LogEntry:
 
 @dataclass
 class SimLog:
-    """The log buffer (the newest 5,000 lines), safe to write from any thread."""
+    """The log ring buffer (see :data:`BUFFER_BYTES`, :data:`BUFFER_LINES`), safe to write from any thread."""
 
-    entries: deque[tuple[int, LogEntry]] = field(default_factory=lambda: deque(maxlen=5000))
+    entries: deque[tuple[int, LogEntry]] = field(default_factory=deque)
     _seq: int = 0
+    _size: int = 0
+    """Bytes the entries take in the ring (:func:`_entry_size`)."""
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def write(self, level: str, tag: str, message: str, pid: int = 1000) -> None:
+        """Append one line, cut to :data:`MAX_PAYLOAD`; the oldest lines make room."""
+        tag, message = _fit(tag, message)
+        entry = LogEntry(time.time(), pid, level, tag, message)
         with self._changed:
             self._seq += 1
-            self.entries.append((self._seq, LogEntry(time.time(), pid, level, tag, message)))
+            self.entries.append((self._seq, entry))
+            self._size += _entry_size(entry)
+            while len(self.entries) > 1 and (self._size > BUFFER_BYTES or len(self.entries) > BUFFER_LINES):
+                _, dropped = self.entries.popleft()
+                self._size -= _entry_size(dropped)
             self._changed.notify_all()
+
+    @property
+    def size(self) -> int:
+        """Bytes the buffered lines take (``logcat -g`` on a phone reports this as "consumed")."""
+        with self._changed:
+            return self._size
 
     def clear(self) -> None:
         with self._changed:
             self.entries.clear()
+            self._size = 0
 
     def lines(self, after: int = 0) -> tuple[int, list[LogEntry]]:
         """Entries newer than sequence number ``after``, and the newest sequence number."""
@@ -87,6 +114,22 @@ class SimLog:
             if time.monotonic() - beat >= HEARTBEAT_S:
                 beat = time.monotonic()
                 self.write("I", "vlagent.sim", "alive", pid=1)
+
+
+def _entry_size(entry: LogEntry) -> int:
+    return _ENTRY_OVERHEAD + len(entry.tag.encode("utf-8", "replace")) + len(entry.message.encode("utf-8", "replace"))
+
+
+def _fit(tag: str, message: str) -> tuple[str, str]:
+    """``tag`` and ``message`` cut, as liblog cuts them, to :data:`MAX_PAYLOAD` bytes with priority and terminators."""
+    room = MAX_PAYLOAD - 3  # the priority byte and two NUL terminators
+    tag_bytes = tag.encode("utf-8", "replace")
+    message_bytes = message.encode("utf-8", "replace")
+    if len(tag_bytes) + len(message_bytes) <= room:
+        return tag, message
+    tag_bytes = tag_bytes[:room]
+    message_bytes = message_bytes[: room - len(tag_bytes)]
+    return tag_bytes.decode("utf-8", "ignore"), message_bytes.decode("utf-8", "ignore")
 
 
 def _log(dev: SimDevice, args: list[str]) -> Result:

@@ -123,8 +123,8 @@ class SimPhone:
             raise ValueError("drop_typed must be >= 0")
         if width < 320 or height < 480:
             raise ValueError(f"screen too small for the simulated phone: {width}x{height}")
-        if transition_delay < 0:
-            raise ValueError("transition_delay must be >= 0")
+        if not (transition_delay >= 0 and math.isfinite(transition_delay)):  # NaN fails the first test
+            raise ValueError(f"transition_delay must be a finite number of seconds >= 0, got {transition_delay!r}")
         if screen_lock not in LOCK_LABELS:
             raise ValueError(f"screen_lock must be none, swipe or pin, got {screen_lock!r}")
         self.screen_lock: ScreenLock = screen_lock
@@ -168,7 +168,7 @@ class SimPhone:
         self._bouncer = False
         self._black: Image.Image | None = None
         self.events: deque[str] = deque(maxlen=200)
-        """Recent inputs and what they did, for debugging (not part of ``snapshot``)."""
+        """Recent inputs and what they did, for debugging (not part of ``snapshot``); each at most ~500 characters."""
         self.drop_typed = drop_typed
         """Lose every Nth typed character (0: none), as a phone that drops key events under load does;
         clients test their read-back of typed text with it."""
@@ -614,7 +614,7 @@ class SimPhone:
     # ---- state machinery ----------------------------------------------------------------
 
     def _event(self, text: str) -> None:
-        self.events.append(text)
+        self.events.append(text if len(text) <= 500 else f"{text[:500]}... [{len(text) - 500} more characters]")
         log.debug("sim %s: %s", self.serial, text)
 
     def _changed(self) -> None:
