@@ -13,19 +13,25 @@ Android programs it answers; :mod:`.files` holds its files and :mod:`.sync` move
 :mod:`.forwards` keeps ``adb forward`` and ``adb reverse``.
 
 What this module must not do: run anything on the host, listen beyond loopback, or die
-on malformed input (a bad request closes that connection only).
+on malformed input: a bad request, or a failure while serving one, closes that connection
+only (one warning line in the log; the traceback at debug level), and the other
+connections go on being served.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import math
 import re
 import select
 import socket
 import socketserver
 import struct
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,6 +46,7 @@ from vlagent.drivers.sim.programs import decode_input_text as _decode_input_text
 from vlagent.drivers.sim.shell import Result as _Result
 from vlagent.drivers.sim.shell import ShellSyntaxError, split_shell
 from vlagent.drivers.sim.sync import SyncProtocolError, serve_sync
+from vlagent.errors import ConfigError
 
 if TYPE_CHECKING:
     from vlagent.drivers.sim.world import SimPhone
@@ -49,6 +56,7 @@ __all__ = [
     "DEVICE_FEATURES",
     "ActivityFormat",
     "KeyguardFormat",
+    "ServerConfigError",
     "ShellSyntaxError",
     "SimAdbServer",
     "SimDevice",
@@ -63,7 +71,19 @@ log = logging.getLogger(__name__)
 ADB_SERVER_VERSION = 41
 #: Features the simulated devices advertise (``shell_v2`` makes the adb CLI use framed output).
 DEVICE_FEATURES = "shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir,apex,abb,abb_exec"
-_MAX_REQUEST = 64 * 1024
+#: The longest request: adb's 4-hex-digit length header cannot say more.
+_MAX_REQUEST = 0xFFFF
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+#: How long, and how much, a closing connection is drained of what its client still sends.
+_DRAIN_S, _DRAIN_BYTES = 1.0, 1 << 20
+
+
+class ServerConfigError(ConfigError, ValueError):
+    """The simulated adb server cannot start as asked (port, serials, phone options).
+
+    A :class:`~vlagent.errors.ConfigError`, which the CLI prints in one line; also a
+    ValueError, which :class:`SimAdbServer` raised for such mistakes before.
+    """
 
 
 # --- the adb host protocol ------------------------------------------------------------------------
@@ -93,10 +113,9 @@ def _read_request(sock: socket.socket) -> str | None:
     head = _recv_exact(sock, 4)
     if head is None:
         return None
-    try:
-        size = int(head.decode("ascii"), 16)
-    except (UnicodeDecodeError, ValueError):
-        raise _BadRequest(f"bad request length {head!r}") from None
+    if not _HEX.issuperset(head):  # int(..., 16) would also take " +1f" or "0x1f"
+        raise _BadRequest(f"bad request length {head!r}")
+    size = int(head, 16)
     if not 0 < size <= _MAX_REQUEST:
         raise _BadRequest(f"bad request length {size}")
     payload = _recv_exact(sock, size)
@@ -113,10 +132,10 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.server.owner.idle_timeout)
         self.server.owner._track(sock, True)
         try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self.server.owner.idle_timeout)
             self._serve(sock)
         except _BadRequest as exc:
             log.info("adb sim: closing connection after a bad request: %s", exc)
@@ -124,6 +143,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 sock.sendall(b"FAIL" + _block(str(exc)))
         except (OSError, ConnectionError) as exc:
             log.debug("adb sim: connection ended: %s", exc)
+        except Exception as exc:  # a failure serving one connection closes it; the server and the others go on
+            _log_failure("serving a connection", exc)
         finally:
             self.server.owner._track(sock, False)
             _graceful_close(sock)
@@ -252,14 +273,30 @@ def _peer_gone(sock: socket.socket) -> bool:
 
 
 def _graceful_close(sock: socket.socket) -> None:
-    """Half-close, drain what the client still sends, then close: avoids a reset that loses our output."""
+    """Half-close, drain what the client still sends, then close: avoids a reset that loses our output.
+
+    The drain stops after :data:`_DRAIN_S` seconds or :data:`_DRAIN_BYTES` bytes: a client that
+    never stops sending does not keep the connection's thread.
+    """
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(1.0)
-        while sock.recv(65536):
-            pass
+        deadline, drained = time.monotonic() + _DRAIN_S, 0
+        while drained < _DRAIN_BYTES and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    """One warning line for an unexpected failure; its traceback only at debug level."""
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:200] + "..."
+    log.warning("adb sim: internal error %s, connection closed: %s: %s", what, type(exc).__name__, text)
+    log.debug("adb sim: internal error %s", what, exc_info=exc)
 
 
 @dataclass(frozen=True)
@@ -273,7 +310,17 @@ class _Transport:
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 drops connections when many clients connect at once
     owner: SimAdbServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A failure outside a handler (starting its thread...): logged in one line, not printed with a traceback."""
+        exc = sys.exc_info()[1]
+        _log_failure(f"accepting a connection from {client_address}", exc or RuntimeError("unknown"))
+
+
+class _TCPServer6(_TCPServer):
+    address_family = socket.AF_INET6
 
 
 class SimAdbServer:
@@ -290,16 +337,17 @@ class SimAdbServer:
         idle_timeout: float = 60.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("the simulated adb server only listens on loopback")
-        serials = [p.serial for p in phones]
-        if len(set(serials)) != len(serials):
-            raise ValueError(f"phone serials must be unique, got {serials}")
+            raise ServerConfigError(f"the simulated adb server only listens on loopback, not on {host!r}")
+        _check_port(port, lowest=0)
+        _check_serials([p.serial for p in phones])
+        if not (idle_timeout > 0 and math.isfinite(idle_timeout)):
+            raise ServerConfigError(f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}")
         self.devices: dict[str, SimDevice] = {
             phone.serial: SimDevice(phone, phone.serial, index + 1, adbkeyboard=adbkeyboard, raw_header=raw_header)
             for index, phone in enumerate(phones)
         }
         self.idle_timeout = idle_timeout
-        self._server = _TCPServer((host, port), _Handler, bind_and_activate=True)
+        self._server = _listen(host, port)
         self._server.owner = self
         self.host, self.port = self._server.server_address[:2]
         self._live: set[socket.socket] = set()
@@ -503,6 +551,39 @@ class SimAdbServer:
         return None
 
 
+def _check_port(port: object, *, lowest: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not lowest <= port <= 65535:
+        raise ServerConfigError(f"port must be a whole number from {lowest} to 65535, got {port!r}")
+
+
+def _check_serials(serials: Sequence[object]) -> None:
+    """Serials adb can list and address: non-empty text without spaces or control characters, each once."""
+    for serial in serials:
+        if not isinstance(serial, str) or not serial:
+            raise ServerConfigError(f"a phone serial must be non-empty text, got {serial!r}")
+        if any(c.isspace() or not c.isprintable() for c in serial):
+            raise ServerConfigError(f"a phone serial must not contain spaces or control characters, got {serial!r}")
+    duplicates = sorted({s for s in serials if serials.count(s) > 1}, key=str)
+    if duplicates:
+        raise ServerConfigError(f"phone serials must be unique, got {', '.join(map(str, duplicates))} more than once")
+
+
+def _listen(host: str, port: int) -> _TCPServer:
+    """The listening server, or ServerConfigError naming the port when it cannot listen there."""
+    kind = _TCPServer6 if ":" in host else _TCPServer
+    try:
+        return kind((host, port), _Handler, bind_and_activate=True)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServerConfigError(
+                f"port {port} on {host} is already in use (another adb server? stop it with"
+                " 'adb kill-server', or choose another port)"
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise ServerConfigError(f"not allowed to listen on port {port} (ports below 1024 need root)") from exc
+        raise ServerConfigError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+
+
 def _ok(text: str | None = None) -> tuple[bytes, bool]:
     return (b"OKAY" + (_block(text) if text is not None else b""), False)
 
@@ -545,13 +626,29 @@ def serve_forever(port: int, serials: list[str], seed: int, transition_delay: fl
     """Serve one simulated phone per serial on 127.0.0.1:``port`` until interrupted or ``adb kill-server``.
 
     ``drop_typed``: each phone loses every Nth typed character (see :attr:`SimPhone.drop_typed`).
+    Raises :class:`ServerConfigError` (a ConfigError) for a port outside 1..65535 or already in
+    use, empty or repeated serials, a negative or not-a-number ``transition_delay`` or a
+    negative ``drop_typed``, before anything is served.
     """
     from vlagent.drivers.sim.world import SimPhone
 
-    phones = [
-        SimPhone(seed=seed, transition_delay=transition_delay, serial=s, drop_typed=drop_typed)
-        for s in serials or ["sim-0"]
-    ]
+    _check_port(port, lowest=1)
+    serials = list(serials) or ["sim-0"]
+    _check_serials(serials)
+    if isinstance(transition_delay, bool) or not isinstance(transition_delay, (int, float)):
+        raise ServerConfigError(f"transition delay must be a number of seconds, got {transition_delay!r}")
+    if not (transition_delay >= 0 and math.isfinite(transition_delay)):
+        raise ServerConfigError(f"transition delay must be a finite number of seconds >= 0, got {transition_delay!r}")
+    if isinstance(drop_typed, bool) or not isinstance(drop_typed, int) or drop_typed < 0:
+        raise ServerConfigError(f"drop_typed must be a whole number >= 0, got {drop_typed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ServerConfigError(f"seed must be a whole number, got {seed!r}")
+    try:
+        phones = [
+            SimPhone(seed=seed, transition_delay=transition_delay, serial=s, drop_typed=drop_typed) for s in serials
+        ]
+    except ValueError as exc:
+        raise ServerConfigError(f"invalid options for the simulated phones: {exc}") from exc
     server = SimAdbServer(phones, port=port).start()
     try:
         server.wait()

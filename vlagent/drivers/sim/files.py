@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FileEntry", "FsError", "SimFiles"]
+__all__ = ["PATH_MAX", "FileEntry", "FsError", "SimFiles"]
 
 _DIRS = (
     "/",
@@ -58,7 +58,10 @@ _MESSAGES = {
     errno.EROFS: "Read-only file system",
     errno.EACCES: "Permission denied",
     errno.ENOTEMPTY: "Directory not empty",
+    errno.ENAMETOOLONG: "File name too long",
 }
+#: The longest path a file or directory may be created at (Linux's PATH_MAX).
+PATH_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ class SimFiles:
     # --- changes ----------------------------------------------------------------------------
 
     def _check_writable(self, full: str, path: str) -> None:
+        if len(full.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+            raise FsError(path[:200] + "..." if len(path) > 200 else path, errno.ENAMETOOLONG)
         if not any(full == root or full.startswith(root + "/") for root in _WRITABLE):
             readonly = full == "/" or full.startswith(("/system", "/storage", "/dev"))
             raise FsError(path, errno.EROFS if readonly else errno.EACCES)
@@ -191,12 +196,17 @@ class SimFiles:
             if full in self._files:
                 raise FsError(path, errno.EEXIST)
             self._check_writable(full, path)
-            parent = posixpath.dirname(full)
-            if parent not in self._dirs:
+            missing = [full]  # the directory, then each missing parent up to one that exists
+            while (parent := posixpath.dirname(missing[-1])) not in self._dirs:
                 if not parents:
                     raise FsError(path, errno.ENOENT)
-                self.mkdir(parent, parents=True)
-            self._dirs[full] = int(self._clock())
+                if parent in self._files:
+                    raise FsError(parent, errno.EEXIST)
+                self._check_writable(parent, parent)
+                missing.append(parent)
+            now = int(self._clock())
+            for directory in missing:
+                self._dirs[directory] = now
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
         full = self.normalize(path)

@@ -43,7 +43,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def _fail(sock: socket.socket, message: str) -> None:
-    data = message.encode("utf-8")
+    data = message.encode("utf-8", "surrogateescape")  # paths that were not UTF-8 go back as they came
     sock.sendall(b"FAIL" + struct.pack("<I", len(data)) + data)
 
 
