@@ -232,3 +232,23 @@ def test_hostile_scenario_files_are_refused_with_the_file_and_line(
     with pytest.raises(ScenarioError, match=message) as info:
         load_scenario(path)
     assert str(info.value).startswith(str(path))
+
+
+@pytest.mark.parametrize(
+    ("step", "where"),
+    [
+        ("{action: click, x: 5000, y: 9000}", "(5000, 9000)"),
+        ("{action: click, x: 1080, y: 10}", "(1080, 10)"),
+        ("{action: swipe, x1: 10, y1: 10, x2: 10, y2: 2400}", "(10, 2400)"),
+        ("{action: long_press, x: 10, y: 9999}", "(10, 9999)"),
+    ],
+)
+def test_steps_off_the_simulated_phones_screen_are_refused_at_load(tmp_path: Path, step: str, where: str) -> None:
+    text = "name: far\ntask: t\nsuccess:\n- {app: Home}\ngold:\n- action: {action: wait, seconds: 0}\n"
+    text += f"- action: {step}\n"
+    with pytest.raises(ScenarioError, match=rf"gold step 2 .*{where.replace('(', '[(]').replace(')', '[)]')} is off"):
+        load_scenario(write(tmp_path, text))
+    edge = text.replace(step, "{action: click, x: 1079, y: 2399}")
+    assert load_scenario(write(tmp_path, edge)).gold[1].action == Click(x=1079, y=2399)
+    wide = text.replace("success:", "device: {kind: sim, options: {width: 20000, height: 20000}}\nsuccess:")
+    assert load_scenario(write(tmp_path, wide)).device.screen_size == (20000, 20000)

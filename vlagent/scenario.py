@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vlagent.actions import Action
+from vlagent.actions import Action, describe_action
 from vlagent.apps.launcher import SAMPLE_DESKTOP
+from vlagent.coords import points_off_screen
 from vlagent.drivers.base import Driver
 from vlagent.errors import ConfigError, DeviceError
 from vlagent.tasks import (
@@ -112,6 +113,14 @@ class DeviceSpec(_Model):
     """Start of a phone: ``toggles``, ``notes``, ``contacts`` ({name, phone}) on top of the sim defaults."""
 
     @property
+    def screen_size(self) -> tuple[int, int] | None:
+        """The screen's (width, height) in device pixels where the file fixes it (the simulated phone)."""
+        if self.kind.split(":", 1)[0] != "sim":
+            return None
+        width, height = self.options.get("width", 1080), self.options.get("height", 2400)
+        return (width, height) if isinstance(width, int) and isinstance(height, int) else None
+
+    @property
     def is_phone(self) -> bool:
         """True for a phone (sim, adb...), which ``--device`` may replace; False for a desktop."""
         return self.kind.split(":", 1)[0] not in (SAMPLE_DESKTOP, "desktop")
@@ -154,6 +163,25 @@ class Scenario(_Model):
     variable of that name when the scenario runs, never from the file."""
     source: str | None = Field(default=None, exclude=True)
     """The file this scenario was read from (set by the loader)."""
+
+    @model_validator(mode="after")
+    def _points_on_screen(self) -> Scenario:
+        """Where the screen's size is known (the simulated phone), no step may point off it."""
+        size = self.device.screen_size
+        if size is None:
+            return self
+        steps = [("setup step", a) for a in self.setup] + [("gold step", g.action) for g in self.gold]
+        numbers: dict[str, int] = {}
+        for kind, action in steps:
+            numbers[kind] = numbers.get(kind, 0) + 1
+            off = points_off_screen(action, *size)
+            if off:
+                where = ", ".join(f"({x}, {y})" for x, y in off)
+                raise ValueError(
+                    f"{kind} {numbers[kind]} ({describe_action(action)}): {where} is off the "
+                    f"{size[0]}x{size[1]} screen of the simulated phone"
+                )
+        return self
 
     @property
     def frames_dir(self) -> Path | None:
