@@ -252,3 +252,9 @@ def test_steps_off_the_simulated_phones_screen_are_refused_at_load(tmp_path: Pat
     assert load_scenario(write(tmp_path, edge)).gold[1].action == Click(x=1079, y=2399)
     wide = text.replace("success:", "device: {kind: sim, options: {width: 20000, height: 20000}}\nsuccess:")
     assert load_scenario(write(tmp_path, wide)).device.screen_size == (20000, 20000)
+
+
+def test_an_oversized_scenario_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: big\ntask: t\nsuccess:\n- {app: Home}\n#" + "x" * (5 * 1024 * 1024) + "\n")
+    with pytest.raises(ScenarioError, match="at most"):
+        load_scenario(path)

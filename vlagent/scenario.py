@@ -221,6 +221,8 @@ class Scenario(_Model):
 #: Values a scenario file may expand to, aliases included: a real one has a few hundred; an
 #: alias bomb (each level repeating the one before) would have billions.
 _MAX_VALUES = 10_000
+_MAX_FILE_BYTES = 4 * 1024 * 1024
+"""Recorded scenarios with fingerprints run to tens of kilobytes; megabytes are not a scenario."""
 _MAX_DEPTH = 50
 
 
@@ -313,6 +315,9 @@ def load_scenario(path: Path | str) -> Scenario:
     """Read and validate one scenario file; ScenarioError names the file, line and field."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise ScenarioError(path, None, "", f"{size} bytes: a scenario file holds at most {_MAX_FILE_BYTES}")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(path, None, "", f"cannot read: {exc.strerror}") from exc
