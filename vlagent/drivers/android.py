@@ -25,8 +25,16 @@ the :class:`~vlagent.outcome.ActionOutcome` (verified, retried and how, failed, 
 and why). ``state()`` is one look at the phone for checks (:class:`AdbState`) and ``prepare``
 brings it to a task's start.
 
-The driver's parts live beside it: ``android_power`` (wake and lock screen), ``android_typing``
-(typing read back), ``android_state`` (DeviceState over adb), ``android_keys`` (key codes).
+A dead phone is reported, not waited on: every device call (screenshot, input, shell, dump) is
+retried here, with back-off and a new connection, until ``attempts`` tries or ``call_deadline``
+seconds (20 by default), and every socket wait is cut to the time left; the loop does not retry
+on top (``retries_device_errors``). After a call gave up, the next one looks once (``echo``, two
+seconds at most) and fails at once while the phone stays silent. No adb server is started where
+the user named one (options or environment): an absent one is reported as such.
+
+The driver's parts live beside it: ``android_config`` (AdbConfig), ``android_conn`` (reaching the
+adb server), ``android_power`` (wake and lock screen), ``android_typing`` (typing read back),
+``android_state`` (DeviceState over adb), ``android_keys`` (key codes).
 
 What this module must not do: let the device shell interpret any text it sends. Every
 argument is quoted (argv lists joined with ``shlex.quote``) and ``input text`` gets its own
@@ -38,27 +46,29 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import shlex
 import socket
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 from tenacity import (
+    RetryCallState,
     Retrying,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
+    retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential,
 )
 
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Swipe, Type, Wait
+from vlagent.drivers.android_config import AdbConfig, split_spec
+from vlagent.drivers.android_conn import AdbServer, NothingListens, ServerLink
 from vlagent.drivers.android_keys import ADB_KEYBOARD_IME, ANDROID_KEYCODES
 from vlagent.drivers.android_power import (
     KEYCODE_WAKEUP,
@@ -104,6 +114,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Longest look (one ``echo``) at whether a phone that stopped answering answers again; a fifth of
+#: ``call_deadline`` when that is shorter.
+_RECHECK_S = 2.0
+
 #: What the shell prints after each command's output, followed by its exit status (as adbutils marks it).
 _EXIT_MARK = "X4EXIT:"
 #: Fraction of the screen kept free at each end of a scroll swipe: Android's back-gesture
@@ -137,74 +151,10 @@ _ALIAS_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True)
-class AdbConfig:
-    """Settings of an :class:`AdbDriver`; every field can be passed to ``open_driver("adb", ...)`` and every
-    field but ``apps`` in the device spec: ``adb:SERIAL?wake=0&screencap=png``."""
-
-    host: str | None = None
-    """adb server host; None: ``ANDROID_ADB_SERVER_HOST`` or 127.0.0.1 (as adbutils)."""
-    port: int | None = None
-    """adb server port; None: ``ANDROID_ADB_SERVER_PORT`` or 5037."""
-    timeout: float = 10.0
-    """Seconds any single device command may take (input, wm, pm...)."""
-    capture_timeout: float = 20.0
-    """Seconds a screenshot may take."""
-    attempts: int = 3
-    """Tries per device call when the connection is lost or times out."""
-    retry_wait: float = 0.2
-    """First back-off between tries, doubled each time (max 2 s)."""
-    screencap: Literal["auto", "raw", "png"] = "auto"
-    """``auto`` uses raw pixels and falls back to PNG when the device's raw format is unknown."""
-    switch_ime: bool = True
-    """When non-ASCII text must be typed and ADBKeyboard is installed, make it the current keyboard."""
-    scroll_fraction: float = 0.3
-    """How far one scroll unit moves the finger, as a fraction of the screen side."""
-    scroll_ms: int = 300
-    apps: Mapping[str, str] = field(default_factory=dict)
-    """Extra app label -> package name entries for ``open_app``."""
-    wake: bool = True
-    """Keep the screen usable: at open, wake a sleeping phone and dismiss a swipe lock screen; during a
-    run, do the same when a frame comes back black because the phone fell asleep. A PIN/pattern/password
-    lock raises DeviceLockedError. False: never look at or change the power state."""
-    wake_timeout: float = 2.0
-    """Seconds to wait for the screen to come on and the lock screen to go after waking / unlocking."""
-    verify_typing: bool = True
-    """After typing, read the focused field back from the view hierarchy (two ``uiautomator dump``: before
-    and after) and, when it differs from what was meant, retry by another input path; the step records
-    the outcome. False (``adb:SERIAL?verify_typing=0``): type once and record nothing."""
-    typing_retries: int = 2
-    """Other input paths tried when the read-back differs (ADBKeyboard, short ``input text`` chunks, clipboard)."""
-    dump_attempts: int = 3
-    """Tries per ``uiautomator dump`` when the screen is animating or the output is cut short."""
-    dump_timeout: float = 30.0
-    """Seconds one ``uiautomator dump`` may take (it waits up to ~10 s for an idle screen)."""
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.capture_timeout <= 0:
-            raise ConfigError("adb timeouts must be positive")
-        if self.attempts < 1:
-            raise ConfigError("adb attempts must be at least 1")
-        if self.screencap not in ("auto", "raw", "png"):
-            raise ConfigError(f"adb screencap must be auto, raw or png, got {self.screencap!r}")
-        if not 0.01 <= self.scroll_fraction <= 0.9:
-            raise ConfigError("adb scroll_fraction must be within 0.01..0.9")
-        if self.wake_timeout < 0:
-            raise ConfigError("adb wake_timeout must be >= 0")
-        if self.typing_retries < 0 or self.dump_attempts < 1 or self.dump_timeout <= 0:
-            raise ConfigError("adb typing_retries must be >= 0, dump_attempts >= 1 and dump_timeout > 0")
-
-    @property
-    def server(self) -> tuple[str, int]:
-        host = self.host or os.environ.get("ANDROID_ADB_SERVER_HOST") or "127.0.0.1"
-        port = self.port or int(os.environ.get("ANDROID_ADB_SERVER_PORT") or 5037)
-        return host, port
-
-
 def create_driver(arg: str | None, **options: Any) -> AdbDriver:
     """Registry factory: ``arg`` is ``SERIAL``, ``SERIAL?option=value&...`` or ``?option=value`` (None or an
     empty serial: the only connected device). Keyword options win over those in ``arg``."""
-    serial, from_spec = _split_spec(arg)
+    serial, from_spec = split_spec(arg)
     options = {**from_spec, **options}
     names = {f.name for f in fields(AdbConfig)}
     unknown = sorted(set(options) - names)
@@ -213,55 +163,43 @@ def create_driver(arg: str | None, **options: Any) -> AdbDriver:
     return AdbDriver(serial, AdbConfig(**options))
 
 
-def _split_spec(arg: str | None) -> tuple[str | None, dict[str, object]]:
-    """``"SERIAL?wake=0&timeout=5"`` -> ("SERIAL", {"wake": False, "timeout": 5.0}), typed by AdbConfig."""
-    serial, _, query = (arg or "").partition("?")
-    hints = get_type_hints(AdbConfig)
-    options: dict[str, object] = {}
-    for item in filter(None, query.split("&")):
-        name, eq, text = item.partition("=")
-        if not eq:
-            raise ConfigError(f"adb option '{name}' needs a value, e.g. adb:SERIAL?{name}=VALUE")
-        kinds = set(get_args(hints[name])) - {type(None)} if name in hints else set()
-        kind = hints.get(name, str)
-        try:
-            if bool in (kind, *kinds):
-                if text.lower() not in _BOOLEANS:
-                    raise ValueError(f"expected one of {', '.join(_BOOLEANS)}")
-                options[name] = _BOOLEANS[text.lower()]
-            elif int in (kind, *kinds):
-                options[name] = int(text)
-            elif float in (kind, *kinds):
-                options[name] = float(text)
-            elif get_origin(kind) is Mapping:
-                raise ValueError("give it as a keyword option, not in the device spec")
-            else:
-                options[name] = text
-        except ValueError as exc:
-            raise ConfigError(f"bad adb option {name}={text!r}: {exc}") from None
-    return serial or None, options
-
-
-_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-
-
 def list_serials(config: AdbConfig | None = None) -> list[str]:
-    """Serials of the devices the adb server reports as ready; DeviceNotFoundError if it is unreachable."""
+    """Serials of the devices the adb server reports as ready; DeviceNotFoundError if it is unreachable
+    (no server is started where the user named one, see :mod:`vlagent.drivers.android_conn`)."""
     config = config or AdbConfig()
     try:
-        import adbutils
+        import adbutils  # noqa: F401 - only to say which extra is missing
     except ImportError as exc:
         raise MissingExtraError("android", "adbutils", "Listing Android phones") from exc
-    host, port = config.server
-    client = adbutils.AdbClient(host=host, port=port, socket_timeout=min(config.timeout, 3.0))
+    server = config.adb_server
+    end = time.monotonic() + config.call_deadline
+    link = ServerLink(server, timeout=min(config.timeout, 3.0), time_left=lambda: end - time.monotonic())
     try:
-        return [info.serial for info in client.list() if info.state == "device"]
+        link.check()
+        return [info.serial for info in link.client().list() if info.state == "device"]
     except Exception as exc:
         if _is_adb_error(exc, timeout=True) or isinstance(exc, OSError):
-            raise DeviceNotFoundError(
-                f"no adb server at {host}:{port} ({exc}); start one with 'adb start-server'"
-            ) from exc
+            raise DeviceNotFoundError(_unreachable(server, exc)) from exc
         raise
+
+
+def _unreachable(server: AdbServer, exc: BaseException) -> str:
+    """One line: no adb server answers at ``server``, and what to do."""
+    why = "nothing listens there" if isinstance(exc, NothingListens) else _one_line(str(exc)) or type(exc).__name__
+    named = (
+        " (vlagent does not start a server on a host or port you named)"
+        if server.named and isinstance(exc, NothingListens)
+        else ""
+    )
+    return (
+        f"cannot reach the adb server at {server}: {why}{named}. Install Android platform-tools and start it with "
+        f"'{server.how_to_start()}', or point vlagent at another server with the host/port options "
+        "(ANDROID_ADB_SERVER_HOST / ANDROID_ADB_SERVER_PORT)."
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def decode_raw_screencap(data: bytes) -> Image.Image:
@@ -286,19 +224,29 @@ def decode_raw_screencap(data: bytes) -> Image.Image:
 
 
 class AdbDriver(BaseDriver):
-    """An Android device reached through an adb server."""
+    """An Android device reached through an adb server.
+
+    Every device call is retried here (lost connection, device missing or offline, a try timing out)
+    within ``AdbConfig.call_deadline``, so callers must not retry on top: ``retries_device_errors``.
+    """
 
     _capabilities: Capabilities = PHONE_CAPABILITIES
+    retries_device_errors: bool = True
 
     def __init__(self, serial: str | None = None, config: AdbConfig | None = None) -> None:
         self.config = config or AdbConfig()
         try:
-            import adbutils
+            import adbutils  # noqa: F401 - only to say which extra is missing
         except ImportError as exc:
             raise MissingExtraError("android", "adbutils", "Driving an Android phone") from exc
-        host, port = self.config.server
-        self._where = f"{host}:{port}"
-        self._client: AdbClient = adbutils.AdbClient(host=host, port=port, socket_timeout=self.config.timeout)
+        self._server = self.config.adb_server
+        self._where = str(self._server)
+        self._deadline: float | None = None  # time.monotonic() by which the current call must end
+        self._lost: tuple[float, str] | None = None  # since when, and why, the phone has not answered
+        self._link = ServerLink(self._server, timeout=self.config.timeout, time_left=self._time_left)
+        self._client: AdbClient = self._link.client()
+        self._tport: bool | None = None  # whether the adb server knows host:tport (asked once per server)
+        self._check_server()
         self.serial = self._call("finding the device", lambda: self._pick_serial(serial))
         self.name = f"adb:{self.serial}"
         self._natural: tuple[int, int] | None = None
@@ -309,23 +257,31 @@ class AdbDriver(BaseDriver):
         self._raw_ok = self.config.screencap != "png"
         self._closed = False
         self._guard = ScreenGuard(self)
-        self._tport: bool | None = None  # whether the adb server knows host:tport (asked once)
         log.info("opened %s via adb server %s", self.name, self._where)
         if self.config.wake:
             self._guard.wake_at_open()
 
     # --- device selection -------------------------------------------------------------
 
+    def _check_server(self) -> None:
+        """At open, that something listens where the adb server should be (not retried: a server that is
+        not there is the setup's, not a blip). Only the default server is started, once, when absent."""
+        self._deadline = time.monotonic() + self.config.call_deadline
+        try:
+            self._link.check()
+        except NothingListens as exc:
+            raise DeviceNotFoundError(_unreachable(self._server, exc)) from exc
+        except OSError:
+            pass  # a hang or another failure: finding the device retries it and reports it
+        finally:
+            self._deadline = None
+
     def _pick_serial(self, wanted: str | None) -> str:
         try:
             infos = self._client.list()
         except Exception as exc:
             if _is_adb_error(exc, timeout=False) or (isinstance(exc, OSError) and not isinstance(exc, TimeoutError)):
-                raise DeviceNotFoundError(
-                    f"cannot reach the adb server at {self._where} ({exc}). Install Android platform-tools and "
-                    "start it with 'adb start-server', or point vlagent at another server with the host/port options "
-                    "(ANDROID_ADB_SERVER_HOST / ANDROID_ADB_SERVER_PORT)."
-                ) from exc
+                raise DeviceNotFoundError(_unreachable(self._server, exc)) from exc
             raise
         states = {info.serial: info.state for info in infos}
         ready = [s for s, state in states.items() if state == "device"]
@@ -556,9 +512,18 @@ class AdbDriver(BaseDriver):
         adbutils' shell opens a second one (``host:version``) and sleeps 10 ms closing each, ~20 ms a
         command, which is more than a command takes over loopback and a tenth of it on a phone.
         """
+        wait = self._link.cap(timeout)  # the whole command, handshake to last byte, within this
+        end = time.monotonic() + wait
+
+        def left() -> float:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer within {wait:.1f} s")
+            return remaining
+
         if self._tport is None:
             self._tport = self._client.server_version() >= 41  # host:tport needs adb 1.0.41 (platform-tools 28)
-        conn = self._client.make_connection(timeout=timeout)
+        conn = self._client.make_connection(timeout=left())
         sock = conn.conn
         try:
             if self._tport:
@@ -568,12 +533,16 @@ class AdbDriver(BaseDriver):
             else:
                 conn.send_command(f"host:transport:{self.serial}")
                 conn.check_okay()
+            sock.settimeout(left())
             conn.send_command(service)
             conn.check_okay()
             buffer = bytearray()
-            while chunk := sock.recv(1 << 20):
+            while True:
+                sock.settimeout(left())
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    return bytes(buffer)
                 buffer += chunk
-            return bytes(buffer)
         finally:
             sock.close()
 
@@ -614,46 +583,112 @@ class AdbDriver(BaseDriver):
         return self._call(what, lambda: self._shell_once(line, timeout or self.config.timeout))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Call ``fn`` translating adbutils/socket errors and retrying lost connections."""
+        """Call ``fn``, translating adbutils/socket errors and retrying what a new try may fix (a lost
+        connection, a missing or offline device, a timeout) with back-off and a new connection each
+        time, until ``attempts`` tries or ``call_deadline`` seconds, whichever comes first; every socket
+        wait is cut to the time left. After a call gave up, the next one first looks (``echo``, a few
+        seconds at most) whether the phone answers again, and fails at once when it does not."""
+        if self._deadline is not None:  # inside another call: that one retries, within its deadline
+            return self._once(what, fn)
+        started = time.monotonic()
+        self._deadline = started + self.config.call_deadline
+        tries = 0
+
+        def counted() -> T:
+            nonlocal tries
+            tries += 1
+            return self._once(what, fn)
+
+        try:
+            if self._lost is not None:
+                self._recheck(what)
+            result = self._retrying(what, counted)
+        except DeviceError as exc:
+            if tries and _retryable(exc):
+                said = str(exc).rstrip(".")
+                exc.args = (f"{said}. Gave up after {tries} tries in {time.monotonic() - started:.1f} s.",)
+                if hasattr(self, "serial"):
+                    self._lost = (time.monotonic(), str(exc))
+            raise
+        finally:
+            self._deadline = None
+        if self._lost is not None:
+            log.info("%s answers again", self.serial)
+            self._lost = None
+        return result
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        backoff = wait_exponential(multiplier=self.config.retry_wait, max=2.0)
+        limits = stop_after_attempt(self.config.attempts) | stop_after_delay(self.config.call_deadline)
+
+        def stop(state: RetryCallState) -> bool:  # the limits, or no time left for the wait and a try
+            return limits(state) or (self._time_left() or 0.0) - backoff(state) < 0.05
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.config.attempts),
-            wait=wait_exponential(multiplier=self.config.retry_wait, max=2.0),
-            retry=retry_if_exception_type(DeviceError)
-            & retry_if_not_exception_type((ActionNotSupportedError, CommandFailed)),
+            stop=stop,
+            wait=backoff,
+            retry=retry_if_exception(_retryable),
             before_sleep=lambda state: log.warning(
-                "%s failed (attempt %d), retrying: %s",
+                "%s on %s failed (try %d), trying again: %s",
                 what,
+                self._where_device(),
                 state.attempt_number,
                 state.outcome.exception() if state.outcome else None,
             ),
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                try:
-                    return fn()
-                except (DeviceError, ConfigError):
-                    raise
-                except Exception as exc:
-                    translated = self._translate(what, exc)
-                    if translated is None:
-                        raise
-                    raise translated from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retrying(fn)
+
+    def _once(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (DeviceError, ConfigError):
+            raise
+        except Exception as exc:
+            if isinstance(exc, (OSError, EOFError)):
+                self._tport = None  # a new server may answer the next try: ask its version again
+            translated = self._translate(what, exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _recheck(self, what: str) -> None:
+        """One quick look (``echo``) at a phone that stopped answering: DeviceError at once when it still does not."""
+        assert self._lost is not None
+        since, first = self._lost
+        self._deadline = time.monotonic() + min(_RECHECK_S, self.config.call_deadline / 5)
+        try:
+            self._shell_once("echo", _RECHECK_S)
+        except Exception as exc:
+            now = exc if isinstance(exc, DeviceError) else self._translate("looking whether it answers", exc)
+            error = type(now) if isinstance(now, DeviceError) else DeviceError
+            raise error(
+                f"{what} on {self.serial} not tried: the phone has not answered for {time.monotonic() - since:.0f} s "
+                f"and still does not ({_one_line(str(now or exc))}); first: {first}"
+            ) from exc
+        finally:
+            self._deadline = time.monotonic() + self.config.call_deadline
+
+    def _time_left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _where_device(self) -> str:
+        return getattr(self, "serial", None) or self._where
 
     def _translate(self, what: str, exc: Exception) -> DeviceError | None:
+        """The DeviceError for an adbutils or socket error, in one line naming the device and the step."""
         from adbutils.errors import AdbConnectionError, AdbError, AdbTimeout
 
-        where = getattr(self, "serial", None) or self._where
+        where = self._where_device()
+        text = _one_line(str(exc)) or type(exc).__name__
         if isinstance(exc, (AdbTimeout, socket.timeout, TimeoutError)):
-            return DeviceTimeoutError(f"{what} on {where} timed out: {exc}")
+            return DeviceTimeoutError(f"{what} on {where} timed out: {text}")
         if isinstance(exc, (AdbConnectionError, OSError, EOFError)):
             return DeviceError(
-                f"lost the connection to the adb server at {self._where} while {what} on {where}: {exc}. "
+                f"lost the connection to the adb server at {self._where} while {what} on {where}: {text}. "
                 "Check that the adb server runs and 'adb devices' lists the phone."
             )
         if isinstance(exc, AdbError):
-            text = str(exc)
             if "not found" in text or "offline" in text or "unauthorized" in text:
                 return DeviceNotFoundError(f"{where} is not available while {what}: {text}. Check 'adb devices'.")
             return DeviceError(f"{what} on {where} failed: {text}")
@@ -673,6 +708,14 @@ def _label_score(key: str, package: str) -> int:
     if parts and key in parts[-1]:
         return 2
     return 1 if key in "".join(parts) else 0
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a new try may succeed: a lost connection, a missing or offline device, a timeout; not a
+    command that ran and failed, an action the device cannot do or a locked phone."""
+    return isinstance(exc, DeviceError) and not isinstance(
+        exc, (ActionNotSupportedError, CommandFailed, DeviceLockedError)
+    )
 
 
 def _is_adb_error(exc: BaseException, *, timeout: bool) -> bool:
