@@ -77,7 +77,8 @@ class Capabilities:
         if screen is not None and outside:
             width, height = screen
             where = ", ".join(_point(x, y) for x, y in outside)
-            return f"{where} is outside the {width}x{height} screen: x must be 0..{width - 1} and y 0..{height - 1}"
+            limits = f"x must be 0..{width - 1}, y 0..{height - 1}"
+            return f"{where} is outside the captured screen ({width}x{height}): {limits}"
         return None
 
     @property

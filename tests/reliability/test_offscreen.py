@@ -12,7 +12,7 @@ from vlagent.capabilities import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
 from vlagent.coords import points_off_screen
 from vlagent.drivers.registry import open_driver
 from vlagent.drivers.sim import SimDriver
-from vlagent.errors import ActionNotSupportedError
+from vlagent.errors import ActionRefusedError
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
 
@@ -51,7 +51,7 @@ def test_each_pointed_action_is_refused_just_past_the_edge(kind: str, x: int, y:
         assert points_off_screen(action, W, H) == []
     else:
         assert refusal is not None
-        assert "outside the 1080x2400 screen" in refusal and "0..1079" in refusal and "0..2399" in refusal
+        assert "outside the captured screen (1080x2400)" in refusal and "0..1079" in refusal and "0..2399" in refusal
         assert f"({x}, {y})" in refusal
         assert points_off_screen(action, W, H) == [(x, y)]
 
@@ -91,7 +91,7 @@ def test_other_refusals_come_first() -> None:
 def test_the_driver_refuses_a_point_off_its_screen_before_acting(kind: str) -> None:
     driver = SimDriver(width=W, height=H)
     before = driver.phone.snapshot()
-    with pytest.raises(ActionNotSupportedError, match="outside the 1080x2400 screen"):
+    with pytest.raises(ActionRefusedError, match=r"outside the captured screen \(1080x2400\)"):
         driver.execute(POINTED[kind](W, 10))
     assert driver.phone.snapshot() == before
     driver.execute(POINTED[kind](W - 1, 10))  # the last column is on the screen
@@ -109,11 +109,6 @@ class _Listening(ScriptedPolicy):
         return super().decide(observation)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the loop to check device pixels against the frame: in vlagent/agent.py _decide, "
-    "obs.capabilities.refusal(decision.action, screen=obs.frame.size)",
-)
 def test_the_loop_feeds_an_offscreen_click_back_and_the_driver_never_gets_it(monkeypatch: pytest.MonkeyPatch) -> None:
     driver = open_driver("sim")
     width, height = driver.screen_size()
@@ -132,4 +127,4 @@ def test_the_loop_feeds_an_offscreen_click_back_and_the_driver_never_gets_it(mon
     assert episode.invalid_outputs >= 1 and episode.steps[0].invalid_outputs >= 1
     assert received == []
     assert policy.feedback[0] is None
-    assert f"outside the {width}x{height} screen" in (policy.feedback[1] or "")
+    assert f"outside the captured screen ({width}x{height})" in (policy.feedback[1] or "")

@@ -23,7 +23,7 @@ from vlagent.actions import (
     describe_action,
 )
 from vlagent.capabilities import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES, Capabilities
-from vlagent.errors import ActionNotSupportedError, DriverConformanceError
+from vlagent.errors import ActionNotSupportedError, ActionRefusedError, DriverConformanceError
 from vlagent.frames import Frame
 from vlagent.outcome import ActionOutcome
 
@@ -94,12 +94,15 @@ class BaseDriver:
         raise NotImplementedError(f"{type(self).__name__} must define screen_size()")
 
     def ensure_supported(self, action: Action) -> None:
-        """Raise ActionNotSupportedError when the device cannot perform ``action``: an action, key or
-        button it lacks, or a point outside its screen (device pixels)."""
-        screen = self.screen_size() if _has_point(action) else None  # asked only when needed (adb asks the phone)
-        reason = self.capabilities.refusal(action, screen=screen)
+        """Raise ActionNotSupportedError when the device cannot perform ``action`` (an action, key or
+        button it lacks), ActionRefusedError (one of those) for a point outside its screen (device pixels)."""
+        reason = self.capabilities.refusal(action)
         if reason is not None:
             raise ActionNotSupportedError(f"{describe_action(action)}: {reason}")
+        if _has_point(action):  # the size only when needed: adb asks the phone
+            reason = self.capabilities.refusal(action, screen=self.screen_size())
+            if reason is not None:
+                raise ActionRefusedError(f"{describe_action(action)}: {reason}")
 
     def close(self) -> None:
         return None
