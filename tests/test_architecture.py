@@ -24,6 +24,8 @@ LEVELS: dict[str, int] = {
     "capabilities": 2,
     "secrets": 1,
     "confirm": 5,
+    "repeats": 7,
+    "pinned": 8,
     "tasks": 3,
     "trajectory": 3,
     "parsetail": 3,

@@ -452,13 +452,26 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 @click.option(
     "--device", "-d", "device_spec", help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED)."
 )
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Run each scenario K times (sim: layout seeds base..base+K-1) and report pass@k, pass^k and "
+    "95% intervals (default 1).",
+)
+@click.option(
+    "--config-from",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Run the configuration pinned in an earlier results.json (policy, options, seeds, repeats, device); "
+    "flags given here still win.",
+)
 @click.option("--resume", is_flag=True, help="--out holds an unfinished evaluation: keep what finished, run the rest.")
 @click.option("--overwrite", is_flag=True, help="--out holds an evaluation: run every scenario again, replacing it.")
 @_secret_option()
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
-    device_spec: str | None, resume: bool, overwrite: bool, secret_names: tuple[str, ...], policy: str,
-    **policy_options: object,
+    device_spec: str | None, repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
+    secret_names: tuple[str, ...], policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
@@ -480,6 +493,15 @@ def eval_(
         )
     loaded = load_scenarios([Path(p) for p in scenarios])
     options = {k: v for k, v in policy_options.items() if v is not None}
+    if config_from:
+        from vlagent.pinned import eval_options_from
+
+        pinned = eval_options_from(config_from)
+        options = {**pinned["policy_options"], **options}
+        policy = pinned["policy"] if policy == "auto" else policy
+        layout_seed = pinned["layout_seed"] if layout_seed is None else layout_seed
+        repeats = pinned["repeats"] if repeats is None else repeats
+        device_spec = pinned["device"] if device_spec is None else device_spec
     name = "scripted" if policy == "auto" else policy
     heal = open_policy(heal_policy, **options) if heal_policy else None
     config = EvalConfig(
@@ -492,6 +514,7 @@ def eval_(
         device=device_spec,
         existing="resume" if resume else "overwrite" if overwrite else "refuse",
         secrets=_secrets(secret_names),
+        repeats=repeats or 1,
     )
     with Progress(transient=True) as bar:
         task = bar.add_task("scenarios", total=len(loaded))
@@ -503,10 +526,20 @@ def eval_(
 
         result = evaluate(loaded, config, on_result=done)
     summary = result.summary()
+    low, high = summary["interval_95"]
+    for name, stats in summary.get("repeats", {}).get("per_scenario", {}).items():
+        lo, hi = stats["interval_95"]
+        k = str(stats["runs"])
+        rate = f"{stats['success_rate']:.2f}, 95% CI {lo:.2f}-{hi:.2f}"
+        click.echo(
+            f"{name}: {stats['passed']}/{stats['runs']} passed ({rate}), "
+            f"pass@{k} {stats['pass_at_k'][k]:.2f}, pass^{k} {stats['pass_hat_k'][k]:.2f}"
+        )
     click.echo(
-        f"{summary['passed']}/{summary['scenarios']} scenarios passed ({summary['errors']} errors) in "
-        f"{summary['duration_s']:.1f}s\nresults: {Path(out) / 'results.json'}, {Path(out) / 'junit.xml'}, "
-        f"{Path(out) / 'report.html'}"
+        f"{summary['passed']}/{summary['scenarios']} {'runs' if 'repeats' in summary else 'scenarios'} passed "
+        f"({summary['errors']} errors; success rate "
+        f"{summary['success_rate']:.2f}, 95% CI {low:.2f}-{high:.2f}) in {summary['duration_s']:.1f}s\n"
+        f"results: {Path(out) / 'results.json'}, {Path(out) / 'junit.xml'}, {Path(out) / 'report.html'}"
     )
     if summary["passed"] != summary["scenarios"]:
         raise SystemExit(EXIT_FAILED)

@@ -35,9 +35,11 @@ from typing import Any, Literal
 
 from vlagent.agent import EndReason, Episode, run_episode
 from vlagent.errors import ConfigError, OutputError, VlagentError
+from vlagent.pinned import pinned_config
 from vlagent.policies.base import Policy
 from vlagent.policies.batching import BatchingPolicy
 from vlagent.recorder import Recorder
+from vlagent.repeats import pooled, repeat_stats
 from vlagent.replay import ReplayPolicy
 from vlagent.scenario import SAMPLE_DESKTOP, DeviceSpec, Scenario, ScenarioDevice, open_scenario_device
 from vlagent.scoring import CONVENTIONS, Box, StepScore, score_step, summarize
@@ -75,8 +77,12 @@ class EvalConfig:
     finished and runs the rest; ``overwrite`` runs them all again (their old runs are removed)."""
     secrets: Secrets = field(default_factory=Secrets)
     """Secrets every scenario may type as ``{{NAME}}`` (a scenario's own ``secrets:`` come from the environment)."""
+    repeats: int = 1
+    """Run each scenario this many times; on the simulated phone repeat ``r`` uses layout seed base + r."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.repeats <= 1000:
+            raise ConfigError(f"--repeats must be 1..1000, got {self.repeats}")
         if self.existing not in ("refuse", "resume", "overwrite"):
             raise ConfigError(f"existing must be refuse, resume or overwrite, got {self.existing!r}")
         if self.jobs < 1:
@@ -104,6 +110,11 @@ class ScenarioResult:
     replay: dict[str, Any] | None
     run_dir: str
     error: str | None = None
+    scenario: str | None = None
+    """The scenario's own name (``name`` is ``<scenario>.r<N>`` when it runs several times)."""
+    repeat: int = 0
+    seed: int | None = None
+    """The simulated phone's layout seed of this run."""
 
     @property
     def errored(self) -> bool:
@@ -135,15 +146,26 @@ class EvalResult:
                 "grounding_accuracy": _weighted(per, "grounding_accuracy", "grounded_steps"),
                 "step_success_rate": _weighted(per, "step_success_rate", "steps"),
             }
-        return {
+        groups: dict[str, list[bool]] = {}
+        for r in self.results:
+            groups.setdefault(r.scenario or r.name, []).append(r.success)
+        overall = pooled(groups.values())
+        summary: dict[str, Any] = {
             "scenarios": len(self.results),
             "passed": self.passed,
             "failed": len(self.results) - self.passed,
             "errors": sum(r.errored for r in self.results),
             "success_rate": self.success_rate,
+            "interval_95": list(overall.interval),
             "duration_s": self.duration_s,
             "scores": scores,
         }
+        if any(len(g) > 1 for g in groups.values()):
+            summary["repeats"] = {
+                "pooled": overall.as_dict(),
+                "per_scenario": {name: repeat_stats(g).as_dict() for name, g in groups.items()},
+            }
+        return summary
 
 
 def _weighted(items: list[dict[str, Any]], key: str, weight: str) -> float | None:
@@ -175,6 +197,31 @@ def _with_seed(scenario: Scenario, seed: int | None) -> Scenario:
         return scenario
     device = scenario.device.model_copy(update={"options": {**scenario.device.options, "seed": seed}})
     return scenario.model_copy(update={"device": device})
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One run of one scenario: its repeat number and (on the simulated phone) its layout seed."""
+
+    scenario: Scenario
+    base: str
+    repeat: int
+    seed: int | None
+
+
+def _jobs(scenarios: Sequence[Scenario], config: EvalConfig) -> list[_Job]:
+    """Each scenario ``repeats`` times; repeat r of a sim scenario on layout seed (override or own) + r."""
+    jobs: list[_Job] = []
+    for scenario in scenarios:
+        own = scenario.device.options.get("seed", 0) if scenario.device.kind == "sim" else None
+        base_seed = config.layout_seed if config.layout_seed is not None and own is not None else own
+        for repeat in range(config.repeats):
+            seed = base_seed + repeat if isinstance(base_seed, int) else None
+            run = _with_seed(scenario, seed if (config.layout_seed is not None or repeat) else None)
+            if config.repeats > 1:
+                run = run.model_copy(update={"name": f"{scenario.name}.r{repeat}"})
+            jobs.append(_Job(run, scenario.name, repeat, seed))
+    return jobs
 
 
 def _step_scores(scenario: Scenario, episode: Episode) -> dict[str, dict[str, Any]]:
@@ -248,6 +295,11 @@ class _Runner:
         own = Secrets.from_env(n for n in scenario.secrets if n not in self.config.secrets.names)
         return self.config.secrets.merged(own)
 
+    @property
+    def shared(self) -> Policy | None:
+        """The one model policy every scenario shares (None with the scripted policy or a factory)."""
+        return self._shared
+
     def open_shared(self) -> None:
         """Load the shared model policy now, so a wrong name or model fails once, before any scenario."""
         config = self.config
@@ -260,8 +312,8 @@ class _Runner:
                     # concurrent episodes share one model: gather their steps into batched calls
                     self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
 
-    def run(self, scenario: Scenario) -> ScenarioResult:
-        scenario = _with_seed(scenario, self.config.layout_seed)
+    def run(self, job: _Job) -> ScenarioResult:
+        scenario = job.scenario
         run_dir = self.config.out / scenario.name
         device_name = _device_name(scenario, self.config.device)
         lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -292,6 +344,7 @@ class _Runner:
             return ScenarioResult(
                 scenario.name, scenario.source, scenario.task, device_name, False, EndReason.ERROR.value,
                 error, 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=error,
+                scenario=job.base, repeat=job.repeat, seed=job.seed,
             )  # fmt: skip
         timings, tokens = _totals(episode)
         replay = None
@@ -323,6 +376,9 @@ class _Runner:
             scores=_step_scores(scenario, episode),
             replay=replay,
             run_dir=str(run_dir),
+            scenario=job.base,
+            repeat=job.repeat,
+            seed=job.seed,
         )
 
 
@@ -366,16 +422,18 @@ def evaluate(
     """
     runner = _Runner(config)
     runner.open_shared()  # raises a ConfigError/ModelError before anything is written
+    jobs = _jobs(scenarios, config)
+    runs = [job.scenario for job in jobs]
     with contextlib.ExitStack() as held:
         held.enter_context(_claim(config.out))
-        kept = _previous_results(scenarios, config)
+        kept = _previous_results(runs, config)
         started = time.perf_counter()
         results: dict[str, ScenarioResult] = dict(kept)
-        todo = [s for s in scenarios if s.name not in kept]
-        held.enter_context(_display_for(todo))
+        todo = [job for job in jobs if job.scenario.name not in kept]
+        held.enter_context(_display_for([job.scenario for job in todo]))
         interrupted = False
         pool = ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval")
-        futures = [pool.submit(runner.run, scenario) for scenario in todo]
+        futures = [pool.submit(runner.run, job) for job in todo]
         try:
             for future in futures:
                 result = future.result()
@@ -392,12 +450,16 @@ def evaluate(
                     results.setdefault(future.result().name, future.result())
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-        ordered = [results[s.name] for s in scenarios if s.name in results]
+        ordered = [results[s.name] for s in runs if s.name in results]
         evaluation = EvalResult(ordered, config.out, time.perf_counter() - started)
         summary = evaluation.summary()
         summary["interrupted"] = interrupted
-        summary["not_run"] = [s.name for s in scenarios if s.name not in results]
-        payload = {"summary": summary, "scenarios": [asdict(r) for r in ordered]}
+        summary["not_run"] = [s.name for s in runs if s.name not in results]
+        payload = {
+            "summary": summary,
+            "config": pinned_config(config, runner.shared),
+            "scenarios": [asdict(r) for r in ordered],
+        }
         _write_text(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
         write_junit(evaluation, config.out / "junit.xml")
         from vlagent.report import write_eval_report
