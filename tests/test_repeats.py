@@ -113,3 +113,17 @@ def test_config_from_reruns_the_pinned_configuration(tmp_path: Path) -> None:
     assert [r["seed"] for r in b["scenarios"]] == [5, 6]
     bad = _eval(tmp_path, scenario, "--config-from", scenario, "--out", "c")
     assert bad.returncode == 2 and "--config-from" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_report_shows_intervals_and_refuses_foreign_results(tmp_path: Path) -> None:
+    from vlagent.errors import UserError
+    from vlagent.report import write_eval_report
+
+    scenario = load_scenario(SCENARIOS / "sim-wifi-on.yaml")
+    evaluate([scenario], EvalConfig(out=tmp_path / "ev", repeats=2, policy_factory=lambda run: ReplayPolicy(run.gold)))
+    page = (tmp_path / "ev" / "report.html").read_text(encoding="utf-8")
+    assert "95% CI" in page and "pass^k" in page
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text('{"x": 1}', encoding="utf-8")
+    with pytest.raises(UserError, match="not an evaluation's results"):
+        write_eval_report(tmp_path / "other")

@@ -20,6 +20,8 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from vlagent.actions import SCROLL_FINGER, Action, Click, LongPress, Scroll, Swipe, describe_action
+from vlagent.errors import UserError
+from vlagent.secrets import scrub
 from vlagent.trajectory import RecordedStep, Trajectory, load_trajectory
 
 __all__ = ["THUMB_SIDE", "draw_action", "write_eval_report", "write_report", "write_run_report"]
@@ -139,7 +141,7 @@ def write_run_report(run_dir: Path | str, *, title: str | None = None, extra: st
         f"<main>{''.join(cards)}</main></html>\n"
     )
     path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(scrub(page), encoding="utf-8")
     return path
 
 
@@ -163,8 +165,12 @@ def _check_html(check: dict[str, Any]) -> str:
 def write_eval_report(out: Path | str) -> Path:
     """Write ``report.html`` for an evaluation directory (reads results.json) and each run's page."""
     out = Path(out)
-    data: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    summary = data["summary"]
+    try:
+        data: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        summary = data["summary"]
+        _ = (summary["passed"], summary["scenarios"], summary["scores"], data["scenarios"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{out / 'results.json'} is not an evaluation's results ({type(exc).__name__}: {exc})") from exc
     rows = []
     for r in data["scenarios"]:
         run_dir = Path(r["run_dir"])
@@ -191,18 +197,31 @@ def write_eval_report(out: Path | str) -> Path:
         f"<td>{_pct(s['step_success_rate'])}</td><td>{s['steps']}</td></tr>"
         for name, s in summary["scores"].items()
     )
+    interval = summary.get("interval_95")
+    ci = f", 95% CI {_pct(interval[0])}-{_pct(interval[1])}" if interval else ""
+    repeats = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{r['passed']}/{r['runs']}</td><td>{_pct(r['success_rate'])} "
+        f"({_pct(r['interval_95'][0])}-{_pct(r['interval_95'][1])})</td><td>{_pct(r['pass_at_k'][str(r['runs'])])}</td>"
+        f"<td>{_pct(r['pass_hat_k'][str(r['runs'])])}</td></tr>"
+        for name, r in summary.get("repeats", {}).get("per_scenario", {}).items()
+    )
+    if repeats:
+        repeats = (
+            "<table><tr><th>scenario</th><th>passed</th><th>success rate (95% CI)</th><th>pass@k</th>"
+            f"<th>pass^k</th></tr>{repeats}</table>"
+        )
     page = (
         f'<!doctype html><html lang="en"><meta charset="utf-8"><title>vlagent evaluation</title><style>{_CSS}</style>'
         f"<header><h1>Evaluation: {summary['passed']}/{summary['scenarios']} scenarios passed "
-        f"({_pct(summary['success_rate'])})</h1>"
-        f"<p>{summary['duration_s']:.1f} s · {summary['errors']} errors</p></header>"
+        f"({_pct(summary['success_rate'])}{ci})</h1>"
+        f"<p>{summary['duration_s']:.1f} s · {summary['errors']} errors</p></header>{repeats}"
         "<table><tr><th>scenario</th><th>result</th><th>end</th><th>steps</th><th>step success (qwen)</th>"
         f"<th>time</th><th>notes</th></tr>{''.join(rows)}</table>"
         "<table><tr><th>convention</th><th>type accuracy</th><th>grounding accuracy</th><th>step success rate</th>"
         f"<th>steps</th></tr>{scores}</table></html>\n"
     )
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(scrub(page), encoding="utf-8")
     return path
 
 
