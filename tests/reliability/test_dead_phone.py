@@ -148,8 +148,9 @@ def test_a_hung_adb_server_ends_the_episode_within_the_call_deadline(server: Sim
     assert episode.end is EndReason.ERROR
     assert episode.detail.startswith("DeviceTimeoutError")
     _assert_one_line_naming(episode.detail, "tap on sim-0 timed out")
-    # One call's deadline, and (when the loop retries on top) two looks of a fifth of it each.
-    assert deadline * 0.9 < took < deadline * 1.4 + 1.0 + 0.7, took
+    # One call's deadline, plus (were the loop to retry on top) two looks of a fifth of it each; without
+    # the deadline the tap's tries would wait 10 s each.
+    assert deadline * 0.9 < took < deadline + 3.0, took
     assert _end_line(tmp_path / "run")["reason"] == "error"
 
 
@@ -173,23 +174,40 @@ def test_a_hung_adb_server_ends_the_episode_within_30_s_by_default(server: SimAd
 # --- a phone offline for a moment is reconnected ------------------------------------------------------
 
 
-def test_a_phone_offline_for_a_moment_is_reconnected_and_the_step_succeeds(
-    server: SimAdbServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+class _PlugBackIn(logging.Handler):
+    """Puts the phone back on the server when the driver says its try ``after`` failed: offline for two tries."""
+
+    def __init__(self, server: SimAdbServer, device: SimDevice, after: int) -> None:
+        super().__init__(logging.WARNING)
+        self.server, self.device, self.after = server, device, after
+        self.said: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.said.append(record.getMessage())
+        if f"failed (try {self.after}), trying again" in record.getMessage():
+            self.server.devices[self.device.serial] = self.device
+
+
+def test_a_phone_offline_for_a_moment_is_reconnected_and_the_step_goes_on(server: SimAdbServer, tmp_path: Path) -> None:
     device = server["sim-0"]
-
-    def unplug_for_a_moment() -> None:
-        server.devices.pop("sim-0")
-        threading.Timer(0.5, lambda: server.devices.__setitem__("sim-0", device)).start()
-
     driver = open_driver("adb:sim-0", port=server.port)
-    harm = _AtStep(1, unplug_for_a_moment)
+    harm = _AtStep(1, lambda: server.devices.pop("sim-0"))
+    back = _PlugBackIn(server, device, after=2)
+    logger = logging.getLogger("vlagent.drivers.android")
+    logger.addHandler(back)
     device.clear()
-    with driver, caplog.at_level(logging.WARNING, logger="vlagent.drivers.android"):
-        episode = run_episode("tap", driver, _script(), hooks=[harm, Recorder(tmp_path / "run")])
+    try:
+        with driver:
+            episode = run_episode("tap", driver, _script(), hooks=[harm, Recorder(tmp_path / "run")])
+    finally:
+        logger.removeHandler(back)
     assert episode.end is EndReason.DONE_SUCCESS, episode.detail
     assert episode.device_retries == 0  # the driver reconnected; the loop saw nothing
-    assert any("tap on sim-0 failed (try 1), trying again" in r.getMessage() for r in caplog.records)
+    assert [m for m in back.said if "trying again" in m] == [
+        f"tap on sim-0 failed (try {n}), trying again: sim-0 is not available while tap: device 'sim-0' not found. "
+        "Check 'adb devices'."
+        for n in (1, 2)
+    ]
     taps = [argv[2:4] for argv in device.commands("input") if argv[1] == "tap"]
     assert taps == [["540", "1200"], ["540", "1210"], ["540", "1220"]]  # the tap of step 1 arrived, once
     assert _end_line(tmp_path / "run")["reason"] == "done_success"
@@ -218,7 +236,7 @@ def test_a_hung_screenshot_gives_up_at_the_call_deadline_not_the_capture_timeout
         with pytest.raises(DeviceTimeoutError, match=r"taking a screenshot on sim-0 timed out") as info:
             driver.screenshot()
         took = time.monotonic() - started
-        assert 0.9 < took < 1.5, took
+        assert 0.9 < took < 3.0, took  # not the 20 s of capture_timeout
         assert "\n" not in str(info.value) and "Gave up after" in str(info.value)
     finally:
         release.set()
@@ -235,7 +253,7 @@ def test_after_a_call_gave_up_the_next_fails_at_once_while_the_phone_stays_dead(
     started = time.monotonic()
     with pytest.raises(DeviceError, match=r"taking a screenshot on sim-0 not tried: the phone has not answered"):
         driver.screenshot()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0  # not five tries again
 
 
 @pytest.mark.parametrize("name", ["timeout", "capture_timeout", "call_deadline", "dump_timeout"])

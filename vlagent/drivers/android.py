@@ -50,6 +50,7 @@ import re
 import shlex
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
@@ -241,7 +242,7 @@ class AdbDriver(BaseDriver):
             raise MissingExtraError("android", "adbutils", "Driving an Android phone") from exc
         self._server = self.config.adb_server
         self._where = str(self._server)
-        self._deadline: float | None = None  # time.monotonic() by which the current call must end
+        self._calls = _CallState()  # per thread: when the current call must end
         self._lost: tuple[float, str] | None = None  # since when, and why, the phone has not answered
         self._link = ServerLink(self._server, timeout=self.config.timeout, time_left=self._time_left)
         self._client: AdbClient = self._link.client()
@@ -266,7 +267,7 @@ class AdbDriver(BaseDriver):
     def _check_server(self) -> None:
         """At open, that something listens where the adb server should be (not retried: a server that is
         not there is the setup's, not a blip). Only the default server is started, once, when absent."""
-        self._deadline = time.monotonic() + self.config.call_deadline
+        self._calls.deadline = time.monotonic() + self.config.call_deadline
         try:
             self._link.check()
         except NothingListens as exc:
@@ -274,7 +275,7 @@ class AdbDriver(BaseDriver):
         except OSError:
             pass  # a hang or another failure: finding the device retries it and reports it
         finally:
-            self._deadline = None
+            self._calls.deadline = None
 
     def _pick_serial(self, wanted: str | None) -> str:
         try:
@@ -588,10 +589,10 @@ class AdbDriver(BaseDriver):
         time, until ``attempts`` tries or ``call_deadline`` seconds, whichever comes first; every socket
         wait is cut to the time left. After a call gave up, the next one first looks (``echo``, a few
         seconds at most) whether the phone answers again, and fails at once when it does not."""
-        if self._deadline is not None:  # inside another call: that one retries, within its deadline
+        if self._calls.deadline is not None:  # inside another call: that one retries, within its deadline
             return self._once(what, fn)
         started = time.monotonic()
-        self._deadline = started + self.config.call_deadline
+        self._calls.deadline = started + self.config.call_deadline
         tries = 0
 
         def counted() -> T:
@@ -611,7 +612,7 @@ class AdbDriver(BaseDriver):
                     self._lost = (time.monotonic(), str(exc))
             raise
         finally:
-            self._deadline = None
+            self._calls.deadline = None
         if self._lost is not None:
             log.info("%s answers again", self.serial)
             self._lost = None
@@ -656,7 +657,7 @@ class AdbDriver(BaseDriver):
         """One quick look (``echo``) at a phone that stopped answering: DeviceError at once when it still does not."""
         assert self._lost is not None
         since, first = self._lost
-        self._deadline = time.monotonic() + min(_RECHECK_S, self.config.call_deadline / 5)
+        self._calls.deadline = time.monotonic() + min(_RECHECK_S, self.config.call_deadline / 5)
         try:
             self._shell_once("echo", _RECHECK_S)
         except Exception as exc:
@@ -667,10 +668,10 @@ class AdbDriver(BaseDriver):
                 f"and still does not ({_one_line(str(now or exc))}); first: {first}"
             ) from exc
         finally:
-            self._deadline = time.monotonic() + self.config.call_deadline
+            self._calls.deadline = time.monotonic() + self.config.call_deadline
 
     def _time_left(self) -> float | None:
-        return None if self._deadline is None else self._deadline - time.monotonic()
+        return None if self._calls.deadline is None else self._calls.deadline - time.monotonic()
 
     def _where_device(self) -> str:
         return getattr(self, "serial", None) or self._where
@@ -708,6 +709,12 @@ def _label_score(key: str, package: str) -> int:
     if parts and key in parts[-1]:
         return 2
     return 1 if key in "".join(parts) else 0
+
+
+class _CallState(threading.local):
+    """The current device call of one thread: ``deadline``, a time.monotonic() by which it must end (None: no call)."""
+
+    deadline: float | None = None
 
 
 def _retryable(exc: BaseException) -> bool:
