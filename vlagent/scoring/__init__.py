@@ -1,25 +1,34 @@
 """Step-level scoring: does a predicted action match the gold one, by a published convention?
 
-Three conventions are implemented, each as its authors define it:
+Three conventions are ports of the published scripts, equal to them on the scripts' own
+inputs (each module names its source file and commit):
 
-- ``aitw`` (Android in the Wild, ``action_matching.py``): coordinates normalised to 0-1 per
-  axis. Types must be equal. A dual-point gesture (click, long press, swipe, scroll) is a
-  *tap* when touch and lift are within 0.04 of each other (Euclidean). Two taps match when
-  both lie inside one and the same annotated box after augmentation, or are within 0.14 of
-  each other. Augmentation ADDS 1.4 times the height and width (2.4x in total, centred), the
-  top/left clipped at 0 and the height/width at 1, exactly as the original code does. Two
-  swipes match when their main axis (argmax of |dy|, |dx|) is the same. Typed text is not
-  part of the match; it is reported separately in ``text_match``.
-- ``androidcontrol`` (OS-Atlas evaluation of AndroidControl): a click or long press is right
-  within 140 on the 0-1000 grid; ``type`` and ``open_app`` text right when token F1 > 0.5;
-  scrolls by direction; other actions by type (and key name).
-- ``qwen`` (Qwen2.5-VL / AITZ style): a click is right inside an annotated box enlarged to
-  1.2x in total, or within 0.04 of the gold point; text right when one string contains the
-  other (case-insensitive); scrolls and swipes by direction.
+- ``aitw``: Android in the Wild's ``check_actions_match`` (:mod:`vlagent.scoring.aitw`), in
+  float32 as the jax original computes, with every box passed in ``boxes`` as the screen's
+  annotations. Actions outside AITW's vocabulary (open_app, wait, other keys, call_user) are
+  compared by type. With no box at all, only the 0.14 distance rule is left (the original
+  raises there).
+- ``osatlas``: OS-Atlas's AndroidControl ``evaluation_unify.py`` (:mod:`vlagent.scoring.osatlas`)
+  on the actions written in OS-Atlas's format, points rounded to the 0-1000 grid: clicks
+  within 140, ``TYPE``/``OPEN_APP`` right when the first word after the type is equal (case
+  aside), everything else by equal strings.
+- ``qwen_androidcontrol``: the rules of the Qwen2.5-VL AndroidControl evaluation
+  (:mod:`vlagent.scoring.qwen_ac`): clicks in a 1.2x unclipped box or within
+  ``0.04 * max(width, height)`` pixels, open_app also answered by a click on the app's box,
+  swipes by the finger's direction, text by substring.
+
+Two are the project's own, kept because earlier results used them; neither equals a script:
+
+- ``androidcontrol``: a click within 140 on the 0-1000 grid (unrounded), ``type`` and
+  ``open_app`` text right when the SQuAD-style token F1 of the whole text is above 0.5,
+  scrolls by direction, other actions by type (and key name).
+- ``qwen``: a click inside a given box enlarged to 1.2x in total (clipped at the screen
+  edge) or within 0.04 of the gold point (Euclidean, 0-1 units per axis); text by substring;
+  scrolls and swipes by the content direction; open_app only by open_app.
 
 Boxes are ``(top, left, height, width)`` fractions of the screen, containment inclusive of
 edges. Inputs are typed: vlagent actions in device pixels, the screen size, optional boxes.
-This module only compares; it must not run episodes or read files.
+This package only compares; it must not run episodes or read files.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from vlagent.actions import (
     SCROLL_FINGER,
@@ -45,77 +54,84 @@ from vlagent.actions import (
     Wait,
     tap_point,
 )
+from vlagent.scoring.aitw import (
+    AITW_ANNOTATION_AUGMENT,
+    AITW_SWIPE_DISTANCE,
+    AITW_TAP_DISTANCE,
+    AitwActionType,
+    aitw_is_tap,
+    aitw_match,
+)
+from vlagent.scoring.boxes import EPS, Box, augment_box
+from vlagent.scoring.osatlas import (
+    OSATLAS_CLICK_DISTANCE,
+    OsAtlasResult,
+    osatlas_action,
+    osatlas_extract_action,
+    osatlas_f1,
+    osatlas_match,
+)
+from vlagent.scoring.qwen_ac import (
+    QWEN_AC_BOX_FACTOR,
+    QWEN_AC_POINT_DISTANCE,
+    QwenAcAction,
+    QwenAcResult,
+    qwen_ac_action,
+    qwen_ac_direction,
+    qwen_ac_match,
+)
 
 __all__ = [
+    "AITW_ANNOTATION_AUGMENT",
     "AITW_AUGMENT",
+    "AITW_SWIPE_DISTANCE",
     "AITW_TAP_DISTANCE",
     "AITW_TAP_THRESHOLD",
     "ANDROIDCONTROL_CLICK_DISTANCE",
     "CONVENTIONS",
+    "OSATLAS_CLICK_DISTANCE",
+    "QWEN_AC_BOX_FACTOR",
+    "QWEN_AC_POINT_DISTANCE",
     "QWEN_BOX_FACTOR",
     "QWEN_TAP_DISTANCE",
+    "AitwActionType",
     "Box",
     "Convention",
+    "OsAtlasResult",
+    "QwenAcAction",
+    "QwenAcResult",
     "ScoreSummary",
     "StepScore",
+    "aitw_is_tap",
+    "aitw_match",
     "augment_box",
+    "osatlas_action",
+    "osatlas_extract_action",
+    "osatlas_f1",
+    "osatlas_match",
+    "qwen_ac_action",
+    "qwen_ac_direction",
+    "qwen_ac_match",
     "score_step",
     "summarize",
     "text_f1",
 ]
 
-Convention = Literal["aitw", "androidcontrol", "qwen"]
-CONVENTIONS: tuple[Convention, ...] = ("aitw", "androidcontrol", "qwen")
+Convention = Literal["aitw", "androidcontrol", "osatlas", "qwen", "qwen_androidcontrol"]
+CONVENTIONS: tuple[Convention, ...] = ("aitw", "androidcontrol", "osatlas", "qwen", "qwen_androidcontrol")
 
 #: AITW: a dual-point gesture whose touch and lift are this close (0-1 units) is a tap.
-AITW_TAP_THRESHOLD = 0.04
-#: AITW: two taps this close (0-1 units) match even outside any box.
-AITW_TAP_DISTANCE = 0.14
+AITW_TAP_THRESHOLD = AITW_SWIPE_DISTANCE
 #: AITW: fraction of a box's height/width ADDED to it (the box becomes 2.4x).
-AITW_AUGMENT = 1.4
-#: AndroidControl (OS-Atlas): click tolerance on the 0-1000 grid.
+AITW_AUGMENT = AITW_ANNOTATION_AUGMENT
+#: ``androidcontrol`` variant: click tolerance on the 0-1000 grid.
 ANDROIDCONTROL_CLICK_DISTANCE = 140.0
-#: AndroidControl (OS-Atlas): text is right when token F1 is strictly above this.
+#: ``androidcontrol`` variant: text is right when token F1 is strictly above this.
 ANDROIDCONTROL_TEXT_F1 = 0.5
-#: Qwen / AITZ: total enlargement factor of a box (1.2x, i.e. 0.2 added).
+#: ``qwen`` variant: total enlargement factor of a box (1.2x, i.e. 0.2 added).
 QWEN_BOX_FACTOR = 1.2
-#: Qwen / AITZ: click tolerance (0-1 units) when outside the box.
+#: ``qwen`` variant: click tolerance (0-1 units) when outside the box.
 QWEN_TAP_DISTANCE = 0.04
-# Thresholds are inclusive; pixel -> fraction arithmetic must not push a point lying exactly
-# on one (e.g. 540/1000 - 500/1000 = 0.04000000000000004) to the wrong side.
-_EPS = 1e-9
-
-
-class Box(NamedTuple):
-    """An annotated UI element: ``(top, left, height, width)`` as fractions of the screen."""
-
-    top: float
-    left: float
-    height: float
-    width: float
-
-    @classmethod
-    def from_pixels(cls, x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> Box:
-        """From pixel corners ``(x0, y0)``-``(x1, y1)`` on a ``width`` x ``height`` screen."""
-        return cls(y0 / height, x0 / width, (y1 - y0) / height, (x1 - x0) / width)
-
-    def contains(self, y: float, x: float) -> bool:
-        """Inclusive of the edges, as in AITW's ``_yx_in_bounding_boxes``."""
-        return (
-            self.top - _EPS <= y <= self.top + self.height + _EPS
-            and self.left - _EPS <= x <= self.left + self.width + _EPS
-        )
-
-
-def augment_box(box: Box, added: float) -> Box:
-    """Enlarge ``box`` by ADDING ``added`` times its height and width, centred, clipped as AITW does.
-
-    ``added=1.4`` is AITW's augmentation (2.4x in total); ``added=0.2`` is the Qwen/AITZ 1.2x.
-    """
-    dh, dw = added * box.height, added * box.width
-    return Box(
-        max(0.0, box.top - dh / 2), max(0.0, box.left - dw / 2), min(1.0, box.height + dh), min(1.0, box.width + dw)
-    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +248,11 @@ def _tokens(text: str) -> list[str]:
 
 
 def text_f1(prediction: str, gold: str) -> float:
-    """Token-level F1 (case-insensitive word tokens), as in SQuAD and the OS-Atlas scripts."""
+    """SQuAD-style token F1 over case-insensitive ``\\w+`` tokens, counted with repeats.
+
+    The ``androidcontrol`` variant uses it; OS-Atlas's script computes another F1
+    (:func:`~vlagent.scoring.osatlas.osatlas_f1`, over whitespace token sets).
+    """
     pred, ref = _tokens(prediction), _tokens(gold)
     if not pred or not ref:
         return float(pred == ref)
@@ -252,55 +272,89 @@ def _substring(a: str, b: str) -> bool:
     return a in b or b in a
 
 
-# --- AITW ---------------------------------------------------------------------------------
+# --- AITW: the reference port on vlagent actions ---------------------------------------------
+
+_AITW_KEYS = {"back": AitwActionType.PRESS_BACK, "home": AitwActionType.PRESS_HOME, "enter": AitwActionType.PRESS_ENTER}
+_NOWHERE = (-1.0, -1.0)  # the dataset's touch/lift of actions that are not gestures
 
 
-def _aitw_type(action: Action, size: tuple[int, int]) -> str:
+def _aitw_fields(action: Action, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float], int | str]:
+    """(touch_yx, lift_yx, type) as AITW records them; the type is a vlagent name outside its vocabulary."""
     gesture = _gesture(action, size)
     if gesture is not None:
-        return "dual_point"
-    if isinstance(action, Key):
-        # AITW has PRESS_BACK / PRESS_HOME / PRESS_ENTER as distinct types.
-        return "key:" + "+".join((*action.modifiers, action.key))
+        return gesture[0], gesture[1], AitwActionType.DUAL_POINT
+    if isinstance(action, Type):
+        return _NOWHERE, _NOWHERE, AitwActionType.TYPE
+    if isinstance(action, Key) and not action.modifiers and action.key in _AITW_KEYS:
+        return _NOWHERE, _NOWHERE, _AITW_KEYS[action.key]
     if isinstance(action, Done):
-        return "status_complete" if action.status == "success" else "status_impossible"
-    return action.action
+        status = (
+            AitwActionType.STATUS_TASK_COMPLETE if action.status == "success" else AitwActionType.STATUS_TASK_IMPOSSIBLE
+        )
+        return _NOWHERE, _NOWHERE, status
+    if isinstance(action, Key):
+        return _NOWHERE, _NOWHERE, "key:" + "+".join((*action.modifiers, action.key))
+    return _NOWHERE, _NOWHERE, action.action
 
 
 def _aitw(pred: Action, gold: Action, size: tuple[int, int], boxes: Sequence[Box]) -> StepScore:
-    ptype, gtype = _aitw_type(pred, size), _aitw_type(gold, size)
+    p_touch, p_lift, ptype = _aitw_fields(pred, size)
+    g_touch, g_lift, gtype = _aitw_fields(gold, size)
     gold_text = _text(gold) if isinstance(gold, (Type, OpenApp)) else None
     pred_text = _text(pred)
     text_match = None if gold_text is None else (pred_text is not None and _same_text(pred_text, gold_text))
-    pg, gg = _gesture(pred, size), _gesture(gold, size)
-    if pg is None or gg is None:
-        match = ptype == gtype
-        grounding = False if gg is not None and _dist(*gg) <= AITW_TAP_THRESHOLD + _EPS else None
-        return StepScore("aitw", match, grounding, text_match, match, "" if match else f"type {ptype} != {gtype}")
-    p_tap = _dist(*pg) <= AITW_TAP_THRESHOLD + _EPS
-    g_tap = _dist(*gg) <= AITW_TAP_THRESHOLD + _EPS
+    dual = AitwActionType.DUAL_POINT
+    g_tap = gtype == dual and aitw_is_tap(g_touch, g_lift)
+    p_tap = ptype == dual and aitw_is_tap(p_touch, p_lift)
+    if isinstance(ptype, str) or isinstance(gtype, str):
+        match = ptype == gtype  # outside AITW's action types: compared by type, as it does its own
+    else:
+        annotations = [(b.top, b.left, b.height, b.width) for b in boxes]
+        match = aitw_match(p_touch, p_lift, ptype, g_touch, g_lift, gtype, annotations, no_annotations="distance")
+    if ptype != gtype:
+        return StepScore("aitw", False, False if g_tap else None, text_match, False, f"type {ptype} != {gtype}")
+    if ptype != dual:
+        return StepScore("aitw", True, None, text_match, match, "")
     if p_tap != g_tap:
         return StepScore("aitw", False, False if g_tap else None, None, False, "tap vs swipe")
     if g_tap:
-        p, g = pg[0], gg[0]
-        in_same_box = any(b.contains(*p) and b.contains(*g) for b in (augment_box(b, AITW_AUGMENT) for b in boxes))
-        close = _dist(p, g) <= AITW_TAP_DISTANCE + _EPS
-        ok = in_same_box or close
-        detail = "in the same box" if in_same_box else f"distance {_dist(p, g):.3f}" + ("" if close else " > 0.14")
-        return StepScore("aitw", True, ok, None, ok, detail)
-    p_axis = _main_axis(pg)
-    g_axis = _main_axis(gg)
-    ok = p_axis == g_axis
-    return StepScore("aitw", True, None, None, ok, "" if ok else "swipe on the other axis")
+        detail = "" if match else f"distance {_dist(p_touch, g_touch):.3f} > 0.14 and no box holds both"
+        return StepScore("aitw", True, match, None, match, detail)
+    return StepScore("aitw", True, None, None, match, "" if match else "swipe on the other axis")
 
 
-def _main_axis(gesture: tuple[tuple[float, float], tuple[float, float]]) -> int:
-    (y0, x0), (y1, x1) = gesture
-    # argmax over (|dy|, |dx|): ties go to the y axis, as numpy's argmax picks the first.
-    return 0 if abs(y1 - y0) >= abs(x1 - x0) else 1
+# --- the reference ports: OS-Atlas and Qwen AndroidControl -----------------------------------
 
 
-# --- AndroidControl (OS-Atlas) and Qwen ----------------------------------------------------
+def _osatlas(pred: Action, gold: Action, size: tuple[int, int]) -> StepScore:
+    p, g = osatlas_action(pred, size), osatlas_action(gold, size)
+    result = osatlas_match(p, g)
+    ok = result.step_match
+    grounding = (ok if result.type_match else False) if isinstance(gold, (Click, LongPress)) else None
+    text = (ok if result.type_match else False) if isinstance(gold, (Type, OpenApp)) else None
+    return StepScore("osatlas", result.type_match, grounding, text, ok, "" if ok else f"{p} vs {g}")
+
+
+def _qwen_ac(pred: Action, gold: Action, size: tuple[int, int], boxes: Sequence[Box]) -> StepScore:
+    p, g = qwen_ac_action(pred, size, gold=False), qwen_ac_action(gold, size, boxes, gold=True)
+    convention: Convention = "qwen_androidcontrol"
+    if g["action"] in ("done", "call_user"):
+        # Outside the script's vocabulary (it raises): the project compares the type, and a done's status.
+        ok = p["action"] == g["action"] and (
+            not isinstance(gold, Done) or (isinstance(pred, Done) and pred.status == gold.status)
+        )
+        return StepScore(
+            convention, p["action"] == g["action"], None, None, ok, "" if ok else f"{p['action']} vs {g['action']}"
+        )
+    width, height = size
+    result = qwen_ac_match(p, g, width, height, width, height)
+    ok = result.exact_match
+    grounding = (ok if result.type_match else False) if isinstance(gold, (Click, LongPress)) else None
+    text = (ok if result.type_match else False) if isinstance(gold, (Type, OpenApp)) else None
+    return StepScore(convention, result.type_match, grounding, text, ok, "" if ok else f"{p} vs {g}")
+
+
+# --- the project's own variants: androidcontrol and qwen ---------------------------------
 
 
 def _family(action: Action) -> str:
@@ -353,14 +407,14 @@ def _grounded(
     if convention == "androidcontrol":
         width, height = size
         d = math.hypot((pred[0] - gold[0]) / width * 1000, (pred[1] - gold[1]) / height * 1000)
-        return d <= ANDROIDCONTROL_CLICK_DISTANCE + _EPS, f"distance {d:.0f}/1000"
+        return d <= ANDROIDCONTROL_CLICK_DISTANCE + EPS, f"distance {d:.0f}/1000"
     p, g = _norm(*pred, size), _norm(*gold, size)
     enlarged = [augment_box(b, QWEN_BOX_FACTOR - 1.0) for b in boxes]
     # The gold element's box is the one holding the gold point; the prediction must hit it.
     if any(b.contains(*g) and b.contains(*p) for b in enlarged):
         return True, "in the gold box"
     d = _dist(p, g)
-    return d <= QWEN_TAP_DISTANCE + _EPS, f"distance {d:.3f}"
+    return d <= QWEN_TAP_DISTANCE + EPS, f"distance {d:.3f}"
 
 
 def score_step(
@@ -373,13 +427,18 @@ def score_step(
 ) -> StepScore:
     """Compare ``prediction`` with ``gold`` (both in device pixels of a ``size`` = (width, height) screen).
 
-    ``boxes`` are the annotated UI elements of the screen (AITW) or the gold element's box
-    (Qwen); without them only the distance rules apply.
+    ``boxes`` are the annotated UI elements of the screen (``aitw``: every annotation the
+    reference should see) or the gold element's box (``qwen``, ``qwen_androidcontrol``:
+    the candidate boxes); without them only the distance rules apply.
     """
     if size[0] <= 0 or size[1] <= 0:
         raise ValueError(f"screen size must be positive, got {size}")
     if convention == "aitw":
         return _aitw(prediction, gold, size, boxes)
+    if convention == "osatlas":
+        return _osatlas(prediction, gold, size)
+    if convention == "qwen_androidcontrol":
+        return _qwen_ac(prediction, gold, size, boxes)
     if convention in ("androidcontrol", "qwen"):
         return _point_based(convention, prediction, gold, size, boxes)
     raise ValueError(f"unknown scoring convention {convention!r}: use one of {', '.join(CONVENTIONS)}")
