@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from vlagent.actions import Action, CallUser, Done
 from vlagent.confirm import Confirm
@@ -330,23 +330,32 @@ def _transient(exc: BaseException) -> bool:
 
 
 class _DeviceCalls:
-    """Retries transient device errors with backoff, counting retries on the episode."""
+    """Retries transient device errors with backoff, counting retries on the episode.
+
+    The retrying object never refers back to the episode (nor to this object): a reference
+    cycle through it would keep every frame of a finished episode alive until the garbage
+    collector's next full pass, which in a long evaluation is gigabytes."""
 
     def __init__(self, episode: Episode, attempts: int) -> None:
         self._episode = episode
+        self._retries = [0]
+        retries = self._retries
+
+        def count(state: RetryCallState) -> None:
+            retries[0] += 1
+            error = state.outcome.exception() if state.outcome is not None else None
+            log.warning("device call failed, retrying: %s", error)
+
         self._retrying = Retrying(
             stop=stop_after_attempt(max(1, attempts)),
             wait=wait_exponential(multiplier=0.2, max=2.0),
             retry=retry_if_exception(_transient),
-            before_sleep=self._count,
+            before_sleep=count,
             reraise=True,
         )
 
-    def _count(self, state: object) -> None:
-        self._episode.device_retries += 1
-        log.warning(
-            "device call failed, retrying: %s", getattr(getattr(state, "outcome", None), "exception", lambda: None)()
-        )
-
     def run(self, fn: Callable[..., T], *args: object) -> T:
-        return self._retrying(fn, *args)
+        try:
+            return self._retrying(fn, *args)
+        finally:
+            self._episode.device_retries = self._retries[0]

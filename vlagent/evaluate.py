@@ -20,6 +20,7 @@ divergence report where it is not. This module must not parse scenario files its
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -313,6 +314,14 @@ class _Runner:
                     self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
 
     def run(self, job: _Job) -> ScenarioResult:
+        try:
+            return self._run(job)
+        finally:
+            # A finished episode's frames must leave memory now, not at the collector's next full
+            # pass: objects in reference cycles (a phone's screens and their handlers) wait for it.
+            gc.collect()
+
+    def _run(self, job: _Job) -> ScenarioResult:
         scenario = job.scenario
         run_dir = self.config.out / scenario.name
         device_name = _device_name(scenario, self.config.device)

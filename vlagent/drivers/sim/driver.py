@@ -44,6 +44,10 @@ class SimDriver(BaseDriver):
     def screen_size(self) -> tuple[int, int]:
         return self.phone.width, self.phone.height
 
+    def close(self) -> None:
+        """Let go of the rendered screens the phone keeps (the phone itself stays usable)."""
+        self.phone.forget_frames()
+
     def state(self) -> SimState:
         """One look at the phone's state, for checks (see ``vlagent.tasks``)."""
         return SimState(self.phone)

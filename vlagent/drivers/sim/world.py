@@ -613,6 +613,10 @@ class SimPhone:
 
     # ---- state machinery ----------------------------------------------------------------
 
+    def forget_frames(self) -> None:
+        """Drop the rendered screens kept for reuse (megabytes each); the next render draws afresh."""
+        self._frame_cache = {}
+
     def _event(self, text: str) -> None:
         self.events.append(text if len(text) <= 500 else f"{text[:500]}... [{len(text) - 500} more characters]")
         log.debug("sim %s: %s", self.serial, text)
