@@ -53,6 +53,12 @@ def test_bench_sim_and_adb_print_their_figures() -> None:
     assert _ratio(_bench("bench_adb.py", "--repeat", "2"), r"png / raw capture over adb: ([\d.]+)x") > 0
 
 
+def test_bench_sim_memory_reports_a_bounded_command_log() -> None:
+    out = _bench("bench_sim_memory.py", "--commands", "200", display=False)
+    assert _ratio(out, r"RSS [\d.]+ MB -> ([\d.]+) MB") > 0
+    assert _ratio(out, r"wrong answers: (\d+)") == 0
+
+
 def test_bench_memory_keeps_the_prompt_within_its_budget() -> None:
     out = _bench("bench_memory.py", "--steps", "10", "--every", "5", "--naive-cap", "2000")
     rows = [line.split("|") for line in out.splitlines() if re.match(r"\s+\d+ \|", line)]
