@@ -11,6 +11,9 @@ down to the rounding:
 - jax (64-bit mode off, its default) turns the four touch/lift points into float32 arrays,
   so every distance and comparison is float32 arithmetic, and the Python thresholds (0.04,
   0.14) are compared as float32 (0.04 becomes 0.03999999910593033). There is no epsilon.
+- ``jnp.linalg.norm`` is compiled by XLA, whose CPU backend fuses the sum of squares into a
+  multiply-add (dx squared and rounded, dy squared and added in one rounding). Separate
+  float32 operations differ from it on about 1 in 7,000 of the boundary cases tested.
 - The annotation boxes are enlarged with plain numpy *before* they reach jax: a float64 array
   (what ``np.array(example...float_list.value)`` gives, the way the dataset's own
   ``visualization_utils.py`` reads them) is enlarged in float64 and rounded to float32 once
@@ -20,7 +23,9 @@ down to the rounding:
   actions included. :func:`aitw_match` does the same unless ``no_annotations="distance"``,
   which answers as if no box held both taps (only the 0.14 distance rule is left).
 
-Checked against the reference run under jax 0.10.2 on CPU (see tests/test_aitw_match.py).
+Checked against the reference itself run by jax 0.10.2 on an x86-64 CPU (see
+tests/test_aitw_match.py). Another backend (GPU, TPU) or a jax that does not compile
+``norm`` may round the two norms differently by one float32 step.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ AITW_ANNOTATION_AUGMENT = 1.4
 AITW_SWIPE_DISTANCE = 0.04
 
 _F32 = struct.Struct("<f")
+_I32 = struct.Struct("<i")
 
 
 class AitwActionType(enum.IntEnum):
@@ -90,10 +96,46 @@ def _point(yx: Sequence[float], name: str) -> tuple[float, float]:
     return _f32(float(yx[0])), _f32(float(yx[1]))
 
 
+def _next32(value: float, toward: float) -> float:
+    """The float32 next to the float32 ``value`` in the direction of ``toward``."""
+    bits = _I32.unpack(_F32.pack(value))[0]
+    if value == 0.0:
+        step = 1 if toward > 0 else -1
+        return float(_F32.unpack(_I32.pack(step if step > 0 else -(2**31) + 1))[0])
+    up = (toward > value) == (value > 0)
+    return float(_F32.unpack(_I32.pack(bits + 1 if up else bits - 1))[0])
+
+
+def _fma32(a: float, b: float, c: float) -> float:
+    """float32 ``a * b + c`` with one rounding (a fused multiply-add), for float32 ``a, b, c``.
+
+    ``a * b`` is exact in float64 (24 + 24 bits); the float64 sum and its exact error (TwoSum)
+    decide the float32 rounding, including a sum that lands on a float32 tie.
+    """
+    product = a * b
+    total = product + c
+    if not math.isfinite(total):
+        return _f32(total)
+    back = total - product
+    error = (product - (total - back)) + (c - back)
+    rounded = _f32(total)
+    if error == 0.0 or rounded == total or math.isinf(rounded):
+        return rounded
+    other = _next32(rounded, total)
+    if (rounded + other) / 2 != total:
+        return rounded  # not a tie: the float64 sum already sits on the right side
+    return max(rounded, other) if error > 0 else min(rounded, other)
+
+
 def _norm(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """``jnp.linalg.norm(a - b)`` in float32: sqrt of the float32 sum of float32 squares."""
+    """``jnp.linalg.norm(a - b)`` as XLA computes it on CPU: one fused multiply-add.
+
+    jax compiles ``norm`` (``sqrt(sum(d * d))``) as one XLA computation, and XLA's CPU backend
+    contracts the sum of squares: the x term is squared and rounded, then the y term is
+    multiplied and added in one rounding, then the float32 square root.
+    """
     dy, dx = _f32(a[0] - b[0]), _f32(a[1] - b[1])
-    return _f32(math.sqrt(_f32(_f32(dy * dy) + _f32(dx * dx))))
+    return _f32(math.sqrt(_fma32(dy, dy, _f32(dx * dx))))
 
 
 def _is_tap(touch: tuple[float, float], lift: tuple[float, float]) -> bool:
