@@ -26,17 +26,34 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import cast
-
-import json_repair
 
 from vlagent.actions import ACTION_TYPES, Step, action_points
 from vlagent.capabilities import Capabilities
 from vlagent.errors import InvalidModelOutput
-from vlagent.parsetail import MODIFIERS, NUMBER, ParseProblem, key_name, point_of, split_hotkey, validate_step
+from vlagent.parsetail import (
+    MAX_ANSWER_CHARS,
+    MAX_DEPTH,
+    MAX_REPAIR_CHARS,
+    MODIFIERS,
+    ParseProblem,
+    clipped,
+    finite_number,
+    key_name,
+    nesting_problem,
+    numbers_in,
+    object_slice,
+    oversized,
+    point_of,
+    repair_json,
+    shape_problem,
+    shown,
+    split_hotkey,
+    validate_step,
+)
 from vlagent.schema import example_step
 
 __all__ = ["parse_step"]
@@ -47,11 +64,15 @@ log = logging.getLogger(__name__)
 _SPECIAL_TOKENS = re.compile(r"<\|[A-Za-z0-9_]+\|>|</?tool_call>|</?s>|<\|?endoftext\|?>")
 #: How many later '{' positions to try when the whole text does not decode to a step.
 _MAX_STARTS = 20
-#: Longest answer looked at: a step is a few hundred characters; beyond this is runaway output.
-_MAX_ANSWER_CHARS = 8_000
+#: Most dicts tried as a step per answer (an answer of ``{}{}{}...`` decodes to thousands).
+_MAX_CANDIDATES = 32
+#: Characters json-repair may read per answer, over all its attempts (it costs up to ~60 µs each).
+_REPAIR_BUDGET = 2 * MAX_REPAIR_CHARS
+#: Longest answer looked at (shared by every family's parser): longer is runaway output, refused.
+_MAX_ANSWER_CHARS = MAX_ANSWER_CHARS
 #: Deepest bracket nesting an answer may have (a step nests 3 levels); deeper is rejected at once,
 #: before the repairing parser, whose time grows with the number of open brackets.
-_MAX_DEPTH = 32
+_MAX_DEPTH = MAX_DEPTH
 
 _ACTION_ALIASES = {
     "tap": "click",
@@ -90,12 +111,17 @@ def parse_step(
     restricts the allowed actions, keys and buttons.
     """
     expected = "Answer with one JSON object like " + example_step(capabilities, grid)
-    problem = _shape_problem(text[:_MAX_ANSWER_CHARS])
+    stripped = text.strip()
+    # Runaway nesting is named first (it is the likelier cause of an overlong answer), then the size.
+    if len(text) > _MAX_ANSWER_CHARS:
+        problem = nesting_problem(text[:_MAX_ANSWER_CHARS]) or oversized(text)
+    else:
+        problem = shape_problem(stripped)
     if problem is not None:
-        raise InvalidModelOutput(f"{problem}. {expected}", text)
+        raise InvalidModelOutput(f"{problem}. {expected}", clipped(text))
     first_error: str | None = None
     seen_candidate = False
-    for candidate in _candidates(text[:_MAX_ANSWER_CHARS]):
+    for candidate in _candidates(stripped):
         seen_candidate = True
         try:
             return _to_step(candidate, grid, capabilities)
@@ -110,44 +136,17 @@ def parse_step(
 # --- finding JSON objects ---------------------------------------------------------------
 
 
-def _shape_problem(text: str) -> str | None:
-    """Why ``text`` cannot hold a usable step whatever is repaired, or None.
-
-    Two things no repair should paper over: brackets nested far deeper than a step (runaway
-    output, which would also make the repairing parser slow), and an answer cut off inside a
-    string of an unclosed object (``{"action": "type", "text": "hel``), which repaired would
-    type half the text. A missing closing brace alone is repaired as before.
-    """
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch in "{[":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "}]":
-            depth = max(0, depth - 1)
-        elif ch == '"' and depth > 0:  # quotes in prose around the JSON do not count
-            in_string = True
-    if deepest > _MAX_DEPTH:
-        return f"your answer nests brackets {deepest} deep; a step is one flat JSON object"
-    if in_string and depth > 0:
-        return "your answer was cut off inside a string before the JSON object closed; answer again, shorter"
-    return None
-
-
 def _candidates(text: str) -> Iterator[JsonDict]:
-    """Dicts decoded from ``text``: strict JSON first, then repaired JSON from each '{'."""
+    """Dicts decoded from ``text``: strict JSON first, then repaired JSON from each '{'.
+
+    At most ``_MAX_CANDIDATES`` dicts, and json-repair reads at most ``_REPAIR_BUDGET`` characters
+    in all, so that no answer (``{}{}{}...``, a thousand actions) costs more than a fraction of
+    a second.
+    """
     stripped = text.strip()
     try:
         # Well-formed answers (the common case with constrained decoding) take no repair.
-        yield from _dicts(json.loads(stripped))
+        yield from islice(_dicts(json.loads(stripped)), _MAX_CANDIDATES)
         return
     except (ValueError, RecursionError):
         pass
@@ -155,16 +154,32 @@ def _candidates(text: str) -> Iterator[JsonDict]:
     # everywhere, for answers whose quotes are too broken to tell strings from prose.
     outside = _strip_outside_strings(stripped)
     everywhere = _SPECIAL_TOKENS.sub(" ", stripped)
-    seen: list[JsonDict] = []
+    seen: set[str] = set()
+    budget = _REPAIR_BUDGET
     for cleaned in dict.fromkeys((outside, everywhere)):
         # The whole text first (json-repair skips prose and splits several objects); then from
-        # each later '{', for prose whose own braces confused the first pass.
-        starts = [0, *(m.start() for m in re.finditer(r"\{", cleaned))][: _MAX_STARTS + 1]
-        for start in starts:
-            for found in _dicts(_repair(cleaned[start:])):
-                if found not in seen:
-                    seen.append(found)
+        # each later '{', for prose whose own braces confused the first pass. A long text is only
+        # read from its braces, each object up to its closing brace.
+        starts = [m.start() for m in re.finditer(r"\{", cleaned)][:_MAX_STARTS]
+        slices = [cleaned] if len(cleaned) <= MAX_REPAIR_CHARS else []
+        slices += [piece for start in starts if (piece := object_slice(cleaned, start)) is not None]
+        for piece in slices:
+            if budget < len(piece) or len(seen) >= _MAX_CANDIDATES:
+                return
+            budget -= len(piece)
+            for found in islice(_dicts(repair_json(piece)), _MAX_CANDIDATES):
+                key = _key(found)
+                if key not in seen:
+                    seen.add(key)
                     yield found
+
+
+def _key(found: JsonDict) -> str:
+    """An identity for a decoded dict, to try each one once."""
+    try:
+        return json.dumps(found, sort_keys=True, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return repr(id(found))
 
 
 def _strip_outside_strings(text: str) -> str:
@@ -190,14 +205,6 @@ def _strip_outside_strings(text: str) -> str:
     return "".join(out)
 
 
-def _repair(text: str) -> object:
-    try:
-        return json_repair.loads(text)
-    except (ValueError, RecursionError) as exc:  # json-repair gives up on some inputs
-        log.debug("json-repair failed: %s", exc)
-        return None
-
-
 def _dicts(value: object, depth: int = 0) -> Iterator[JsonDict]:
     if isinstance(value, dict):
         yield cast(JsonDict, value)
@@ -216,8 +223,8 @@ def _lower_keys(obj: Mapping[str, object] | Mapping[object, object]) -> JsonDict
 def _as_dict(value: object) -> JsonDict | None:
     if isinstance(value, dict):
         return _lower_keys(value)
-    if isinstance(value, str) and value.strip().startswith("{"):
-        decoded = _repair(value)
+    if isinstance(value, str) and value.strip().startswith("{") and shape_problem(value) is None:
+        decoded = repair_json(value)
         return _lower_keys(decoded) if isinstance(decoded, dict) else None
     return None
 
@@ -250,41 +257,30 @@ def _action_name(action: JsonDict) -> str:
     return _ACTION_ALIASES.get(name, name)
 
 
-def _numbers(value: object) -> list[float] | None:
+def _numbers(value: object, what: str) -> list[float] | None:
     """[x, y, ...] from a list, a dict with x/y, or a string such as '(12, 34)' or '12 34'."""
     if isinstance(value, (list, tuple)):
         flat: list[object] = []
-        for item in value:
-            flat.extend(item if isinstance(item, (list, tuple)) else [item])
-        out = [_number(v) for v in flat]
+        for item in value[:9]:  # a point or a box; more numbers are refused by point_of
+            flat.extend(item[:9] if isinstance(item, (list, tuple)) else [item])
+        out = [finite_number(v) for v in flat]
+        if len(value) > 9:
+            out.append(None)
         return None if any(v is None for v in out) else cast(list[float], out)
     if isinstance(value, dict):
         lowered = _lower_keys(value)
         if "x" in lowered and "y" in lowered:
-            return _numbers([lowered["x"], lowered["y"]])
+            return _numbers([lowered["x"], lowered["y"]], what)
         return None
     if isinstance(value, str):
-        return [float(n) for n in NUMBER.findall(value)] or None
-    return None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
+        return numbers_in(value, what) or None
     return None
 
 
 def _pop_point(action: JsonDict, keys: tuple[str, ...]) -> tuple[str, tuple[float, float]] | None:
     for key in keys:
         if key in action:
-            values = _numbers(action[key])
+            values = _numbers(action[key], f'"{key}"')
             if values is None:
                 raise ParseProblem(f'"{key}" must be a point [x, y]')
             point = point_of(values, f'"{key}"')  # a box: its centre
@@ -315,9 +311,9 @@ def _coerce_coords(action: JsonDict, grid: tuple[int, int]) -> None:
     for field in _COORD_FIELDS:
         if field not in action or action[field] is None:
             continue
-        value = _number(action[field])
-        if value is None or not math.isfinite(value):
-            raise ParseProblem(f'"{field}" must be an integer, got {action[field]!r}')
+        value = finite_number(action[field])
+        if value is None:
+            raise ParseProblem(f'"{field}" must be an integer, got {shown(action[field])}')
         limit = grid[0] if field.startswith("x") else grid[1]
         if not 0 <= value <= limit:
             raise ParseProblem(
@@ -341,10 +337,18 @@ def _normalise_words(name: str, action: JsonDict) -> None:
     action["key"] = key_name(word) or word.strip().lower().replace(" ", "_")
     existing = action.get("modifiers")
     if isinstance(existing, (list, tuple)):
-        listed = [str(m).strip().lower() for m in existing]
+        listed = [(m if isinstance(m, str) else shown(m)).strip().lower() for m in existing[:8]]
         action["modifiers"] = [MODIFIERS.get(m, m) for m in listed] + modifiers
     elif modifiers:
         action["modifiers"] = modifiers
+
+
+def _dumps(value: object) -> str:
+    """A non-string thought (a list of reasons, a number) as JSON text."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):  # a number too long to write, a non-JSON value
+        return shown(value)
 
 
 def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
@@ -353,7 +357,7 @@ def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | 
     name = _action_name(action)
     allowed = sorted(capabilities.actions) if capabilities is not None else list(ACTION_TYPES)
     if name not in ACTION_TYPES:
-        raise ParseProblem(f"unknown action {name!r}; use one of: {', '.join(allowed)}")
+        raise ParseProblem(f"unknown action {shown(name)}; use one of: {', '.join(allowed)}")
     if name not in allowed:
         raise ParseProblem(f"this device cannot '{name}'; use one of: {', '.join(allowed)}")
     action["action"] = name
@@ -366,7 +370,7 @@ def _to_step(obj: JsonDict, grid: tuple[int, int], capabilities: Capabilities | 
     dropped = [k for k in action if k not in fields]
     if dropped:  # extra keys ("element", "description", ...) carry no executable meaning
         log.debug("ignoring fields %s of %s", dropped, name)
-    text = None if thought is None else thought if isinstance(thought, str) else json.dumps(thought)
+    text = None if thought is None else thought if isinstance(thought, str) else _dumps(thought)
     step = validate_step({k: v for k, v in action.items() if k in fields}, text, grid)
     if capabilities is not None:
         refusal = capabilities.refusal(step.action)

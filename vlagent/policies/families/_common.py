@@ -15,17 +15,40 @@ from collections.abc import Iterable, Mapping
 from vlagent.actions import Step, action_points
 from vlagent.capabilities import Capabilities
 from vlagent.errors import InvalidModelOutput
-from vlagent.parsetail import NUMBER, ParseProblem, key_name, point_of, split_hotkey, validate_step
+from vlagent.parsetail import (
+    MAX_ANSWER_CHARS,
+    NUMBER,
+    ParseProblem,
+    clipped,
+    finite_number,
+    key_name,
+    numbers_in,
+    oversized,
+    point_of,
+    repair_json,
+    shape_problem,
+    shown,
+    split_hotkey,
+    validate_step,
+)
 
 __all__ = [
+    "MAX_ANSWER_CHARS",
     "NUMBER",
     "SPECIAL_TOKENS",
     "FamilyProblem",
     "finish_step",
+    "finite_number",
     "int_range_regex",
+    "invalid",
     "lark_literal",
+    "numbers_in",
     "parse_keys",
     "point_of",
+    "refuse_oversized",
+    "repair_json",
+    "shape_problem",
+    "shown",
 ]
 
 #: Special tokens that leak into decoded text (``<|im_end|>``, box tokens when not skipped).
@@ -70,7 +93,18 @@ def finish_step(
 
 def invalid(problem: FamilyProblem | str, hint: str, raw: str) -> InvalidModelOutput:
     """The typed error the loop feeds back: the problem, then how a valid answer looks."""
-    return InvalidModelOutput(f"{problem}. {hint}", raw)
+    return InvalidModelOutput(f"{problem}. {hint}", clipped(raw))
+
+
+def refuse_oversized(text: str, hint: str) -> None:
+    """Raise InvalidModelOutput for an answer longer than any step (the bound every parser shares).
+
+    Called first by every native-format parser, before special tokens are stripped or anything is
+    repaired, so that the time spent on a runaway answer does not depend on its size.
+    """
+    problem = oversized(text)
+    if problem is not None:
+        raise invalid(problem, hint, text)
 
 
 # --- Lark helpers ------------------------------------------------------------------------

@@ -15,10 +15,12 @@ tag), in a code fence, after prose, with ``arguments`` as an object or a JSON st
 arguments object, JSON defects (single quotes, trailing commas, Python ``None``/``True``, a
 missing closing brace: repaired by json-repair), coordinates as ``[x, y]``, ``"(x, y)"``,
 ``{"x":..,"y":..}`` or a 4-number box (its centre), several calls (the first is taken).
-It rejects (InvalidModelOutput): no JSON object, no or an unknown ``action``, a missing or
-malformed coordinate, a point outside the grid, ``mouse_move`` (no hover action here) and
-``left_click_drag`` without a start, unknown keys or buttons, and actions the device cannot
-perform.
+It rejects (InvalidModelOutput): an answer longer than any step (``MAX_ANSWER_CHARS``), JSON
+nested deeper than ``MAX_DEPTH`` or cut off inside a string (the token limit: never repaired
+into half a text), no JSON object, no or an unknown ``action``, a missing or malformed
+coordinate, numbers that are not finite or absurdly large, a point outside the grid,
+``mouse_move`` (no hover action here) and ``left_click_drag`` without a start, unknown keys
+or buttons, and actions the device cannot perform.
 
 Action mapping: click/left_click -> click; double/right/middle/triple_click -> click with
 that button/count; long_press(time) -> long press; swipe(coordinate, coordinate2) -> swipe
@@ -37,19 +39,22 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import json_repair
-
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Step, Swipe, Type, Wait
 from vlagent.capabilities import Capabilities
 from vlagent.policies.families._common import (
-    NUMBER,
     SPECIAL_TOKENS,
     FamilyProblem,
     finish_step,
+    finite_number,
     invalid,
     lark_literal,
+    numbers_in,
     parse_keys,
     point_of,
+    refuse_oversized,
+    repair_json,
+    shape_problem,
+    shown,
 )
 from vlagent.policies.families.base import GrammarLimits, ModelFamily
 
@@ -64,9 +69,10 @@ __all__ = [
     "user_turn_qwen25",
 ]
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*(?:```|$)", re.DOTALL)
-_THOUGHT = re.compile(r"Thought\s*[:：]\s*(.*?)\s*(?=\n\s*Action\s*[:：]|<tool_call>|\{|$)", re.DOTALL | re.IGNORECASE)
+# Labels are found with plain searches (no lazy groups followed by \s*, which are quadratic on a
+# long run of whitespace); their text is cut with str.find.
+_THOUGHT_LABEL = re.compile(r"Thought[ \t]*[:：][ \t]*", re.IGNORECASE)
+_ACTION_LINE = re.compile(r"\n[ \t]*Action[ \t]*[:：]", re.IGNORECASE)
 _HINT = (
     'Answer with one tool call:\n<tool_call>\n{"name": "mobile_use", "arguments": {"action": "click", '
     '"coordinate": [x, y]}}\n</tool_call>'
@@ -87,27 +93,42 @@ _SCROLL_UNIT = 100  # computer_use scroll pixels per vlagent scroll unit
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _json_text(text: str) -> str:
-    call = _TOOL_CALL.search(text)
+def _between(text: str, opening: str, closing: str) -> str | None:
+    """The stripped text after the first ``opening`` up to the next ``closing`` (or the end), or None."""
+    start = text.find(opening)
+    if start < 0:
+        return None
+    start += len(opening)
+    end = text.find(closing, start)
+    return (text[start:] if end < 0 else text[start:end]).strip()
+
+
+def _json_text(text: str) -> tuple[str, bool]:
+    """(the JSON of the call, whether the model ended it: a closing tag or fence after it)."""
+    call = _between(text, "<tool_call>", "</tool_call>")
     if call is not None:
-        return call.group(1)
-    fence = _FENCE.search(text)
-    if fence is not None and "{" in fence.group(1):
-        return fence.group(1)
+        return call, "</tool_call>" in text
+    fence = _between(text, "```", "```")
+    if fence is not None:
+        fence = fence.removeprefix("json").strip()
+        if "{" in fence:
+            return fence, text.count("```") > 1
     start = text.find("{")
     if start < 0:
         raise FamilyProblem("no tool call found")
-    return text[start:]
+    return text[start:], False
 
 
-def _decode(blob: str) -> dict[str, Any]:
+def _decode(blob: str, ended: bool = True) -> dict[str, Any]:
+    """The call's JSON object. ``ended``: the model closed the call (a missing brace is then repaired);
+    without it, JSON that never closes was cut off by the token limit and is refused."""
+    problem = shape_problem(blob, closed=not ended)  # runaway nesting, or cut off: no repair
+    if problem is not None:
+        raise FamilyProblem(problem)
     try:
         value: object = json.loads(blob)
-    except ValueError:
-        try:
-            value = json_repair.loads(blob)
-        except (ValueError, RecursionError):
-            value = None
+    except (ValueError, RecursionError):
+        value = repair_json(blob)
     if isinstance(value, list):  # several calls: the first
         value = next((v for v in value if isinstance(v, dict)), None)
     if not isinstance(value, dict):
@@ -127,53 +148,68 @@ def _arguments(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def _thought(text: str) -> str | None:
-    match = _THOUGHT.search(text)
-    if match is not None:
-        return match.group(1).strip() or None
+    label = _THOUGHT_LABEL.search(text)
+    if label is not None:
+        rest = text[label.end() :]
+        action = _ACTION_LINE.search(rest)
+        ends = [i for i in (rest.find("<tool_call>"), rest.find("{")) if i >= 0]
+        end = min([*ends, action.start()] if action is not None else ends, default=len(rest))
+        return rest[:end].strip() or None
     head = text[: text.find("<tool_call>")] if "<tool_call>" in text else ""
     return head.strip() or None
 
 
-def _numbers(value: object) -> list[float] | None:
+def _numbers(value: object, what: str) -> list[float] | None:
     if isinstance(value, (list, tuple)):
         flat: list[object] = []
-        for item in value:
-            flat.extend(item if isinstance(item, (list, tuple)) else [item])
-        out = [float(v) for v in flat if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if len(out) != len(flat):
-            out = [float(n) for v in flat for n in NUMBER.findall(str(v))]
-        return out
+        for item in value[:9]:  # a point or a box; more is refused by point_of
+            flat.extend(item[:9] if isinstance(item, (list, tuple)) else [item])
+        if len(value) > 9:
+            raise FamilyProblem(f"{what} must be [x, y]")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+            out = [finite_number(v) for v in flat]
+            if any(v is None for v in out):
+                raise FamilyProblem(f"{what} has a number that is not a usable coordinate")
+            return [v for v in out if v is not None]
+        return [n for v in flat for n in numbers_in(v if isinstance(v, str) else shown(v), what)]
     if isinstance(value, Mapping):
         lowered = {str(k).lower(): v for k, v in value.items()}
-        return _numbers([lowered.get("x"), lowered.get("y")]) if "x" in lowered else None
+        return _numbers([lowered.get("x"), lowered.get("y")], what) if "x" in lowered else None
     if isinstance(value, str):
-        return [float(n) for n in NUMBER.findall(value)]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return None
+        return numbers_in(value, what)
     return None
 
 
 def _point(args: dict[str, Any], *keys: str) -> tuple[float, float]:
     for key in keys:
         if args.get(key) is not None:
-            values = _numbers(args[key])
+            values = _numbers(args[key], f'"{key}"')
             if not values:
                 raise FamilyProblem(f'"{key}" must be [x, y]')
             x, y = point_of(values, f'"{key}"')
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise FamilyProblem(f'"{key}" must be [x, y]')
             return x, y
-    raise FamilyProblem(f'"{keys[0]}" [x, y] is required for action={args.get("action")!r}')
+    raise FamilyProblem(f'"{keys[0]}" [x, y] is required for action={shown(args.get("action"))}')
+
+
+def _number(value: object, what: str) -> float:
+    """A number written as a number or in a string (``2``, ``"2"``, ``"2 s"``); raises FamilyProblem."""
+    if isinstance(value, str):
+        found = numbers_in(value, what)
+        number = found[0] if found else None
+    else:
+        number = finite_number(value)
+    if number is None:
+        raise FamilyProblem(f"{what} must be a number, got {shown(value)}")
+    return number
 
 
 def _seconds(args: dict[str, Any], default: float) -> float:
     value = args.get("time", args.get("duration", args.get("seconds")))
     if value is None:
         return default
-    numbers = NUMBER.findall(str(value))
-    if not numbers:
-        raise FamilyProblem(f'"time" must be a number of seconds, got {value!r}')
-    return float(numbers[0])
+    return _number(value, '"time" (seconds)')
 
 
 def _text(args: dict[str, Any], action: str) -> str:
@@ -213,21 +249,21 @@ def _fields(args: dict[str, Any], caps: Capabilities | None) -> dict[str, object
             raise FamilyProblem('action=key needs "keys" (or "text")')
         return parse_keys(keys, caps)
     if action == "system_button":
-        button = str(args.get("button", "")).strip().lower()
+        button = _word(args.get("button", ""))
         if button not in _BUTTONS:
-            raise FamilyProblem(f"unknown system button {args.get('button')!r}; use Back, Home, Menu or Enter")
+            raise FamilyProblem(f"unknown system button {shown(args.get('button'))}; use Back, Home, Menu or Enter")
         return {"action": "key", "key": _BUTTONS[button]}
     if action in ("open", "open_app"):
         return {"action": "open_app", "name": _text(args, action).strip()}
     if action == "wait":
         return {"action": "wait", "seconds": _seconds(args, 1.0)}
     if action == "terminate":
-        status = str(args.get("status", "success")).strip().lower()
+        status = _word(args.get("status", "success"))
         return {"action": "done", "status": status, "answer": args.get("answer")}
     if action == "answer":
         return {"action": "done", "status": "success", "answer": _text(args, action)}
     if action == "scroll":
-        pixels = _numbers([args.get("pixels", 0)]) or [0.0]
+        pixels = [_number(args.get("pixels", 0), '"pixels"')]
         if not pixels[0]:
             raise FamilyProblem('scroll needs "pixels": positive scrolls up, negative down')
         fields: dict[str, object] = {
@@ -240,14 +276,20 @@ def _fields(args: dict[str, Any], caps: Capabilities | None) -> dict[str, object
         return fields
     if action == "mouse_move":
         raise FamilyProblem("mouse_move alone does nothing here; use left_click with the coordinate")
-    raise FamilyProblem(f"unknown action {action!r}")
+    raise FamilyProblem(f"unknown action {shown(action)}")
+
+
+def _word(value: object) -> str:
+    """An enum-like value (a status, a button) as a lower-case word; a non-string is no word."""
+    return value.strip().lower() if isinstance(value, str) else shown(value)
 
 
 def parse_tool_call(text: str, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
     """A mobile_use / computer_use tool call -> Step in grid coordinates."""
+    refuse_oversized(text, _HINT)
     cleaned = SPECIAL_TOKENS.sub(" ", text)
     try:
-        args = _arguments(_decode(_json_text(cleaned)))
+        args = _arguments(_decode(*_json_text(cleaned)))
         return finish_step(_fields(args, capabilities), _thought(cleaned), grid, capabilities)
     except FamilyProblem as problem:
         raise invalid(problem, _HINT, text) from None

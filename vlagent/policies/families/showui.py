@@ -12,9 +12,11 @@ The parser accepts: Python-literal syntax (single quotes, ``None``, ``True``) an
 upper- or lower-case action names, several dicts separated by commas or newlines (the first
 is taken: one action per step), a position as ``[x, y]``, ``[[x1, y1], [x2, y2]]`` or a
 4-number box (its centre), leaked special tokens, surrounding prose or code fences.
-It rejects (InvalidModelOutput): no dict, an unknown action (also ``HOVER``: there is no
-hover here), a missing or malformed position, positions above 1 (not fractions), an empty
-``INPUT`` value, and actions the device cannot perform.
+It rejects (InvalidModelOutput): an answer longer than any step (``MAX_ANSWER_CHARS``), a dict
+nested deeper than ``MAX_DEPTH`` or cut off inside a string (the token limit), no dict, an
+unknown action (also ``HOVER``: there is no hover here), a missing or malformed position
+(also NaN, infinite or absurd numbers), positions above 1 (not fractions), an empty ``INPUT``
+value, and actions the device cannot perform.
 
 Action mapping: TAP/CLICK/SELECT -> click; INPUT(value) -> type (the position is where the
 text goes: ShowUI taps it itself, here the field must already be focused); SWIPE with two
@@ -32,16 +34,19 @@ import ast
 from collections.abc import Sequence
 from typing import Any
 
-import json_repair
-
 from vlagent.actions import Action, Click, Done, Key, LongPress, OpenApp, Scroll, Step, Swipe, Type, Wait
 from vlagent.capabilities import Capabilities
 from vlagent.policies.families._common import (
     SPECIAL_TOKENS,
     FamilyProblem,
     finish_step,
+    finite_number,
     invalid,
     point_of,
+    refuse_oversized,
+    repair_json,
+    shape_problem,
+    shown,
 )
 from vlagent.policies.families.base import GrammarLimits, ModelFamily
 
@@ -135,37 +140,34 @@ def _first_dict(text: str) -> dict[str, Any]:
                 end = i + 1
                 break
     blob = text[start:end]
+    # Runaway nesting, or a dict the token limit cut short (a ShowUI answer always closes its dict:
+    # "[0.5, 0." repaired would tap the top edge).
+    problem = shape_problem(blob, quotes="'\"", closed=True)
+    if problem is not None:
+        raise FamilyProblem(problem)
     value: object
     try:
         value = ast.literal_eval(blob)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        try:
-            value = json_repair.loads(blob)
-        except (ValueError, RecursionError):
-            value = None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        # TypeError: an unhashable key or set item ({[1]: 2}); the others: not a literal at all
+        value = repair_json(blob)
     if not isinstance(value, dict):
         raise FamilyProblem("the action is not a dictionary")
-    return {str(k).lower(): v for k, v in value.items()}
+    return {(k if isinstance(k, str) else shown(k)).lower(): v for k, v in value.items()}
 
 
 def _fractions(value: object) -> list[float]:
     flat: list[object] = []
-    stack = [value]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, (list, tuple)):
-            stack[:0] = list(item)
-        else:
-            flat.append(item)
-    try:
-        numbers = [float(v) for v in flat if not isinstance(v, bool)]  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise FamilyProblem("position must be [x, y] with fractions 0-1") from None
-    if len(numbers) != len(flat) or not numbers:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in items[:5]:  # a point, two points or a box; more is refused below
+        flat.extend(item[:5] if isinstance(item, (list, tuple)) else [item])
+    numbers = [finite_number(v) for v in flat]
+    if len(items) > 4 or not numbers or any(n is None for n in numbers):
         raise FamilyProblem("position must be [x, y] with fractions 0-1")
-    if any(not 0 <= n <= 1 for n in numbers):
+    checked = [n for n in numbers if n is not None]
+    if any(not 0 <= n <= 1 for n in checked):
         raise FamilyProblem("position values are fractions of the screenshot and must be 0-1")
-    return [n * _SCALE for n in numbers]
+    return [n * _SCALE for n in checked]
 
 
 def _point(action: dict[str, Any], name: str) -> tuple[float, float]:
@@ -175,7 +177,8 @@ def _point(action: dict[str, Any], name: str) -> tuple[float, float]:
 
 
 def _fields(action: dict[str, Any]) -> dict[str, object]:
-    name = str(action.get("action", "")).strip().upper().replace(" ", "_")
+    raw = action.get("action", "")
+    name = (raw if isinstance(raw, str) else shown(raw)).strip().upper().replace(" ", "_")
     value = action.get("value")
     text = value.strip() if isinstance(value, str) and value.strip().lower() != "none" else ""
     if name in ("TAP", "CLICK", "SELECT"):
@@ -203,11 +206,12 @@ def _fields(action: dict[str, Any]) -> dict[str, object]:
         return {"action": "key", "key": "c", "modifiers": ["ctrl"]}
     if name == "HOVER":
         raise FamilyProblem("HOVER is not available here; use CLICK")
-    raise FamilyProblem(f"unknown action {action.get('action')!r}")
+    raise FamilyProblem(f"unknown action {shown(action.get('action'))}")
 
 
 def parse_showui(text: str, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
     """A ShowUI navigation dict -> Step on the 0-1000 grid."""
+    refuse_oversized(text, _HINT)
     cleaned = SPECIAL_TOKENS.sub(" ", text)
     try:
         return finish_step(_fields(_first_dict(cleaned)), None, grid, capabilities)

@@ -14,9 +14,12 @@ The parser accepts: box tokens kept or stripped by the server; boxes written ``(
 and the API variant ``<bbox>x1 y1 x2 y2</bbox>`` (always 0-1000, rescaled to the grid);
 no ``Thought:`` label, a ``Reflection:`` before it, a full-width ``Action：`` colon, double
 quotes, escaped or raw newlines, a second action on a later line (ignored: one action per
-step), leaked ``<|im_end|>``, a missing closing parenthesis at the very end.
-It rejects (InvalidModelOutput): no known action call, an unknown function, a missing or
-malformed box, a box outside the grid, an unterminated string, an empty ``type``, an
+step), leaked ``<|im_end|>``, a missing closing parenthesis at the very end of a call whose
+arguments are points or keys.
+It rejects (InvalidModelOutput): an answer longer than any step (``MAX_ANSWER_CHARS``), no
+known action call, an unknown function, a missing or malformed box, a box outside the grid or
+with absurd numbers, an answer cut off by the token limit (an unterminated string, an unclosed
+bracket, a ``type``/``finished``/``open_app`` call without its ')'), an empty ``type``, an
 unknown key, and any action the device cannot perform.
 
 Action mapping: click/left_single -> click; left_double -> click x2; right_single -> right
@@ -50,14 +53,16 @@ from vlagent.actions import (
 )
 from vlagent.capabilities import Capabilities
 from vlagent.policies.families._common import (
-    NUMBER,
     SPECIAL_TOKENS,
     FamilyProblem,
     finish_step,
     int_range_regex,
     invalid,
+    numbers_in,
     parse_keys,
     point_of,
+    refuse_oversized,
+    shown,
 )
 from vlagent.policies.families.base import GrammarLimits, ModelFamily
 
@@ -94,9 +99,16 @@ _FUNCTIONS = (
 )
 _CALL = re.compile(r"\b(" + "|".join(sorted(_FUNCTIONS, key=len, reverse=True)) + r")\s*\(")
 _ANY_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
-_ACTION_LABEL = re.compile(r"(?:^|\n)\s*\**Action\**\s*[:：]", re.IGNORECASE)
-_THOUGHT_LABEL = re.compile(r"^\s*(?:Thought|Reflection|Action_Summary)\s*[:：]\s*", re.IGNORECASE | re.MULTILINE)
+# Only spaces and tabs before a label (not \s, which spans lines): runs of newlines must not make
+# the search quadratic.
+_ACTION_LABEL = re.compile(r"(?:^|\n)[ \t]*\**Action\**[ \t]*[:：]", re.IGNORECASE)
+_THOUGHT_LABEL = re.compile(r"^[ \t]*(?:Thought|Reflection|Action_Summary)[ \t]*[:：]\s*", re.IGNORECASE | re.MULTILINE)
 _ARG_END = re.compile(r"\s*(?:\)|,\s*[A-Za-z_]\w*\s*=)")
+_NEXT_KEYWORD = re.compile(r",\s*[A-Za-z_]\w*\s*=")
+_KEYWORD = re.compile(r"([A-Za-z_]\w*)\s*=\s*")
+#: Functions whose argument is free text: without the closing ')' such a call may have been cut
+#: off by the token limit right after a quote inside the text, so it is refused, not typed.
+_FREE_TEXT = ("type", "finished", "open_app")
 _ESCAPES = {"n": "\n", "t": "\t", "'": "'", '"': '"', "\\": "\\"}
 _POINT_ARGS = ("start_box", "point", "start_point", "box", "position")
 _END_ARGS = ("end_box", "end_point")
@@ -154,33 +166,44 @@ def _read_bare(text: str, i: int) -> tuple[str, int]:
             if depth == 0:
                 break
             depth -= 1
-        elif ch == "," and depth == 0 and re.match(r",\s*[A-Za-z_]\w*\s*=", text[i:]):
+        elif ch == "," and depth == 0 and _NEXT_KEYWORD.match(text, i):
             break
         i += 1
+    if depth > 0:  # '(500,12' at the very end: the token limit cut the point short
+        raise FamilyProblem("a bracket in the call is not closed (the answer may be cut off)")
     return text[start:i].strip(), i
 
 
-def _arguments(text: str, i: int) -> dict[str, str]:
-    """Keyword (and positional, as ``_0``...) arguments of a call whose '(' ends at ``i``."""
+def _arguments(text: str, i: int) -> tuple[dict[str, str], str]:
+    """Keyword (and positional, as ``_0``...) arguments of a call whose '(' ends at ``i``, and how
+    the call ends: ``")"``, or at the end of the text after a ``quoted`` or a ``bare`` argument
+    (or with ``none``)."""
     args: dict[str, str] = {}
     positional = 0
+    last = "none"
     while True:
         while i < len(text) and text[i] in " \t\r\n,":
             i += 1
-        if i >= len(text) or text[i] == ")":
-            return args  # a missing ')' at the very end is forgiven
-        match = re.match(r"([A-Za-z_]\w*)\s*=\s*", text[i:])
+        if i >= len(text):
+            return args, last
+        if text[i] == ")":
+            return args, ")"
+        match = _KEYWORD.match(text, i)
         if match:
             name = match.group(1).lower()
-            i += match.end()
+            i = match.end()
         else:
             name = f"_{positional}"
             positional += 1
         if i < len(text) and text[i] in "'\"":
             value, i = _read_string(text, i)
+            last = "quoted"
         else:
             value, i = _read_bare(text, i)
+            last = "bare"
         args[name] = value
+        if len(args) > 16:
+            raise FamilyProblem("the call has too many arguments")
 
 
 def _call(text: str) -> tuple[str, dict[str, str]]:
@@ -188,16 +211,22 @@ def _call(text: str) -> tuple[str, dict[str, str]]:
     if match is None:
         other = _ANY_CALL.search(text)
         if other is not None:
-            raise FamilyProblem(f"unknown action {other.group(1)!r}")
+            raise FamilyProblem(f"unknown action {shown(other.group(1))}")
         raise FamilyProblem("no action found")
-    return match.group(1).lower(), _arguments(text, match.end())
+    name = match.group(1).lower()
+    args, end = _arguments(text, match.end())
+    # A missing ')' at the very end is forgiven after a closed quote ('...(500,120)'), not after
+    # a bare argument ('start_box=500,12') or free text ("content='it'"): those may be cut short.
+    if end == "bare" or (end == "quoted" and name in _FREE_TEXT):
+        raise FamilyProblem(f"{name}(...) is not closed with ')' (the answer may be cut off)")
+    return name, args
 
 
 # --- meaning ---------------------------------------------------------------------------------
 
 
 def _point(value: str, grid: tuple[int, int], what: str) -> tuple[float, float]:
-    values = [float(n) for n in NUMBER.findall(SPECIAL_TOKENS.sub(" ", value))]
+    values = numbers_in(SPECIAL_TOKENS.sub(" ", value), what)
     x, y = point_of(values, what)
     if "<bbox>" in value:  # the API variant writes 0-1000 boxes whatever the model's grid
         x, y = x / 1000 * grid[0], y / 1000 * grid[1]
@@ -256,9 +285,9 @@ def _fields(name: str, args: dict[str, str], grid: tuple[int, int], caps: Capabi
     if name == "long_press":
         x, y = _required_point(args, grid, _POINT_ARGS, name)
         fields = {"action": "long_press", "x": x, "y": y}
-        seconds = NUMBER.findall(args.get("time", ""))
+        seconds = numbers_in(args.get("time", ""), "time")
         if seconds:
-            fields["duration"] = float(seconds[0])
+            fields["duration"] = seconds[0]
         return fields
     if name == "press_home":
         return {"action": "key", "key": "home"}
@@ -272,6 +301,7 @@ def _fields(name: str, args: dict[str, str], grid: tuple[int, int], caps: Capabi
 
 
 def _parse(text: str, grid: tuple[int, int], capabilities: Capabilities | None, hint: str) -> Step:
+    refuse_oversized(text, hint)
     cleaned = text.replace("<|im_end|>", "").replace("<|endoftext|>", "").replace("：", ":")
     # Box tokens are kept until the point is read (a '<bbox>' marks the 0-1000 variant).
     thought, rest = _split_thought(cleaned)
