@@ -56,9 +56,11 @@ def test_an_episode_and_its_frames_are_freed_by_reference_counting(tmp_path: Pat
 def test_an_evaluation_holds_no_more_episodes_than_it_runs_at_once(tmp_path: Path) -> None:
     scenarios = load_scenarios(sorted(SCENARIOS.glob("sim-*.yaml"))[:4])
     alive: list[int] = []
+    gc.collect()
+    earlier = {id(o) for o in gc.get_objects() if isinstance(o, Episode)}  # other tests' episodes
 
     def count(result: object) -> None:
-        alive.append(sum(isinstance(o, Episode) for o in gc.get_objects()))
+        alive.append(sum(isinstance(o, Episode) and id(o) not in earlier for o in gc.get_objects()))
 
     evaluate(scenarios, EvalConfig(out=tmp_path, jobs=2, repeats=4), on_result=count)
     assert len(alive) == 16 and max(alive) <= 2, alive
