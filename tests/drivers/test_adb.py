@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import struct
-import re
 import threading
 import time
 from collections.abc import Iterator
