@@ -24,7 +24,15 @@ from vlagent.errors import UserError
 from vlagent.secrets import scrub
 from vlagent.trajectory import RecordedStep, Trajectory, load_trajectory
 
-__all__ = ["THUMB_SIDE", "draw_action", "write_eval_report", "write_report", "write_run_report"]
+__all__ = [
+    "STEP_ROWS",
+    "THUMB_SIDE",
+    "draw_action",
+    "write_eval_report",
+    "write_report",
+    "write_run_report",
+    "write_steps_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +236,87 @@ def write_eval_report(out: Path | str) -> Path:
 def write_report(path: Path | str) -> Path:
     """``vlagent report DIR``: an evaluation index when DIR has results.json, else a run page."""
     path = Path(path)
+    if (path / "results.json").exists() and (path / "steps.jsonl").exists():
+        return write_steps_report(path)
     if (path / "results.json").exists():
         return write_eval_report(path)
     return write_run_report(path)
+
+
+#: Steps listed on a step-level evaluation's page at most (steps.jsonl holds them all).
+STEP_ROWS = 2000
+
+
+def _steps_rows(path: Path, conventions: list[str]) -> tuple[list[str], int]:
+    from vlagent.actions import ACTION_ADAPTER
+
+    rows: list[str] = []
+    total = 0
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            total += 1
+            if len(rows) >= STEP_ROWS:
+                continue
+            s = json.loads(line)
+            gold = describe_action(ACTION_ADAPTER.validate_python(s["gold_action"]))
+            predicted = describe_action(ACTION_ADAPTER.validate_python(s["predicted"])) if s["predicted"] else "-"
+            marks = "".join(
+                f"<td>{'<span class=ok>✔</span>' if s['match'][c]['success'] else '<span class=bad>✘</span>'}</td>"
+                for c in conventions
+            )
+            details = "; ".join(f"{c}: {s['match'][c]['detail']}" for c in conventions if s["match"][c]["detail"])
+            raw = (s.get("raw") or "")[:300]
+            episode = html.escape(str(s["episode"]))
+            rows.append(
+                f"<tr><td>{episode}</td><td>{s['step'] + 1}</td><td>{html.escape(s['kind'])}</td>"
+                f"<td><code>{html.escape(gold)}</code></td><td><code>{html.escape(predicted)}</code></td>{marks}"
+                f"<td>{html.escape(details)}</td><td><small>{html.escape(raw)}</small></td></tr>"
+            )
+    return rows, total
+
+
+def write_steps_report(out: Path | str) -> Path:
+    """Write ``report.html`` for a step-level evaluation directory (results.json + steps.jsonl)."""
+    out = Path(out)
+    try:
+        data: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        summary, config = data["summary"], data["config"]
+        conventions: list[str] = list(summary["conventions"])
+        rows, total = _steps_rows(out / "steps.jsonl", conventions)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{out} does not hold a step-level evaluation ({type(exc).__name__}: {exc})") from exc
+    scores = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{_pct(s['type_accuracy'])}</td><td>{_pct(s['grounding_accuracy'])}</td>"
+        f"<td>{_pct(s['step_success_rate'])}</td><td>{_pct(s['episode_success_rate'])}</td><td>{s['steps']}</td></tr>"
+        for c, s in summary["scores"].items()
+    )
+    kinds = sorted({k for per in summary["per_action_type"].values() for k in per})
+    per_kind = "".join(
+        f"<tr><td>{html.escape(k)}</td>"
+        + "".join(
+            f"<td>{_pct(summary['per_action_type'][c].get(k, {}).get('step_success_rate'))}"
+            f" ({summary['per_action_type'][c].get(k, {}).get('steps', 0)})</td>"
+            for c in conventions
+        )
+        + "</tr>"
+        for k in kinds
+    )
+    heads = "".join(f"<th>{html.escape(c)}</th>" for c in conventions)
+    more = f"<p>First {len(rows)} of {total} steps; steps.jsonl has them all.</p>" if total > len(rows) else ""
+    state = " · interrupted" if summary.get("interrupted") else ""
+    state += f" · stopped by {html.escape(summary['stopped_by'])}" if summary.get("stopped_by") else ""
+    page = (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>vlagent step evaluation</title>'
+        f"<style>{_CSS}</style><header><h1>Step-level evaluation: {html.escape(summary['dataset'])}"
+        f" ({html.escape(summary['level'])} level), policy {html.escape(str(config.get('policy')))}</h1>"
+        f"<p>{summary['episodes']} episodes · {summary['steps']} steps · {summary['invalid_answers']} invalid answers"
+        f" · {summary['duration_s']:.1f} s{state}</p></header>"
+        "<table><tr><th>convention</th><th>type accuracy</th><th>grounding accuracy</th><th>step success rate</th>"
+        f"<th>episode success rate</th><th>steps</th></tr>{scores}</table>"
+        f"<table><tr><th>gold action type</th>{heads}</tr>{per_kind}</table>{more}"
+        f"<table><tr><th>episode</th><th>step</th><th>type</th><th>gold</th><th>predicted</th>{heads}"
+        f"<th>detail</th><th>raw answer</th></tr>{''.join(rows)}</table></html>\n"
+    )
+    path = out / "report.html"
+    path.write_text(scrub(page), encoding="utf-8")
+    return path
