@@ -271,10 +271,10 @@ def _episode(steps: list[AitwStep]) -> DatasetEpisode:
 
 
 def read_aitw(paths: Iterable[Path | str], *, max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[DatasetEpisode]:
-    """The episodes of AITW TFRecord files, in file order (an episode's records are consecutive)."""
-    current: list[AitwStep] = []
+    """The episodes of AITW TFRecord files, in file order; an episode's records are consecutive in one file."""
     seen: set[str] = set()
     for path in paths:
+        current: list[AitwStep] = []
         for index, data in read_records(path, max_record_bytes=max_record_bytes):
             source = f"{path}: record {index}"
             try:
@@ -289,8 +289,8 @@ def read_aitw(paths: Iterable[Path | str], *, max_record_bytes: int = MAX_RECORD
                     log.warning("%s: episode %s appears again, apart from its earlier steps", source, step.episode_id)
                 seen.add(step.episode_id)
             current.append(step)
-    if current:
-        yield _episode(current)
+        if current:
+            yield _episode(current)
 
 
 # --- writing (tests, fixtures) ---------------------------------------------------------------

@@ -95,10 +95,11 @@ class AcAction:
 
 
 def _number(data: Mapping[str, object], key: str) -> float:
+    """A finite number, kept as written (an int stays an int)."""
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ExampleError(f"a {data.get('action_type')} action needs a finite number {key!r}, got {value!r}")
-    return float(value)
+    return value
 
 
 def _string(data: Mapping[str, object], key: str) -> str:
