@@ -44,19 +44,26 @@ def _llguidance() -> Any:
     return llguidance
 
 
-def cap_strings(schema: dict[str, Any], max_chars: int, *, fields: Sequence[str] | None = None) -> dict[str, Any]:
+def cap_strings(
+    schema: dict[str, Any],
+    max_chars: int,
+    *,
+    fields: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> dict[str, Any]:
     """A copy of ``schema`` whose string properties allow at most ``max_chars`` characters.
 
     Why: under greedy decoding a weak model may fill a string up to its maxLength; the JSON
     must still close within ``max_new_tokens`` or the answer is lost. ``fields`` limits the
-    cap to properties of those names (e.g. only ``thought``).
+    cap to properties of those names (e.g. only ``thought``); ``exclude`` leaves properties of
+    those names as they are (every string but the thought).
     """
     out = copy.deepcopy(schema)
 
     def visit(node: Any, name: str | None) -> None:
         if isinstance(node, dict):
             is_free_string = node.get("type") == "string" and "enum" not in node and "const" not in node
-            if is_free_string and (fields is None or name in fields):
+            if is_free_string and (fields is None or name in fields) and name not in exclude:
                 node["maxLength"] = min(int(node.get("maxLength", max_chars)), max_chars)
             for key, value in node.items():
                 if key == "properties" and isinstance(value, dict):

@@ -34,7 +34,9 @@ import base64
 import dataclasses
 import io
 import logging
+import math
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -51,9 +53,9 @@ from vlagent.actions import Step
 from vlagent.coords import codec_by_name, decode_action
 from vlagent.errors import ConfigError, InvalidModelOutput, MissingExtraError, ModelError, PolicyBackendError
 from vlagent.policies.base import Decision, Observation
-from vlagent.policies.grammar import cap_strings
+from vlagent.policies.budget import bounded_schema, fit_limits
 from vlagent.policies.prompt import GrammarLimits, Message, ModelFamily, build_messages, get_family
-from vlagent.schema import JSONObject, step_schema
+from vlagent.schema import JSONObject
 
 if TYPE_CHECKING:
     import httpx
@@ -67,6 +69,8 @@ API_KEY_ENV = ("VLAGENT_API_KEY", "OPENAI_API_KEY")
 _SHARED_OPTIONS = frozenset({"max_pixels", "min_pixels", "max_tokens", "script"})
 #: Makes vLLM's ``auto`` structured-output backend pass the grammar to llguidance, its dialect.
 _LLGUIDANCE_DIRECTIVE = "%llguidance {}\n"
+#: Largest response body read: a chat completion is a few kilobytes; more is a broken server or proxy.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,20 +96,24 @@ class OpenAIConfig:
     doubt sends nothing); ``off``: never sent, answers are parsed leniently."""
     with_thought: bool = True
     max_thought_chars: int | None = None
-    """Cap on the thought's length in the schema or grammar sent (None: the action model's own
-    limit in the schema, ``GrammarLimits``' default in a grammar)."""
+    """Cap on the thought's length in the schema or grammar sent. None: the in-process policy's
+    cap (``GrammarLimits``' default, 200), lowered as far as needed to fit ``max_output_tokens``."""
     max_string_chars: int | None = None
-    """Cap on other free strings (typed text, app names, answers) in the schema or grammar sent.
-    Small or fine-tuned models under constrained decoding may fill a string to its limit; a cap
-    keeps the answer closing within ``max_output_tokens``."""
+    """Cap on every other free string (typed text, app names, answers) in the schema or grammar
+    sent. None: ``GrammarLimits``' default (120), lowered with the thought to fit. Small or
+    fine-tuned models under constrained decoding may fill a string to its limit; the caps keep
+    the longest answer the constraint allows within ``max_output_tokens`` (see
+    :mod:`vlagent.policies.budget`), and caps given that cannot fit are a ConfigError."""
     max_images: int | None = None
     """Send at most this many images (the newest), e.g. vLLM's ``--limit-mm-per-prompt``."""
     image_format: Literal["png", "jpeg"] = "png"
     jpeg_quality: int = 90
     temperature: float = 0.0
-    max_output_tokens: int = 256
-    """Tokens the server may generate (its ``max_tokens``); the visual budget is memory's ``max_tokens``."""
+    max_output_tokens: int = 512
+    """Tokens the server may generate (its ``max_tokens``); the visual budget is memory's ``max_tokens``.
+    An answer the server cut off at this limit (``finish_reason: length``) is fed back, not parsed."""
     timeout_s: float = 120.0
+    """Longest wait for one attempt's answer, body included (a server that trickles bytes too)."""
     connect_timeout_s: float = 10.0
     attempts: int = 4
     """Tries per request for connection errors, timeouts, 429 and 5xx answers."""
@@ -127,6 +135,12 @@ class OpenAIConfig:
             raise ConfigError("attempts and concurrency must be at least 1")
         if self.grammar not in ("auto", "vllm", "off"):
             raise ConfigError(f"grammar must be auto, vllm or off, got {self.grammar!r}")
+        if self.max_output_tokens < 1 or self.timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ConfigError("max_output_tokens, timeout_s and connect_timeout_s must be positive")
+        for name in ("max_thought_chars", "max_string_chars"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
 
     @property
     def api_url(self) -> str:
@@ -169,17 +183,35 @@ def _data_url(image: Image.Image, fmt: Literal["png", "jpeg"], quality: int) -> 
     return f"data:image/{fmt};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs -> one space), at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _shown(value: object) -> str:
+    """A JSON value from a server, on one line and short (however large it is)."""
+    try:
+        text = str(value)[:1000]
+    except (ValueError, RecursionError):  # an integer beyond Python's digit limit, deep nesting
+        text = f"a {type(value).__name__}"
+    return _one_line(text, 200)
+
+
 def _server_detail(response: httpx.Response) -> str:
+    """What a server said in an error answer, on one line (a JSON error's message, an HTML page's title)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300]
+        text = response.text
+        title = re.search(r"<title[^>]*>(.*?)</title>", text[:10_000], re.IGNORECASE | re.DOTALL)
+        return _one_line(title.group(1) if title else text)
     error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("detail") or error)[:300]
+        return _one_line(str(error.get("message") or error.get("detail") or error))
     if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:300]
-    return str(error)[:300]
+        return _one_line(str(body["detail"]))
+    return _one_line(str(error))
 
 
 class OpenAICompatPolicy:
@@ -222,15 +254,43 @@ class OpenAICompatPolicy:
         )
         self._transport_errors: tuple[type[BaseException], ...] = (hx.TransportError,)
         self._probe_timeout = hx.Timeout(min(config.timeout_s, 10.0), connect=min(config.connect_timeout_s, 5.0))
-        defaults = GrammarLimits()
-        self._limits = GrammarLimits(
-            config.max_thought_chars if config.max_thought_chars is not None else defaults.thought_chars,
-            config.max_string_chars if config.max_string_chars is not None else defaults.string_chars,
-            config.with_thought,
-        )
+        self._limits = self._fit_limits()
         self._grammar_lock = threading.Lock()
         self._server_is_vllm: bool | None = None  # asked once, when a grammar is first wanted
         self._grammar_rejected = False
+
+    def _fit_limits(self) -> GrammarLimits:
+        """String caps for what is sent; checked against max_output_tokens when a constraint is sent."""
+        cfg = self.config
+        constrained = cfg.structured and (
+            self.family.json_actions or (self.family.grammar is not None and cfg.grammar != "off")
+        )
+        if not constrained:  # nothing bounds the answer: only the server's max_tokens does
+            defaults = GrammarLimits()
+            return GrammarLimits(
+                cfg.max_thought_chars or defaults.thought_chars,
+                cfg.max_string_chars or defaults.string_chars,
+                cfg.with_thought,
+            )
+        budget = fit_limits(
+            self.family,
+            cfg.max_output_tokens,
+            thought_chars=cfg.max_thought_chars,
+            string_chars=cfg.max_string_chars,
+            with_thought=cfg.with_thought,
+        )
+        if budget.limits != GrammarLimits(with_thought=cfg.with_thought) and (
+            cfg.max_thought_chars is None or cfg.max_string_chars is None
+        ):
+            log.info(
+                "max_output_tokens=%d: the %s thought is capped at %d characters and typed text at %d, so that "
+                "a constrained answer always fits (raise max_output_tokens for longer ones)",
+                cfg.max_output_tokens,
+                self.family.name,
+                budget.limits.thought_chars,
+                budget.limits.string_chars,
+            )
+        return budget.limits
 
     # --- Policy -----------------------------------------------------------------------------
 
@@ -249,11 +309,7 @@ class OpenAICompatPolicy:
             "max_tokens": cfg.max_output_tokens,
         }
         if cfg.structured and self.family.json_actions:
-            schema: JSONObject = step_schema(observation.capabilities, grid=grid, with_thought=cfg.with_thought)
-            if cfg.max_thought_chars is not None:
-                schema = cap_strings(schema, cfg.max_thought_chars, fields=("thought",))
-            if cfg.max_string_chars is not None:
-                schema = cap_strings(schema, cfg.max_string_chars, fields=("text", "name", "answer"))
+            schema: JSONObject = bounded_schema(observation.capabilities, grid, self._limits)
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "step", "schema": schema, "strict": True},
@@ -392,14 +448,42 @@ class OpenAICompatPolicy:
             raise self._client_error(url, response)
         try:
             answer = response.json()
-        except ValueError as exc:
-            raise PolicyBackendError(f"the server at {url} answered with something that is not JSON") from exc
+        except ValueError as exc:  # an HTML page, a truncated body, text from a proxy
+            kind = response.headers.get("content-type", "no content type")
+            raise PolicyBackendError(
+                f"the server at {url} answered HTTP {response.status_code} with something that is not JSON "
+                f"({kind}: {_one_line(response.text, 120)!r}); is --base-url an OpenAI-compatible server?"
+            ) from exc
         if not isinstance(answer, dict):
-            raise PolicyBackendError(f"the server at {url} answered with unexpected JSON: {str(answer)[:200]}")
+            raise PolicyBackendError(f"the server at {url} answered with unexpected JSON: {_shown(answer)}")
         return answer
 
     def _post_once(self, url: str, body: Mapping[str, object]) -> httpx.Response:
-        response = self._client.post(url, json=body)
+        """One attempt: the whole answer within ``timeout_s`` and ``MAX_RESPONSE_BYTES``, or an error."""
+        hx = _import_httpx()
+        deadline = time.monotonic() + self.config.timeout_s
+        with self._client.stream("POST", url, json=body) as streamed:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in streamed.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise PolicyBackendError(
+                        f"the server at {url} sent more than {MAX_RESPONSE_BYTES // (1024 * 1024)} MB for one "
+                        "answer; a chat completion is a few kilobytes: is --base-url right?"
+                    )
+                chunks.append(chunk)
+                if time.monotonic() > deadline:  # a server that trickles bytes never trips the read timeout
+                    raise hx.ReadTimeout(f"the answer took more than {self.config.timeout_s:g}s")
+            # The body as read (decoded): headers that describe the encoded stream no longer apply.
+            headers = [
+                (k, v)
+                for k, v in streamed.headers.items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+            response = hx.Response(
+                streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request
+            )
         if response.status_code == 429 or response.status_code >= 500:
             raise _Transient(response.status_code, _server_detail(response))
         return response
@@ -413,8 +497,8 @@ class OpenAICompatPolicy:
                 "Raise the timeout or lower the image budget"
             )
         return (
-            f"cannot reach the model server at {url} ({kind}: {exc}). Check that the server is running "
-            "and that --base-url is right (host, port, and usually a path ending in /v1)"
+            f"cannot reach the model server at {url} ({kind}: {_one_line(str(exc), 200)}). Check that the server "
+            "is running and that --base-url is right (host, port, and usually a path ending in /v1)"
         )
 
     def _client_error(self, url: str, response: httpx.Response) -> PolicyBackendError:
@@ -452,21 +536,46 @@ class OpenAICompatPolicy:
         return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
     def _read_answer(self, answer: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
-        try:
-            choice = answer["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise PolicyBackendError(f"the server's answer has no choices[0].message: {str(answer)[:200]}") from exc
-        if choice.get("finish_reason") == "length":
-            log.info("the model hit max_output_tokens=%d; its answer may be cut off", self.config.max_output_tokens)
-        raw_usage = answer.get("usage") or {}
-        usage = {
-            "prompt_tokens": float(raw_usage.get("prompt_tokens") or 0),
-            "completion_tokens": float(raw_usage.get("completion_tokens") or 0),
-        }
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidModelOutput("your answer was empty. Answer with one JSON object.", str(text))
+        """(the answer's text, token usage) of a chat completion; raises ModelError subclasses only.
+
+        An answer the server stopped at ``max_tokens`` (``finish_reason: length``) is refused with
+        feedback, never parsed: repaired, half an answer could be executed.
+        """
+        choices = answer.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise PolicyBackendError(f"the server's answer has no choices[0].message: {_shown(answer)}")
+        content = message.get("content")
+        if isinstance(content, list):  # content parts: their text, in order
+            content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        if content is not None and not isinstance(content, str):
+            raise PolicyBackendError(f"the server's answer content is not text: {_shown(content)}")
+        text = content or ""
+        usage = _usage(answer.get("usage"))
+        if choice.get("finish_reason") == "length":  # type: ignore[union-attr]
+            log.info("the model hit max_output_tokens=%d; its answer is refused", self.config.max_output_tokens)
+            raise InvalidModelOutput(
+                f"your answer was cut off at the limit of {self.config.max_output_tokens} tokens before it was "
+                "complete. Answer again, shorter: a one-sentence thought and one action.",
+                text,
+            )
+        if not text.strip():
+            raise InvalidModelOutput("your answer was empty. Answer with one action in the format asked for.", text)
         return text, usage
+
+
+def _usage(raw: object) -> dict[str, float]:
+    """Token counts from a completion's ``usage`` (0 for anything missing or not a number)."""
+    fields = raw if isinstance(raw, dict) else {}
+
+    def count(name: str) -> float:
+        value = fields.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        return 0.0
+
+    return {"prompt_tokens": count("prompt_tokens"), "completion_tokens": count("completion_tokens")}
 
 
 def create_policy(**options: Any) -> OpenAICompatPolicy:
