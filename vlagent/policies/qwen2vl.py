@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,9 @@ from vlagent.errors import (
 )
 from vlagent.frames import Frame
 from vlagent.policies.base import Decision, Observation
-from vlagent.policies.grammar import GrammarCompiler, RowConstraint, cap_strings, make_logits_processor
+from vlagent.policies.budget import bounded_schema
+from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits_processor
+from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_like_path
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
 from vlagent.schema import step_schema
@@ -157,17 +158,16 @@ def _require(purpose: str) -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or "\\" in model
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+def _installed(purpose: str) -> None:
+    """MissingExtraError when torch or transformers is missing, without importing them (seconds)."""
+    for module in ("torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError("qwen", module, purpose)
 
 
 def _load_error(model: str, exc: BaseException | None) -> ModelLoadError:
     reason = f": {exc}" if exc is not None else ""
-    if _looks_like_path(model) or Path(model).expanduser().exists():
+    if looks_like_path(model) or Path(model).expanduser().exists():
         hint = (
             f"'{model}' must be a directory with config.json, the weights (*.safetensors) and the processor files "
             "(preprocessor_config.json, tokenizer.json, chat_template)."
@@ -177,7 +177,7 @@ def _load_error(model: str, exc: BaseException | None) -> ModelLoadError:
             f"download the weights once with `hf download {model}` (older hubs: `huggingface-cli download {model}`), "
             "or pass a local directory with --model /path/to/weights."
         )
-        if _offline():
+        if hub_offline():
             hint += " HF_HUB_OFFLINE is set, so only the local cache is searched."
     return ModelLoadError(f"cannot load model '{model}'{reason.splitlines()[0] if reason else ''}. {hint}")
 
@@ -208,10 +208,16 @@ class Qwen2VLPolicy:
     ) -> None:
         """Load ``config.model`` (or use an already loaded ``model`` and ``processor``)."""
         self.config = config or QwenPolicyConfig()
+        weights: Weights | None = None
+        if model is None or processor is None:
+            # Where the weights are is settled first, in seconds, before torch and transformers load.
+            _installed("The qwen2vl policy")
+            weights = locate_weights(self.config.model)
         torch, _ = _require("The qwen2vl policy")
         self._torch = torch
         if model is None or processor is None:
-            model, processor = self._load()
+            assert weights is not None
+            model, processor = self._load(weights)
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -245,14 +251,10 @@ class Qwen2VLPolicy:
 
     # ------------------------------------------------------------------ loading
 
-    def _load(self) -> tuple[Any, Any]:
+    def _load(self, weights: Weights) -> tuple[Any, Any]:
         torch, transformers = _require("The qwen2vl policy")
         cfg = self.config
-        path = Path(cfg.model).expanduser()
-        local = path.is_dir()
-        if not local and _looks_like_path(cfg.model):
-            raise _load_error(cfg.model, FileNotFoundError(f"no directory {path}"))
-        source = str(path) if local else cfg.model
+        source = weights.source
         device = cfg.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -263,7 +265,11 @@ class Qwen2VLPolicy:
         attn = cfg.attn
         if attn == "auto":
             attn = "flash_attention_2" if on_gpu and importlib.util.find_spec("flash_attn") else "sdpa"
-        kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn, "local_files_only": local or _offline()}
+        kwargs: dict[str, Any] = {
+            "dtype": dtype,
+            "attn_implementation": attn,
+            "local_files_only": weights.local_files_only,
+        }
         if cfg.load_in_4bit:
             if not on_gpu:
                 raise ConfigError("load_in_4bit needs a CUDA GPU (bitsandbytes)")
@@ -309,10 +315,10 @@ class Qwen2VLPolicy:
         key = (obs.capabilities, grid)
         schema = self._schemas.get(key)
         if schema is None:  # the same for every step of a device: build it once
-            schema = step_schema(obs.capabilities, grid=grid, with_thought=self.config.with_thought)
-            if self.config.structured:
-                schema = cap_strings(schema, self.config.max_thought_chars, fields=("thought",))
-                schema = cap_strings(schema, self.config.max_string_chars, fields=("text", "name", "answer"))
+            if self.config.structured:  # every free string capped, the thought at its own cap
+                schema = bounded_schema(obs.capabilities, grid, limits)
+            else:
+                schema = step_schema(obs.capabilities, grid=grid, with_thought=self.config.with_thought)
             self._schemas[key] = schema
         return schema
 
@@ -504,6 +510,12 @@ class Qwen2VLPolicy:
         ids = tokens.tolist()
         length = next((n for n, t in enumerate(ids) if t in (self._eos_id, self._pad_id)), len(ids))
         text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+        if constraint is None and length == len(ids) >= self.config.max_new_tokens:
+            # No end of turn within max_new_tokens: whatever JSON is there may be cut short.
+            raise InvalidModelOutput(
+                f"the answer was cut off after {length} tokens; keep the thought short and answer with one action",
+                text,
+            )
         if constraint is not None:
             if constraint.error:
                 raise InvalidModelOutput(f"the answer broke the JSON grammar ({constraint.error})", text)
