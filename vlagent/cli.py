@@ -671,8 +671,8 @@ def eval_steps(
 
     Each step is asked on the dataset's screenshot with the gold steps before it as history
     (teacher forcing) and scored by the dataset's reference rules: AITW's action matching;
-    OS-Atlas's and Qwen's AndroidControl rules. --policy gold (the default) answers the gold
-    itself. No TensorFlow is needed."""
+    OS-Atlas's and Qwen's AndroidControl rules. --policy gold (or oracle, or the default auto)
+    answers the gold itself: 100% checks the files and the scoring. No TensorFlow is needed."""
     from rich.progress import Progress
 
     from vlagent.stepeval import StepEvalConfig, StepOutcome, evaluate_steps
