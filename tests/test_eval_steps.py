@@ -41,6 +41,7 @@ from vlagent.drivers.sim import SimDriver
 from vlagent.errors import InvalidModelOutput, ModelError, OutputError, UserError
 from vlagent.policies.base import Decision, Observation, decide_each
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.report import write_report
 from vlagent.stepeval import StepEvalConfig, evaluate_steps
 
 W, H = 360, 800
@@ -305,6 +306,8 @@ def test_aitw_gold_scores_100_percent(tmp_path: Path, screens: dict) -> None:
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["config"]["policy"] == "gold" and data["config"]["scoring"] == ["aitw"]
     assert [e["episode_id"] for e in data["episodes"]] == ["ep-a", "ep-b"]
+    assert write_report(tmp_path / "out") == tmp_path / "out" / "report.html"  # `vlagent report DIR` knows it
+    assert "Step-level evaluation: aitw" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_aitw_right_on_3_of_4(tmp_path: Path, screens: dict) -> None:
