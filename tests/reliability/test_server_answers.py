@@ -368,3 +368,35 @@ def test_caps_that_cannot_fit_are_a_config_error_before_any_request(server: Garb
     assert server.posts == 0
     # without a constraint nothing has to fit (the answer is parsed leniently, cut-offs fed back)
     _policy(server, max_output_tokens=40, structured=False).close()
+
+
+# --- the budget itself: its longest answer is at least any real answer ---------------------------------
+
+
+def test_the_longest_answer_is_counted_exactly_for_simple_grammars() -> None:
+    assert lark_max_chars('start: "ab" X?\nX: /[a-c]{1,5}/\n') == 7
+    assert lark_max_chars('start: a | b\na: "xyz"\nb: ("q" | "rs"){0,3} <|box_start|>\n') == 7
+    assert lark_max_chars('start: "ab" x\nx: "c" x\n') == float("inf")  # recursion: unbounded
+    assert lark_max_chars('start: "<" c ">"\nc: %json {"type": "string", "maxLength": 4}\n') == 8
+    schema = {"type": "object", "properties": {"a": {"type": "integer", "minimum": -5, "maximum": 100}}}
+    assert json_max_chars(schema) == len('{"a": 100}')
+    assert json_max_chars({"type": "array", "items": {"type": "boolean"}}) == float("inf")  # no maxItems
+
+
+def test_the_longest_real_answers_are_within_the_count() -> None:
+    from vlagent.policies.budget import bounded_schema
+    from vlagent.policies.families.base import GrammarLimits
+    from vlagent.policies.prompt import get_family
+
+    limits = GrammarLimits(50, 30)
+    thought, text = "t" * 50, "\\n" * 30  # every character of the text escaped
+    step = {"thought": thought, "action": {"action": "type", "text": "x" * 30, "submit": False}}
+    schema = bounded_schema(PHONE_CAPABILITIES, (1000, 1000), limits)
+    assert len(json.dumps(step)) <= json_max_chars(schema) < 400
+    tars = f"Thought: {thought}\nAction: finished(content='{text}')"
+    grammar = get_family("uitars").lark_grammar(PHONE_CAPABILITIES, (1000, 1000), limits)
+    assert grammar is not None and len(tars) <= lark_max_chars(grammar) < 400
+    call = {"name": "mobile_use", "arguments": {"action": "swipe", "coordinate": [999, 999], "coordinate2": [999, 999]}}
+    qwen3 = f'Thought: {thought}\nAction: "{"s" * 50}"\n<tool_call>\n{json.dumps(call)}\n</tool_call>'
+    grammar = get_family("qwen3vl").lark_grammar(PHONE_CAPABILITIES, (999, 999), limits)
+    assert grammar is not None and len(qwen3) <= lark_max_chars(grammar) < 400
