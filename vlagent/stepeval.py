@@ -76,6 +76,8 @@ class StepEvalConfig:
     policy_options: Mapping[str, object] = field(default_factory=dict)
     level: Level = "high"
     max_episodes: int | None = None
+    episode_ids: frozenset[str] | None = None
+    """Only these episodes (e.g. a published split's test ids, :func:`~vlagent.datasets.read_split`)."""
     batch: int = 1
     """Steps of one episode asked in one ``decide_batch`` call."""
     overwrite: bool = False
@@ -278,6 +280,17 @@ def _episode_outcomes(
         yield from _ask(policy, pending)
 
 
+def _chosen(episodes: Iterator[DatasetEpisode], config: StepEvalConfig) -> Iterator[DatasetEpisode]:
+    """The episodes to ask: those of ``episode_ids`` when given, and only those with steps."""
+    for episode in episodes:
+        if config.episode_ids is not None and episode.episode_id not in config.episode_ids:
+            continue
+        if not episode.steps:
+            log.warning("%s: episode %s has no steps; skipped", episode.source, episode.episode_id)
+            continue
+        yield episode
+
+
 def _refuse_taken(config: StepEvalConfig) -> None:
     taken = [name for name in _OUTPUTS if (config.out / name).exists()]
     if taken and not config.overwrite:
@@ -330,7 +343,7 @@ def evaluate_steps(config: StepEvalConfig, *, on_step: Callable[[StepOutcome], N
     episodes = read_dataset(config.dataset, config.files, max_record_bytes=config.max_record_bytes)
     try:
         with (config.out / "steps.jsonl").open("w", encoding="utf-8") as lines:
-            for episode in islice(episodes, config.max_episodes):
+            for episode in islice(_chosen(episodes, config), config.max_episodes):
                 done: list[StepOutcome] = []
                 policy = factory(episode)
                 for outcome in _episode_outcomes(episode, policy, config, memory_config):
@@ -375,6 +388,7 @@ def _write_results(config: StepEvalConfig, summary: dict[str, object], tally: _T
         level=config.level,
         files=[str(p) for p in config.files],
         max_episodes=config.max_episodes,
+        episode_ids=len(config.episode_ids) if config.episode_ids is not None else None,
         batch=config.batch,
     )
     payload = {"summary": summary, "config": pin, "episodes": tally.episodes}

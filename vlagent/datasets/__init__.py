@@ -26,7 +26,7 @@ from vlagent.datasets.androidcontrol import (
     androidcontrol_record,
     read_androidcontrol,
 )
-from vlagent.datasets.base import DatasetEpisode, DatasetStep
+from vlagent.datasets.base import DatasetEpisode, DatasetStep, read_split
 from vlagent.datasets.example import ExampleError, Features, parse_example
 from vlagent.datasets.tfrecord import MAX_RECORD_BYTES, DatasetError, crc32c, masked_crc32c, read_records, write_records
 from vlagent.scoring import Convention
@@ -55,6 +55,7 @@ __all__ = [
     "read_androidcontrol",
     "read_dataset",
     "read_records",
+    "read_split",
     "write_records",
 ]
 

@@ -9,9 +9,11 @@ and compare actions; they must not run policies.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
@@ -21,7 +23,7 @@ from vlagent.datasets.tfrecord import DatasetError
 from vlagent.frames import Frame
 from vlagent.scoring import Convention, StepScore
 
-__all__ = ["DatasetEpisode", "DatasetStep", "decode_image", "pixel"]
+__all__ = ["DatasetEpisode", "DatasetStep", "decode_image", "pixel", "read_split"]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +108,23 @@ def decode_image(data: bytes, where: str, *, expected: tuple[int, int] | None = 
 def pixel(fraction: float, extent: int) -> int:
     """A finite fraction of a screen side as the nearest pixel on the screen."""
     return min(extent - 1, max(0, round(fraction * extent)))
+
+
+def read_split(path: Path | str, label: str) -> frozenset[str]:
+    """The episode ids under ``label`` of a split file: JSON mapping a label (train, validation,
+    test) to a list of episode ids, as AITW's README describes its split files."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read the split file ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise DatasetError(f"{path}: the split file is not JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: a split file maps labels to lists of episode ids, this is a {type(data).__name__}")
+    if label not in data:
+        raise DatasetError(f"{path}: no split {label!r}; it has {', '.join(map(str, data)) or 'none'}")
+    ids = data[label]
+    if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+        raise DatasetError(f"{path}: split {label!r} is not a list of episode ids")
+    return frozenset(str(i) for i in ids)
