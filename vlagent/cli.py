@@ -661,11 +661,16 @@ def report(path: str) -> None:
     help="AndroidControl: the goal alone (high), or the goal and each step's instruction (low).",
 )
 @click.option("--max-episodes", type=click.IntRange(min=1), help="Stop after this many episodes.")
+@click.option(
+    "--split",
+    metavar="FILE:LABEL",
+    help="Only the episodes listed under LABEL in a split file (JSON: label -> episode ids), e.g. splits.json:test.",
+)
 @click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True, help="Steps per model call.")
 @click.option("--overwrite", is_flag=True, help="--out holds a step-level evaluation: replace it.")
 def eval_steps(
-    dataset: str, files: tuple[str, ...], out: str, level: str, max_episodes: int | None, batch: int,
-    overwrite: bool, policy: str, **policy_options: object,
+    dataset: str, files: tuple[str, ...], out: str, level: str, max_episodes: int | None, split: str | None,
+    batch: int, overwrite: bool, policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
     """Score a policy step by step on published dataset files: AITW or AndroidControl TFRecords.
 
@@ -675,8 +680,15 @@ def eval_steps(
     answers the gold itself: 100% checks the files and the scoring. No TensorFlow is needed."""
     from rich.progress import Progress
 
+    from vlagent.datasets import read_split
     from vlagent.stepeval import StepEvalConfig, StepOutcome, evaluate_steps
 
+    episode_ids = None
+    if split is not None:
+        split_file, sep, label = split.rpartition(":")
+        if not sep or not split_file or not label:
+            raise click.BadParameter("expected FILE:LABEL, e.g. splits.json:test", param_hint="--split")
+        episode_ids = read_split(split_file, label)
     config = StepEvalConfig(
         dataset="aitw" if dataset == "aitw" else "androidcontrol",
         files=[Path(f) for f in files],
@@ -685,6 +697,7 @@ def eval_steps(
         policy_options={k: v for k, v in policy_options.items() if v is not None},
         level="low" if level == "low" else "high",
         max_episodes=max_episodes,
+        episode_ids=episode_ids,
         batch=batch,
         overwrite=overwrite,
     )
