@@ -34,6 +34,7 @@ from vlagent.datasets import (
     read_aitw,
     read_androidcontrol,
     read_records,
+    read_split,
     tfrecord,
     write_records,
 )
@@ -451,6 +452,17 @@ def test_ctrl_c_writes_the_steps_so_far(tmp_path: Path, screens: dict) -> None:
     assert summary["interrupted"] is True and len(_lines(tmp_path / "out")) == 1
 
 
+def test_a_split_file_chooses_the_episodes(tmp_path: Path, screens: dict) -> None:
+    files = [_aitw_file(tmp_path / "a.gz", screens), _aitw_file(tmp_path / "b.gz", screens, episode="ep-b")]
+    (tmp_path / "splits.json").write_text(json.dumps({"train": ["ep-a"], "test": ["ep-b", "ep-z"]}))
+    result = _run(tmp_path, "aitw", files, episode_ids=read_split(tmp_path / "splits.json", "test"))
+    assert result.summary["episodes"] == 1 and {line["episode"] for line in _lines(tmp_path / "out")} == {"ep-b"}
+    with pytest.raises(DatasetError, match="no split 'dev'; it has train, test"):
+        read_split(tmp_path / "splits.json", "dev")
+    (tmp_path / "ints.json").write_text('{"test": [7]}')  # AndroidControl's ids are integers
+    assert read_split(tmp_path / "ints.json", "test") == {"7"}
+
+
 def test_level_low_is_only_for_androidcontrol(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="only AndroidControl"):
         StepEvalConfig(dataset="aitw", files=[tmp_path], out=tmp_path, level="low")
@@ -474,6 +486,10 @@ def test_cli_eval_steps_writes_the_files_and_prints_the_table(tmp_path: Path, sc
     assert {p.name for p in out.iterdir()} >= {"results.json", "steps.jsonl", "report.html"}
     assert "androidcontrol (low level): 1 episodes, 4 steps" in result.stdout
     assert "osatlas                 100.0%" in result.stdout
+    (tmp_path / "splits.json").write_text('{"test": [8]}')
+    none = _vlagent("eval-steps", "androidcontrol", str(path), "--out", str(tmp_path / "o3"),
+                    "--split", f"{tmp_path / 'splits.json'}:test")  # fmt: skip
+    assert none.returncode == 0 and "0 episodes, 0 steps" in none.stdout, none.stderr
     broken = tmp_path / "broken.gz"
     broken.write_bytes(gzip.compress(b"\x01" * 40))
     failed = _vlagent("eval-steps", "aitw", str(broken), "--out", str(tmp_path / "out2"))
