@@ -512,9 +512,9 @@ class Qwen2VLPolicy:
         text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
         if constraint is None and length == len(ids) >= self.config.max_new_tokens:
             # No end of turn within max_new_tokens: whatever JSON is there may be cut short.
+            what = "one JSON object" if row.family.json_actions else "one action in the format asked for"
             raise InvalidModelOutput(
-                f"the answer was cut off after {length} tokens; keep the thought short and answer with one action",
-                text,
+                f"the answer was cut off after {length} tokens; keep the thought short and answer with {what}", text
             )
         if constraint is not None:
             if constraint.error:
