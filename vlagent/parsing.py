@@ -14,6 +14,12 @@ strips special tokens and then normalises the *shape* of what was decoded:
   ``"coordinate": "(x, y)"`` mapped onto ``x``/``y`` (``x1``.. ``y2`` for swipes);
 - several JSON objects: the first one that is a valid step wins.
 
+Runaway output is refused before any repair, in time that does not depend on its size: an
+answer over ``MAX_ANSWER_CHARS`` (8,000) characters, brackets nested deeper than ``MAX_DEPTH``,
+and an answer cut off inside a string by the token limit (repaired, it would type half the
+text). json-repair reads at most ``MAX_REPAIR_CHARS`` per attempt and twice that per answer.
+Numbers that are NaN, infinite or absurdly large are refused, not converted.
+
 Meaning is never guessed: an unknown action, a missing field, a coordinate outside the
 model's grid or an action the driver cannot perform raises
 :class:`vlagent.errors.InvalidModelOutput` with short feedback written for the model.
@@ -111,14 +117,14 @@ def parse_step(
     restricts the allowed actions, keys and buttons.
     """
     expected = "Answer with one JSON object like " + example_step(capabilities, grid)
-    stripped = text.strip()
     # Runaway nesting is named first (it is the likelier cause of an overlong answer), then the size.
     if len(text) > _MAX_ANSWER_CHARS:
         problem = nesting_problem(text[:_MAX_ANSWER_CHARS]) or oversized(text)
-    else:
-        problem = shape_problem(stripped)
-    if problem is not None:
         raise InvalidModelOutput(f"{problem}. {expected}", clipped(text))
+    stripped = text.strip()
+    problem = shape_problem(stripped)
+    if problem is not None:
+        raise InvalidModelOutput(f"{problem}. {expected}", text)
     first_error: str | None = None
     seen_candidate = False
     for candidate in _candidates(stripped):
@@ -126,7 +132,7 @@ def parse_step(
         try:
             return _to_step(candidate, grid, capabilities)
         except ParseProblem as problem:
-            log.debug("candidate %r rejected: %s", candidate, problem)
+            log.debug("candidate %s rejected: %s", shown(candidate, 200), problem)
             first_error = first_error or str(problem)
     if not seen_candidate:
         raise InvalidModelOutput(f"no JSON object found in your answer. {expected}", text)
