@@ -29,9 +29,10 @@ from vlagent.drivers.sim import SimDriver
 from vlagent.errors import InvalidModelOutput, MissingExtraError, PolicyBackendError
 from vlagent.frames import Frame
 from vlagent.policies.base import Observation
+from vlagent.policies.budget import bounded_schema
+from vlagent.policies.families.base import GrammarLimits
 from vlagent.policies.openai_compat import OpenAICompatPolicy, create_policy
 from vlagent.policies.registry import open_policy
-from vlagent.schema import step_schema
 from vlagent.tasks import get_task
 
 pytest.importorskip("httpx", reason="the openai extra provides httpx")
@@ -193,7 +194,8 @@ def test_request_has_the_vllm_shape_and_the_answer_lands_in_device_pixels(
     fmt = request["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "step" and fmt["json_schema"]["strict"] is True
-    assert fmt["json_schema"]["schema"] == step_schema(PHONE_CAPABILITIES, grid=(1000, 1000))
+    # every free string capped (thought 200, others 120) so that the longest answer fits max_tokens
+    assert fmt["json_schema"]["schema"] == bounded_schema(PHONE_CAPABILITIES, (1000, 1000), GrammarLimits())
 
 
 def test_only_the_newest_images_are_sent_oldest_first(server: FakeVLLM) -> None:

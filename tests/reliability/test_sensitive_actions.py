@@ -172,3 +172,17 @@ def test_the_command_asks_on_its_terminal(tmp_path: Path) -> None:
     text = seen.decode(errors="replace")
     assert answered == 2, text
     assert proc.returncode == 0 and "SUCCESS judged from device state" in text, text
+
+
+def test_ui_tars_call_user_hands_over_only_while_a_person_is_at_hand() -> None:
+    import dataclasses
+
+    from vlagent.capabilities import PHONE_CAPABILITIES
+    from vlagent.policies.families.base import get_family
+
+    family = get_family("uitars15")
+    answer = "Thought: the page asks for a login only the owner knows.\nAction: call_user()"
+    with_person = dataclasses.replace(PHONE_CAPABILITIES, actions=PHONE_CAPABILITIES.actions | {"call_user"})
+    assert isinstance(family.parse(answer, (1092, 2408), with_person).action, CallUser)
+    alone = family.parse(answer, (1092, 2408), PHONE_CAPABILITIES).action
+    assert isinstance(alone, Done) and alone.status == "failure"

@@ -28,7 +28,7 @@ type('...\\n') -> type with submit (a bare newline -> key enter); scroll(directi
 scroll with the same direction, since both UI-TARS and vlagent name the side whose content
 comes into view (bytedance/UI-TARS#129: the finger moves the other way); mobile
 scroll(start_box, end_box) -> swipe; wait() -> wait 5 s (the prompt's "sleep for 5s");
-finished(content) -> done success with the content as answer; call_user() -> done failure;
+finished(content) -> done success with the content as answer; call_user() -> call_user while a person is at hand (the loop offers it), else done failure;
 long_press(time) -> long press; press_home/press_back -> key home/back; open_app -> open app.
 """
 
@@ -40,6 +40,7 @@ import re
 
 from vlagent.actions import (
     Action,
+    CallUser,
     Click,
     Done,
     Key,
@@ -281,6 +282,10 @@ def _fields(name: str, args: dict[str, str], grid: tuple[int, int], caps: Capabi
         answer = (args.get("content") or args.get("_0") or "").strip()
         return {"action": "done", "status": "success", "answer": answer or None}
     if name == "call_user":
+        # With a person at hand (the loop then offers call_user) the device is handed over and the
+        # episode goes on; without one, UI-TARS' own meaning: the task ends, unsolved.
+        if caps is not None and "call_user" in caps.actions:
+            return {"action": "call_user", "reason": (args.get("content") or args.get("_0") or "").strip()[:500]}
         return {"action": "done", "status": "failure"}
     if name == "long_press":
         x, y = _required_point(args, grid, _POINT_ARGS, name)
@@ -355,6 +360,8 @@ def _render(action: Action, box: str, start: str, end: str) -> str:
         return f"open_app(app_name='{_quote(action.name)}')"
     if isinstance(action, Wait):
         return "wait()"
+    if isinstance(action, CallUser):
+        return "call_user()"
     assert isinstance(action, Done)
     if action.status == "failure":
         return "call_user()"
