@@ -289,7 +289,11 @@ def _parse(text: str, path: Path) -> Scenario:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ScenarioError(path, mark.line + 1 if mark else None, "", f"not valid YAML: {exc}") from exc
+        # one line: the problem and its column, not YAML's multi-line excerpt of the file
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        message = " ".join(f"not valid YAML: {problem}{column}".split())
+        raise ScenarioError(path, mark.line + 1 if mark else None, "", message) from exc
     if root is None:
         raise ScenarioError(path, None, "", "the file is empty")
     lines: dict[tuple[str | int, ...], int] = {}
