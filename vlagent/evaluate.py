@@ -48,7 +48,7 @@ from vlagent.secrets import Secrets, scrub
 from vlagent.tasks import CheckResult
 from vlagent.tasks.state import StateReader
 
-__all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit"]
+__all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit", "write_text_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +469,7 @@ def evaluate(
             "config": pinned_config(config, runner.shared),
             "scenarios": [asdict(r) for r in ordered],
         }
-        _write_text(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
+        write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
         write_junit(evaluation, config.out / "junit.xml")
         from vlagent.report import write_eval_report
 
@@ -546,8 +546,8 @@ def _load_results(path: Path) -> dict[str, ScenarioResult]:
     return {r.name: r for r in results if r.end_reason != EndReason.INTERRUPTED.value}
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` scrubbed of secrets, atomically: a reader (or a full disk) never leaves half a file."""
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` scrubbed of secrets, atomically: a reader (or a full disk) never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         tmp.write_text(scrub(text), encoding="utf-8")
@@ -594,4 +594,4 @@ def write_junit(evaluation: EvalResult, path: Path) -> None:
         ET.SubElement(case, kind, {"message": message[:500], "type": r.end_reason}).text = text
         ET.SubElement(case, "system-out").text = f"run: {r.run_dir}"
     ET.indent(suites)
-    _write_text(path, "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suites, encoding="unicode"))
+    write_text_atomically(path, "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suites, encoding="unicode"))

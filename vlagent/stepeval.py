@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from vlagent.datasets import (
     read_dataset,
 )
 from vlagent.errors import ConfigError, ModelError, OutputError
-from vlagent.evaluate import EvalConfig
+from vlagent.evaluate import EvalConfig, write_text_atomically
 from vlagent.memory import HistoryEntry, MemoryConfig, TrajectoryMemory
 from vlagent.pinned import pinned_config
 from vlagent.policies.base import Decision, Observation, Policy
@@ -303,16 +302,6 @@ def _refuse_taken(config: StepEvalConfig) -> None:
         raise OutputError(f"cannot write into {config.out}: {exc.strerror or exc}") from exc
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(scrub(text), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _open_policy(config: StepEvalConfig) -> tuple[PolicyFactory, Policy | None, str]:
     """The per-episode policy factory, the shared model policy (None for gold and factories) and its name."""
     if config.policy_factory is not None:
@@ -392,7 +381,7 @@ def _write_results(config: StepEvalConfig, summary: dict[str, object], tally: _T
         batch=config.batch,
     )
     payload = {"summary": summary, "config": pin, "episodes": tally.episodes}
-    _write_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
+    write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
     write_steps_report(config.out)
 
 
