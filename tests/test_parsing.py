@@ -121,7 +121,8 @@ def test_special_tokens_inside_strings_are_kept_and_outside_removed() -> None:
     text = '```json\n{"action": {"action": "type", "text": "say <|0|> and <|im_end|>"}}\n```<|im_end|>'
     assert parse_step(text, grid=GRID).action == Type(text="say <|0|> and <|im_end|>")
     broken = '<|im_start|>{"action": {"action": "open_app", "name": "Notes"<|im_end|>'
-    assert parse_step(broken, grid=GRID).action == OpenApp(name="Notes")
+    with pytest.raises(InvalidModelOutput, match="cut off before the object closed"):
+        parse_step(broken, grid=GRID)  # an object left open is never guessed closed
 
 
 def test_a_box_centre_is_rounded_once_to_a_device_pixel() -> None:
@@ -142,7 +143,10 @@ def test_runaway_nesting_is_fed_back_not_a_crash(text: str) -> None:
 def test_an_answer_cut_off_inside_a_string_is_not_executed() -> None:
     with pytest.raises(InvalidModelOutput, match="cut off inside a string"):
         parse_step('{"action": "type", "text": "hel', capabilities=PHONE_CAPABILITIES)
-    # a missing closing brace alone is still repaired, and quotes in prose around the JSON do not count
-    assert parse_step('{"action": "click", "x": 1, "y": 2').action == Click(x=1, y=2)
+    # an object left open is cut off too (2 may have been 250), and is never repaired into an action;
+    # quotes in prose around the JSON do not count
+    for cut in ('{"action": "click", "x": 1, "y": 2', '{"action": "done"', '{"action": "wait",'):
+        with pytest.raises(InvalidModelOutput, match="cut off before the object closed"):
+            parse_step(cut, capabilities=PHONE_CAPABILITIES)
     assert parse_step('I\'ll tap "Settings {"action": "done"} and "then').action == Done()
     assert parse_step('{"action": "type", "text": "a \\"b\\" c"}').action == Type(text='a "b" c')

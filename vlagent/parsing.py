@@ -122,7 +122,9 @@ def parse_step(
         problem = nesting_problem(text[:_MAX_ANSWER_CHARS]) or oversized(text)
         raise InvalidModelOutput(f"{problem}. {expected}", clipped(text))
     stripped = text.strip()
-    problem = shape_problem(stripped)
+    # An object left open at the end was cut off (the token limit), whatever it looks like:
+    # ``"y": 2`` may have been 250, and ``{"action": "done"`` may have gone on to "failure".
+    problem = shape_problem(stripped, closed=True)
     if problem is not None:
         raise InvalidModelOutput(f"{problem}. {expected}", text)
     first_error: str | None = None
