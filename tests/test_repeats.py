@@ -15,6 +15,7 @@ import pytest
 
 from vlagent.actions import Done
 from vlagent.evaluate import EvalConfig, evaluate
+from vlagent.policies.base import Decision, Observation
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.repeats import pass_at_k, pass_hat_k, pooled, repeat_stats, wilson_interval
 from vlagent.replay import ReplayPolicy
@@ -89,6 +90,26 @@ def test_eval_repeats_report_rates_with_intervals(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [f"sim-wifi-on.r{i}" for i in range(3)]
 
 
+def test_each_repeat_samples_on_its_own_seed(tmp_path: Path) -> None:
+    """Every observation of repeat r carries the sampling seed base + r (a sampling model draws from it)."""
+    scenario = load_scenario(SCENARIOS / "sim-wifi-on.yaml")
+    seen: dict[str, list[int | None]] = {}
+
+    class Recording(ScriptedPolicy):
+        def __init__(self, name: str) -> None:
+            super().__init__([Done(status="failure")])
+            self.run = name
+
+        def decide(self, observation: Observation) -> Decision:
+            seen.setdefault(self.run, []).append(observation.seed)
+            return super().decide(observation)
+
+    config = EvalConfig(out=tmp_path, repeats=3, sampling_seed=100, policy_factory=lambda run: Recording(run.name))
+    result = evaluate([scenario], config)
+    assert seen == {"sim-wifi-on.r0": [100], "sim-wifi-on.r1": [101], "sim-wifi-on.r2": [102]}
+    assert [r.sampling_seed for r in result.results] == [100, 101, 102]
+
+
 def _eval(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vlagent.cli", "eval", *args],
@@ -102,7 +123,7 @@ def _eval(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_config_from_reruns_the_pinned_configuration(tmp_path: Path) -> None:
     scenario = str(SCENARIOS / "sim-dark-mode.yaml")
-    first = _eval(tmp_path, scenario, "--repeats", "2", "--layout-seed", "5", "--out", "a")
+    first = _eval(tmp_path, scenario, "--repeats", "2", "--layout-seed", "5", "--seed", "40", "--out", "a")
     assert first.returncode == 0, first.stderr
     assert "sim-dark-mode: 2/2 passed" in first.stdout and "pass^2 1.00" in first.stdout
     again = _eval(tmp_path, scenario, "--config-from", "a/results.json", "--out", "b")
@@ -111,6 +132,7 @@ def test_config_from_reruns_the_pinned_configuration(tmp_path: Path) -> None:
     b = json.loads((tmp_path / "b" / "results.json").read_text(encoding="utf-8"))
     assert a["config"] == b["config"]
     assert [r["seed"] for r in b["scenarios"]] == [5, 6]
+    assert [r["sampling_seed"] for r in b["scenarios"]] == [40, 41] and b["config"]["sampling_seed"] == 40
     bad = _eval(tmp_path, scenario, "--config-from", scenario, "--out", "c")
     assert bad.returncode == 2 and "--config-from" in bad.stderr and "Traceback" not in bad.stderr
 

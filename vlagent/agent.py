@@ -172,6 +172,7 @@ def run_episode(
     secrets: Secrets | Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
     confirm: Confirm | None = None,
+    seed: int | None = None,
 ) -> Episode:
     """Run one task until the policy says done, a hook stops it, or ``max_steps`` pass.
 
@@ -184,6 +185,7 @@ def run_episode(
     ``device_attempts`` is ignored for drivers that retry device errors themselves. ``confirm``:
     a person confirms sensitive actions first (a refusal is fed back to the model) and, while
     one is at hand, the model may ``call_user`` to hand them the device (see :mod:`vlagent.confirm`).
+    ``seed``: the sampling seed every observation carries, so a sampling model repeats its draws.
     """
     memory = memory if memory is not None else TrajectoryMemory()
     vault = Secrets.of(secrets)
@@ -215,7 +217,9 @@ def run_episode(
                     hook.on_observe(episode, index, frame)  # e.g. start encoding the frame while the model thinks
                 t1 = time.perf_counter()
                 choice = memory.lazy_choice(frame)
-                obs = Observation(prompt_task, frame, capabilities, index, memory.history, choice=choice, hint=hint)
+                obs = Observation(
+                    prompt_task, frame, capabilities, index, memory.history, choice=choice, hint=hint, seed=seed
+                )
                 decision, invalid = _decide(policy, obs, max_invalid, episode, _Gate(vault, confirm, driver))
                 record = StepRecord(
                     index, frame, decision, capture_s, time.perf_counter() - t1, invalid_outputs=invalid

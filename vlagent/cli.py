@@ -189,6 +189,11 @@ def _policy_options(fn: F) -> F:
             "--family",
             help="Model family: qwen2vl | qwen25vl | qwen3vl | uitars | uitars15 | showui (default: detected).",
         ),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(min=0.0, max=2.0),
+            help="Sampling temperature (qwen2vl, openai); 0 decodes greedily (the default).",
+        ),
         click.option("--model-device", help="Where the model runs (qwen2vl): auto | cpu | cuda | cuda:N."),
         click.option(
             "--dtype",
@@ -242,6 +247,12 @@ def _run_options(fn: F) -> F:
     options = [
         click.option("--device", "-d", default="sim", show_default=True, help="sim | sim:SEED | desktop | adb:SERIAL"),
         click.option("--max-steps", type=click.IntRange(1, 10_000), default=20, show_default=True),
+        click.option(
+            "--seed",
+            "sampling_seed",
+            type=click.IntRange(0, 2**31 - 1),
+            help="Sampling seed, so a model with --temperature above 0 repeats its draws.",
+        ),
         click.option(
             "--out", type=click.Path(file_okay=False), default="runs", show_default=True, help="Where runs are written."
         ),
@@ -312,6 +323,7 @@ def run(
     secret_names: tuple[str, ...],
     confirm: bool,
     confirm_apps: tuple[str, ...],
+    sampling_seed: int | None,
     policy: str,
     **policy_options: object,
 ) -> None:
@@ -334,6 +346,7 @@ def run(
         record_nodes=record_nodes,
         secrets=_secrets(secret_names),
         confirm=_confirm(confirm, confirm_apps),
+        seed=sampling_seed,
     )
     _finish(run_task(request, progress=_Progress()))
 
@@ -448,6 +461,12 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Scenarios at once.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/eval", show_default=True)
 @click.option("--layout-seed", type=int, help="Override the simulated phone's layout seed (robustness runs).")
+@click.option(
+    "--seed",
+    "sampling_seed",
+    type=click.IntRange(0, 2**31 - 1),
+    help="Sampling seed of a model with --temperature above 0; repeat r samples on seed+r (default 0).",
+)
 @click.option("--heal-policy", help="With --policy scripted: re-locate moved targets with this policy.")
 @click.option(
     "--device", "-d", "device_spec", help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED)."
@@ -469,7 +488,8 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 @click.option("--overwrite", is_flag=True, help="--out holds an evaluation: run every scenario again, replacing it.")
 @_secret_option()
 def eval_(
-    scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
+    scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, sampling_seed: int | None,
+    heal_policy: str | None,
     device_spec: str | None, repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
     secret_names: tuple[str, ...], policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
@@ -500,6 +520,7 @@ def eval_(
         options = {**pinned["policy_options"], **options}
         policy = pinned["policy"] if policy == "auto" else policy
         layout_seed = pinned["layout_seed"] if layout_seed is None else layout_seed
+        sampling_seed = pinned["sampling_seed"] if sampling_seed is None else sampling_seed
         repeats = pinned["repeats"] if repeats is None else repeats
         device_spec = pinned["device"] if device_spec is None else device_spec
     name = "scripted" if policy == "auto" else policy
@@ -515,6 +536,7 @@ def eval_(
         existing="resume" if resume else "overwrite" if overwrite else "refuse",
         secrets=_secrets(secret_names),
         repeats=repeats or 1,
+        sampling_seed=sampling_seed or 0,
     )
     with Progress(transient=True) as bar:
         task = bar.add_task("scenarios", total=len(loaded))

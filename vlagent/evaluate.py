@@ -80,6 +80,9 @@ class EvalConfig:
     """Secrets every scenario may type as ``{{NAME}}`` (a scenario's own ``secrets:`` come from the environment)."""
     repeats: int = 1
     """Run each scenario this many times; on the simulated phone repeat ``r`` uses layout seed base + r."""
+    sampling_seed: int = 0
+    """Repeat ``r`` of every scenario samples on seed ``sampling_seed + r`` (a model policy with a
+    temperature above 0 then repeats its draws; greedy decoding does not depend on it)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.repeats <= 1000:
@@ -116,6 +119,8 @@ class ScenarioResult:
     repeat: int = 0
     seed: int | None = None
     """The simulated phone's layout seed of this run."""
+    sampling_seed: int | None = None
+    """The sampling seed of this run (see ``EvalConfig.sampling_seed``)."""
 
     @property
     def errored(self) -> bool:
@@ -208,6 +213,7 @@ class _Job:
     base: str
     repeat: int
     seed: int | None
+    sampling_seed: int = 0
 
 
 def _jobs(scenarios: Sequence[Scenario], config: EvalConfig) -> list[_Job]:
@@ -221,7 +227,7 @@ def _jobs(scenarios: Sequence[Scenario], config: EvalConfig) -> list[_Job]:
             run = _with_seed(scenario, seed if (config.layout_seed is not None or repeat) else None)
             if config.repeats > 1:
                 run = run.model_copy(update={"name": f"{scenario.name}.r{repeat}"})
-            jobs.append(_Job(run, scenario.name, repeat, seed))
+            jobs.append(_Job(run, scenario.name, repeat, seed, config.sampling_seed + repeat))
     return jobs
 
 
@@ -344,6 +350,7 @@ class _Runner:
                     hooks=[recorder],
                     secrets=secrets,
                     stop=self.stop,
+                    seed=job.sampling_seed,
                 )
                 checks = device.judge(scenario.success) if episode.end is not EndReason.INTERRUPTED else []
         except Exception as exc:  # whatever one scenario does, the others and the results file go on
@@ -353,7 +360,7 @@ class _Runner:
             return ScenarioResult(
                 scenario.name, scenario.source, scenario.task, device_name, False, EndReason.ERROR.value,
                 error, 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=error,
-                scenario=job.base, repeat=job.repeat, seed=job.seed,
+                scenario=job.base, repeat=job.repeat, seed=job.seed, sampling_seed=job.sampling_seed,
             )  # fmt: skip
         timings, tokens = _totals(episode)
         replay = None
@@ -388,6 +395,7 @@ class _Runner:
             scenario=job.base,
             repeat=job.repeat,
             seed=job.seed,
+            sampling_seed=job.sampling_seed,
         )
 
 

@@ -60,6 +60,8 @@ class RunRequest:
     """Values the task types as ``{{NAME}}``; they reach only the device (see :mod:`vlagent.secrets`)."""
     confirm: Confirm | None = None
     """A person confirms sensitive actions and can be handed the device (see :mod:`vlagent.confirm`)."""
+    seed: int | None = None
+    """Sampling seed, so a model decoding with a temperature above 0 repeats its draws."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,11 @@ def run_task(
         policy = policy_factory(driver) if policy_factory else _choose_policy(request, driver, task)
         run_dir = new_run_dir(request.out, task.name if task else request.task)
         hooks: list[EpisodeHook] = [
-            Recorder(run_dir, meta={"device_spec": request.device}, ui_nodes=_record_nodes(request, driver)),
+            Recorder(
+                run_dir,
+                meta={"device_spec": request.device} | ({} if request.seed is None else {"seed": str(request.seed)}),
+                ui_nodes=_record_nodes(request, driver),
+            ),
             _loop_detector(request.on_stuck),
             *extra_hooks,
         ]
@@ -218,6 +224,7 @@ def run_task(
             effect=FrameChange(),
             secrets=request.secrets,
             confirm=request.confirm,
+            seed=request.seed,
         )
         if task is None or not isinstance(driver, StateReader):
             return RunResult(episode, run_dir, None)

@@ -28,7 +28,7 @@ from vlagent.drivers.base import PHONE_CAPABILITIES
 from vlagent.drivers.sim import SimDriver
 from vlagent.errors import InvalidModelOutput, MissingExtraError, PolicyBackendError
 from vlagent.frames import Frame
-from vlagent.policies.base import Observation
+from vlagent.policies.base import Observation, step_seed
 from vlagent.policies.budget import bounded_schema
 from vlagent.policies.families.base import GrammarLimits
 from vlagent.policies.openai_compat import OpenAICompatPolicy, create_policy
@@ -196,6 +196,19 @@ def test_request_has_the_vllm_shape_and_the_answer_lands_in_device_pixels(
     assert fmt["json_schema"]["name"] == "step" and fmt["json_schema"]["strict"] is True
     # every free string capped (thought 200, others 120) so that the longest answer fits max_tokens
     assert fmt["json_schema"]["schema"] == bounded_schema(PHONE_CAPABILITIES, (1000, 1000), GrammarLimits())
+
+
+def test_a_sampling_request_carries_the_steps_seed(server: FakeVLLM) -> None:
+    answer = completion(step_json({"action": "click", "x": 500, "y": 250}))
+    server.responders.extend([lambda body: answer] * 3)
+    with _policy(server, temperature=0.7) as policy:
+        policy.decide(_observation(seed=9, step_index=2))
+        policy.decide(_observation())
+    with _policy(server) as greedy:
+        greedy.decide(_observation(seed=9, step_index=2))
+    seeded, unseeded, greedy_request = server.requests
+    assert seeded["seed"] == step_seed(9, 2) and seeded["temperature"] == 0.7
+    assert "seed" not in unseeded and "seed" not in greedy_request  # greedy decoding draws nothing
 
 
 def test_only_the_newest_images_are_sent_oldest_first(server: FakeVLLM) -> None:

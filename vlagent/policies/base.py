@@ -21,7 +21,7 @@ from vlagent.errors import ModelError, PolicyConformanceError
 from vlagent.frames import Frame
 from vlagent.memory import HistoryEntry, ImageChoice
 
-__all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "check_policy", "decide_each"]
+__all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "check_policy", "decide_each", "step_seed"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,16 @@ class Observation:
     """Why the previous answer was rejected; show it to the model."""
     hint: str | None = None
     """A note from a watcher, e.g. that the last actions changed nothing."""
+    seed: int | None = None
+    """The episode's sampling seed (``run_episode(seed=)``); a sampling policy draws from
+    ``sampling_seed``, so a repeat on the same seed samples the same answers."""
+
+    @property
+    def sampling_seed(self) -> int | None:
+        """This step's seed, derived from the episode's ``seed`` and ``step_index`` (None without one)."""
+        if self.seed is None:
+            return None
+        return step_seed(self.seed, self.step_index)
 
     @cached_property
     def prompt_images(self) -> tuple[Frame, ...]:
@@ -52,6 +62,14 @@ class Observation:
             return self.images
         selected = self.choice.frames() if self.choice is not None else ()
         return selected or (self.frame,)
+
+
+def step_seed(seed: int, step_index: int) -> int:
+    """A 31-bit seed for one step of an episode seeded ``seed``: stable across runs and machines,
+    different for every step, so consecutive steps do not draw the same random stream."""
+    mixed = (seed * 0x9E3779B1 + (step_index + 1) * 0x85EBCA77) & 0xFFFFFFFFFFFFFFFF
+    mixed ^= mixed >> 29
+    return (mixed * 0xBF58476D1CE4E5B9 >> 33) & 0x7FFFFFFF
 
 
 def _no_usage() -> Mapping[str, float]:

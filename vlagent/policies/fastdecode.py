@@ -251,8 +251,16 @@ class FastDecoder:
             step = self._compiled[key] = run
         return step
 
-    def _choose(self, logits: Any, rows: list[int], constraints: list[RowConstraint] | None, temperature: float) -> Any:
-        """Next token for each listed row, under its grammar mask."""
+    def _choose(
+        self,
+        logits: Any,
+        rows: list[int],
+        constraints: list[RowConstraint] | None,
+        temperature: float,
+        generators: Sequence[Any] = (),
+    ) -> Any:
+        """Next token for each listed row, under its grammar mask (sampled from the row's own
+        generator when it has one, so a seeded row draws the same tokens whatever its batch)."""
         torch = self._torch
         scores = logits[rows]
         if constraints is not None:
@@ -264,8 +272,10 @@ class FastDecoder:
             allowed = unpack_bitmask(mask, scores.shape[1], scores.device)
             scores = scores.masked_fill(~allowed, float("-inf"))
         if temperature > 0:
-            probs = torch.softmax(scores / temperature, dim=-1)
-            return torch.multinomial(probs, 1).squeeze(1).tolist()
+            probs = torch.softmax(scores.float() / temperature, dim=-1)
+            if not generators:
+                return torch.multinomial(probs, 1).squeeze(1).tolist()
+            return [int(torch.multinomial(probs[n], 1, generator=generators[i]).item()) for n, i in enumerate(rows)]
         return scores.argmax(dim=-1).tolist()
 
     # ------------------------------------------------------------------ the loop
@@ -279,11 +289,23 @@ class FastDecoder:
         *,
         max_new_tokens: int,
         temperature: float = 0.0,
+        seeds: Sequence[int | None] = (),
     ) -> DecodeResult:
-        """Decode the answer of each prompt in ``rows`` (token ids without padding)."""
+        """Decode the answer of each prompt in ``rows`` (token ids without padding); ``seeds``:
+        each row's sampling seed (used when ``temperature`` > 0; an unseeded row draws from a
+        fresh random seed)."""
         torch = self._torch
         device = self.device
         batch = len(rows)
+        generators: list[Any] = []
+        if temperature > 0 and any(s is not None for s in seeds):
+            for row_seed in seeds:
+                generator = torch.Generator(device=device)
+                if row_seed is None:
+                    generator.seed()
+                else:
+                    generator.manual_seed(row_seed)
+                generators.append(generator)
         t0 = time.perf_counter()
         result = DecodeResult(tokens=[[] for _ in rows], cache=self.cache_kind)
 
@@ -356,7 +378,8 @@ class FastDecoder:
                 else:
                     chunk[i].append(forced)
             if choose:
-                for i, token in zip(choose, self._choose(logits, choose, constraints, temperature), strict=True):
+                tokens = self._choose(logits, choose, constraints, temperature, generators)
+                for i, token in zip(choose, tokens, strict=True):
                     chunk[i].append(int(token))
             self._take(chunk, 0, constraints, done, result)
             # More tokens in the same pass while every unfinished row has a forced one.

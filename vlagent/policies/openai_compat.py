@@ -308,6 +308,8 @@ class OpenAICompatPolicy:
             "temperature": cfg.temperature,
             "max_tokens": cfg.max_output_tokens,
         }
+        if cfg.temperature > 0 and observation.sampling_seed is not None:
+            body["seed"] = observation.sampling_seed  # OpenAI's and vLLM's per-request sampling seed
         if cfg.structured and self.family.json_actions:
             schema: JSONObject = bounded_schema(observation.capabilities, grid, self._limits)
             body["response_format"] = {

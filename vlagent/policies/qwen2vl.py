@@ -43,7 +43,7 @@ from vlagent.errors import (
     PolicyBackendError,
 )
 from vlagent.frames import Frame
-from vlagent.policies.base import Decision, Observation
+from vlagent.policies.base import Decision, Observation, step_seed
 from vlagent.policies.budget import bounded_schema
 from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits_processor
 from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_like_path
@@ -147,6 +147,17 @@ class PreparedBatch:
     """transformers BatchFeature: input_ids, attention_mask, pixel_values, image_grid_thw, ..."""
     preprocess_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _batch_seed(batch: PreparedBatch) -> int | None:
+    """One seed for a plain-path batch, folded from its rows' step seeds (None when none is seeded)."""
+    seeds = [row.observation.sampling_seed for row in batch.rows]
+    if all(s is None for s in seeds):
+        return None
+    folded = 0
+    for s in seeds:
+        folded = step_seed(folded, -1 if s is None else s)
+    return folded
 
 
 def _require(purpose: str) -> tuple[Any, Any]:
@@ -416,6 +427,11 @@ class Qwen2VLPolicy:
             return self._generate_fast(batch, constraints), constraints
         if self.cache_kind == "static":  # transformers then compiles its decode step itself
             sampling["cache_implementation"] = "static"
+        seed = _batch_seed(batch)
+        if self.config.temperature > 0 and seed is not None:
+            # generate() draws from torch's global generator: seeding it makes a seeded episode
+            # repeat its samples (exactly so at batch 1; in a batch, for the same set of rows).
+            torch.manual_seed(seed)
         t0 = time.perf_counter()
         generate: Any = getattr(self.model, "generate")  # noqa: B009 - transformers types it through nn.Module
         with torch.inference_mode():
@@ -461,6 +477,7 @@ class Qwen2VLPolicy:
                 constraints,
                 max_new_tokens=self.config.max_new_tokens,
                 temperature=self.config.temperature,
+                seeds=[row.observation.sampling_seed for row in batch.rows],
             )
         batch.timings.update(
             vision_s=result.vision_s,
