@@ -38,6 +38,7 @@ from vlagent.datasets import (
     tfrecord,
     write_records,
 )
+from vlagent.datasets.a11y import A11yNode, encode_forest
 from vlagent.drivers.sim import SimDriver
 from vlagent.errors import InvalidModelOutput, ModelError, OutputError, UserError
 from vlagent.policies.base import Decision, Observation, decide_each
@@ -54,6 +55,7 @@ def screens() -> dict[str, tuple[Image.Image, list[tuple[float, float, float, fl
     """Simulated screenshots with their labelled elements as AITW annotations (y, x, h, w normalised)."""
     driver = SimDriver(width=W, height=H)
     out = {}
+    trees: dict[str, bytes] = {}
     steps = (("home", None), ("settings", OpenApp(name="Settings")), ("scrolled", Scroll(direction="down")))
     for name, action in steps:
         if action is not None:
@@ -66,6 +68,15 @@ def screens() -> dict[str, tuple[Image.Image, list[tuple[float, float, float, fl
             for x0, y0, x1, y1 in [n.bounds]
         ]
         out[name] = (driver.screenshot().image, boxes)
+        trees[name] = encode_forest(
+            [
+                [
+                    A11yNode(n.bounds, n.text, n.content_desc, n.class_name, n.resource_id, n.clickable, True, 1)
+                    for n in nodes
+                ]
+            ]
+        )
+    out["trees"] = trees  # type: ignore[assignment]
     return out
 
 
@@ -90,7 +101,7 @@ def _aitw_file(path: Path, screens: dict, episode: str = "ep-a", reverse: bool =
     return path
 
 
-def _ac_file(path: Path, screens: dict, episode_id: int = 7) -> Path:
+def _ac_file(path: Path, screens: dict, episode_id: int = 7, *, trees: bool = False) -> Path:
     shots = [screens[name][0] for name in ("home", "settings", "scrolled", "scrolled", "home")]
     actions = [
         {"action_type": "click", "x": 45, "y": 280},
@@ -104,7 +115,9 @@ def _ac_file(path: Path, screens: dict, episode_id: int = 7) -> Path:
         screenshots=shots,
         actions=actions,
         step_instructions=["open settings", "scroll down", "type wifi", "go back"],
-        accessibility_trees=[b"\x0a\x00"] * len(shots),
+        accessibility_trees=[screens["trees"][n] for n in ("home", "settings", "scrolled", "scrolled", "home")]
+        if trees
+        else [b"\x0a\x00"] * len(shots),
     )
     write_records(path, [record])
     return path
@@ -379,8 +392,42 @@ def test_androidcontrol_right_on_3_of_4_under_each_rule(tmp_path: Path, screens:
         assert per == {"click": 0.0, "scroll": 1.0, "input_text": 1.0, "navigate_back": 1.0}
     first = _lines(tmp_path / "out")[0]
     assert first["predicted_native"]["osatlas"] == "CLICK <point>[[833, 875]]</point>"
-    assert first["gold"] == {"action_type": "click", "x": 45, "y": 280, "accessibility_tree": True}
+    assert first["gold"] == {
+        "action_type": "click", "x": 45, "y": 280, "accessibility_tree": True, "candidate_bbox": []
+    }  # fmt: skip
     assert policy.seen[2].task == f"{GOAL}\nCurrent step: type wifi"
+
+
+def test_accessibility_trees_give_the_qwen_rule_its_candidate_boxes(tmp_path: Path, screens: dict) -> None:
+    """(85, 300) is 44.7 px from the gold (45, 280), over 0.04 * 800 = 32 px, but inside the
+    Settings icon (3-87, 233-327) enlarged 1.2x (-5.4..95.4, 223.6..336.4): wrong without the
+    tree, right with it; OS-Atlas's rule reads no tree (111 x 25 on the grid: under 140)."""
+    script = [Click(x=85, y=300), Scroll(direction="down"), Type(text="wifi"), Key(key="back")]
+    for trees, expected in ((False, 0.75), (True, 1.0)):
+        out = tmp_path / str(trees)
+        out.mkdir()
+        policy = Recorder(script)
+        result = _run(out, "androidcontrol", [_ac_file(out / "ac.gz", screens, trees=trees)], policy, level="low")
+        assert result.summary["scores"]["qwen_androidcontrol"]["step_success_rate"] == expected
+        assert result.summary["scores"]["osatlas"]["step_success_rate"] == 1.0
+    first = _lines(tmp_path / "True" / "out")[0]
+    assert first["gold"]["candidate_bbox"] == [[3, 233, 87, 327]]
+    assert first["predicted_native"]["qwen_androidcontrol"]["coordinate"] == [85, 300]
+
+
+def test_open_app_counts_a_click_on_the_icon_only_where_the_tree_shows_it(tmp_path: Path, screens: dict) -> None:
+    home = screens["home"][0]
+    for trees, expected in ((b"\x0a\x00", 0.0), (screens["trees"]["home"], 1.0)):
+        path = tmp_path / f"open{expected}.gz"
+        record = androidcontrol_record(
+            episode_id=3, goal="open settings", screenshots=[home, home],
+            actions=[{"action_type": "open_app", "app_name": "settings"}], accessibility_trees=[trees, trees],
+        )  # fmt: skip
+        write_records(path, [record])
+        out = tmp_path / f"out{expected}"
+        out.mkdir()
+        result = _run(out, "androidcontrol", [path], Recorder([Click(x=50, y=290)]))
+        assert result.summary["scores"]["qwen_androidcontrol"]["step_success_rate"] == expected
 
 
 def test_androidcontrol_high_level_shows_the_goal_alone(tmp_path: Path, screens: dict) -> None:

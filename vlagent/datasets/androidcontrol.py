@@ -21,8 +21,9 @@ Actions have an ``action_type``: ``click`` / ``long_press`` (``x``, ``y`` pixels
 The README does not say which way a scroll direction points; this reads it as android_world's
 JSON actions do (the same group's action space, its prompt says: scroll ``down`` reveals the
 content below), which is vlagent's :class:`~vlagent.actions.Scroll`. The accessibility trees
-are not parsed: only their presence is kept, so the Qwen rule's candidate boxes are empty
-and clicks are judged by its distance rule alone.
+are read by :mod:`~vlagent.datasets.a11y` when a step is scored: they give the Qwen rule its
+candidate boxes (the element under a gold click, the app's icon for ``open_app``); a step
+without a tree is judged by the rule's distance alone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,13 +42,16 @@ from typing import Literal
 from PIL import Image
 
 from vlagent.actions import MAX_COORD, MAX_TEXT, Action, Click, Key, LongPress, OpenApp, Scroll, Type, Wait
+from vlagent.datasets.a11y import app_icon_boxes, candidate_boxes, parse_forest
 from vlagent.datasets.base import DatasetEpisode, decode_image, pixel
 from vlagent.datasets.example import ExampleError, Features, parse_example
 from vlagent.datasets.tfrecord import MAX_RECORD_BYTES, DatasetError, read_records
 from vlagent.frames import Frame
-from vlagent.scoring import Convention, StepScore, osatlas_action, qwen_ac_action, score_step
+from vlagent.scoring import Box, Convention, StepScore, osatlas_action, qwen_ac_action, score_step
 
 __all__ = ["ANDROIDCONTROL_CONVENTIONS", "AcAction", "AcStep", "androidcontrol_record", "read_androidcontrol"]
+
+log = logging.getLogger(__name__)
 
 ANDROIDCONTROL_CONVENTIONS: tuple[Convention, ...] = ("osatlas", "qwen_androidcontrol")
 
@@ -152,7 +157,29 @@ class AcStep:
     size: tuple[int, int]
     source: str
     screenshot: bytes = field(repr=False)
-    has_tree: bool = False
+    tree: bytes = field(default=b"", repr=False)
+    """The serialized accessibility forest of the screen before the action (empty when absent)."""
+
+    @property
+    def has_tree(self) -> bool:
+        return bool(self.tree)
+
+    @cached_property
+    def candidates(self) -> tuple[tuple[int, int, int, int], ...]:
+        """The gold's candidate boxes in screen pixels (see :mod:`~vlagent.datasets.a11y`); a tree
+        that cannot be read gives none, logged, rather than ending the evaluation."""
+        if not self.tree or self.action.action_type not in ("click", "long_press", "open_app"):
+            return ()
+        try:
+            nodes = parse_forest(self.tree)
+        except ExampleError as exc:
+            log.warning("%s, step %d: accessibility tree not read (%s)", self.source, self.index, exc)
+            return ()
+        if self.action.action_type == "open_app":
+            return tuple(app_icon_boxes(nodes, self.action.app_name or ""))
+        gold = self.gold
+        assert isinstance(gold, (Click, LongPress))
+        return tuple(candidate_boxes(nodes, gold.x, gold.y))
 
     @property
     def kind(self) -> str:
@@ -167,13 +194,21 @@ class AcStep:
         return Frame(image, image.width, image.height, device={"dataset": "androidcontrol", "episode": self.episode_id})
 
     def native(self) -> dict[str, object]:
-        return {**self.action.as_dict(), "accessibility_tree": self.has_tree}
+        return {
+            **self.action.as_dict(),
+            "accessibility_tree": self.has_tree,
+            "candidate_bbox": [list(b) for b in self.candidates],
+        }
 
     def predicted_native(self, prediction: Action) -> dict[str, object]:
         return {
             "osatlas": osatlas_action(prediction, self.size),
             "qwen_androidcontrol": dict(qwen_ac_action(prediction, self.size, gold=False)),
         }
+
+    def _boxes(self) -> list[Box]:
+        width, height = self.size
+        return [Box.from_pixels(*b, width, height) for b in self.candidates]
 
     def score(self, prediction: Action | None) -> dict[Convention, StepScore]:
         gold = self.gold
@@ -187,7 +222,8 @@ class AcStep:
                 )
                 continue
             try:
-                out[convention] = score_step(prediction, gold, self.size, convention=convention)
+                boxes = self._boxes() if convention == "qwen_androidcontrol" else []
+                out[convention] = score_step(prediction, gold, self.size, boxes=boxes, convention=convention)
             except ValueError as exc:  # where the reference script itself fails
                 out[convention] = StepScore(
                     convention, False, False if grounded else None, False if texted else None, False, str(exc)
@@ -224,7 +260,7 @@ def _episode(features: Features, source: str) -> DatasetEpisode:
                 size=size,
                 source=source,
                 screenshot=shots[i],
-                has_tree=i < len(trees) and bool(trees[i]),
+                tree=trees[i] if i < len(trees) else b"",
             )
         )
     return DatasetEpisode(episode_id, goal, steps, source)
