@@ -52,6 +52,24 @@ def test_every_sim_scenario_passes_with_its_gold_script(tmp_path: Path) -> None:
     assert (tmp_path / "sim-wifi-on" / "report.html").exists()
 
 
+def test_aitw_judges_a_tap_by_every_annotation_of_the_screen(tmp_path: Path) -> None:
+    """AITW's rule: a tap matches when it and the gold share ANY annotation box (enlarged 2.4x),
+    or lie within 0.14 of the screen. (700, 840) is 0.52 of the width from the gold Settings
+    tap (135, 840) and outside Settings' enlarged box (x 0-435), but inside the enlarged box of
+    the next icon (280-530 -> 55-755), which holds the gold too: a match by the reference,
+    which only the screen's annotations (not the gold's box alone) can find."""
+    (scenario,) = [s for s in sim_scenarios() if s.name == "sim-wifi-on"]
+    assert scenario.gold[0].annotations and [280, 700, 530, 980] in [list(b) for b in scenario.gold[0].annotations]
+    boxed = scenario.model_copy(
+        update={"name": "gold-box-only", "gold": [g.model_copy(update={"annotations": None}) for g in scenario.gold]}
+    )
+    config = EvalConfig(out=tmp_path, policy_factory=lambda run: ScriptedPolicy([Click(x=700, y=840), Done()]))
+    result = evaluate([scenario, boxed], config)
+    matched = {r.name: r.scores["aitw"]["matched_steps"] for r in result.results}
+    assert matched == {"sim-wifi-on": 1, "gold-box-only": 0}
+    assert all(r.scores["androidcontrol"]["matched_steps"] == 0 for r in result.results)  # distance rules only
+
+
 def _without_nodes(scenario: Scenario) -> Scenario:
     gold = [g.model_copy(update={"node": None}) for g in scenario.gold]
     return scenario.model_copy(update={"gold": gold})

@@ -259,7 +259,23 @@ class _Targets(Hook):
             target, box = self._element_at(action.x, action.y, long=isinstance(action, LongPress))
         fp = frame_fingerprint(record.frame, (action.x, action.y), box) if pointed else None
         node = self._node_at(action.x, action.y) if pointed else None
-        self.gold.append(GoldStep(action=action, target=target, box=box, fingerprint=fp, node=node))
+        annotations = self._annotations() if pointed else None
+        self.gold.append(
+            GoldStep(action=action, target=target, box=box, annotations=annotations, fingerprint=fp, node=node)
+        )
+
+    def _annotations(self) -> list[tuple[int, int, int, int]] | None:
+        """Every labelled element's box on the screen now, as AITW annotates each screen (its
+        detector finds icons and text, never a backdrop: boxes over a quarter of the screen are
+        left out, since one would put every tap in the same box)."""
+        if isinstance(self.dev.driver, SimDriver):
+            boxes = [e.hit_box for e in self.dev.driver.phone.elements() if e.label]
+        else:
+            state: Any = DesktopState(self.dev.state_path).app_state().value
+            boxes = [(x, y, x + w, y + h) for x, y, w, h in state.get("widgets", {}).values()]
+        width, height = self.dev.driver.screen_size()
+        kept = [b for b in boxes if (b[2] - b[0]) * (b[3] - b[1]) <= width * height / 4]
+        return list(dict.fromkeys(kept)) or None
 
     def _node_at(self, x: int, y: int) -> NodeRef | None:
         """The UI element under the tap, from the device's view hierarchy (phones only)."""

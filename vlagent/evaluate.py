@@ -242,7 +242,8 @@ def _step_scores(scenario: Scenario, episode: Episode) -> dict[str, dict[str, An
                 break
             record = episode.steps[index]
             size = record.frame.size
-            boxes = [Box.from_pixels(*gold.box, size[0], size[1])] if gold.box else []
+            pixels = gold.annotations if convention == "aitw" and gold.annotations else [gold.box] if gold.box else []
+            boxes = [Box.from_pixels(*b, size[0], size[1]) for b in pixels]
             scores.append(score_step(record.action, gold.action, size, boxes=boxes, convention=convention))
         summary = summarize(scores).as_dict()
         # Missing steps (the episode stopped early) count as wrong: divide by the gold length.

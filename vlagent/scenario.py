@@ -135,6 +135,10 @@ class GoldStep(_Model):
     """Label of the element acted on (used for healing and in reports)."""
     box: tuple[int, int, int, int] | None = None
     """Pixel box ``(x0, y0, x1, y1)`` of the target element, for box-based scoring."""
+    annotations: list[tuple[int, int, int, int]] | None = Field(default=None, max_length=2000)
+    """Pixel boxes of every labelled element on the screen the step was taken on, as AITW
+    annotates a screen: the ``aitw`` rule judges a tap by all of them (a tap on a neighbour
+    is wrong even when near), where ``box`` alone would let a near miss count."""
     fingerprint: str | None = None
     """Hash of the screen around the target when the step was recorded (see ``vlagent.replay``)."""
     node: NodeRef | None = None
@@ -370,11 +374,29 @@ def scenario_to_yaml(scenario: Scenario) -> str:
             {"action": _action_data(g.action), **g.model_dump(mode="json", exclude_none=True, exclude={"action"})}
             for g in scenario.gold
         ]
+        for entry in data["gold"]:
+            if "annotations" in entry:  # a screen's boxes are data to keep, not to read: one flow list
+                entry["annotations"] = _FlowList(entry["annotations"])
     if scenario.tags:
         data["tags"] = list(scenario.tags)
     if scenario.frames:
         data["frames"] = scenario.frames
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+    return yaml.dump(
+        data, Dumper=_ScenarioDumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None
+    )
+
+
+class _FlowList(list[Any]):
+    """A list written in flow style, wrapped at the dumper's width."""
+
+
+class _ScenarioDumper(yaml.SafeDumper):
+    """The safe dumper, plus flow-style lists for long data (registered on this class only)."""
+
+
+_ScenarioDumper.add_representer(
+    _FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
 
 
 # --- devices -----------------------------------------------------------------------------
