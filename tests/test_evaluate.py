@@ -122,6 +122,15 @@ def test_desktop_scenarios_pass_on_the_sample_app(xvfb_display: str, tmp_path: P
     assert result.passed == len(scenarios) >= 3, [(r.name, r.checks, r.error) for r in result.results]
 
 
+def test_desktop_repeats_replay_exactly_whatever_the_pointer_was_left_over(xvfb_display: str, tmp_path: Path) -> None:
+    """Repeat 0 clicks Dark mode and leaves the pointer over it; without parking the pointer
+    off the app, repeats 1 and 2 start with that row hover-highlighted, their first screen no
+    longer matches the recorded fingerprint, and replay stops as diverged."""
+    (scenario,) = [s for s in load_scenarios([SCENARIOS]) if s.name == "desktop-dark-mode"]
+    result = evaluate([scenario], EvalConfig(out=tmp_path, repeats=3))
+    assert [(r.success, r.replay and r.replay["status"]) for r in result.results] == [(True, "exact")] * 3
+
+
 def test_a_scenario_that_cannot_run_is_a_junit_error(tmp_path: Path) -> None:
     bad = sim_scenarios()[0].model_copy(update={"name": "bad-device"})
     bad = bad.model_copy(update={"device": bad.device.model_copy(update={"options": {"width": 10}})})

@@ -460,6 +460,9 @@ def _desktop_device(spec: DeviceSpec, workdir: Path) -> ScenarioDevice:
     except BaseException:
         app.close()
         raise
+    park = getattr(driver, "park_pointer", None)
+    if callable(park):
+        park()  # the pointer an earlier scenario left over the app would hover-highlight a widget
     device = ScenarioDevice(driver, state_path=app.state_path)
     device._cleanup.append(app.proc)
     return device

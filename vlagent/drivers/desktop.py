@@ -271,6 +271,30 @@ class DesktopDriver(BaseDriver):
         pyautogui.FAILSAFE = self.config.failsafe
         return pyautogui
 
+    def park_pointer(self) -> bool:
+        """Move the pointer off the captured region (not into a corner, pyautogui's fail-safe), so a
+        hover left by an earlier run does not change the first screen; False when the monitor has
+        no room outside the region or the driver only records (dry run)."""
+        gui = self._pyautogui
+        if gui is None:
+            return False
+        mon = self._sct.monitors[self._monitor_index]
+        left, top, width, height = self.region
+        right, bottom = mon["left"] + mon["width"], mon["top"] + mon["height"]
+        spots = [
+            (left + width + (right - left - width) // 2, top + height // 2),  # right of the region
+            (left + width // 2, top + height + (bottom - top - height) // 2),  # below it
+        ]
+        for x, y in spots:
+            if (
+                not _inside(x, y, (left, top, width, height))
+                and mon["left"] < x < right - 1
+                and mon["top"] < y < bottom - 1
+            ):
+                gui.moveTo(x, y)
+                return True
+        return False
+
     # --- Driver protocol ------------------------------------------------------------
 
     @property
