@@ -305,6 +305,37 @@ def test_sync_refusals_keep_the_server_up(adb_sim: SimAdbServer) -> None:
     assert device.shell("echo alive") == "alive"
 
 
+def test_a_full_phone_says_no_space_left_and_recovers_when_files_go(adb_sim: SimAdbServer) -> None:
+    files = adb_sim.devices["sim-0"].files
+    files.capacity = files.used + 10_000
+    device = adbutils.AdbClient(port=adb_sim.port).device("sim-0")
+    device.sync.push(b"a" * 6_000, "/sdcard/first.bin")
+    with pytest.raises(adbutils.AdbError):  # 6,000 more bytes do not fit
+        device.sync.push(b"b" * 6_000, "/sdcard/second.bin")
+    assert device.shell2("echo hi > /sdcard/small.txt").returncode == 0  # small writes still fit
+    assert not device.sync.exists("/sdcard/second.bin")
+    append = device.shell2("cat /sdcard/first.bin >> /sdcard/first.bin")
+    assert append.returncode != 0 and "No space left on device" in append.output
+    device.shell("rm /sdcard/first.bin")
+    device.sync.push(b"b" * 6_000, "/sdcard/second.bin")  # room again
+    assert device.sync.read_bytes("/sdcard/second.bin") == b"b" * 6_000
+    assert files.used <= files.capacity
+
+
+def test_too_many_files_is_no_space_left_too() -> None:
+    from vlagent.drivers.sim.files import FsError, SimFiles
+
+    files = SimFiles(max_entries=20)
+    with pytest.raises(FsError, match="No space left on device"):
+        for i in range(30):
+            files.write(f"/sdcard/f{i}", b"")
+    with pytest.raises(FsError, match="No space left on device"):
+        files.mkdir("/sdcard/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p", parents=True)
+    assert not files.exists("/sdcard/a")  # nothing half made
+    files.remove("/sdcard/f0")
+    files.write("/sdcard/again", b"")
+
+
 @needs_adb_cli
 def test_adb_cli_forward_and_reverse(adb_sim: SimAdbServer) -> None:
     port = _adb(adb_sim, "forward", "tcp:0", "tcp:7912").stdout.decode().strip()

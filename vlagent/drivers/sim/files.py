@@ -4,7 +4,10 @@ A small in-memory tree of directories and files (bytes, mode, mtime) shaped like
 phone as the ``shell`` user sees it: ``/sdcard`` (also ``/storage/emulated/0``) and
 ``/data/local/tmp`` are writable, the rest of the tree is read-only. Errors carry the text
 toybox prints (``No such file or directory``, ``Is a directory``, ``Read-only file system``)
-and the errno the sync protocol reports. This module must not touch the host's files.
+and the errno the sync protocol reports. Storage is finite, as on a phone: past
+``capacity`` bytes or ``max_entries`` files and directories a write fails with ``No space
+left on device`` (ENOSPC), so a client that fills the phone meets the phone's error and the
+simulator's memory stays bounded. This module must not touch the host's files.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["PATH_MAX", "FileEntry", "FsError", "SimFiles"]
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_MAX_ENTRIES", "PATH_MAX", "FileEntry", "FsError", "SimFiles"]
 
 _DIRS = (
     "/",
@@ -59,9 +62,14 @@ _MESSAGES = {
     errno.EACCES: "Permission denied",
     errno.ENOTEMPTY: "Directory not empty",
     errno.ENAMETOOLONG: "File name too long",
+    errno.ENOSPC: "No space left on device",
 }
 #: The longest path a file or directory may be created at (Linux's PATH_MAX).
 PATH_MAX = 4096
+#: Bytes of file data the simulated phone holds before writes fail with ENOSPC.
+DEFAULT_CAPACITY = 256 * 1024 * 1024
+#: Files and directories it holds (an inode limit: many empty files cost memory too).
+DEFAULT_MAX_ENTRIES = 100_000
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,32 @@ class FileEntry:
 class SimFiles:
     """The phone's file tree. Thread-safe; paths are absolute or relative to ``/``."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
         self._clock = clock
         self._lock = threading.RLock()
         now = int(clock())
         self._dirs: dict[str, int] = dict.fromkeys(_DIRS, now)
         self._files: dict[str, tuple[bytes, int, int]] = {}  # path -> (data, permission bits, mtime)
+        self.capacity = capacity
+        self.max_entries = max_entries
+        self._used = 0  # bytes of file data held
+
+    @property
+    def used(self) -> int:
+        """Bytes of file data the phone holds now."""
+        return self._used
+
+    def _check_room(self, path: str, added_bytes: int, added_entries: int) -> None:
+        if self._used + added_bytes > self.capacity or (
+            added_entries and len(self._dirs) + len(self._files) + added_entries > self.max_entries
+        ):
+            raise FsError(path, errno.ENOSPC)
 
     @staticmethod
     def normalize(path: str) -> str:
@@ -171,9 +199,13 @@ class SimFiles:
                     raise FsError(path, errno.ENOTDIR if parent in self._files else errno.ENOENT)
                 self.mkdir(parent, parents=True)
             old = self._files.get(full)
+            before = len(old[0]) if old else 0
+            after = before + len(data) if old and append else len(data)
+            self._check_room(path, after - before, 0 if old else 1)
             body = (old[0] if old and append else b"") + data
             perms = old[1] if old else mode & 0o7777
             self._files[full] = (body, perms, int(self._clock()))
+            self._used += after - before
 
     def touch(self, path: str) -> None:
         full = self.normalize(path)
@@ -204,6 +236,7 @@ class SimFiles:
                     raise FsError(parent, errno.EEXIST)
                 self._check_writable(parent, parent)
                 missing.append(parent)
+            self._check_room(path, 0, len(missing))
             now = int(self._clock())
             for directory in missing:
                 self._dirs[directory] = now
@@ -213,7 +246,7 @@ class SimFiles:
         with self._lock:
             if full in self._files:
                 self._check_writable(full, path)
-                del self._files[full]
+                self._used -= len(self._files.pop(full)[0])
                 return
             if full not in self._dirs:
                 raise FsError(path, errno.ENOENT)
@@ -224,6 +257,6 @@ class SimFiles:
                 raise FsError(path, errno.EACCES)
             prefix = full + "/"
             for p in [p for p in self._files if p.startswith(prefix)]:
-                del self._files[p]
+                self._used -= len(self._files.pop(p)[0])
             for p in [p for p in self._dirs if p.startswith(prefix) or p == full]:
                 del self._dirs[p]
