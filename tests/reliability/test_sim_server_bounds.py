@@ -24,6 +24,7 @@ import pytest
 from vlagent.drivers.sim import device as device_module
 from vlagent.drivers.sim.adb_server import SimAdbServer, serve_forever, serve_sim
 from vlagent.drivers.sim.device import LOG_ENTRY_CHARS, LOG_SIZE
+from vlagent.drivers.sim.forwards import MAX_FORWARDS, MAX_REVERSES
 from vlagent.drivers.sim.logcat import BUFFER_BYTES, MAX_PAYLOAD
 from vlagent.drivers.sim.shell import MAX_NESTING
 from vlagent.drivers.sim.world import SimPhone
@@ -230,6 +231,26 @@ _GARBAGE: dict[str, tuple[bytes, bytes]] = {
     "sync STAT of a path not UTF-8": (_SYNC + b"STA2" + struct.pack("<I", 3) + b"\xff\xfe\xfd", b"OKAYOKAYSTA2"),
     "sync LIST of a path not UTF-8": (_SYNC + b"LIS2" + struct.pack("<I", 3) + b"\xff\xfe\xfd", b"OKAYOKAYDONE"),
 }
+
+
+def test_forwards_and_reverses_stop_at_their_bound_and_free_up(server: SimAdbServer) -> None:
+    """Each forward is a listening socket: a loop of ``forward tcp:0`` gets adb's refusal at the
+    bound instead of the host's file descriptors running out; removing forwards frees room."""
+    device = adbutils.AdbClient(port=server.port).device("sim-0")
+    ports = [device.forward_port(7000 + i) for i in range(MAX_FORWARDS)]
+    assert len(set(ports)) == MAX_FORWARDS
+    with pytest.raises(adbutils.AdbError):
+        device.forward("tcp:0", "tcp:9999")
+    device.forward(f"tcp:{ports[0]}", "tcp:1234")  # re-pointing an existing forward is still allowed
+    device.forward_remove_all()
+    assert device.forward_list() == []
+    device.forward("tcp:0", "tcp:9999")
+    for i in range(MAX_REVERSES):
+        device.reverse(f"tcp:{20000 + i}", "tcp:80")
+    with pytest.raises(adbutils.AdbError):
+        device.reverse("tcp:30000", "tcp:80")
+    device.reverse_remove_all()
+    device.reverse("tcp:30000", "tcp:80")
 
 
 @pytest.mark.parametrize("name", sorted(_GARBAGE))

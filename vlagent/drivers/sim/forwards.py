@@ -3,8 +3,11 @@
 A forward really listens on a loopback port, as adb does; since nothing listens on the
 simulated phone, each connection to it is accepted and closed at once (what adb does when the
 device refuses). Nothing on the simulated phone ever connects to a reversed port, so a reverse
-is only recorded and listed. Errors carry adb's wording. This module must not listen beyond
-loopback, and knows nothing of the adb wire format.
+is only recorded and listed. Errors carry adb's wording. Each forward holds a listening socket
+and a thread, so at most :data:`MAX_FORWARDS` are kept (and :data:`MAX_REVERSES` reverses per
+phone): a client that forwards ``tcp:0`` in a loop gets adb's "cannot bind listener" instead of
+exhausting the host's file descriptors. This module must not listen beyond loopback, and knows
+nothing of the adb wire format.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ import socket
 import threading
 from dataclasses import dataclass
 
-__all__ = ["ForwardError", "Forwards"]
+__all__ = ["MAX_FORWARDS", "MAX_REVERSES", "ForwardError", "Forwards"]
+
+#: Forwards the server keeps at once, over all phones.
+MAX_FORWARDS = 256
+#: Reverses each phone keeps.
+MAX_REVERSES = 256
 
 
 class ForwardError(Exception):
@@ -70,6 +78,8 @@ class Forwards:
         with self._lock:
             if local in self._forwards and norebind:
                 raise ForwardError(f"cannot rebind existing socket '{local}'")
+            if local not in self._forwards and len(self._forwards) >= MAX_FORWARDS:
+                raise ForwardError(f"cannot bind listener: too many forwards ({MAX_FORWARDS}); remove some first")
             old = self._forwards.pop(local, None)
         if old is not None:
             old.listener.close()
@@ -113,6 +123,8 @@ class Forwards:
             table = self._reverses.setdefault(serial, {})
             if norebind and remote in table:
                 raise ForwardError(f"cannot rebind existing socket '{remote}'")
+            if remote not in table and len(table) >= MAX_REVERSES:
+                raise ForwardError(f"cannot bind listener: too many reverses ({MAX_REVERSES}); remove some first")
             table[remote] = local
 
     def unreverse(self, serial: str, remote: str | None) -> None:
