@@ -233,6 +233,20 @@ _GARBAGE: dict[str, tuple[bytes, bytes]] = {
 }
 
 
+def test_settings_put_stops_at_androids_per_package_bound(server: SimAdbServer) -> None:
+    """``system`` rows of one package: 20,000 bytes, as Android's SettingsState allows; then the
+    phone's IllegalStateException, and a delete makes room again."""
+    device = adbutils.AdbClient(port=server.port).device("sim-0")
+    put = [device.shell2(f"settings put system vlagent_key_{i} {'v' * 900}") for i in range(30)]
+    accepted = [r for r in put if r.returncode == 0]
+    assert 15 <= len(accepted) < 30
+    refused = put[len(accepted)]
+    assert refused.returncode == 255 and "You are adding too many system settings" in refused.output
+    assert device.shell("settings get system vlagent_key_0") == "v" * 900
+    device.shell("settings delete system vlagent_key_0")
+    assert device.shell2(f"settings put system vlagent_key_again {'v' * 900}").returncode == 0
+
+
 def test_forwards_and_reverses_stop_at_their_bound_and_free_up(server: SimAdbServer) -> None:
     """Each forward is a listening socket: a loop of ``forward tcp:0`` gets adb's refusal at the
     bound instead of the host's file descriptors running out; removing forwards frees room."""

@@ -96,12 +96,31 @@ def _setting(dev: SimDevice, namespace: str, key: str) -> str | None:
     return dev.settings.rows[namespace].get(key)
 
 
+#: Bytes of rows one package may keep per namespace. ``system``: Android's
+#: ``SettingsState.MAX_BYTES_PER_APP_PACKAGE_LIMITED`` (20,000); ``global`` and ``secure`` are
+#: unlimited on a phone, bounded here so a loop of ``settings put`` cannot grow without end.
+SETTINGS_BYTES = {"system": 20_000, "global": 1_000_000, "secure": 1_000_000}
+
+
+def _check_settings_room(dev: SimDevice, namespace: str, key: str, value: str) -> None:
+    rows = dev.settings.rows[namespace]
+    size = sum(len(k) + len(v) for k, v in rows.items()) - (len(key) + len(rows[key]) if key in rows else 0)
+    if size + len(key) + len(value) > SETTINGS_BYTES[namespace]:
+        raise ProgramError(
+            f"Exception occurred while executing 'put':\njava.lang.IllegalStateException: You are adding too many "
+            f"{namespace} settings. You should stop using {namespace} settings for app specific data package: "
+            "com.android.shell",
+            255,
+        )
+
+
 def _put_setting(dev: SimDevice, namespace: str, key: str, value: str | None) -> None:
     toggle = _BY_KEY.get((namespace, key))
     if toggle is None:
         if value is None:
             dev.settings.rows[namespace].pop(key, None)
         else:
+            _check_settings_room(dev, namespace, key, value)
             dev.settings.rows[namespace][key] = value
     elif toggle.command_on or value is None:  # a service owns it: the row changes, the switch does not
         dev.settings.written[(namespace, key)] = (value, dev.phone.toggles.get(toggle.toggle, False))
