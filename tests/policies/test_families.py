@@ -139,3 +139,25 @@ def test_uitars_box_centre_is_rounded_once_to_a_device_pixel() -> None:
     action = decode_action(step.action, family.codec((1080, 2400)), 1080, 2400)
     assert isinstance(action, Click)  # device pixels are ints: within half a pixel of (634.5, 951.6)
     assert action.x in (634, 635) and action.y == 952
+
+
+def test_a_plugin_parser_never_sees_a_runaway_answer() -> None:
+    """Policies read answers through ``ModelFamily.read``: the shared size bound comes first, so a
+    plugin family's own parser (here one that would take time per character) is not even called."""
+    from vlagent.actions import Step, Wait
+    from vlagent.errors import InvalidModelOutput
+    from vlagent.parsetail import MAX_ANSWER_CHARS
+    from vlagent.policies.families.base import ModelFamily
+
+    seen: list[int] = []
+
+    def slow_parse(text: str, grid: tuple[int, int], capabilities: object) -> Step:
+        seen.append(len(text))
+        return Step(action=Wait())
+
+    plugin = ModelFamily(name="plugin-test", coords="norm1000", parse=slow_parse)
+    with pytest.raises(InvalidModelOutput, match="characters long") as error:
+        plugin.read("{" * (MAX_ANSWER_CHARS + 1), (1000, 1000), None)
+    assert seen == [] and len(error.value.raw) < MAX_ANSWER_CHARS + 100
+    assert plugin.read("wait", (1000, 1000), None).action == Wait()
+    assert seen == [4]

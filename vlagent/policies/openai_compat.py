@@ -332,7 +332,7 @@ class OpenAICompatPolicy:
         latency = time.perf_counter() - started
         text, usage = self._read_answer(answer)
         usage.update({"latency_s": latency, "images": float(len(images))})
-        step = self.family.parse(text, grid, observation.capabilities)
+        step = self.family.read(text, grid, observation.capabilities)
         frame = observation.frame
         action = decode_action(step.action, self.family.codec(shown), frame.width, frame.height)
         log.debug("%s answered in %.2fs: %s", cfg.model, latency, text)

@@ -542,7 +542,7 @@ class Qwen2VLPolicy:
                     "JSON object",
                     text,
                 )
-        step = row.family.parse(text, row.grid, row.observation.capabilities)
+        step = row.family.read(text, row.grid, row.observation.capabilities)
         frame = row.observation.frame
         codec = row.family.codec(row.image_size)
         action = decode_action(step.action, codec, frame.width, frame.height)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from vlagent.actions import Action, Step, describe_action
 from vlagent.capabilities import Capabilities
 from vlagent.coords import CoordCodec, ImageGrid, Relative, codec_by_name
-from vlagent.errors import ConfigError
+from vlagent.errors import ConfigError, InvalidModelOutput
+from vlagent.parsetail import clipped, oversized
 from vlagent.parsing import parse_step
 
 __all__ = [
@@ -88,7 +89,10 @@ class ModelFamily:
     json_actions: bool = True
     """Answers are vlagent JSON steps, so the step schema can constrain decoding."""
     parse: ParseFn = _parse_json
-    """Model text -> Step in grid coordinates; raises InvalidModelOutput."""
+    """Model text -> Step in grid coordinates; raises InvalidModelOutput. Policies call it through
+    :meth:`read`, which refuses an oversized answer first, so a plugin's parser never sees one;
+    JSON families also refuse an answer cut off inside its object (``parse_step``), and a native
+    parser should refuse an answer cut off inside its action the same way rather than repair it."""
     instructions: InstructionsFn | None = None
     """The family's own system prompt (a native action format); None: vlagent's JSON instructions."""
     grammar: GrammarFn | None = None
@@ -110,6 +114,14 @@ class ModelFamily:
     model's answer, rebuilt by this function, as an assistant turn; the current screen last."""
     models: str = ""
     """Which published models the family covers (documentation)."""
+
+    def read(self, text: str, grid: tuple[int, int], capabilities: Capabilities | None) -> Step:
+        """``parse``, behind the bound every answer shares (:func:`~vlagent.parsetail.oversized`):
+        a runaway answer is fed back at once, whatever the family's parser would do with it."""
+        problem = oversized(text)
+        if problem is not None:
+            raise InvalidModelOutput(problem, clipped(text))
+        return self.parse(text, grid, capabilities)
 
     def codec(self, image_size: tuple[int, int]) -> CoordCodec:
         """The codec for a prompt whose current screenshot has ``image_size`` (width, height)."""
