@@ -428,8 +428,21 @@ def sim() -> None:
     show_default=True,
     help="Lose every Nth typed character (0: none), to test a client's read-back of typed text.",
 )
-def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int) -> None:
-    """Serve simulated phones over the adb protocol (then: adb -P PORT devices)."""
+@click.option(
+    "--reachable",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Only these addresses answer 'adb connect' with a new simulated phone (repeatable; default: any).",
+)
+@click.option("--unreachable", is_flag=True, help="No address answers 'adb connect'.")
+def sim_serve(
+    port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int,
+    reachable: tuple[str, ...], unreachable: bool,
+) -> None:  # fmt: skip
+    """Serve simulated phones over the adb protocol (then: adb -P PORT devices).
+
+    'adb connect HOST:PORT' attaches one more simulated phone with serial HOST:PORT, as a phone
+    with wireless debugging joins (unless --reachable/--unreachable say it is not there)."""
     from vlagent.drivers.sim.adb_server import serve_forever
 
     repeated = sorted({s for s in serials if serials.count(s) > 1})
@@ -439,7 +452,10 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
         )
 
     click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
-    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed)
+    if reachable and unreachable:
+        raise click.UsageError("--reachable and --unreachable exclude each other")
+    network = () if unreachable else (reachable or None)
+    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed, reachable=network)
 
 
 @cli.command("eval")

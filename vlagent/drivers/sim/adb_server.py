@@ -2,7 +2,8 @@
 
 ``serve_sim`` starts a loopback server that answers what an adb server answers (the
 ``host:*`` services, transports, ``shell:``, ``shell,v2:``, ``exec:``, ``sync:``,
-``framebuffer:``, forwards and reverses), so adbutils, :class:`vlagent.drivers.android.AdbDriver`
+``framebuffer:``, forwards and reverses, ``connect:``/``disconnect:`` of phones on the network),
+so adbutils, :class:`vlagent.drivers.android.AdbDriver`
 and the ``adb`` command-line client drive :class:`~vlagent.drivers.sim.world.SimPhone`
 instances exactly as they drive a phone.
 
@@ -32,7 +33,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -168,6 +169,7 @@ class _Handler(socketserver.BaseRequestHandler):
             if isinstance(outcome, _Transport):
                 sock.sendall(outcome.reply)
                 device = outcome.device
+                owner._attach(sock, device.serial)  # a disconnect of this phone cuts the connection
                 continue
             reply, keep_open = outcome
             sock.sendall(reply)
@@ -335,7 +337,12 @@ class SimAdbServer:
         adbkeyboard: bool = True,
         raw_header: int = 16,
         idle_timeout: float = 60.0,
+        reachable: Collection[str] | None = None,
+        network_phone: Callable[[str], SimPhone] | None = None,
     ) -> None:
+        """``reachable``: the addresses (``HOST:PORT``) where ``adb connect`` finds a phone (None: any
+        address, ``()``: none); ``network_phone`` makes the phone answering at an address (default:
+        ``SimPhone(serial=address)``)."""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ServerConfigError(f"the simulated adb server only listens on loopback, not on {host!r}")
         _check_port(port, lowest=0)
@@ -347,10 +354,16 @@ class SimAdbServer:
             for index, phone in enumerate(phones)
         }
         self.idle_timeout = idle_timeout
+        self._adbkeyboard, self._raw_header = adbkeyboard, raw_header
+        self.reachable = None if reachable is None else frozenset(_net_serial(a) or a for a in reachable)
+        self._network_phone = network_phone
+        self._network: set[str] = set()  # serials of the phones joined with ``adb connect``
+        self._devices_lock = threading.Lock()
+        self._next_transport = len(self.devices) + 1
         self._server = _listen(host, port)
         self._server.owner = self
         self.host, self.port = self._server.server_address[:2]
-        self._live: set[socket.socket] = set()
+        self._live: dict[socket.socket, str | None] = {}  # open connections -> the phone each is switched to
         self._live_lock = threading.Lock()
         self.forwards = Forwards()
         self._thread: threading.Thread | None = None
@@ -388,7 +401,75 @@ class SimAdbServer:
 
     def _track(self, sock: socket.socket, alive: bool) -> None:
         with self._live_lock:
-            (self._live.add if alive else self._live.discard)(sock)
+            if alive:
+                self._live[sock] = None
+            else:
+                self._live.pop(sock, None)
+
+    def _attach(self, sock: socket.socket, serial: str) -> None:
+        with self._live_lock:
+            if sock in self._live:
+                self._live[sock] = serial
+
+    # --- phones on the network (``adb connect HOST:PORT``, wireless debugging) -----------------
+
+    def connect(self, address: str) -> str:
+        """``adb connect ADDRESS``: attach a simulated phone with serial ``HOST:PORT``; adb's answer."""
+        if not address:
+            return "empty address"
+        serial = _net_serial(address)
+        if serial is None:
+            return f"failed to connect to '{address}': bad address"
+        with self._devices_lock:
+            if serial in self.devices:
+                return f"already connected to {serial}"
+            if self.reachable is not None and serial not in self.reachable:
+                return f"failed to connect to '{serial}': Connection refused"
+            phone = self._make_network_phone(serial)
+            device = SimDevice(
+                phone, serial, self._next_transport, adbkeyboard=self._adbkeyboard, raw_header=self._raw_header
+            )
+            self._next_transport += 1
+            self._network.add(serial)
+            # a new mapping, never a changed one: handlers read ``devices`` without the lock
+            self.devices = {**self.devices, serial: device}
+        log.info("adb sim: %s joined (adb connect)", serial)
+        return f"connected to {serial}"
+
+    def disconnect(self, address: str) -> tuple[bool, str]:
+        """``adb disconnect [ADDRESS]``: (done, adb's answer); the phone's open connections are cut."""
+        serial = _net_serial(address) if address else ""
+        if serial is None:
+            return False, f"couldn't parse '{address}': bad address"
+        with self._devices_lock:
+            gone = {serial} & self._network if serial else set(self._network)
+            if serial and not gone:
+                return False, f"no such device '{serial}'"
+            self._network -= gone
+            self.devices = {s: d for s, d in self.devices.items() if s not in gone}
+        with self._live_lock:
+            cut = [sock for sock, on in self._live.items() if on in gone]
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        log.info("adb sim: %s left (adb disconnect)", ", ".join(sorted(gone)) or "nothing")
+        return True, "disconnected everything" if not address else f"disconnected {address}"
+
+    def _make_network_phone(self, serial: str) -> SimPhone:
+        if self._network_phone is not None:
+            return self._network_phone(serial)
+        from vlagent.drivers.sim.world import SimPhone
+
+        return SimPhone(serial=serial)
+
+    def _connect_service(self, request: str) -> tuple[bytes, bool] | None:
+        """``host:connect:`` and ``host:disconnect:``; None for any other request."""
+        if request.startswith("host:connect:"):
+            return _ok(self.connect(request[len("host:connect:") :]))
+        if request.startswith("host:disconnect:"):
+            done, text = self.disconnect(request[len("host:disconnect:") :])
+            return _ok(text) if done else _fail(text)
+        return None
 
     # --- host services -----------------------------------------------------------------------
 
@@ -396,6 +477,9 @@ class SimAdbServer:
         exact = self._exact_services().get(request)
         if exact is not None:
             return exact()
+        joined = self._connect_service(request)
+        if joined is not None:
+            return joined
         for prefix in ("host:tport:", "host:transport"):
             if request.startswith(prefix):
                 selector = request[len(prefix) :].lstrip(":-")
@@ -514,17 +598,18 @@ class SimAdbServer:
         return b"OKAY"
 
     def _select(self, selector: str) -> tuple[SimDevice | None, str]:
+        devices = self.devices  # one look: ``adb connect`` may replace the mapping meanwhile
         if selector in ("any", "usb", "local"):
-            if len(self.devices) == 1:
-                return next(iter(self.devices.values())), ""
-            return None, "more than one device/emulator" if self.devices else "no devices/emulators found"
+            if len(devices) == 1:
+                return next(iter(devices.values())), ""
+            return None, "more than one device/emulator" if devices else "no devices/emulators found"
         if selector.startswith("serial:"):
             selector = selector[len("serial:") :]
         if selector.startswith(("id:", "-id:")):
             wanted = selector.split(":", 1)[1]
-            found = next((d for d in self.devices.values() if str(d.transport_id) == wanted), None)
+            found = next((d for d in devices.values() if str(d.transport_id) == wanted), None)
             return found, "" if found else f"no device with transport id '{wanted}'"
-        found = self.devices.get(selector)
+        found = devices.get(selector)
         return found, "" if found else f"device '{selector}' not found"
 
     def _split_prefixed(self, request: str) -> tuple[SimDevice | None, str, str] | None:
@@ -592,6 +677,21 @@ def _fail(text: str) -> tuple[bytes, bool]:
     return (b"FAIL" + _block(text), False)
 
 
+_NET_ADDRESS_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def _net_serial(address: str) -> str | None:
+    """``HOST[:PORT]`` -> the serial adb gives the phone there (``HOST:PORT``, port 5555 by default)."""
+    match = _NET_ADDRESS_RE.match(address)
+    if match is None:
+        return None
+    port = int(match.group("port") or 5555)
+    if not 0 < port <= 65535:
+        return None
+    host = f"[{match.group('v6')}]" if match.group("v6") else match.group("host")
+    return f"{host}:{port}"
+
+
 _DEVICE_COMMANDS = ("features", "get-", "wait-for-", "forward:", "killforward:", "list-forward")
 _SERIAL_COMMAND_RE = re.compile(
     r"^(?P<serial>.+?):(?P<command>(?:features|get-|wait-for-|forward:|killforward|list-forward).*)$"
@@ -605,8 +705,11 @@ def serve_sim(
     port: int = 0,
     adbkeyboard: bool = True,
     raw_header: int = 16,
+    reachable: Collection[str] | None = None,
 ) -> Iterator[SimAdbServer]:
     """Serve ``phones`` (default: one ``SimPhone()``) on 127.0.0.1:``port`` (0: a free port) while in the block.
+
+    ``reachable``: the addresses where ``adb connect`` finds a phone (None: any).
 
     >>> with serve_sim(port=0) as server:
     ...     driver = open_driver("adb:sim-0", port=server.port)
@@ -615,17 +718,28 @@ def serve_sim(
         from vlagent.drivers.sim.world import SimPhone
 
         phones = [SimPhone()]
-    server = SimAdbServer(phones, port=port, adbkeyboard=adbkeyboard, raw_header=raw_header).start()
+    server = SimAdbServer(
+        phones, port=port, adbkeyboard=adbkeyboard, raw_header=raw_header, reachable=reachable
+    ).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def serve_forever(port: int, serials: list[str], seed: int, transition_delay: float, *, drop_typed: int = 0) -> None:
+def serve_forever(
+    port: int,
+    serials: list[str],
+    seed: int,
+    transition_delay: float,
+    *,
+    drop_typed: int = 0,
+    reachable: Collection[str] | None = None,
+) -> None:
     """Serve one simulated phone per serial on 127.0.0.1:``port`` until interrupted or ``adb kill-server``.
 
     ``drop_typed``: each phone loses every Nth typed character (see :attr:`SimPhone.drop_typed`).
+    ``reachable``: where ``adb connect`` finds a phone, made with the same settings (None: anywhere).
     Raises :class:`ServerConfigError` (a ConfigError) for a port outside 1..65535 or already in
     use, empty or repeated serials, a negative or not-a-number ``transition_delay`` or a
     negative ``drop_typed``, before anything is served.
@@ -649,7 +763,14 @@ def serve_forever(port: int, serials: list[str], seed: int, transition_delay: fl
         ]
     except ValueError as exc:
         raise ServerConfigError(f"invalid options for the simulated phones: {exc}") from exc
-    server = SimAdbServer(phones, port=port).start()
+    for address in reachable or ():
+        if _net_serial(address) is None:
+            raise ServerConfigError(f"not a network address (HOST:PORT): {address!r}")
+
+    def network_phone(serial: str) -> SimPhone:
+        return SimPhone(seed=seed, transition_delay=transition_delay, serial=serial, drop_typed=drop_typed)
+
+    server = SimAdbServer(phones, port=port, reachable=reachable, network_phone=network_phone).start()
     try:
         server.wait()
     except KeyboardInterrupt:
