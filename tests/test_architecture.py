@@ -39,6 +39,7 @@ LEVELS: dict[str, int] = {
     "watchers": 7,
     "recorder": 7,
     "scenario": 7,
+    "pool": 7,
     "scoring": 7,
     "datasets": 7,
     "report": 7,

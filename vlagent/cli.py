@@ -95,6 +95,13 @@ class _Group(click.Group):
             ctx.exit(EXIT_FAILED)
 
 
+class _Repeatable(click.Option):
+    """A repeatable option whose config-file value may also be one string (``device: adb:A``)."""
+
+    def type_cast_value(self, ctx: click.Context, value: Any) -> Any:
+        return super().type_cast_value(ctx, (value,) if isinstance(value, str) else value)
+
+
 class _Seconds(click.ParamType):
     """A duration in seconds within [low, high]: NaN, infinities and negatives are refused."""
 
@@ -428,21 +435,12 @@ def sim() -> None:
     show_default=True,
     help="Lose every Nth typed character (0: none), to test a client's read-back of typed text.",
 )
-@click.option(
-    "--reachable",
-    multiple=True,
-    metavar="HOST:PORT",
-    help="Only these addresses answer 'adb connect' with a new simulated phone (repeatable; default: any).",
-)
-@click.option("--unreachable", is_flag=True, help="No address answers 'adb connect'.")
+@click.option("--reachable", multiple=True, metavar="HOST:PORT", help="Only these answer 'adb connect' (default: any).")
 def sim_serve(
-    port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int,
-    reachable: tuple[str, ...], unreachable: bool,
+    port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int, reachable: tuple[str, ...]
 ) -> None:  # fmt: skip
-    """Serve simulated phones over the adb protocol (then: adb -P PORT devices).
-
-    'adb connect HOST:PORT' attaches one more simulated phone with serial HOST:PORT, as a phone
-    with wireless debugging joins (unless --reachable/--unreachable say it is not there)."""
+    """Serve simulated phones over the adb protocol (then: adb -P PORT devices); 'adb connect
+    HOST:PORT' attaches one more with serial HOST:PORT, as a phone with wireless debugging joins."""
     from vlagent.drivers.sim.adb_server import serve_forever
 
     repeated = sorted({s for s in serials if serials.count(s) > 1})
@@ -452,10 +450,7 @@ def sim_serve(
         )
 
     click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
-    if reachable and unreachable:
-        raise click.UsageError("--reachable and --unreachable exclude each other")
-    network = () if unreachable else (reachable or None)
-    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed, reachable=network)
+    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed, reachable=reachable or None)
 
 
 @cli.command("eval")
@@ -466,7 +461,13 @@ def sim_serve(
 @click.option("--layout-seed", type=int, help="Override the simulated phone's layout seed (robustness runs).")
 @click.option("--heal-policy", help="With --policy scripted: re-locate moved targets with this policy.")
 @click.option(
-    "--device", "-d", "device_spec", help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED)."
+    "--device",
+    "-d",
+    cls=_Repeatable,
+    multiple=True,
+    help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED). Repeat it for a pool: each "
+    "scenario takes a free device (-j N at once); adb:* is every phone adb lists, adb:HOST:PORT joins a "
+    "phone on the network (adb connect).",
 )
 @click.option(
     "--repeats",
@@ -486,14 +487,15 @@ def sim_serve(
 @_secret_option()
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
-    device_spec: str | None, repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
+    device: tuple[str, ...], repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
     secret_names: tuple[str, ...], policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
     Success is judged from each device's state after the episode. --device moves every phone
     scenario onto one phone, one after another: each is brought to its start state first and
-    the phone is handed back as the scenario found it; desktop scenarios keep their own device."""
+    the phone is handed back as the scenario found it; desktop scenarios keep their own device.
+    Several --device make a pool: a phone that drops off leaves it (results.json 'pool')."""
     from rich.progress import Progress
 
     from vlagent.evaluate import EvalConfig, evaluate
@@ -517,7 +519,7 @@ def eval_(
         policy = pinned["policy"] if policy == "auto" else policy
         layout_seed = pinned["layout_seed"] if layout_seed is None else layout_seed
         repeats = pinned["repeats"] if repeats is None else repeats
-        device_spec = pinned["device"] if device_spec is None else device_spec
+        device = device or tuple(pinned["devices"])
     name = "scripted" if policy == "auto" else policy
     heal = open_policy(heal_policy, **options) if heal_policy else None
     config = EvalConfig(
@@ -527,7 +529,7 @@ def eval_(
         jobs=jobs,
         layout_seed=layout_seed,
         heal=heal,
-        device=device_spec,
+        devices=device,
         existing="resume" if resume else "overwrite" if overwrite else "refuse",
         secrets=_secrets(secret_names),
         repeats=repeats or 1,

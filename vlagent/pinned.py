@@ -123,6 +123,7 @@ def pinned_config(config: EvalConfig, policy: Policy | None) -> dict[str, object
         "layout_seed": config.layout_seed,
         "repeats": config.repeats,
         "device": config.device,
+        "devices": list(config.devices),
         "scoring": list(CONVENTIONS),
     }
     if inner is not None:
@@ -154,5 +155,6 @@ def eval_options_from(path: Path | str) -> dict[str, Any]:
         "layout_seed": pin.get("layout_seed"),
         "repeats": int(pin.get("repeats") or 1),
         "device": pin.get("device"),
+        "devices": [str(d) for d in pin.get("devices") or ([pin["device"]] if pin.get("device") else [])],
         "revision": pin.get("model_revision"),
     }
