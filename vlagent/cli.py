@@ -185,7 +185,14 @@ def _policy_options(fn: F) -> F:
             help="auto | qwen2vl | openai | scripted | tiny | oracle (built-in tasks only).",
         ),
         click.option("--model", help="Model id or local path (qwen2vl), or served model name (openai)."),
-        click.option("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
+        click.option(
+            "--base-url",
+            cls=_Repeatable,
+            multiple=True,
+            callback=lambda ctx, param, value: value or None,
+            help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1; repeat it for replicas of "
+            "the model: each request goes to the least busy.",
+        ),
         click.option("--api-key", help="API key for --base-url (or VLAGENT_API_KEY)."),
         click.option("--script", type=click.Path(dir_okay=False), help="YAML/JSON actions for --policy scripted."),
         click.option("--max-pixels", type=click.IntRange(min=1), help="Pixel budget per image (visual tokens x 784)."),
