@@ -2,7 +2,8 @@
 
 ``evaluate(scenarios, config)`` runs every scenario in a thread pool (``jobs`` at a time;
 the simulated phone is thread-safe, desktop scenarios share one screen and run one at a
-time, and so do phone scenarios moved onto one phone with ``device``), records each
+time, and phone scenarios moved onto given ``devices`` each take a free one of them, see
+:mod:`vlagent.pool`), records each
 episode, judges success from the device's state after the episode, scores each step
 against the scenario's gold steps by every convention of :mod:`vlagent.scoring`, and
 writes into ``out``::
