@@ -190,3 +190,17 @@ def test_when_the_last_phone_drops_off_the_remaining_phone_scenarios_are_errors_
         assert run.error is not None and run.error.startswith("every device of the pool dropped off (adb:10.0.0.7")
     data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert data["summary"]["errors"] == 3 and data["summary"]["not_run"] == []
+
+
+def test_a_phone_missing_when_its_scenario_opens_it_leaves_the_pool(server: SimAdbServer, tmp_path: Path) -> None:
+    scenarios = _phone_scenarios(["sim-wifi-on", "sim-dark-mode", "sim-back-home"])
+    devices = (f"adb:ghost?{FAST}", "adb:a")  # ghost was unplugged before the run
+    result = evaluate(scenarios, EvalConfig(out=tmp_path, devices=devices, jobs=2))
+    by_device: dict[str, list[bool]] = {}
+    for run in result.results:
+        by_device.setdefault(run.device, []).append(run.success)
+    assert by_device == {devices[0]: [False], "adb:a": [True, True]}
+    ghost = next(r for r in result.results if r.device == devices[0])
+    assert ghost.error is not None and "ghost" in ghost.error and ghost.steps == 0
+    pool = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["pool"]
+    assert pool["runs"] == {devices[0]: 1, "adb:a": 2} and list(pool["dropped"]) == [devices[0]]
