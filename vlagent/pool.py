@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,15 +38,16 @@ log = logging.getLogger(__name__)
 Probe = Callable[[str], str | None]
 """Looks at a device after a failed scenario: None while it is still there, else why it is gone."""
 
-#: ``HOST:PORT`` (or ``[IPv6]:PORT``): a phone on the network rather than a USB serial.
-_NETWORK = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
 #: How often a waiting scenario looks whether the evaluation was stopped (Ctrl-C).
 _POLL_S = 0.1
 
 
 def is_network_address(serial: str) -> bool:
-    """True for ``HOST:PORT``, the serial adb gives a phone joined with ``adb connect``."""
-    return bool(_NETWORK.match(serial))
+    """True for ``HOST:PORT``, the serial adb gives a phone joined with ``adb connect`` (a USB serial
+    has no port)."""
+    from vlagent.drivers.android_config import network_serial
+
+    return ":" in serial and network_serial(serial) == serial
 
 
 def _adb_parts(spec: str) -> tuple[str, str, dict[str, object]] | None:

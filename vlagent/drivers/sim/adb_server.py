@@ -11,7 +11,8 @@ The rooms behind it: :mod:`.shell` reads command lines as ``sh`` does; :mod:`.de
 served phone (its command log, settings, options and injected failures); :mod:`.programs`,
 :mod:`.programs_state`, :mod:`.programs_files`, :mod:`.content` and :mod:`.logcat` are the
 Android programs it answers; :mod:`.files` holds its files and :mod:`.sync` moves them;
-:mod:`.forwards` keeps ``adb forward`` and ``adb reverse``.
+:mod:`.forwards` keeps ``adb forward`` and ``adb reverse``; :mod:`.network` attaches
+and detaches the phones of ``adb connect`` and ``adb disconnect``.
 
 What this module must not do: run anything on the host, listen beyond loopback, or die
 on malformed input: a bad request, or a failure while serving one, closes that connection
@@ -37,8 +38,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vlagent.drivers.android_config import network_serial
 from vlagent.drivers.sim.device import ActivityFormat, KeyguardFormat, SimDevice
 from vlagent.drivers.sim.forwards import ForwardError, Forwards
+from vlagent.drivers.sim.network import NetworkPhones
 
 # _PROGRAMS, _Result and _decode_input_text stay importable here: tests patch the program table
 # (a phone without `wm dismiss-keyguard`) and build results through this module.
@@ -325,7 +328,7 @@ class _TCPServer6(_TCPServer):
     address_family = socket.AF_INET6
 
 
-class SimAdbServer:
+class SimAdbServer(NetworkPhones):
     """An adb server on loopback serving simulated devices; see :func:`serve_sim`."""
 
     def __init__(
@@ -355,16 +358,12 @@ class SimAdbServer:
         }
         self.idle_timeout = idle_timeout
         self._adbkeyboard, self._raw_header = adbkeyboard, raw_header
-        self.reachable = None if reachable is None else frozenset(_net_serial(a) or a for a in reachable)
-        self._network_phone = network_phone
-        self._network: set[str] = set()  # serials of the phones joined with ``adb connect``
-        self._devices_lock = threading.Lock()
-        self._next_transport = len(self.devices) + 1
+        self._init_network(reachable, network_phone)
         self._server = _listen(host, port)
         self._server.owner = self
         self.host, self.port = self._server.server_address[:2]
         self._live: dict[socket.socket, str | None] = {}  # open connections -> the phone each is switched to
-        self._live_lock = threading.Lock()
+        self._live_lock = threading.Lock()  # (``adb disconnect`` cuts a phone's connections)
         self.forwards = Forwards()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -410,57 +409,6 @@ class SimAdbServer:
         with self._live_lock:
             if sock in self._live:
                 self._live[sock] = serial
-
-    # --- phones on the network (``adb connect HOST:PORT``, wireless debugging) -----------------
-
-    def connect(self, address: str) -> str:
-        """``adb connect ADDRESS``: attach a simulated phone with serial ``HOST:PORT``; adb's answer."""
-        if not address:
-            return "empty address"
-        serial = _net_serial(address)
-        if serial is None:
-            return f"failed to connect to '{address}': bad address"
-        with self._devices_lock:
-            if serial in self.devices:
-                return f"already connected to {serial}"
-            if self.reachable is not None and serial not in self.reachable:
-                return f"failed to connect to '{serial}': Connection refused"
-            phone = self._make_network_phone(serial)
-            device = SimDevice(
-                phone, serial, self._next_transport, adbkeyboard=self._adbkeyboard, raw_header=self._raw_header
-            )
-            self._next_transport += 1
-            self._network.add(serial)
-            # a new mapping, never a changed one: handlers read ``devices`` without the lock
-            self.devices = {**self.devices, serial: device}
-        log.info("adb sim: %s joined (adb connect)", serial)
-        return f"connected to {serial}"
-
-    def disconnect(self, address: str) -> tuple[bool, str]:
-        """``adb disconnect [ADDRESS]``: (done, adb's answer); the phone's open connections are cut."""
-        serial = _net_serial(address) if address else ""
-        if serial is None:
-            return False, f"couldn't parse '{address}': bad address"
-        with self._devices_lock:
-            gone = {serial} & self._network if serial else set(self._network)
-            if serial and not gone:
-                return False, f"no such device '{serial}'"
-            self._network -= gone
-            self.devices = {s: d for s, d in self.devices.items() if s not in gone}
-        with self._live_lock:
-            cut = [sock for sock, on in self._live.items() if on in gone]
-        for sock in cut:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        log.info("adb sim: %s left (adb disconnect)", ", ".join(sorted(gone)) or "nothing")
-        return True, "disconnected everything" if not address else f"disconnected {address}"
-
-    def _make_network_phone(self, serial: str) -> SimPhone:
-        if self._network_phone is not None:
-            return self._network_phone(serial)
-        from vlagent.drivers.sim.world import SimPhone
-
-        return SimPhone(serial=serial)
 
     def _connect_service(self, request: str) -> tuple[bytes, bool] | None:
         """``host:connect:`` and ``host:disconnect:``; None for any other request."""
@@ -677,21 +625,6 @@ def _fail(text: str) -> tuple[bytes, bool]:
     return (b"FAIL" + _block(text), False)
 
 
-_NET_ADDRESS_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?$")
-
-
-def _net_serial(address: str) -> str | None:
-    """``HOST[:PORT]`` -> the serial adb gives the phone there (``HOST:PORT``, port 5555 by default)."""
-    match = _NET_ADDRESS_RE.match(address)
-    if match is None:
-        return None
-    port = int(match.group("port") or 5555)
-    if not 0 < port <= 65535:
-        return None
-    host = f"[{match.group('v6')}]" if match.group("v6") else match.group("host")
-    return f"{host}:{port}"
-
-
 _DEVICE_COMMANDS = ("features", "get-", "wait-for-", "forward:", "killforward:", "list-forward")
 _SERIAL_COMMAND_RE = re.compile(
     r"^(?P<serial>.+?):(?P<command>(?:features|get-|wait-for-|forward:|killforward|list-forward).*)$"
@@ -764,7 +697,7 @@ def serve_forever(
     except ValueError as exc:
         raise ServerConfigError(f"invalid options for the simulated phones: {exc}") from exc
     for address in reachable or ():
-        if _net_serial(address) is None:
+        if network_serial(address) is None:
             raise ServerConfigError(f"not a network address (HOST:PORT): {address!r}")
 
     def network_phone(serial: str) -> SimPhone:
