@@ -6,6 +6,7 @@ errors when none is left), never hanging.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -39,12 +40,12 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def phones() -> Iterator[dict[str, str]]:
-    """``vlagent sim serve`` with phones phone-a and phone-b (any address answers adb connect); the env reaching it."""
+@contextlib.contextmanager
+def _sim_serve(*options: str) -> Iterator[dict[str, str]]:
+    """``vlagent sim serve`` with phones phone-a and phone-b and ``options``; the env reaching it."""
     port = _free_port()
     env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "ADBUTILS_ADB_PATH": "/bin/false"}
-    argv = ["sim", "serve", "--port", str(port), "--serial", "phone-a", "--serial", "phone-b"]
+    argv = ["sim", "serve", "--port", str(port), "--serial", "phone-a", "--serial", "phone-b", *options]
     server = subprocess.Popen([sys.executable, "-m", "vlagent.cli", *argv], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -60,6 +61,13 @@ def phones() -> Iterator[dict[str, str]]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def phones() -> Iterator[dict[str, str]]:
+    """Phones phone-a and phone-b; any address answers adb connect."""
+    with _sim_serve() as env:
+        yield env
 
 
 def test_three_phones_one_joined_with_adb_connect_run_the_phone_scenarios_with_the_same_verdicts(
@@ -98,6 +106,19 @@ def test_adb_star_with_no_phone_is_one_line_and_exit_2(tmp_path: Path) -> None:
         f"error: --device adb:*: the adb server at 127.0.0.1:{empty.port} lists no phone ready (see 'adb devices')"
     )
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_network_phone_that_does_not_answer_adb_connect_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with _sim_serve("--reachable", "10.0.0.7:5555") as env:
+        scenario = str(SCENARIOS / "sim-wifi-on.yaml")
+        done = _cli(
+            "eval", scenario, "--device", "adb:*", "--device", "adb:10.0.0.8:5555", "--out", str(tmp_path), env=env
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        "error: --device adb:10.0.0.8:5555: adb connect 10.0.0.8:5555: "
+        "failed to connect to '10.0.0.8:5555': Connection refused"
+    )
 
 
 def test_a_device_from_a_config_file_may_be_one_or_several(phones: dict[str, str], tmp_path: Path) -> None:
