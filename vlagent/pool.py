@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vlagent.errors import ConfigError, DeviceError, PoolEmptyError
+from vlagent.errors import ConfigError, DeviceError, PoolEmptyError, VlagentError
 from vlagent.secrets import scrub
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def adb_probe(spec: str) -> str | None:
     serial, _, options = parts
     try:
         listed = list_serials(_adb_config(options))
-    except DeviceError as exc:
+    except VlagentError as exc:  # unreachable server, or no adbutils: the phone cannot be used either way
         return str(exc)
     if (serial and serial in listed) or (not serial and listed):
         return None
