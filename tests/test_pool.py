@@ -79,6 +79,20 @@ def test_a_device_that_dropped_off_leaves_the_pool_and_is_reported(caplog: pytes
     assert pool.take() == "adb:b"
 
 
+def test_a_probe_that_breaks_drops_the_device_and_wakes_the_waiting() -> None:
+    def broken(device: str) -> str | None:
+        raise RuntimeError("probe bug")
+
+    pool = DevicePool(["adb:a"], probe=broken)
+    taken = pool.take()
+    thread, out = _in_thread(pool.take)
+    assert taken is not None
+    pool.give_back(taken, failed=True)
+    thread.join(5)
+    assert len(out) == 1 and isinstance(out[0], PoolEmptyError)
+    assert pool.report()["dropped"] == {"adb:a": "could not be looked at (RuntimeError: probe bug)"}
+
+
 def test_an_exception_in_the_block_counts_as_a_failure() -> None:
     pool = DevicePool(["adb:a", "adb:b"], probe=_Gone("adb:a"))
     with pytest.raises(RuntimeError), pool.lease():

@@ -195,7 +195,10 @@ class DevicePool:
 
     def give_back(self, device: str, *, failed: bool = False, error: str = "") -> None:
         """Return ``device``; after a failure it is looked at first, and leaves the pool if it is gone."""
-        gone = self._probe(device) if failed else None
+        try:
+            gone = self._probe(device) if failed else None
+        except Exception as exc:  # whatever the probe does, the device is accounted for: no taker waits forever
+            gone = f"could not be looked at ({type(exc).__name__}: {exc})"
         with self._changed:
             if gone is None:
                 self._free.append(device)
