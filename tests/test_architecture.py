@@ -39,6 +39,7 @@ LEVELS: dict[str, int] = {
     "watchers": 7,
     "recorder": 7,
     "scenario": 7,
+    "pool": 7,
     "scoring": 7,
     "datasets": 7,
     "report": 7,
@@ -48,6 +49,7 @@ LEVELS: dict[str, int] = {
     "stepeval": 9,
     "testing": 10,
     "cli": 13,
+    "cli_runs": 13,
     "__init__": 12,
 }
 

@@ -23,6 +23,7 @@ import yaml
 
 from vlagent import __version__
 from vlagent.agent import Episode, Hook, StepRecord
+from vlagent.cli_runs import RUN_COMMANDS
 from vlagent.drivers.base import Driver
 from vlagent.errors import DeviceError, ModelError, UserError, VlagentError
 from vlagent.policies.base import Policy
@@ -93,6 +94,13 @@ class _Group(click.Group):
             _say("failed: ", f"unexpected {type(exc).__name__}: {exc} (run with -vv for the traceback)")
             log.debug("the unexpected exception", exc_info=True)
             ctx.exit(EXIT_FAILED)
+
+
+class _Repeatable(click.Option):
+    """A repeatable option whose config-file value may also be one string (``device: adb:A``)."""
+
+    def type_cast_value(self, ctx: click.Context, value: Any) -> Any:
+        return super().type_cast_value(ctx, (value,) if isinstance(value, str) else value)
 
 
 class _Seconds(click.ParamType):
@@ -178,7 +186,14 @@ def _policy_options(fn: F) -> F:
             help="auto | qwen2vl | openai | scripted | tiny | oracle (built-in tasks only).",
         ),
         click.option("--model", help="Model id or local path (qwen2vl), or served model name (openai)."),
-        click.option("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
+        click.option(
+            "--base-url",
+            cls=_Repeatable,
+            multiple=True,
+            callback=lambda ctx, param, value: value or None,
+            help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1; repeat it for replicas of "
+            "the model: each request goes to the least busy.",
+        ),
         click.option("--api-key", help="API key for --base-url (or VLAGENT_API_KEY)."),
         click.option("--script", type=click.Path(dir_okay=False), help="YAML/JSON actions for --policy scripted."),
         click.option("--max-pixels", type=click.IntRange(min=1), help="Pixel budget per image (visual tokens x 784)."),
@@ -387,37 +402,6 @@ def devices() -> None:
         click.echo(line)
 
 
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def show(run_dir: str, as_json: bool) -> None:
-    """Summarise a recorded run (RUN_DIR holds trajectory.jsonl)."""
-    import json
-
-    from vlagent.actions import describe_action
-    from vlagent.recorder import load_trajectory
-
-    traj = load_trajectory(run_dir)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "task": traj.start.task if traj.start else None,
-                    "steps": [s.model_dump(mode="json") for s in traj.steps],
-                    "end": traj.end.model_dump(mode="json") if traj.end else None,
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
-        return
-    click.echo(f"task: {traj.start.task if traj.start else '?'}")
-    for step in traj.steps:
-        thought = f"  # {step.thought}" if step.thought else ""
-        click.echo(f"{step.index:>3}  {describe_action(step.action):<40} model {step.model_s:6.3f}s{thought}")
-    click.echo(f"end: {traj.end.reason} {traj.end.detail}" if traj.end else "end: (not recorded - interrupted run)")
-
-
 @cli.group()
 def sim() -> None:
     """The simulated phone."""
@@ -441,8 +425,12 @@ def sim() -> None:
     show_default=True,
     help="Lose every Nth typed character (0: none), to test a client's read-back of typed text.",
 )
-def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int) -> None:
-    """Serve simulated phones over the adb protocol (then: adb -P PORT devices)."""
+@click.option("--reachable", multiple=True, metavar="HOST:PORT", help="Only these answer 'adb connect' (default: any).")
+def sim_serve(
+    port: int, serials: tuple[str, ...], seed: int, transition_delay: float, drop_typed: int, reachable: tuple[str, ...]
+) -> None:  # fmt: skip
+    """Serve simulated phones over the adb protocol (then: adb -P PORT devices); 'adb connect
+    HOST:PORT' attaches one more with serial HOST:PORT, as a phone with wireless debugging joins."""
     from vlagent.drivers.sim.adb_server import serve_forever
 
     repeated = sorted({s for s in serials if serials.count(s) > 1})
@@ -452,7 +440,7 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
         )
 
     click.echo(f"serving {', '.join(serials)} on 127.0.0.1:{port} (Ctrl-C to stop)", err=True)
-    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed)
+    serve_forever(port, list(serials), seed, transition_delay, drop_typed=drop_typed, reachable=reachable or None)
 
 
 @cli.command("eval")
@@ -469,7 +457,13 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 )
 @click.option("--heal-policy", help="With --policy scripted: re-locate moved targets with this policy.")
 @click.option(
-    "--device", "-d", "device_spec", help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED)."
+    "--device",
+    "-d",
+    cls=_Repeatable,
+    multiple=True,
+    help="Run the phone scenarios on this device instead (adb:SERIAL, sim:SEED). Repeat it for a pool: each "
+    "scenario takes a free device (-j N at once); adb:* is every phone adb lists, adb:HOST:PORT joins a "
+    "phone on the network (adb connect).",
 )
 @click.option(
     "--repeats",
@@ -490,14 +484,15 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, sampling_seed: int | None,
     heal_policy: str | None,
-    device_spec: str | None, repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
+    device: tuple[str, ...], repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
     secret_names: tuple[str, ...], policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
     Success is judged from each device's state after the episode. --device moves every phone
     scenario onto one phone, one after another: each is brought to its start state first and
-    the phone is handed back as the scenario found it; desktop scenarios keep their own device."""
+    the phone is handed back as the scenario found it; desktop scenarios keep their own device.
+    Several --device make a pool: a phone that drops off leaves it (results.json 'pool')."""
     from rich.progress import Progress
 
     from vlagent.evaluate import EvalConfig, evaluate
@@ -522,7 +517,7 @@ def eval_(
         layout_seed = pinned["layout_seed"] if layout_seed is None else layout_seed
         sampling_seed = pinned["sampling_seed"] if sampling_seed is None else sampling_seed
         repeats = pinned["repeats"] if repeats is None else repeats
-        device_spec = pinned["device"] if device_spec is None else device_spec
+        device = device or tuple(pinned["devices"])
     name = "scripted" if policy == "auto" else policy
     heal = open_policy(heal_policy, **options) if heal_policy else None
     config = EvalConfig(
@@ -532,7 +527,7 @@ def eval_(
         jobs=jobs,
         layout_seed=layout_seed,
         heal=heal,
-        device=device_spec,
+        devices=device,
         existing="resume" if resume else "overwrite" if overwrite else "refuse",
         secrets=_secrets(secret_names),
         repeats=repeats or 1,
@@ -565,109 +560,6 @@ def eval_(
     )
     if summary["passed"] != summary["scenarios"]:
         raise SystemExit(EXIT_FAILED)
-
-
-@cli.command()
-@click.argument("source", type=click.Path(exists=True))
-@click.option("--device", "-d", help="Replay on this device instead of the recorded one (e.g. sim:3).")
-@click.option("--heal/--no-heal", default=False, show_default=True, help="Re-locate changed targets with --policy.")
-@click.option("--policy", default="qwen2vl", show_default=True, help="Policy used to heal.")
-@click.option("--model", help="Model for the healing policy.")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default="runs/replay",
-    show_default=True,
-    help="Each replay is recorded into a new directory here.",
-)
-def replay(source: str, device: str | None, heal: bool, policy: str, model: str | None, out: str) -> None:
-    """Re-execute a recorded run directory or a scenario file; stop with a report where the screen differs."""
-    from vlagent.policies.registry import open_policy
-    from vlagent.recorder import new_run_dir
-
-    options = {"model": model} if model else {}
-    healer = open_policy(policy, **options) if heal else None
-    path = Path(source)
-    if path.is_file():
-        from vlagent.evaluate import EvalConfig, evaluate
-        from vlagent.scenario import load_scenario
-
-        layout = int(device.split(":", 1)[1]) if device and device.startswith("sim:") else None
-        scenario = load_scenario(path)
-        target = new_run_dir(out, f"replay-{scenario.name}")
-        result = evaluate([scenario], EvalConfig(out=target, heal=healer, layout_seed=layout))
-        item = result.results[0]
-        status = item.replay["status"] if item.replay else item.end_reason
-        click.echo(f"{'passed' if item.success else 'FAILED'}: {status}; report {target / 'report.html'}")
-        if not item.success:
-            raise SystemExit(EXIT_FAILED)
-        return
-    from vlagent.recorder import load_trajectory
-    from vlagent.replay import replay_run
-
-    recorded = load_trajectory(path)  # a broken run is refused before a directory is made for its replay
-    target = new_run_dir(out, f"replay-{recorded.start.task if recorded.start else path.name}")
-    outcome = replay_run(path, target, heal=healer, device=device)
-    click.echo(f"replay recorded in {target}")
-    click.echo(
-        f"replay {outcome.status} ({outcome.healed} healed)" + (f"; report {outcome.report}" if outcome.report else "")
-    )
-    if outcome.status == "diverged":
-        raise SystemExit(EXIT_FAILED)
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Scenario file to write (.yaml).")
-@click.option("--name", help="Scenario name (default: from the task).")
-@click.option(
-    "--check",
-    "checks",
-    multiple=True,
-    required=True,
-    help="Success check KIND=VALUE (toggle=wifi, note='hi', app=Settings, text=Saved...), "
-    "or a YAML mapping such as '{toggle: wifi, value: false}'.",
-)
-def record(run_dir: str, out: str, name: str | None, checks: tuple[str, ...]) -> None:
-    """Turn a recorded run into a scenario whose gold steps are its actions."""
-    from pydantic import ValidationError
-
-    from vlagent.errors import ConfigError
-    from vlagent.replay import scenario_from_run
-    from vlagent.scenario import scenario_to_yaml
-    from vlagent.tasks import CHECK_KINDS, Check, parse_check
-
-    parsed: list[Check] = []
-    for item in checks:
-        data: object
-        if item.lstrip().startswith("{"):
-            try:
-                data = yaml.safe_load(item)
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"--check {item!r}: not a valid YAML mapping: {exc}") from exc
-        else:
-            kind, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--check {item!r}: expected KIND=VALUE, e.g. toggle=wifi")
-            data = {kind.strip(): value.strip()}
-        if not isinstance(data, dict):
-            raise ConfigError(f"--check {item!r}: expected a mapping such as '{{toggle: wifi}}'")
-        try:
-            parsed.append(parse_check(data))
-        except ValidationError as exc:
-            raise ConfigError(f"--check {item!r}: {exc.errors()[0]['msg']} (kinds: {', '.join(CHECK_KINDS)})") from exc
-    scenario = scenario_from_run(run_dir, name=name, success=parsed)
-    Path(out).write_text(scenario_to_yaml(scenario), encoding="utf-8")
-    click.echo(f"scenario written to {out} ({len(scenario.gold)} gold steps)")
-
-
-@cli.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
-def report(path: str) -> None:
-    """Write report.html for a run directory or an evaluation directory."""
-    from vlagent.report import write_report
-
-    click.echo(str(write_report(path)))
 
 
 @cli.command("eval-steps")
@@ -750,6 +642,10 @@ def eval_steps(
         parts = ", ".join(f"{kind} {pct(k['step_success_rate'])} ({k['steps']})" for kind, k in kinds.items())
         click.echo(f"  {name}: {parts}")
     click.echo(f"results: {Path(out) / 'results.json'}, {Path(out) / 'steps.jsonl'}, {Path(out) / 'report.html'}")
+
+
+for _command in RUN_COMMANDS:
+    cli.add_command(_command)
 
 
 class _Progress(Hook):

@@ -29,6 +29,7 @@ __all__ = [
     "OutputError",
     "PolicyBackendError",
     "PolicyConformanceError",
+    "PoolEmptyError",
     "UnknownDriverError",
     "UnknownNameError",
     "UnknownPolicyError",
@@ -115,6 +116,10 @@ class DeviceNotFoundError(DeviceError):
 
 class DeviceTimeoutError(DeviceError):
     """A device call did not finish in time."""
+
+
+class PoolEmptyError(DeviceError):
+    """Every device of a device pool has dropped off: no scenario can take one."""
 
 
 class ActionNotSupportedError(DeviceError):

@@ -2,7 +2,8 @@
 
 ``evaluate(scenarios, config)`` runs every scenario in a thread pool (``jobs`` at a time;
 the simulated phone is thread-safe, desktop scenarios share one screen and run one at a
-time, and so do phone scenarios moved onto one phone with ``device``), records each
+time, and phone scenarios moved onto given ``devices`` each take a free one of them, see
+:mod:`vlagent.pool`), records each
 episode, judges success from the device's state after the episode, scores each step
 against the scenario's gold steps by every convention of :mod:`vlagent.scoring`, and
 writes into ``out``::
@@ -35,10 +36,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlagent.agent import EndReason, Episode, run_episode
-from vlagent.errors import ConfigError, OutputError, VlagentError
+from vlagent.errors import ConfigError, OutputError, PoolEmptyError, VlagentError
 from vlagent.pinned import pinned_config
 from vlagent.policies.base import Policy
 from vlagent.policies.batching import BatchingPolicy
+from vlagent.pool import DevicePool
 from vlagent.recorder import Recorder
 from vlagent.repeats import pooled, repeat_stats
 from vlagent.replay import ReplayPolicy
@@ -73,6 +75,10 @@ class EvalConfig:
     """Build the policy per scenario (overrides ``policy``), e.g. for tests."""
     device: str | None = None
     """Run every phone scenario on this device (``adb:SERIAL``, ``sim:3``...); desktop scenarios keep theirs."""
+    devices: tuple[str, ...] = ()
+    """Run the phone scenarios on these devices, each scenario on a free one (a pool, see
+    :mod:`vlagent.pool`: ``adb:*`` is every phone listed, ``adb:HOST:PORT`` joins with adb connect).
+    One device is the same as ``device``."""
     existing: Literal["refuse", "resume", "overwrite"] = "refuse"
     """When ``out`` already holds an evaluation: refuse; ``resume`` keeps the scenarios that
     finished and runs the rest; ``overwrite`` runs them all again (their old runs are removed)."""
@@ -91,8 +97,14 @@ class EvalConfig:
             raise ConfigError(f"existing must be refuse, resume or overwrite, got {self.existing!r}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
-        if self.device is not None and not DeviceSpec(kind=self.device).is_phone:
-            raise ConfigError(f"--device replaces the phone of phone scenarios; {self.device!r} is not a phone")
+        if self.device is not None and self.devices and tuple(self.devices) != (self.device,):
+            raise ConfigError("give the device override as device or as devices, not both")
+        devices = tuple(self.devices) or ((self.device,) if self.device is not None else ())
+        object.__setattr__(self, "devices", devices)
+        object.__setattr__(self, "device", devices[0] if len(devices) == 1 else None)
+        for device in devices:
+            if not DeviceSpec(kind=device).is_phone:
+                raise ConfigError(f"--device replaces the phone of phone scenarios; {device!r} is not a phone")
 
 
 @dataclass
@@ -273,7 +285,8 @@ class _Runner:
         self.config = config
         self.stop = threading.Event()
         self._desktop = threading.Lock()
-        self._phone = threading.Lock()
+        self.pool: DevicePool | None = None
+        """The devices phone scenarios take turns on (``config.devices``); None: each scenario's own."""
         self._shared: Policy | None = None
         self._shared_lock = threading.Lock()
 
@@ -322,25 +335,48 @@ class _Runner:
 
     def run(self, job: _Job) -> ScenarioResult:
         try:
-            return self._run(job)
+            if self.pool is None or not job.scenario.device.is_phone:
+                return self._run(job, None)
+            with self.pool.lease(self.stop) as lease:  # waits for a free device; PoolEmptyError when none is left
+                if lease.device is None:
+                    return self._not_run(job, "stopped while waiting for a free device")
+                result = self._run(job, lease.device)
+                lease.failed, lease.error = result.errored, f"{result.name}: {result.error or result.detail}"
+                return result
+        except PoolEmptyError as exc:
+            log.warning("scenario %s could not run: %s", job.scenario.name, exc)
+            return self._failed(job, "pool", str(exc), time.time())
         finally:
             # A finished episode's frames must leave memory now, not at the collector's next full
             # pass: objects in reference cycles (a phone's screens and their handlers) wait for it.
             gc.collect()
 
-    def _run(self, job: _Job) -> ScenarioResult:
+    def _not_run(self, job: _Job, detail: str) -> ScenarioResult:
+        """A scenario stopped before it began: interrupted (a resumed evaluation runs it)."""
+        result = self._failed(job, _device_name(job.scenario, None), detail, time.time())
+        result.end_reason, result.error = EndReason.INTERRUPTED.value, None
+        return result
+
+    def _failed(self, job: _Job, device_name: str, error: str, started: float) -> ScenarioResult:
+        scenario = job.scenario
+        return ScenarioResult(
+            scenario.name, scenario.source, scenario.task, device_name, False, EndReason.ERROR.value,
+            error, 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(self.config.out / scenario.name),
+            error=error, scenario=job.base, repeat=job.repeat, seed=job.seed, sampling_seed=job.sampling_seed,
+        )  # fmt: skip
+
+    def _run(self, job: _Job, override: str | None) -> ScenarioResult:
+        """One scenario; ``override`` is the device taken from the pool for a phone scenario."""
         scenario = job.scenario
         run_dir = self.config.out / scenario.name
-        device_name = _device_name(scenario, self.config.device)
+        device_name = _device_name(scenario, override)
         lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if scenario.device.kind == SAMPLE_DESKTOP:
             lock = self._desktop
-        elif self.config.device is not None and scenario.device.is_phone:
-            lock = self._phone  # one given phone: its scenarios take turns
         started = time.time()
         try:
             secrets = self.secrets_for(scenario)
-            with lock, open_scenario_device(scenario, run_dir / "device", self.config.device) as device:
+            with lock, open_scenario_device(scenario, run_dir / "device", override) as device:
                 policy = self.policy_for(scenario, run_dir, device)
                 recorder = Recorder(run_dir, image_format="jpeg", meta={"scenario": scenario.name})
                 episode = run_episode(
@@ -358,11 +394,7 @@ class _Runner:
             error = scrub(str(exc) if isinstance(exc, VlagentError) else f"{type(exc).__name__}: {exc}")
             log.warning("scenario %s could not run: %s", scenario.name, error)
             log.debug("the exception that stopped scenario %s", scenario.name, exc_info=True)
-            return ScenarioResult(
-                scenario.name, scenario.source, scenario.task, device_name, False, EndReason.ERROR.value,
-                error, 0, [], {"duration_s": time.time() - started}, {}, {}, None, str(run_dir), error=error,
-                scenario=job.base, repeat=job.repeat, seed=job.seed, sampling_seed=job.sampling_seed,
-            )  # fmt: skip
+            return self._failed(job, device_name, error, started)
         timings, tokens = _totals(episode)
         replay = None
         if isinstance(policy, ReplayPolicy):
@@ -440,6 +472,8 @@ def evaluate(
     """
     runner = _Runner(config)
     runner.open_shared()  # raises a ConfigError/ModelError before anything is written
+    if config.devices and any(s.device.is_phone for s in scenarios):
+        runner.pool = DevicePool.open(config.devices)  # adb:* listed, adb:HOST:PORT joined: or a ConfigError now
     jobs = _jobs(scenarios, config)
     runs = [job.scenario for job in jobs]
     with contextlib.ExitStack() as held:
@@ -478,6 +512,8 @@ def evaluate(
             "config": pinned_config(config, runner.shared),
             "scenarios": [asdict(r) for r in ordered],
         }
+        if runner.pool is not None:
+            payload["pool"] = runner.pool.report()
         write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
         write_junit(evaluation, config.out / "junit.xml")
         from vlagent.report import write_eval_report

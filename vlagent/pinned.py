@@ -124,6 +124,7 @@ def pinned_config(config: EvalConfig, policy: Policy | None) -> dict[str, object
         "sampling_seed": config.sampling_seed,
         "repeats": config.repeats,
         "device": config.device,
+        "devices": list(config.devices),
         "scoring": list(CONVENTIONS),
     }
     if inner is not None:
@@ -156,5 +157,6 @@ def eval_options_from(path: Path | str) -> dict[str, Any]:
         "sampling_seed": int(pin.get("sampling_seed") or 0),
         "repeats": int(pin.get("repeats") or 1),
         "device": pin.get("device"),
+        "devices": [str(d) for d in pin.get("devices") or ([pin["device"]] if pin.get("device") else [])],
         "revision": pin.get("model_revision"),
     }

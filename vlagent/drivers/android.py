@@ -104,9 +104,11 @@ __all__ = [
     "AdbConfig",
     "AdbDriver",
     "DeviceLockedError",
+    "connect_network",
     "create_driver",
     "decode_raw_screencap",
     "input_text_chunks",
+    "list_serials",
     "parse_keyguard_showing",
     "parse_wakefulness",
 ]
@@ -168,16 +170,29 @@ def list_serials(config: AdbConfig | None = None) -> list[str]:
     """Serials of the devices the adb server reports as ready; DeviceNotFoundError if it is unreachable
     (no server is started where the user named one, see :mod:`vlagent.drivers.android_conn`)."""
     config = config or AdbConfig()
+    return _ask_server(config, lambda client: [info.serial for info in client.list() if info.state == "device"])
+
+
+def connect_network(address: str, config: AdbConfig | None = None) -> str:
+    """``adb connect ADDRESS`` (a phone with wireless debugging joins the adb server); the server's
+    answer: ``connected to HOST:PORT``, ``already connected to ...``, ``failed to connect to ...``.
+    DeviceNotFoundError if the server is unreachable."""
+    config = config or AdbConfig()
+    return _ask_server(config, lambda client: str(client.connect(address, timeout=config.call_deadline)))
+
+
+def _ask_server(config: AdbConfig, ask: Callable[[Any], T]) -> T:
+    """``ask(client)`` of the adb server within ``call_deadline``; DeviceNotFoundError when unreachable."""
     try:
         import adbutils  # noqa: F401 - only to say which extra is missing
     except ImportError as exc:
-        raise MissingExtraError("android", "adbutils", "Listing Android phones") from exc
+        raise MissingExtraError("android", "adbutils", "Talking to the adb server") from exc
     server = config.adb_server
     end = time.monotonic() + config.call_deadline
     link = ServerLink(server, timeout=min(config.timeout, 3.0), time_left=lambda: end - time.monotonic())
     try:
         link.check()
-        return [info.serial for info in link.client().list() if info.state == "device"]
+        return ask(link.client())
     except Exception as exc:
         if _is_adb_error(exc, timeout=True) or isinstance(exc, OSError):
             raise DeviceNotFoundError(_unreachable(server, exc)) from exc

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args, get_origin, get_type_hints
@@ -11,7 +12,24 @@ from typing import Literal, get_args, get_origin, get_type_hints
 from vlagent.drivers.android_conn import AdbServer
 from vlagent.errors import ConfigError
 
-__all__ = ["AdbConfig", "split_spec"]
+__all__ = ["ADB_NETWORK_PORT", "AdbConfig", "network_serial", "split_spec"]
+
+#: The port ``adb connect HOST`` uses when none is given (adb's DEFAULT_ADB_LOCAL_TRANSPORT_PORT).
+ADB_NETWORK_PORT = 5555
+_NET_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def network_serial(address: str) -> str | None:
+    """``HOST[:PORT]`` -> the serial adb gives the phone joined there with ``adb connect``
+    (``HOST:PORT``, port 5555 when none is given); None when it is no such address."""
+    match = _NET_ADDRESS.match(address)
+    if match is None:
+        return None
+    port = int(match.group("port") or ADB_NETWORK_PORT)
+    if not 0 < port <= 65535:
+        return None
+    host = f"[{match.group('v6')}]" if match.group("v6") else match.group("host")
+    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)

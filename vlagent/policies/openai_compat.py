@@ -24,8 +24,10 @@ Failures are translated at this boundary: connection errors, timeouts and 5xx an
 retried with backoff (tenacity) and then raised as ``PolicyBackendError`` naming the URL
 and what to check; a wrong model name lists the models the server does serve; an answer
 that is not a valid step raises ``InvalidModelOutput`` so the episode loop can feed the
-problem back. httpx is imported lazily (extra ``openai``); this module must not import
-torch or transformers.
+problem back. Several servers of one model (``base_urls``, vLLM replicas): each request goes
+to the least busy (:mod:`vlagent.policies.servers`), and one that cannot be reached is skipped
+for ``server_pause_s`` while the request is retried at once on another. httpx is imported
+lazily (extra ``openai``); this module must not import torch or transformers.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ from vlagent.errors import ConfigError, InvalidModelOutput, MissingExtraError, M
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.budget import bounded_schema, fit_limits
 from vlagent.policies.prompt import GrammarLimits, Message, ModelFamily, build_messages, get_family
+from vlagent.policies.servers import ServerSet
 from vlagent.schema import JSONObject
+from vlagent.secrets import scrub_url
 
 if TYPE_CHECKING:
     import httpx
@@ -81,6 +85,11 @@ class OpenAIConfig:
     """Server URL; ``http://host:8000`` and ``http://host:8000/v1`` both work."""
     model: str
     """The served model name (vLLM: ``--served-model-name``, default the path it loaded)."""
+    base_urls: tuple[str, ...] = ()
+    """More servers of the same model (vLLM replicas), besides ``base_url``: each request goes to the
+    least busy one (fewest requests in flight; ties in turn)."""
+    server_pause_s: float = 30.0
+    """With several servers: seconds one that cannot be reached (refused, connect timeout) is skipped."""
     api_key: str | None = None
     """Bearer token; default from VLAGENT_API_KEY, then OPENAI_API_KEY."""
     family: str = "qwen2vl"
@@ -125,8 +134,11 @@ class OpenAIConfig:
     """Merged into every request body (e.g. ``{"top_k": 1}`` or server-specific options)."""
 
     def __post_init__(self) -> None:
-        if not self.base_url or not urlsplit(self.base_url).scheme.startswith("http"):
-            raise ConfigError(f"base URL must start with http:// or https://, got {self.base_url!r}")
+        for url in (self.base_url, *self.base_urls):
+            if not url or not isinstance(url, str) or not urlsplit(url).scheme.startswith("http"):
+                raise ConfigError(f"base URL must start with http:// or https://, got {scrub_url(str(url))!r}")
+        if not self.server_pause_s >= 0:
+            raise ConfigError(f"server_pause_s must be >= 0 seconds, got {self.server_pause_s!r}")
         if not self.model:
             raise ConfigError("the served model name is empty: pass --model NAME (as the server lists it)")
         if self.max_images is not None and self.max_images < 1:
@@ -145,8 +157,17 @@ class OpenAIConfig:
     @property
     def api_url(self) -> str:
         """The base URL with ``/v1`` added when it has no path at all."""
-        url = self.base_url.rstrip("/")
-        return url + "/v1" if urlsplit(url).path in ("", "/") else url
+        return _api_url(self.base_url)
+
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        """Every server's API URL (``base_url`` first), each once."""
+        return tuple(dict.fromkeys(_api_url(u) for u in (self.base_url, *self.base_urls)))
+
+
+def _api_url(base_url: str) -> str:
+    url = base_url.rstrip("/")
+    return url + "/v1" if urlsplit(url).path in ("", "/") else url
 
 
 class _GrammarRejected(Exception):
@@ -243,16 +264,20 @@ class OpenAICompatPolicy:
             headers=headers,
             timeout=timeout,
             transport=transport,
-            limits=hx.Limits(max_connections=config.concurrency),
+            limits=hx.Limits(max_connections=config.concurrency * len(config.api_urls)),
         )
+        self._servers = ServerSet(config.api_urls, pause_s=config.server_pause_s)
+        self._backoff = wait_exponential(multiplier=config.backoff_s, max=10.0)
         self._retrying = Retrying(
-            stop=stop_after_attempt(config.attempts),
-            wait=wait_exponential(multiplier=config.backoff_s, max=10.0),
+            # each server may be found unreachable once on top of the attempts
+            stop=stop_after_attempt(config.attempts + len(self._servers) - 1),
+            wait=self._wait,
             retry=retry_if_exception(self._is_transient),
             before_sleep=self._log_retry,
             reraise=True,
         )
         self._transport_errors: tuple[type[BaseException], ...] = (hx.TransportError,)
+        self._unreachable_errors: tuple[type[BaseException], ...] = (hx.ConnectError, hx.ConnectTimeout)
         self._probe_timeout = hx.Timeout(min(config.timeout_s, 10.0), connect=min(config.connect_timeout_s, 5.0))
         self._limits = self._fit_limits()
         self._grammar_lock = threading.Lock()
@@ -352,7 +377,14 @@ class OpenAICompatPolicy:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlagent-openai") as pool:
             return list(pool.map(one, observations))
 
+    @property
+    def servers(self) -> list[dict[str, object]]:
+        """Per server (credentials blanked): requests sent, times unreachable, requests in flight."""
+        return self._servers.report()
+
     def close(self) -> None:
+        if len(self._servers) > 1:
+            log.info("requests per model server: %s", self._servers.report())
         self._client.close()
 
     def __enter__(self) -> OpenAICompatPolicy:
@@ -426,22 +458,30 @@ class OpenAICompatPolicy:
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, (_Transient, *self._transport_errors))
 
+    def _wait(self, state: RetryCallState) -> float:
+        """No wait after an unreachable server while another answers; else back off."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, self._unreachable_errors) and len(self._servers) > 1 and self._servers.any_up():
+            return 0.0
+        return float(self._backoff(state))
+
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("model server request failed (attempt %d), retrying: %s", state.attempt_number, exc)
 
     def _post(self, path: str, body: Mapping[str, object], *, grammar: bool = False) -> dict[str, Any]:
         """POST with retries; ``grammar``: the body carries our grammar, and a 400 naming it is _GrammarRejected."""
-        url = self.config.api_url + path
+        tried: list[str] = []
         try:
-            response: httpx.Response = self._retrying(self._post_once, url, body)
+            response: httpx.Response = self._retrying(self._post_somewhere, path, body, tried)
         except _Transient as exc:
             raise PolicyBackendError(
-                f"the model server at {url} kept failing (HTTP {exc.status}: {exc.detail}) after "
-                f"{self.config.attempts} attempts; check the server's log"
+                f"the model server at {_named(tried)} kept failing (HTTP {exc.status}: {exc.detail}) after "
+                f"{len(tried)} attempts; check the server's log"
             ) from exc
         except self._transport_errors as exc:
-            raise PolicyBackendError(self._unreachable(url, exc)) from exc
+            raise PolicyBackendError(self._unreachable(_named(tried), exc)) from exc
+        url = tried[-1]
         if response.status_code == 400 and grammar:
             detail = _server_detail(response)
             if "grammar" in detail.lower() or "structured output" in detail.lower():
@@ -459,6 +499,19 @@ class OpenAICompatPolicy:
         if not isinstance(answer, dict):
             raise PolicyBackendError(f"the server at {url} answered with unexpected JSON: {_shown(answer)}")
         return answer
+
+    def _post_somewhere(self, path: str, body: Mapping[str, object], tried: list[str]) -> httpx.Response:
+        """One attempt on the least busy server (noted in ``tried``); one that cannot be reached is paused."""
+        server = self._servers.acquire()
+        tried.append(server.url + path)
+        unreachable = False
+        try:
+            return self._post_once(server.url + path, body)
+        except self._unreachable_errors:
+            unreachable = True
+            raise
+        finally:
+            self._servers.release(server, unreachable=unreachable)
 
     def _post_once(self, url: str, body: Mapping[str, object]) -> httpx.Response:
         """One attempt: the whole answer within ``timeout_s`` and ``MAX_RESPONSE_BYTES``, or an error."""
@@ -510,7 +563,7 @@ class OpenAICompatPolicy:
         if status == 404 and ("model" in detail.lower() or "does not exist" in detail.lower()):
             served = self._served_models()
             listed = f"; it serves: {', '.join(served)}" if served else ""
-            return PolicyBackendError(f"the server at {self.config.api_url} has no model named '{model}'{listed}")
+            return PolicyBackendError(f"the server at {url.rsplit('/', 2)[0]} has no model named '{model}'{listed}")
         if status == 404:
             return PolicyBackendError(f"{url} does not exist (HTTP 404: {detail}); the base URL usually ends in /v1")
         if status in (401, 403):
@@ -528,7 +581,7 @@ class OpenAICompatPolicy:
 
     def _model_entries(self, timeout: Any = None) -> list[dict[str, Any]]:
         """The entries of ``/v1/models`` (best effort: [] when the server does not answer with a list)."""
-        url = self.config.api_url + "/models"
+        url = self._servers.preferred().url + "/models"
         try:
             response = self._client.get(url, **({"timeout": timeout} if timeout is not None else {}))
             data = response.json().get("data") if response.status_code == 200 else None
@@ -567,6 +620,11 @@ class OpenAICompatPolicy:
         return text, usage
 
 
+def _named(tried: Sequence[str]) -> str:
+    """The URL tried, or each of the URLs tried (in the order first tried), credentials blanked."""
+    return ", ".join(dict.fromkeys(scrub_url(url) for url in tried))
+
+
 def _usage(raw: object) -> dict[str, float]:
     """Token counts from a completion's ``usage`` (0 for anything missing or not a number)."""
     fields = raw if isinstance(raw, dict) else {}
@@ -586,6 +644,12 @@ def create_policy(**options: Any) -> OpenAICompatPolicy:
     if ignored:
         log.debug("openai policy ignores options %s (the memory uses them)", ignored)
     kept = {k: v for k, v in options.items() if k not in _SHARED_OPTIONS and v is not None}
+    urls = kept.get("base_url")
+    if isinstance(urls, (list, tuple)):  # the CLI's --base-url given several times, or a config file's list
+        kept.pop("base_url")
+        if urls:
+            kept["base_url"], more = str(urls[0]), tuple(str(u) for u in urls[1:])
+            kept["base_urls"] = (*more, *kept.get("base_urls", ()))
     if "no_constrain" in kept:  # the CLI's --no-constrain: no schema, no grammar
         kept["structured"] = not kept.pop("no_constrain")
     if "base_url" not in kept:

@@ -2,7 +2,8 @@
 
 ``serve_sim`` starts a loopback server that answers what an adb server answers (the
 ``host:*`` services, transports, ``shell:``, ``shell,v2:``, ``exec:``, ``sync:``,
-``framebuffer:``, forwards and reverses), so adbutils, :class:`vlagent.drivers.android.AdbDriver`
+``framebuffer:``, forwards and reverses, ``connect:``/``disconnect:`` of phones on the network),
+so adbutils, :class:`vlagent.drivers.android.AdbDriver`
 and the ``adb`` command-line client drive :class:`~vlagent.drivers.sim.world.SimPhone`
 instances exactly as they drive a phone.
 
@@ -10,7 +11,8 @@ The rooms behind it: :mod:`.shell` reads command lines as ``sh`` does; :mod:`.de
 served phone (its command log, settings, options and injected failures); :mod:`.programs`,
 :mod:`.programs_state`, :mod:`.programs_files`, :mod:`.content` and :mod:`.logcat` are the
 Android programs it answers; :mod:`.files` holds its files and :mod:`.sync` moves them;
-:mod:`.forwards` keeps ``adb forward`` and ``adb reverse``.
+:mod:`.forwards` keeps ``adb forward`` and ``adb reverse``; :mod:`.network` attaches
+and detaches the phones of ``adb connect`` and ``adb disconnect``.
 
 What this module must not do: run anything on the host, listen beyond loopback, or die
 on malformed input: a bad request, or a failure while serving one, closes that connection
@@ -32,12 +34,14 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vlagent.drivers.android_config import network_serial
 from vlagent.drivers.sim.device import ActivityFormat, KeyguardFormat, SimDevice
 from vlagent.drivers.sim.forwards import ForwardError, Forwards
+from vlagent.drivers.sim.network import NetworkPhones
 
 # _PROGRAMS, _Result and _decode_input_text stay importable here: tests patch the program table
 # (a phone without `wm dismiss-keyguard`) and build results through this module.
@@ -168,6 +172,7 @@ class _Handler(socketserver.BaseRequestHandler):
             if isinstance(outcome, _Transport):
                 sock.sendall(outcome.reply)
                 device = outcome.device
+                owner._attach(sock, device.serial)  # a disconnect of this phone cuts the connection
                 continue
             reply, keep_open = outcome
             sock.sendall(reply)
@@ -323,7 +328,7 @@ class _TCPServer6(_TCPServer):
     address_family = socket.AF_INET6
 
 
-class SimAdbServer:
+class SimAdbServer(NetworkPhones):
     """An adb server on loopback serving simulated devices; see :func:`serve_sim`."""
 
     def __init__(
@@ -335,7 +340,12 @@ class SimAdbServer:
         adbkeyboard: bool = True,
         raw_header: int = 16,
         idle_timeout: float = 60.0,
+        reachable: Collection[str] | None = None,
+        network_phone: Callable[[str], SimPhone] | None = None,
     ) -> None:
+        """``reachable``: the addresses (``HOST:PORT``) where ``adb connect`` finds a phone (None: any
+        address, ``()``: none); ``network_phone`` makes the phone answering at an address (default:
+        ``SimPhone(serial=address)``)."""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ServerConfigError(f"the simulated adb server only listens on loopback, not on {host!r}")
         _check_port(port, lowest=0)
@@ -347,11 +357,13 @@ class SimAdbServer:
             for index, phone in enumerate(phones)
         }
         self.idle_timeout = idle_timeout
+        self._adbkeyboard, self._raw_header = adbkeyboard, raw_header
+        self._init_network(reachable, network_phone)
         self._server = _listen(host, port)
         self._server.owner = self
         self.host, self.port = self._server.server_address[:2]
-        self._live: set[socket.socket] = set()
-        self._live_lock = threading.Lock()
+        self._live: dict[socket.socket, str | None] = {}  # open connections -> the phone each is switched to
+        self._live_lock = threading.Lock()  # (``adb disconnect`` cuts a phone's connections)
         self.forwards = Forwards()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -388,7 +400,24 @@ class SimAdbServer:
 
     def _track(self, sock: socket.socket, alive: bool) -> None:
         with self._live_lock:
-            (self._live.add if alive else self._live.discard)(sock)
+            if alive:
+                self._live[sock] = None
+            else:
+                self._live.pop(sock, None)
+
+    def _attach(self, sock: socket.socket, serial: str) -> None:
+        with self._live_lock:
+            if sock in self._live:
+                self._live[sock] = serial
+
+    def _connect_service(self, request: str) -> tuple[bytes, bool] | None:
+        """``host:connect:`` and ``host:disconnect:``; None for any other request."""
+        if request.startswith("host:connect:"):
+            return _ok(self.connect(request[len("host:connect:") :]))
+        if request.startswith("host:disconnect:"):
+            done, text = self.disconnect(request[len("host:disconnect:") :])
+            return _ok(text) if done else _fail(text)
+        return None
 
     # --- host services -----------------------------------------------------------------------
 
@@ -396,6 +425,9 @@ class SimAdbServer:
         exact = self._exact_services().get(request)
         if exact is not None:
             return exact()
+        joined = self._connect_service(request)
+        if joined is not None:
+            return joined
         for prefix in ("host:tport:", "host:transport"):
             if request.startswith(prefix):
                 selector = request[len(prefix) :].lstrip(":-")
@@ -514,17 +546,18 @@ class SimAdbServer:
         return b"OKAY"
 
     def _select(self, selector: str) -> tuple[SimDevice | None, str]:
+        devices = self.devices  # one look: ``adb connect`` may replace the mapping meanwhile
         if selector in ("any", "usb", "local"):
-            if len(self.devices) == 1:
-                return next(iter(self.devices.values())), ""
-            return None, "more than one device/emulator" if self.devices else "no devices/emulators found"
+            if len(devices) == 1:
+                return next(iter(devices.values())), ""
+            return None, "more than one device/emulator" if devices else "no devices/emulators found"
         if selector.startswith("serial:"):
             selector = selector[len("serial:") :]
         if selector.startswith(("id:", "-id:")):
             wanted = selector.split(":", 1)[1]
-            found = next((d for d in self.devices.values() if str(d.transport_id) == wanted), None)
+            found = next((d for d in devices.values() if str(d.transport_id) == wanted), None)
             return found, "" if found else f"no device with transport id '{wanted}'"
-        found = self.devices.get(selector)
+        found = devices.get(selector)
         return found, "" if found else f"device '{selector}' not found"
 
     def _split_prefixed(self, request: str) -> tuple[SimDevice | None, str, str] | None:
@@ -605,8 +638,11 @@ def serve_sim(
     port: int = 0,
     adbkeyboard: bool = True,
     raw_header: int = 16,
+    reachable: Collection[str] | None = None,
 ) -> Iterator[SimAdbServer]:
     """Serve ``phones`` (default: one ``SimPhone()``) on 127.0.0.1:``port`` (0: a free port) while in the block.
+
+    ``reachable``: the addresses where ``adb connect`` finds a phone (None: any).
 
     >>> with serve_sim(port=0) as server:
     ...     driver = open_driver("adb:sim-0", port=server.port)
@@ -615,17 +651,28 @@ def serve_sim(
         from vlagent.drivers.sim.world import SimPhone
 
         phones = [SimPhone()]
-    server = SimAdbServer(phones, port=port, adbkeyboard=adbkeyboard, raw_header=raw_header).start()
+    server = SimAdbServer(
+        phones, port=port, adbkeyboard=adbkeyboard, raw_header=raw_header, reachable=reachable
+    ).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def serve_forever(port: int, serials: list[str], seed: int, transition_delay: float, *, drop_typed: int = 0) -> None:
+def serve_forever(
+    port: int,
+    serials: list[str],
+    seed: int,
+    transition_delay: float,
+    *,
+    drop_typed: int = 0,
+    reachable: Collection[str] | None = None,
+) -> None:
     """Serve one simulated phone per serial on 127.0.0.1:``port`` until interrupted or ``adb kill-server``.
 
     ``drop_typed``: each phone loses every Nth typed character (see :attr:`SimPhone.drop_typed`).
+    ``reachable``: where ``adb connect`` finds a phone, made with the same settings (None: anywhere).
     Raises :class:`ServerConfigError` (a ConfigError) for a port outside 1..65535 or already in
     use, empty or repeated serials, a negative or not-a-number ``transition_delay`` or a
     negative ``drop_typed``, before anything is served.
@@ -649,7 +696,14 @@ def serve_forever(port: int, serials: list[str], seed: int, transition_delay: fl
         ]
     except ValueError as exc:
         raise ServerConfigError(f"invalid options for the simulated phones: {exc}") from exc
-    server = SimAdbServer(phones, port=port).start()
+    for address in reachable or ():
+        if network_serial(address) is None:
+            raise ServerConfigError(f"not a network address (HOST:PORT): {address!r}")
+
+    def network_phone(serial: str) -> SimPhone:
+        return SimPhone(seed=seed, transition_delay=transition_delay, serial=serial, drop_typed=drop_typed)
+
+    server = SimAdbServer(phones, port=port, reachable=reachable, network_phone=network_phone).start()
     try:
         server.wait()
     except KeyboardInterrupt:
