@@ -189,7 +189,13 @@ def test_the_adb_probe_sees_a_phone_leave(server: SimAdbServer) -> None:
     assert adb_probe("adb:10.0.0.7:5555") is None
     assert adb_probe("adb:a?wake=0") is None
     assert adb_probe("sim:3") is None
+    server.disconnect("10.0.0.7:5555")  # wireless debugging dropped the connection: adb connect again
+    assert adb_probe("adb:10.0.0.7:5555") is None and "10.0.0.7:5555" in server.devices
     server.disconnect("10.0.0.7:5555")
-    assert adb_probe("adb:10.0.0.7:5555") == "the adb server no longer lists 10.0.0.7:5555 as ready"
+    server.reachable = frozenset()  # and now the phone itself is gone from the network
+    assert adb_probe("adb:10.0.0.7:5555") == (
+        "the adb server lost 10.0.0.7:5555 and adb connect failed "
+        "(failed to connect to '10.0.0.7:5555': Connection refused)"
+    )
     server.stop()
     assert "cannot reach the adb server" in (adb_probe("adb:a") or "")

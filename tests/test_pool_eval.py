@@ -138,12 +138,13 @@ def test_a_device_from_a_config_file_may_be_one_or_several(phones: dict[str, str
 
 class _Unplugs:
     """Plays each scenario's gold steps; in the scenario numbered ``victim`` (in the order they are
-    built) it first unplugs the network phone, as a phone leaving wireless debugging range."""
+    built) it first unplugs the network phone, as a phone leaving wireless debugging range
+    (``gone``: for good, so adb connect fails too; else only the connection drops)."""
 
     name = "unplugging"
 
-    def __init__(self, server: SimAdbServer, victim: int) -> None:
-        self.server, self.victim, self.built = server, victim, 0
+    def __init__(self, server: SimAdbServer, victim: int, *, gone: bool = True) -> None:
+        self.server, self.victim, self.built, self.gone = server, victim, 0, gone
 
     def __call__(self, scenario: Scenario) -> ReplayPolicy:
         index, self.built = self.built, self.built + 1
@@ -154,6 +155,8 @@ class _Unplugs:
 
         def unplug_then_decide(observation: Observation) -> Decision:
             if NET in self.server.devices:
+                if self.gone:
+                    self.server.reachable = frozenset()
                 self.server.disconnect(NET)
             return decide(observation)
 
@@ -192,8 +195,30 @@ def test_a_phone_that_drops_off_mid_episode_leaves_the_pool_and_the_rest_run_on_
         assert runs[name].success and runs[name].device == "adb:a", (name, runs[name].detail)
     pool = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["pool"]
     assert list(pool["dropped"]) == [devices[1]]
-    assert pool["dropped"][devices[1]].startswith("the adb server no longer lists 10.0.0.7:5555 as ready (after: ")
+    assert pool["dropped"][devices[1]].startswith("the adb server lost 10.0.0.7:5555 and adb connect failed (")
     assert f"device {devices[1]} dropped off and leaves the pool" in caplog.text
+
+
+def test_a_network_phone_whose_connection_drops_is_joined_again_and_stays(
+    server: SimAdbServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Wireless debugging loses the connection mid-episode but the phone is still there: that
+    scenario ends in error, the pool joins the phone again with adb connect, and it runs more."""
+    scenarios = _phone_scenarios(["sim-wifi-on", "sim-dark-mode", "sim-back-home", "sim-bluetooth-off"])
+    devices = (f"adb:{NET}?{FAST}",)
+    result = evaluate(
+        scenarios, EvalConfig(out=tmp_path, devices=devices, policy_factory=_Unplugs(server, 1, gone=False))
+    )
+    runs = [(r.name, r.errored) for r in result.results]
+    assert runs == [
+        ("sim-wifi-on", False),
+        ("sim-dark-mode", True),
+        ("sim-back-home", False),
+        ("sim-bluetooth-off", False),
+    ]
+    pool = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["pool"]
+    assert pool["dropped"] == {} and pool["runs"] == {devices[0]: 4}
+    assert f"network phone {NET} was lost and joined again" in caplog.text
 
 
 def test_when_the_last_phone_drops_off_the_remaining_phone_scenarios_are_errors_at_once(

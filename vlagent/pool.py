@@ -7,8 +7,10 @@ free device, waiting while none is free, and gives it back after its episode; wi
 to N phones work at once.
 
 A device whose scenario ended in an error is looked at before it goes back (an adb phone must
-still be listed as ready by its adb server): one that dropped off leaves the pool, with a
-warning, and is named with the reason in :meth:`DevicePool.report` (results.json's ``pool``).
+still be listed as ready by its adb server; a network phone that is not is joined again with
+``adb connect`` once, since wireless debugging drops a connection that the phone itself
+survives): one that dropped off leaves the pool, with a warning, and is named with the reason
+in :meth:`DevicePool.report` (results.json's ``pool``).
 When every device has left, :meth:`DevicePool.take` raises :class:`PoolEmptyError` at once,
 also to the scenarios already waiting: the remaining phone scenarios end as errors, none waits
 forever.
@@ -135,13 +137,27 @@ def adb_probe(spec: str) -> str | None:
     from vlagent.drivers.android import list_serials
 
     serial, _, options = parts
+    config = _adb_config(options)
     try:
-        listed = list_serials(_adb_config(options))
+        listed = list_serials(config)
+        if (serial and serial in listed) or (not serial and listed):
+            return None
+        if serial and is_network_address(serial):
+            return _rejoin(serial, config)
     except VlagentError as exc:  # unreachable server, or no adbutils: the phone cannot be used either way
         return str(exc)
-    if (serial and serial in listed) or (not serial and listed):
-        return None
     return f"the adb server no longer lists {serial or 'a phone'} as ready"
+
+
+def _rejoin(address: str, config: AdbConfig) -> str | None:
+    """``adb connect`` a network phone the adb server lost; None when it is back and ready."""
+    from vlagent.drivers.android import connect_network, list_serials
+
+    answer = " ".join(connect_network(address, config).split())
+    if answer.startswith(("connected to", "already connected to")) and address in list_serials(config):
+        log.warning("network phone %s was lost and joined again (%s)", address, answer)
+        return None
+    return f"the adb server lost {address} and adb connect failed ({answer or 'no answer'})"
 
 
 @dataclass
