@@ -295,6 +295,23 @@ def test_a_slow_server_times_out(server: FakeVLLM) -> None:
     assert "did not answer in time" in str(info.value)
 
 
+def test_a_server_too_slow_is_not_asked_again_and_again(server: FakeVLLM) -> None:
+    """A timeout is not retried on the server that timed out: asking again would wait as long
+    again, so the worst case is one timeout (per server), not ``attempts`` of them."""
+
+    def slow(body: dict[str, Any]) -> Reply:
+        time.sleep(1.0)
+        return completion(step_json({"action": "wait"}))
+
+    server.default = slow
+    started = time.perf_counter()
+    with _policy(server, timeout_s=0.3, attempts=4) as policy, pytest.raises(PolicyBackendError) as info:
+        policy.decide(_observation())
+    assert time.perf_counter() - started < 0.9
+    assert len(server.requests) == 1
+    assert "did not answer in time" in str(info.value) and "1 attempt)" in str(info.value)
+
+
 def test_decide_batch_runs_requests_concurrently(server: FakeVLLM) -> None:
     def slow(body: dict[str, Any]) -> Reply:
         time.sleep(0.3)

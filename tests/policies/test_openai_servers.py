@@ -67,14 +67,14 @@ class Replica:
                     "usage": {"prompt_tokens": 10, "completion_tokens": 5},
                 }
                 data = json.dumps(body).encode()
+                with replica.lock:  # counted before the answer leaves: the client may look right after
+                    replica.busy -= 1
+                    replica.served += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                with replica.lock:
-                    replica.busy -= 1
-                    replica.served += 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -187,6 +187,11 @@ class _Transient(Exception):
         super().__init__(f"HTTP {status}: {detail}")
 
 
+class _TimedOut(Exception):
+    """Every server of the request took longer than ``timeout_s``: asking again would only wait as
+    long again, so the request ends here (the worst case is one timeout per server, not per attempt)."""
+
+
 def _import_httpx() -> Any:
     try:
         import httpx
@@ -472,15 +477,18 @@ class OpenAICompatPolicy:
     def _post(self, path: str, body: Mapping[str, object], *, grammar: bool = False) -> dict[str, Any]:
         """POST with retries; ``grammar``: the body carries our grammar, and a 400 naming it is _GrammarRejected."""
         tried: list[str] = []
+        slow: set[str] = set()
         try:
-            response: httpx.Response = self._retrying(self._post_somewhere, path, body, tried)
+            response: httpx.Response = self._retrying(self._post_somewhere, path, body, tried, slow)
+        except _TimedOut as exc:
+            raise PolicyBackendError(self._unreachable(_named(tried), exc.__cause__ or exc, len(tried))) from exc
         except _Transient as exc:
             raise PolicyBackendError(
                 f"the model server at {_named(tried)} kept failing (HTTP {exc.status}: {exc.detail}) after "
                 f"{len(tried)} attempts; check the server's log"
             ) from exc
         except self._transport_errors as exc:
-            raise PolicyBackendError(self._unreachable(_named(tried), exc)) from exc
+            raise PolicyBackendError(self._unreachable(_named(tried), exc, len(tried))) from exc
         url = tried[-1]
         if response.status_code == 400 and grammar:
             detail = _server_detail(response)
@@ -500,8 +508,11 @@ class OpenAICompatPolicy:
             raise PolicyBackendError(f"the server at {url} answered with unexpected JSON: {_shown(answer)}")
         return answer
 
-    def _post_somewhere(self, path: str, body: Mapping[str, object], tried: list[str]) -> httpx.Response:
-        """One attempt on the least busy server (noted in ``tried``); one that cannot be reached is paused."""
+    def _post_somewhere(
+        self, path: str, body: Mapping[str, object], tried: list[str], slow: set[str]
+    ) -> httpx.Response:
+        """One attempt on the least busy server (noted in ``tried``); one that cannot be reached is
+        paused; once every server has been too slow (``slow``) the request gives up (_TimedOut)."""
         server = self._servers.acquire()
         tried.append(server.url + path)
         unreachable = False
@@ -509,6 +520,11 @@ class OpenAICompatPolicy:
             return self._post_once(server.url + path, body)
         except self._unreachable_errors:
             unreachable = True
+            raise
+        except _import_httpx().ReadTimeout as exc:
+            slow.add(server.url)
+            if len(slow) >= len(self._servers):
+                raise _TimedOut() from exc
             raise
         finally:
             self._servers.release(server, unreachable=unreachable)
@@ -543,12 +559,12 @@ class OpenAICompatPolicy:
             raise _Transient(response.status_code, _server_detail(response))
         return response
 
-    def _unreachable(self, url: str, exc: BaseException) -> str:
+    def _unreachable(self, url: str, exc: BaseException, attempts: int) -> str:
         kind = type(exc).__name__
         if "Timeout" in kind:
             return (
                 f"the model server at {url} did not answer in time ({kind}, limit {self.config.timeout_s:g}s, "
-                f"{self.config.attempts} attempts); is it overloaded or still loading the model? "
+                f"{attempts} attempt{'s' if attempts != 1 else ''}); is it overloaded or still loading the model? "
                 "Raise the timeout or lower the image budget"
             )
         return (
