@@ -467,11 +467,19 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
 )
 @click.option("--resume", is_flag=True, help="--out holds an unfinished evaluation: keep what finished, run the rest.")
 @click.option("--overwrite", is_flag=True, help="--out holds an evaluation: run every scenario again, replacing it.")
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Run each episode as a Ray task: 'local' starts a cluster of -j workers for this run; auto, HOST:PORT "
+    "or ray://HOST:PORT joins one. Phone scenarios on adb:SERIAL go to the node started with "
+    "--resources '{\"adb:SERIAL\": 1}'. Needs vlagent[ray].",
+)
 @_secret_option()
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
     device_spec: str | None, repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
-    secret_names: tuple[str, ...], policy: str, **policy_options: object,
+    ray_address: str | None, secret_names: tuple[str, ...], policy: str, **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
@@ -524,7 +532,12 @@ def eval_(
             bar.console.print(f"{mark} {result.name}  [dim]{result.end_reason}, {result.steps} steps[/]")
             bar.advance(task)
 
-        result = evaluate(loaded, config, on_result=done)
+        executor = None
+        if ray_address:
+            from vlagent.distributed import RayExecutor
+
+            executor = RayExecutor(ray_address)
+        result = evaluate(loaded, config, on_result=done, executor=executor)
     summary = result.summary()
     low, high = summary["interval_95"]
     for name, stats in summary.get("repeats", {}).get("per_scenario", {}).items():

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from vlagent.agent import EndReason, Episode, run_episode
 from vlagent.errors import ConfigError, OutputError, VlagentError
@@ -48,7 +48,18 @@ from vlagent.secrets import Secrets, scrub
 from vlagent.tasks import CheckResult
 from vlagent.tasks.state import StateReader
 
-__all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit", "write_text_atomically"]
+__all__ = [
+    "EvalConfig",
+    "EvalJob",
+    "EvalResult",
+    "EvalRunner",
+    "Executor",
+    "ScenarioResult",
+    "ThreadExecutor",
+    "evaluate",
+    "write_junit",
+    "write_text_atomically",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +127,10 @@ class ScenarioResult:
     repeat: int = 0
     seed: int | None = None
     """The simulated phone's layout seed of this run."""
+    node: str | None = None
+    """Which machine ran the episode: the Ray node id on a cluster (``--ray``), None in this process."""
+    host: str | None = None
+    """That node's IP address (None in this process)."""
 
     @property
     def errored(self) -> bool:
@@ -416,11 +431,60 @@ def _display_for(scenarios: Sequence[Scenario]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+EvalJob = _Job
+"""One run of one scenario (what an :class:`Executor` is handed)."""
+EvalRunner = _Runner
+"""Runs one :data:`EvalJob` in this process (``runner.run(job)``); ``runner.stop`` ends running episodes."""
+
+
+class Executor(Protocol):
+    """Where the episodes run: threads of this process (:class:`ThreadExecutor`) or elsewhere, e.g. a
+    Ray cluster (:mod:`vlagent.distributed`).
+
+    ``execute`` runs every job and hands each result to ``deliver`` in the calling thread as soon as
+    it is there, its run directory already under ``runner.config.out``. On KeyboardInterrupt it ends
+    or abandons the running episodes, delivers those that finished and raises KeyboardInterrupt."""
+
+    def execute(
+        self, jobs: Sequence[EvalJob], runner: EvalRunner, deliver: Callable[[ScenarioResult], None]
+    ) -> None: ...
+
+
+class ThreadExecutor:
+    """``runner.config.jobs`` episodes at a time on threads of this process (the default)."""
+
+    def execute(self, jobs: Sequence[EvalJob], runner: EvalRunner, deliver: Callable[[ScenarioResult], None]) -> None:
+        pool = ThreadPoolExecutor(max_workers=runner.config.jobs, thread_name_prefix="eval")
+        futures = [pool.submit(runner.run, job) for job in jobs]
+        interrupted = False
+        delivered = 0
+        try:
+            for future in futures:
+                deliver(future.result())
+                delivered += 1
+        except KeyboardInterrupt:
+            interrupted = True
+            runner.stop.set()  # running episodes end before their next action
+            log.warning("interrupted: stopping the running scenarios and writing the results so far")
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures[delivered:]:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    deliver(future.result())
+            raise
+        finally:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+_WRITE_EVERY_S = 2.0
+"""results.json and junit.xml are rewritten at most this often while results arrive (and at the end)."""
+
+
 def evaluate(
     scenarios: Sequence[Scenario],
     config: EvalConfig,
     *,
     on_result: Callable[[ScenarioResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> EvalResult:
     """Run ``scenarios`` and write results.json, junit.xml and report.html into ``config.out``.
 
@@ -441,40 +505,43 @@ def evaluate(
         todo = [job for job in jobs if job.scenario.name not in kept]
         held.enter_context(_display_for([job.scenario for job in todo]))
         interrupted = False
-        pool = ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval")
-        futures = [pool.submit(runner.run, job) for job in todo]
+        written = time.monotonic()
+
+        def outputs(final: bool = True) -> EvalResult:
+            ordered = [results[s.name] for s in runs if s.name in results]
+            evaluation = EvalResult(ordered, config.out, time.perf_counter() - started)
+            summary = evaluation.summary()
+            summary["interrupted"] = interrupted
+            summary["not_run"] = [s.name for s in runs if s.name not in results]
+            if not final:
+                summary["in_progress"] = True  # written while the rest runs; the last write drops it
+            payload = {
+                "summary": summary,
+                "config": pinned_config(config, runner.shared),
+                "scenarios": [asdict(r) for r in ordered],
+            }
+            write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
+            write_junit(evaluation, config.out / "junit.xml")
+            return evaluation
+
+        def deliver(result: ScenarioResult) -> None:
+            nonlocal written
+            results[result.name] = result
+            if on_result is not None:
+                on_result(result)
+            if time.monotonic() - written >= _WRITE_EVERY_S:  # what finished is on disk while the rest runs
+                outputs(final=False)
+                written = time.monotonic()
+
         try:
-            for future in futures:
-                result = future.result()
-                results[result.name] = result
-                if on_result is not None:
-                    on_result(result)
+            (executor or ThreadExecutor()).execute(todo, runner, deliver)
         except KeyboardInterrupt:
             interrupted = True
-            runner.stop.set()  # running episodes end before their next action
-            log.warning("interrupted: stopping the running scenarios and writing the results so far")
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future in futures:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    results.setdefault(future.result().name, future.result())
-        finally:
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
-        ordered = [results[s.name] for s in runs if s.name in results]
-        evaluation = EvalResult(ordered, config.out, time.perf_counter() - started)
-        summary = evaluation.summary()
-        summary["interrupted"] = interrupted
-        summary["not_run"] = [s.name for s in runs if s.name not in results]
-        payload = {
-            "summary": summary,
-            "config": pinned_config(config, runner.shared),
-            "scenarios": [asdict(r) for r in ordered],
-        }
-        write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
-        write_junit(evaluation, config.out / "junit.xml")
+        evaluation = outputs()
         from vlagent.report import write_eval_report
 
         write_eval_report(config.out)
-    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(ordered), config.out)
+    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(evaluation.results), config.out)
     if interrupted:
         raise KeyboardInterrupt
     return evaluation
