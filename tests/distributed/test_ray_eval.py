@@ -106,6 +106,27 @@ def test_a_phone_no_node_offers_is_one_line_before_anything_runs(cluster: Cluste
     assert "no node of the Ray cluster offers adb:nowhere" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(tmp_path: Path) -> None:
+
+    for address, message in (("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"), ("nonsense", "give local")):
+        argv = [sys.executable, "-m", "vlagent.cli", "eval", str(SIM_FILES[0]), "--policy", "scripted"]
+        started = time.monotonic()
+        done = subprocess.run(
+            [*argv, "--ray", address, "--out", str(tmp_path / address)], capture_output=True, text=True, timeout=60
+        )
+        assert time.monotonic() - started < 30
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (tmp_path / address / "results.json").exists()
+
+
+def test_ray_is_imported_only_for_ray_and_the_help_names_it() -> None:
+    code = "import sys, vlagent, vlagent.cli, vlagent.distributed; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
+    helped = subprocess.run([sys.executable, "-m", "vlagent.cli", "eval", "--help"], capture_output=True, text=True)
+    assert "--ray ADDRESS" in helped.stdout and "adb:SERIAL" in helped.stdout
+
+
 # --- faults -------------------------------------------------------------------------------
 
 

@@ -149,6 +149,30 @@ def _steps_in(run_dir: Path) -> int:
         return 0
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray {address!r}: give local, auto, HOST:PORT or ray://HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) where nothing answers is one line now, not minutes of Ray retrying."""
+    import socket
+
+    if address == "auto":
+        return
+    host, port = _host_port(address)
+    hostport = f"{host}:{port}"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {hostport} ({exc.strerror or exc}); start one with "
+            f"'ray start --head --port={port}' or use --ray local"
+        ) from exc
+
+
 @dataclass
 class RayExecutor:
     """Run an evaluation's episodes as Ray tasks (see the module docs).
@@ -164,6 +188,12 @@ class RayExecutor:
     """An episode with no answer this long after it was submitted is cancelled and recorded as ``error``."""
     max_retries: int = 1
     object_store_bytes: int = _LOCAL_OBJECT_STORE
+
+    def __post_init__(self) -> None:
+        if self.address not in ("local", "auto"):
+            _host_port(self.address)
+        if self.timeout_s <= 0 or self.max_retries < 0 or (self.workers is not None and self.workers < 1):
+            raise ConfigError("RayExecutor: timeout_s must be > 0, max_retries >= 0 and workers >= 1")
 
     def execute(self, jobs: Sequence[EvalJob], runner: EvalRunner, deliver: Callable[[ScenarioResult], None]) -> None:
         ray = _import_ray()
@@ -202,10 +232,19 @@ class RayExecutor:
                 **common,
             )
         else:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ConfigError(f"cannot join the Ray cluster at {self.address}: {exc}") from exc
+                cause = f"{exc} {exc.__cause__ or ''}".lower()
+                hint = (
+                    " (the cluster asks for its token: set RAY_AUTH_MODE=token and copy ~/.ray/auth_token from "
+                    "the head, as on its other nodes)"
+                    if "auth" in cause
+                    else ""
+                )
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"cannot join the Ray cluster at {self.address}: {first}{hint}") from exc
         try:
             yield
         finally:
