@@ -1,6 +1,6 @@
 """Evaluation throughput: threads against Ray workers; and peak memory over 13 vs 1,000 scenarios.
 
-Runs the simulated-phone scenarios (``scenarios/sim-*.yaml``, ``--repeats`` times each) through
+Runs the simulated-phone scenarios (``scenarios/sim-*.yaml``, ``--repeats`` copies of each) through
 ``vlagent.evaluate`` in this process with
 
   -j 1, -j 4                         threads of this process (the default executor)
@@ -100,9 +100,11 @@ def _row(
     out = work / f"{policy}-{time.monotonic_ns()}"
     latency = int(policy.removeprefix("sleep")) / 1000 if policy.startswith("sleep") else 0.0
     factory = Sleeping(latency) if latency else None
-    config = EvalConfig(out=out, jobs=jobs, repeats=repeats, policy_factory=factory)
+    # copies under new names, not --repeats: the same layout each time, so the gold steps play unchanged
+    copies = [s.model_copy(update={"name": f"{s.name}.c{i}"}) for i in range(repeats) for s in scenarios]
+    config = EvalConfig(out=out, jobs=jobs, policy_factory=factory)
     started = time.perf_counter()
-    result = evaluate(scenarios, config, executor=executor)
+    result = evaluate(copies, config, executor=executor)
     seconds = time.perf_counter() - started + extra
     rate = runs / seconds
     print(

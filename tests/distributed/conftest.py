@@ -57,6 +57,10 @@ class Cluster:
     def pgids(self) -> set[int]:
         return {node.pid for node in self.nodes}
 
+    def end_node(self, index: int) -> None:
+        """End one node as a machine dies: its raylet and workers go at once."""
+        _end(self.nodes[index], first=signal.SIGKILL)
+
 
 def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     ports = [
@@ -72,9 +76,9 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _end(node: subprocess.Popen[bytes]) -> None:
+def _end(node: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
     """End one node: its ``ray start`` and every process of its group (raylet, workers)."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+    for sig, wait in ((first, 5.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(node.pid, sig)
         except ProcessLookupError:

@@ -261,3 +261,29 @@ def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
     assert set(seen) <= set(names) and len(names) < len(SIM_FILES) * 8
     assert all(r["success"] for r in data["scenarios"])
     assert all((out / n / "trajectory.jsonl").exists() for n in names)
+
+
+def test_a_phone_node_that_leaves_takes_its_phone_out_and_nothing_hangs(joined: Cluster, tmp_path: Path) -> None:
+    """Last in this module: it ends the cluster's phone node."""
+    scenarios = load_scenarios([SCENARIOS / f"sim-{n}.yaml" for n in ("wifi-on", "dark-mode", "open-camera")])
+    first: list[str] = []
+
+    def end_phone_node_after_first_result() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (tmp_path / "out" / scenarios[0].name / "trajectory.jsonl").exists():
+            time.sleep(0.1)
+        first.append("seen")
+        joined.end_node(1)
+
+    ender = threading.Thread(target=end_phone_node_after_first_result)
+    ender.start()
+    config = EvalConfig(out=tmp_path / "out", jobs=1, device=PHONE, policy_factory=Factory(delay=1.0))
+    started = time.monotonic()
+    result = evaluate(scenarios, config, executor=RayExecutor(joined.address, timeout_s=300))
+    ender.join()
+    assert first and time.monotonic() - started < 120  # noticed the phone gone, did not wait out timeout_s
+    by_name = {r.name: r for r in result.results}
+    assert sorted(by_name) == sorted(s.name for s in scenarios)
+    assert by_name[scenarios[0].name].success  # finished before the node left: kept
+    gone = [r for r in result.results if not r.success]
+    assert gone and all(f"{PHONE} left the Ray cluster" in (r.error or "") for r in gone), [r.error for r in gone]

@@ -45,6 +45,8 @@ __all__ = ["RayExecutor", "device_resource"]
 
 log = logging.getLogger(__name__)
 
+_LOOK_EVERY_S = 5.0
+"""How often the driver looks whether the phones its queued and running episodes need are still offered."""
 _LOCAL_OBJECT_STORE = 150 * 1024 * 1024
 """Object store of a ``--ray local`` cluster: results pass through it one run directory at a time."""
 
@@ -266,6 +268,7 @@ class RayExecutor:
         task = ray.remote(_episode)
         queue = list(reversed(jobs))
         pending: dict[Any, tuple[EvalJob, float]] = {}
+        offered, next_look = ray.cluster_resources(), time.monotonic() + _LOOK_EVERY_S
         try:
             while queue or pending:
                 while queue and len(pending) < window:
@@ -285,12 +288,24 @@ class RayExecutor:
                     job, _started = pending.pop(ref)
                     deliver(self._collect(ray, ref, job, config, run_id))
                 now = time.monotonic()
+                if now >= next_look:  # a phone whose node left the cluster: its scenarios can run nowhere
+                    offered, next_look = ray.cluster_resources(), now + _LOOK_EVERY_S
                 for ref, (job, started) in list(pending.items()):
+                    wanted = device_resource(job.scenario, config.device)
+                    why = None
                     if now - started > self.timeout_s:
+                        why = f"no answer from the Ray cluster within {self.timeout_s:.0f}s"
+                    elif wanted is not None and offered.get(wanted, 0) < 1:
+                        why = f"{wanted} left the Ray cluster (its node is gone): taken out of the pool"
+                    if why is not None:
                         ray.cancel(ref, force=True)
                         del pending[ref]
-                        why = f"no answer from the Ray cluster within {self.timeout_s:.0f}s"
+                        log.warning("episode %s: %s", job.scenario.name, why)
                         deliver(self._failed(ray, job, config, run_id, why))
+                        if wanted is not None and wanted in why:  # its other scenarios go the same way
+                            for other in [j for j in queue if device_resource(j.scenario, config.device) == wanted]:
+                                queue.remove(other)
+                                deliver(self._failed(ray, other, config, run_id, why, salvage=False))
         except KeyboardInterrupt:
             log.warning("interrupted: cancelling %d running episode(s) and writing the results so far", len(pending))
             for ref in pending:
@@ -317,12 +332,14 @@ class RayExecutor:
         data = {**shipped["result"], "run_dir": str(run_dir), "node": shipped["node"], "host": shipped["host"]}
         return ScenarioResult(**data)
 
-    def _failed(self, ray: Any, job: EvalJob, config: EvalConfig, run_id: str, why: str) -> ScenarioResult:
+    def _failed(
+        self, ray: Any, job: EvalJob, config: EvalConfig, run_id: str, why: str, *, salvage: bool = True
+    ) -> ScenarioResult:
         """An episode whose tasks died or hung: ``error``, with what a node kept of its run directory."""
         scenario = job.scenario
         node = host = None
         partial: list[tuple[str, bytes]] = []
-        for salvaged in self._on_every_node(ray, _salvage, run_id, scenario.name):
+        for salvaged in self._on_every_node(ray, _salvage, run_id, scenario.name) if salvage else []:
             if len(salvaged["files"]) > len(partial):
                 partial, node, host = salvaged["files"], salvaged["node"], salvaged["host"]
         run_dir = _land(config.out, scenario.name, partial)
