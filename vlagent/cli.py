@@ -475,11 +475,18 @@ def sim_serve(port: int, serials: tuple[str, ...], seed: int, transition_delay: 
     "or ray://HOST:PORT joins one. Phone scenarios on adb:SERIAL go to the node started with "
     "--resources '{\"adb:SERIAL\": 1}'. Needs vlagent[ray].",
 )
+@click.option(
+    "--model-actors",
+    type=click.IntRange(1, 1024),
+    help="With --ray and a model policy: load the model in N Ray actors (one GPU each where the cluster has "
+    "N GPUs) that batch the steps of all episodes, instead of in every worker.",
+)
 @_secret_option()
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, heal_policy: str | None,
     device_spec: str | None, repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
-    ray_address: str | None, secret_names: tuple[str, ...], policy: str, **policy_options: object,
+    ray_address: str | None, model_actors: int | None, secret_names: tuple[str, ...], policy: str,
+    **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
@@ -533,10 +540,12 @@ def eval_(
             bar.advance(task)
 
         executor = None
+        if model_actors and not ray_address:
+            raise click.UsageError("--model-actors needs --ray")
         if ray_address:
             from vlagent.distributed import RayExecutor
 
-            executor = RayExecutor(ray_address)
+            executor = RayExecutor(ray_address, model_actors=model_actors or 0)
         result = evaluate(loaded, config, on_result=done, executor=executor)
     summary = result.summary()
     low, high = summary["interval_95"]

@@ -494,7 +494,8 @@ def evaluate(
     ``"interrupted": true`` in the summary, and the KeyboardInterrupt goes on up.
     """
     runner = _Runner(config)
-    runner.open_shared()  # raises a ConfigError/ModelError before anything is written
+    if not getattr(executor, "serves_policy", False):  # an executor may load the model where it runs it
+        runner.open_shared()  # raises a ConfigError/ModelError before anything is written
     jobs = _jobs(scenarios, config)
     runs = [job.scenario for job in jobs]
     with contextlib.ExitStack() as held:

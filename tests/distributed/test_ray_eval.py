@@ -127,6 +127,27 @@ def test_ray_is_imported_only_for_ray_and_the_help_names_it() -> None:
     assert "--ray ADDRESS" in helped.stdout and "adb:SERIAL" in helped.stdout
 
 
+@pytest.mark.model
+def test_model_actors_serve_every_step_of_every_episode(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="the tiny model needs vlagent[qwen]")
+    files = []
+    for name in ("sim-wifi-on", "sim-dark-mode"):
+        short = tmp_path / f"{name}.yaml"
+        text = (SCENARIOS / f"{name}.yaml").read_text(encoding="utf-8")
+        short.write_text(text.replace("max_steps: 12", "max_steps: 2"), encoding="utf-8")
+        files.append(short)
+    argv = [sys.executable, "-m", "vlagent.cli", "-v", "eval", *map(str, files), "--policy", "tiny", "-j", "2"]
+    argv += ["--ray", "local", "--model-actors", "1", "--out", str(tmp_path / "out")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]  # random answers: the scenarios fail, nothing breaks
+    results = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))["scenarios"]
+    assert [r["end_reason"] for r in results] != ["error", "error"] and not any(r["error"] for r in results)
+    steps = sum(r["steps"] for r in results)
+    assert steps >= 2 and all(r["tokens"] for r in results if r["steps"])  # the actor's usage came back
+    logged = " ".join((done.stdout + done.stderr).split())
+    assert f"model actor served {{'calls': {steps}," in logged, logged[-2000:]  # every step, through the actor
+
+
 # --- faults -------------------------------------------------------------------------------
 
 

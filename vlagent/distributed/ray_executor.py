@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from vlagent.agent import EndReason
+from vlagent.distributed.model_actor import ActorFactory, ModelServer
 from vlagent.errors import ConfigError, MissingExtraError
 from vlagent.evaluate import EvalConfig, EvalJob, EvalRunner, ScenarioResult, _display_for
 
@@ -190,6 +191,14 @@ class RayExecutor:
     """An episode with no answer this long after it was submitted is cancelled and recorded as ``error``."""
     max_retries: int = 1
     object_store_bytes: int = _LOCAL_OBJECT_STORE
+    model_actors: int = 0
+    """Serve a model policy from this many Ray actors (one GPU each where the cluster has that many
+    GPUs), batching the steps of the episodes they serve, instead of loading it in every worker."""
+
+    @property
+    def serves_policy(self) -> bool:
+        """The model is loaded by this executor's actors, not by the evaluating process."""
+        return self.model_actors > 0
 
     def __post_init__(self) -> None:
         if self.address not in ("local", "auto"):
@@ -211,10 +220,38 @@ class RayExecutor:
                     )
             window = max(config.jobs, int(resources.get("CPU", 1)))
             run_id = uuid.uuid4().hex[:12]
+            shipped = replace(config, out=Path("."), existing="overwrite")
+            actors: list[Any] = []
             try:
-                self._stream(ray, jobs, runner, deliver, run_id, window)
+                if self.model_actors and config.policy_factory is None and config.policy != "scripted":
+                    actors = self._model_actors(ray, config, window)
+                    shipped = replace(shipped, policy_factory=ActorFactory(tuple(actors), config.policy))
+                self._stream(ray, jobs, runner, deliver, run_id, window, shipped)
             finally:
+                for actor in actors:
+                    with contextlib.suppress(Exception):
+                        log.info("model actor served %s", ray.get(actor.stats.remote(), timeout=10))
+                    ray.kill(actor)
                 self._clean_nodes(ray, run_id)
+
+    def _model_actors(self, ray: Any, config: EvalConfig, window: int) -> list[Any]:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= self.model_actors else 0
+        server = ray.remote(ModelServer).options(num_cpus=0, num_gpus=gpus, max_concurrency=max(window, 2))
+        options = dict(config.policy_options)
+        actors = [server.remote(config.policy, options, config.jobs) for _ in range(self.model_actors)]
+        try:
+            ray.get([actor.ready.remote() for actor in actors], timeout=self.timeout_s)
+        except ray.exceptions.RayTaskError as exc:
+            for actor in actors:
+                ray.kill(actor)
+            cause = exc.cause if isinstance(exc.cause, Exception) else exc
+            raise ConfigError(f"the model actors could not load {config.policy}: {cause}") from None
+        except ray.exceptions.GetTimeoutError:
+            for actor in actors:
+                ray.kill(actor)
+            raise ConfigError(f"the model actors did not start within {self.timeout_s:.0f}s") from None
+        log.info("%d model actor(s) of %s up (%s GPU each)", len(actors), config.policy, gpus)
+        return actors
 
     @contextlib.contextmanager
     def _connected(self, ray: Any, jobs: int) -> Iterator[None]:
@@ -262,9 +299,10 @@ class RayExecutor:
         deliver: Callable[[ScenarioResult], None],
         run_id: str,
         window: int,
+        remote_config: EvalConfig,
     ) -> None:
         config = runner.config
-        shipped_config = ray.put(replace(config, out=Path("."), existing="overwrite"))
+        shipped_config = ray.put(remote_config)
         task = ray.remote(_episode)
         queue = list(reversed(jobs))
         pending: dict[Any, tuple[EvalJob, float]] = {}
