@@ -48,6 +48,7 @@ LEVELS: dict[str, int] = {
     "evaluate": 9,
     "stepeval": 9,
     "testing": 10,
+    "distributed": 10,
     "cli": 13,
     "cli_runs": 13,
     "__init__": 12,

@@ -250,3 +250,18 @@ def test_a_phone_missing_when_its_scenario_opens_it_leaves_the_pool(server: SimA
     assert ghost.error is not None and "ghost" in ghost.error and ghost.steps == 0
     pool = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["pool"]
     assert pool["runs"] == {devices[0]: 1, "adb:a": 2} and list(pool["dropped"]) == [devices[0]]
+
+
+def test_a_pool_of_several_phones_is_refused_on_a_cluster(tmp_path: Path) -> None:
+    """Elsewhere than on this machine's threads (a Ray cluster), phones are a node's resources:
+    one --device adb:SERIAL names where phone scenarios go; a pool or adb:* is refused in one line."""
+    from vlagent.errors import ConfigError
+
+    class Elsewhere:  # an executor that is not this process's threads (what RayExecutor is)
+        def execute(self, jobs: object, runner: object, deliver: object) -> None:
+            raise AssertionError("must be refused before anything runs")
+
+    scenarios = _phone_scenarios(["sim-wifi-on"])
+    for devices in (("adb:a", "adb:b"), ("adb:*",)):
+        with pytest.raises(ConfigError, match="on a cluster, phone scenarios run on one --device adb:SERIAL"):
+            evaluate(scenarios, EvalConfig(out=tmp_path / str(len(devices)), devices=devices), executor=Elsewhere())

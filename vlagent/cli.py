@@ -480,12 +480,26 @@ def sim_serve(
 )
 @click.option("--resume", is_flag=True, help="--out holds an unfinished evaluation: keep what finished, run the rest.")
 @click.option("--overwrite", is_flag=True, help="--out holds an evaluation: run every scenario again, replacing it.")
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Run each episode as a Ray task: 'local' starts a cluster of -j workers for this run; auto, HOST:PORT "
+    "or ray://HOST:PORT joins one. Phone scenarios on adb:SERIAL go to the node started with "
+    "--resources '{\"adb:SERIAL\": 1}'. Needs vlagent[ray].",
+)
+@click.option(
+    "--model-actors",
+    type=click.IntRange(1, 1024),
+    help="With --ray and a model policy: load the model in N Ray actors (one GPU each where the cluster has "
+    "N GPUs) that batch the steps of all episodes, instead of in every worker.",
+)
 @_secret_option()
 def eval_(
     scenarios: tuple[str, ...], jobs: int, out: str, layout_seed: int | None, sampling_seed: int | None,
-    heal_policy: str | None,
-    device: tuple[str, ...], repeats: int | None, config_from: str | None, resume: bool, overwrite: bool,
-    secret_names: tuple[str, ...], policy: str, **policy_options: object,
+    heal_policy: str | None, device: tuple[str, ...], repeats: int | None, config_from: str | None, resume: bool,
+    overwrite: bool, ray_address: str | None, model_actors: int | None, secret_names: tuple[str, ...], policy: str,
+    **policy_options: object,
 ) -> None:  # fmt: skip
     """Run scenario files (or folders of them); write results.json, junit.xml and report.html.
 
@@ -541,7 +555,14 @@ def eval_(
             bar.console.print(f"{mark} {result.name}  [dim]{result.end_reason}, {result.steps} steps[/]")
             bar.advance(task)
 
-        result = evaluate(loaded, config, on_result=done)
+        executor = None
+        if model_actors and not ray_address:
+            raise click.UsageError("--model-actors needs --ray")
+        if ray_address:
+            from vlagent.distributed import RayExecutor
+
+            executor = RayExecutor(ray_address, model_actors=model_actors or 0)
+        result = evaluate(loaded, config, on_result=done, executor=executor)
     summary = result.summary()
     low, high = summary["interval_95"]
     for name, stats in summary.get("repeats", {}).get("per_scenario", {}).items():

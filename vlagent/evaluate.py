@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from vlagent.agent import EndReason, Episode, run_episode
 from vlagent.errors import ConfigError, OutputError, PoolEmptyError, VlagentError
@@ -50,7 +50,18 @@ from vlagent.secrets import Secrets, scrub
 from vlagent.tasks import CheckResult
 from vlagent.tasks.state import StateReader
 
-__all__ = ["EvalConfig", "EvalResult", "ScenarioResult", "evaluate", "write_junit", "write_text_atomically"]
+__all__ = [
+    "EvalConfig",
+    "EvalJob",
+    "EvalResult",
+    "EvalRunner",
+    "Executor",
+    "ScenarioResult",
+    "ThreadExecutor",
+    "evaluate",
+    "write_junit",
+    "write_text_atomically",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +144,10 @@ class ScenarioResult:
     """The simulated phone's layout seed of this run."""
     sampling_seed: int | None = None
     """The sampling seed of this run (see ``EvalConfig.sampling_seed``)."""
+    node: str | None = None
+    """Which machine ran the episode: the Ray node id on a cluster (``--ray``), None in this process."""
+    host: str | None = None
+    """That node's IP address (None in this process)."""
 
     @property
     def errored(self) -> bool:
@@ -336,7 +351,8 @@ class _Runner:
     def run(self, job: _Job) -> ScenarioResult:
         try:
             if self.pool is None or not job.scenario.device.is_phone:
-                return self._run(job, None)
+                # no pool: a phone scenario on the one given device (a cluster node's), else its own
+                return self._run(job, self.config.device if job.scenario.device.is_phone else None)
             with self.pool.lease(self.stop) as lease:  # waits for a free device; PoolEmptyError when none is left
                 if lease.device is None:
                     return self._not_run(job, "stopped while waiting for a free device")
@@ -457,11 +473,60 @@ def _display_for(scenarios: Sequence[Scenario]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+EvalJob = _Job
+"""One run of one scenario (what an :class:`Executor` is handed)."""
+EvalRunner = _Runner
+"""Runs one :data:`EvalJob` in this process (``runner.run(job)``); ``runner.stop`` ends running episodes."""
+
+
+class Executor(Protocol):
+    """Where the episodes run: threads of this process (:class:`ThreadExecutor`) or elsewhere, e.g. a
+    Ray cluster (:mod:`vlagent.distributed`).
+
+    ``execute`` runs every job and hands each result to ``deliver`` in the calling thread as soon as
+    it is there, its run directory already under ``runner.config.out``. On KeyboardInterrupt it ends
+    or abandons the running episodes, delivers those that finished and raises KeyboardInterrupt."""
+
+    def execute(
+        self, jobs: Sequence[EvalJob], runner: EvalRunner, deliver: Callable[[ScenarioResult], None]
+    ) -> None: ...
+
+
+class ThreadExecutor:
+    """``runner.config.jobs`` episodes at a time on threads of this process (the default)."""
+
+    def execute(self, jobs: Sequence[EvalJob], runner: EvalRunner, deliver: Callable[[ScenarioResult], None]) -> None:
+        pool = ThreadPoolExecutor(max_workers=runner.config.jobs, thread_name_prefix="eval")
+        futures = [pool.submit(runner.run, job) for job in jobs]
+        interrupted = False
+        delivered = 0
+        try:
+            for future in futures:
+                deliver(future.result())
+                delivered += 1
+        except KeyboardInterrupt:
+            interrupted = True
+            runner.stop.set()  # running episodes end before their next action
+            log.warning("interrupted: stopping the running scenarios and writing the results so far")
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures[delivered:]:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    deliver(future.result())
+            raise
+        finally:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+_WRITE_EVERY_S = 2.0
+"""results.json and junit.xml are rewritten at most this often while results arrive (and at the end)."""
+
+
 def evaluate(
     scenarios: Sequence[Scenario],
     config: EvalConfig,
     *,
     on_result: Callable[[ScenarioResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> EvalResult:
     """Run ``scenarios`` and write results.json, junit.xml and report.html into ``config.out``.
 
@@ -471,9 +536,16 @@ def evaluate(
     ``"interrupted": true`` in the summary, and the KeyboardInterrupt goes on up.
     """
     runner = _Runner(config)
-    runner.open_shared()  # raises a ConfigError/ModelError before anything is written
+    if not getattr(executor, "serves_policy", False):  # an executor may load the model where it runs it
+        runner.open_shared()  # raises a ConfigError/ModelError before anything is written
     if config.devices and any(s.device.is_phone for s in scenarios):
-        runner.pool = DevicePool.open(config.devices)  # adb:* listed, adb:HOST:PORT joined: or a ConfigError now
+        if executor is None or isinstance(executor, ThreadExecutor):
+            runner.pool = DevicePool.open(config.devices)  # adb:* listed, adb:HOST:PORT joined: or a ConfigError now
+        elif config.device is None or config.device.startswith("adb:*"):
+            raise ConfigError(
+                "on a cluster, phone scenarios run on one --device adb:SERIAL (the node that advertises it); "
+                "a pool of several phones or adb:* is for a run on this machine"
+            )
     jobs = _jobs(scenarios, config)
     runs = [job.scenario for job in jobs]
     with contextlib.ExitStack() as held:
@@ -484,42 +556,45 @@ def evaluate(
         todo = [job for job in jobs if job.scenario.name not in kept]
         held.enter_context(_display_for([job.scenario for job in todo]))
         interrupted = False
-        pool = ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="eval")
-        futures = [pool.submit(runner.run, job) for job in todo]
+        written = time.monotonic()
+
+        def outputs(final: bool = True) -> EvalResult:
+            ordered = [results[s.name] for s in runs if s.name in results]
+            evaluation = EvalResult(ordered, config.out, time.perf_counter() - started)
+            summary = evaluation.summary()
+            summary["interrupted"] = interrupted
+            summary["not_run"] = [s.name for s in runs if s.name not in results]
+            if not final:
+                summary["in_progress"] = True  # written while the rest runs; the last write drops it
+            payload = {
+                "summary": summary,
+                "config": pinned_config(config, runner.shared),
+                "scenarios": [asdict(r) for r in ordered],
+            }
+            if runner.pool is not None:
+                payload["pool"] = runner.pool.report()
+            write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
+            write_junit(evaluation, config.out / "junit.xml")
+            return evaluation
+
+        def deliver(result: ScenarioResult) -> None:
+            nonlocal written
+            results[result.name] = result
+            if on_result is not None:
+                on_result(result)
+            if time.monotonic() - written >= _WRITE_EVERY_S:  # what finished is on disk while the rest runs
+                outputs(final=False)
+                written = time.monotonic()
+
         try:
-            for future in futures:
-                result = future.result()
-                results[result.name] = result
-                if on_result is not None:
-                    on_result(result)
+            (executor or ThreadExecutor()).execute(todo, runner, deliver)
         except KeyboardInterrupt:
             interrupted = True
-            runner.stop.set()  # running episodes end before their next action
-            log.warning("interrupted: stopping the running scenarios and writing the results so far")
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future in futures:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    results.setdefault(future.result().name, future.result())
-        finally:
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
-        ordered = [results[s.name] for s in runs if s.name in results]
-        evaluation = EvalResult(ordered, config.out, time.perf_counter() - started)
-        summary = evaluation.summary()
-        summary["interrupted"] = interrupted
-        summary["not_run"] = [s.name for s in runs if s.name not in results]
-        payload = {
-            "summary": summary,
-            "config": pinned_config(config, runner.shared),
-            "scenarios": [asdict(r) for r in ordered],
-        }
-        if runner.pool is not None:
-            payload["pool"] = runner.pool.report()
-        write_text_atomically(config.out / "results.json", json.dumps(payload, indent=1, ensure_ascii=False))
-        write_junit(evaluation, config.out / "junit.xml")
+        evaluation = outputs()
         from vlagent.report import write_eval_report
 
         write_eval_report(config.out)
-    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(ordered), config.out)
+    log.info("%d/%d scenarios passed; results in %s", evaluation.passed, len(evaluation.results), config.out)
     if interrupted:
         raise KeyboardInterrupt
     return evaluation
