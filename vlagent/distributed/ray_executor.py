@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -38,6 +39,7 @@ from vlagent.agent import EndReason
 from vlagent.distributed.model_actor import ActorFactory, ModelServer
 from vlagent.errors import ConfigError, MissingExtraError
 from vlagent.evaluate import EvalConfig, EvalJob, EvalRunner, ScenarioResult, _display_for
+from vlagent.secrets import Secrets
 
 if TYPE_CHECKING:
     from vlagent.scenario import Scenario
@@ -220,7 +222,12 @@ class RayExecutor:
                     )
             window = max(config.jobs, int(resources.get("CPU", 1)))
             run_id = uuid.uuid4().hex[:12]
-            shipped = replace(config, out=Path("."), existing="overwrite")
+            # A scenario's own secrets are read here, from this process's environment, as a local run reads
+            # them; a worker runs one episode at a time (no batching of a model it loads itself).
+            named = {n for job in jobs for n in job.scenario.secrets if n not in config.secrets.names}
+            own = sorted(n for n in named if os.environ.get(n))
+            secrets = config.secrets.merged(Secrets.from_env(own))
+            shipped = replace(config, out=Path("."), existing="overwrite", jobs=1, secrets=secrets)
             actors: list[Any] = []
             try:
                 if self.model_actors and config.policy_factory is None and config.policy != "scripted":
