@@ -303,6 +303,17 @@ def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
     assert all((out / n / "trajectory.jsonl").exists() for n in names)
 
 
+def test_a_phones_scenarios_wait_their_turn_outside_the_deadline(joined: Cluster, tmp_path: Path) -> None:
+    """Four ~3 s episodes on one phone with -j 4 and a 7 s deadline: each one's deadline counts from its turn."""
+    names = ("wifi-on", "dark-mode", "open-camera", "back-home")
+    scenarios = load_scenarios([SCENARIOS / f"sim-{n}.yaml" for n in names])
+    config = EvalConfig(out=tmp_path / "out", jobs=4, device=PHONE, policy_factory=Factory(delay=0.6))
+    result = evaluate(scenarios, config, executor=RayExecutor(joined.address, timeout_s=7))
+    assert [r.name for r in result.results] == [s.name for s in scenarios]
+    assert all(r.success for r in result.results), [(r.name, r.error) for r in result.results]
+    assert sum(r.timings["duration_s"] for r in result.results) > 7  # together longer than one deadline
+
+
 def test_a_phone_node_that_leaves_takes_its_phone_out_and_nothing_hangs(joined: Cluster, tmp_path: Path) -> None:
     """Last in this module: it ends the cluster's phone node."""
     scenarios = load_scenarios([SCENARIOS / f"sim-{n}.yaml" for n in ("wifi-on", "dark-mode", "open-camera")])
