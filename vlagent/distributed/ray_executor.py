@@ -11,7 +11,9 @@ Where episodes run:
 * a phone scenario on ``adb:SERIAL`` (its own device or ``--device``) asks for one unit of
   the custom resource ``adb:SERIAL``: a node that has the phone advertises it
   (``ray start --resources '{"adb:SERIAL": 1}'``), so the phone's scenarios run there, one
-  at a time; a resource no node offers is refused before anything runs;
+  at a time (the next waits in this process, its deadline counting from its turn); a
+  resource no node offers is refused before anything runs, and a phone whose node leaves
+  the cluster is taken out: its running and queued scenarios are recorded as ``error``;
 * simulated phones and the sample desktop (on a private Xvfb screen) run anywhere.
 
 Faults: a worker process or node that dies mid-episode is retried once (``max_retries=1``;
