@@ -148,6 +148,25 @@ def test_model_actors_serve_every_step_of_every_episode(tmp_path: Path) -> None:
     assert f"model actor served {{'calls': {steps}," in logged, logged[-2000:]  # every step, through the actor
 
 
+def test_a_scenarios_secret_is_read_where_eval_runs_and_written_nowhere(cluster: Cluster, tmp_path: Path) -> None:
+    secret = "Zq9-s3cr3t-42"
+    scenario = tmp_path / "secret-note.yaml"
+    scenario.write_text(
+        "name: secret-note\ntask: Write a note holding the password {{PIN}} and save it.\ndevice: {kind: sim}\n"
+        "secrets: [PIN]\nmax_steps: 8\nsuccess:\n- {app: Notes}\ngold:\n"
+        "- action: {action: click, x: 405, y: 840}\n- action: {action: click, x: 796, y: 2145}\n"
+        "- action: {action: click, x: 540, y: 1290}\n- action: {action: type, text: '{{PIN}}'}\n"
+        "- action: {action: click, x: 930, y: 172}\n- action: {action: done}\n",
+        encoding="utf-8",
+    )
+    env = {**cluster.env, "PIN": secret}  # the nodes were started without it
+    results = _eval([scenario], tmp_path / "out", "--ray", cluster.address, env=env)
+    (run,) = results["scenarios"]
+    assert run["success"] and run["node"] and not run["error"], run  # typed the value this environment holds
+    leaks = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaks
+
+
 # --- faults -------------------------------------------------------------------------------
 
 
@@ -282,6 +301,17 @@ def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
     assert set(seen) <= set(names) and len(names) < len(SIM_FILES) * 8
     assert all(r["success"] for r in data["scenarios"])
     assert all((out / n / "trajectory.jsonl").exists() for n in names)
+
+
+def test_a_phones_scenarios_wait_their_turn_outside_the_deadline(joined: Cluster, tmp_path: Path) -> None:
+    """Four ~3 s episodes on one phone with -j 4 and a 7 s deadline: each one's deadline counts from its turn."""
+    names = ("wifi-on", "dark-mode", "open-camera", "back-home")
+    scenarios = load_scenarios([SCENARIOS / f"sim-{n}.yaml" for n in names])
+    config = EvalConfig(out=tmp_path / "out", jobs=4, device=PHONE, policy_factory=Factory(delay=0.6))
+    result = evaluate(scenarios, config, executor=RayExecutor(joined.address, timeout_s=7))
+    assert [r.name for r in result.results] == [s.name for s in scenarios]
+    assert all(r.success for r in result.results), [(r.name, r.error) for r in result.results]
+    assert sum(r.timings["duration_s"] for r in result.results) > 7  # together longer than one deadline
 
 
 def test_a_phone_node_that_leaves_takes_its_phone_out_and_nothing_hangs(joined: Cluster, tmp_path: Path) -> None:

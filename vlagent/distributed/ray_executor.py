@@ -11,7 +11,9 @@ Where episodes run:
 * a phone scenario on ``adb:SERIAL`` (its own device or ``--device``) asks for one unit of
   the custom resource ``adb:SERIAL``: a node that has the phone advertises it
   (``ray start --resources '{"adb:SERIAL": 1}'``), so the phone's scenarios run there, one
-  at a time; a resource no node offers is refused before anything runs;
+  at a time (the next waits in this process, its deadline counting from its turn); a
+  resource no node offers is refused before anything runs, and a phone whose node leaves
+  the cluster is taken out: its running and queued scenarios are recorded as ``error``;
 * simulated phones and the sample desktop (on a private Xvfb screen) run anywhere.
 
 Faults: a worker process or node that dies mid-episode is retried once (``max_retries=1``;
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -38,6 +41,7 @@ from vlagent.agent import EndReason
 from vlagent.distributed.model_actor import ActorFactory, ModelServer
 from vlagent.errors import ConfigError, MissingExtraError
 from vlagent.evaluate import EvalConfig, EvalJob, EvalRunner, ScenarioResult, _display_for
+from vlagent.secrets import Secrets
 
 if TYPE_CHECKING:
     from vlagent.scenario import Scenario
@@ -220,7 +224,12 @@ class RayExecutor:
                     )
             window = max(config.jobs, int(resources.get("CPU", 1)))
             run_id = uuid.uuid4().hex[:12]
-            shipped = replace(config, out=Path("."), existing="overwrite")
+            # A scenario's own secrets are read here, from this process's environment, as a local run reads
+            # them; a worker runs one episode at a time (no batching of a model it loads itself).
+            named = {n for job in jobs for n in job.scenario.secrets if n not in config.secrets.names}
+            own = sorted(n for n in named if os.environ.get(n))
+            secrets = config.secrets.merged(Secrets.from_env(own))
+            shipped = replace(config, out=Path("."), existing="overwrite", jobs=1, secrets=secrets)
             actors: list[Any] = []
             try:
                 if self.model_actors and config.policy_factory is None and config.policy != "scripted":
@@ -304,53 +313,72 @@ class RayExecutor:
         config = runner.config
         shipped_config = ray.put(remote_config)
         task = ray.remote(_episode)
-        queue = list(reversed(jobs))
-        pending: dict[Any, tuple[EvalJob, float]] = {}
+        queue = list(reversed(jobs))  # next job last
+        pending: dict[Any, tuple[EvalJob, float, str | None]] = {}
+        busy: dict[str, int] = {}  # running episodes per phone: never more than the phone's node offers
         offered, next_look = ray.cluster_resources(), time.monotonic() + _LOOK_EVERY_S
+
+        def done(ref: Any) -> EvalJob:
+            job, _started, wanted = pending.pop(ref)
+            if wanted is not None:
+                busy[wanted] -= 1
+            return job
+
         try:
             while queue or pending:
-                while queue and len(pending) < window:
-                    job = queue.pop()
+                # Submit the earliest jobs that can start now: a phone's next scenario waits here, not in
+                # Ray, so its deadline counts from when its phone is free.
+                index = len(queue) - 1
+                while index >= 0 and len(pending) < window:
+                    job = queue[index]
                     wanted = device_resource(job.scenario, config.device)
-                    ref = task.options(
-                        num_cpus=1,
-                        max_retries=self.max_retries,
-                        resources={wanted: 1} if wanted else {},
-                        name=f"vlagent episode {job.scenario.name}",
-                    ).remote(shipped_config, job, run_id)
-                    pending[ref] = (job, time.monotonic())
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                if ready:
-                    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                    if wanted is None or busy.get(wanted, 0) < offered.get(wanted, 0):
+                        queue.pop(index)
+                        ref = task.options(
+                            num_cpus=1,
+                            max_retries=self.max_retries,
+                            resources={wanted: 1} if wanted else {},
+                            name=f"vlagent episode {job.scenario.name}",
+                        ).remote(shipped_config, job, run_id)
+                        pending[ref] = (job, time.monotonic(), wanted)
+                        if wanted is not None:
+                            busy[wanted] = busy.get(wanted, 0) + 1
+                    index -= 1
+                ready: list[Any] = []
+                if pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                    if ready:
+                        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
                 for ref in ready:
-                    job, _started = pending.pop(ref)
+                    job = done(ref)
                     deliver(self._collect(ray, ref, job, config, run_id))
                 now = time.monotonic()
                 if now >= next_look:  # a phone whose node left the cluster: its scenarios can run nowhere
                     offered, next_look = ray.cluster_resources(), now + _LOOK_EVERY_S
-                for ref, (job, started) in list(pending.items()):
-                    wanted = device_resource(job.scenario, config.device)
+                gone = "left the Ray cluster (its node is gone): taken out of the pool"
+                for ref, (job, started, wanted) in list(pending.items()):
                     why = None
                     if now - started > self.timeout_s:
                         why = f"no answer from the Ray cluster within {self.timeout_s:.0f}s"
                     elif wanted is not None and offered.get(wanted, 0) < 1:
-                        why = f"{wanted} left the Ray cluster (its node is gone): taken out of the pool"
+                        why = f"{wanted} {gone}"
                     if why is not None:
                         ray.cancel(ref, force=True)
-                        del pending[ref]
+                        done(ref)
                         log.warning("episode %s: %s", job.scenario.name, why)
                         deliver(self._failed(ray, job, config, run_id, why))
-                        if wanted is not None and wanted in why:  # its other scenarios go the same way
-                            for other in [j for j in queue if device_resource(j.scenario, config.device) == wanted]:
-                                queue.remove(other)
-                                deliver(self._failed(ray, other, config, run_id, why, salvage=False))
+                for job in list(queue):
+                    wanted = device_resource(job.scenario, config.device)
+                    if wanted is not None and offered.get(wanted, 0) < 1:
+                        queue.remove(job)
+                        deliver(self._failed(ray, job, config, run_id, f"{wanted} {gone}", salvage=False))
         except KeyboardInterrupt:
             log.warning("interrupted: cancelling %d running episode(s) and writing the results so far", len(pending))
             for ref in pending:
                 ray.cancel(ref)  # KeyboardInterrupt inside the task: the phone is handed back
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=5.0) if pending else ([], [])
             for ref in ready:
-                job, _started = pending.pop(ref)
+                job = done(ref)
                 with contextlib.suppress(ray.exceptions.RayError):
                     shipped = ray.get(ref, timeout=5.0)
                     deliver(self._landed(shipped, job, config))
