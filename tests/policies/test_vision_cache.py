@@ -81,12 +81,18 @@ def _episodes(policy: Qwen2VLPolicy, count: int, steps: int) -> list[list[Decisi
     return decisions
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
-@pytest.mark.parametrize("count", [1, 4], ids=["batch1", "batch4"])
+@pytest.mark.parametrize(
+    ("path", "count"),
+    [("fast", 1), ("fast", 4), ("plain", 1), ("plain", 4), ("static", 4)],
+)
 def test_cached_embeddings_give_the_same_actions(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], fast: bool, count: int
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
 ) -> None:
-    plain_inputs = {} if fast else {"fast": False, "fast_inputs": False}
+    plain_inputs: dict[str, Any] = {
+        "fast": {},
+        "plain": {"fast": False, "fast_inputs": False},  # the processor and transformers' generate
+        "static": {"cache": "static"},  # the fast loop on a static KV cache
+    }[path]
     fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **plain_inputs)
     reuse = _policy(tiny_qwen2vl, tiny_loaded, **plain_inputs)
     assert fresh.vision_cache is None and reuse.vision_cache is not None

@@ -64,6 +64,8 @@ DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 _IMAGE_PAD = "<|image_pad|>"
 _VISION_START = "<|vision_start|>"
 _END_OF_TURN = "<|im_end|>"
+#: Model types whose vision tower encodes each image on its own into everything the decoder takes.
+_PER_IMAGE_TOWERS = frozenset({"qwen2_vl", "qwen2_5_vl"})
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,12 @@ class Qwen2VLPolicy:
         )
         self.compile_mode = compile_mode if self.cache_kind == "static" and compile_mode != "off" else None
         self._decoder: Any = None
-        self.vision_cache = VisionCache(self.config.vision_cache_mb << 20) if self.config.history_reuse else None
+        # Cached embeddings are exact where the tower encodes each image on its own and its pooled
+        # output is all the decoder takes (Qwen3-VL also feeds per-layer "deepstack" features).
+        reusable = self.config.history_reuse and model_type in _PER_IMAGE_TOWERS
+        if self.config.history_reuse and not reusable:
+            log.info("no vision-embedding cache for model type %s", model_type)
+        self.vision_cache = VisionCache(self.config.vision_cache_mb << 20) if reusable else None
         log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
 
     # ------------------------------------------------------------------ loading
