@@ -179,6 +179,17 @@ def test_stable_sizes_show_each_screen_at_three_sizes_at_most() -> None:
     assert len({(s.images[-2].width, s.images[-2].height) for s in selections[1:]}) == 1
 
 
+def test_half_steps_zero_sends_every_earlier_screen_at_the_smallest_size() -> None:
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=0))
+    selections: list[Selection] = []
+    run_steps(memory, [screen(1080, 2400, i) for i in range(6)], selections)
+    assert [i.tokens for i in selections[-1].images] == [312, 312, 312, 1272]
+    sizes = {(i.width, i.height) for s in selections for i in s.images}
+    assert len(sizes) == 2  # each screen at two sizes in its life: full, then the smallest
+    with pytest.raises(ConfigError, match="half_steps"):
+        MemoryConfig(half_steps=-1)
+
+
 def test_stable_sizes_drop_a_screen_that_does_not_fit_instead_of_shrinking_it() -> None:
     # 1272 (current) + 592 (previous) leaves 136 tokens: too few for the 312-token smallest size.
     memory = TrajectoryMemory(MemoryConfig(max_tokens=2000, max_images=4))

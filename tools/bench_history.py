@@ -10,6 +10,8 @@ back to back (in a rotating order), so a busy machine slows all lanes alike. Lan
              schedule before stable sizes), every image encoded at every step
   stable     four images at stable sizes by age (memory's default), every image encoded
   reuse      stable sizes + the vision-embedding cache (the policy's default)
+  quarter    reuse with every earlier screen at the smallest size (``half_steps=0``): each
+             screen is encoded twice in its life, at full size and at a quarter
 
 The model's answers are not acted on (random weights); the script drives the phone, so
 prompts differ between lanes only in their images. Per lane: images and visual tokens per
@@ -49,7 +51,7 @@ CYCLE: list[Action] = [
     OpenApp(name="Notes"),
 ]
 
-LANES = ("single", "shrink", "stable", "reuse")
+LANES = ("single", "shrink", "stable", "reuse", "quarter")
 
 
 @dataclass
@@ -70,8 +72,9 @@ def lanes(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
             max_pixels=args.max_pixels,
             max_images=1 if name == "single" else args.max_images,
             sizes="shrink" if name == "shrink" else "stable",
+            half_steps=0 if name == "quarter" else 1,
         )
-        policy_config = dataclasses.replace(base.config, history_reuse=name == "reuse")
+        policy_config = dataclasses.replace(base.config, history_reuse=name in ("reuse", "quarter"))
         policy = Qwen2VLPolicy(policy_config, model=base.model, processor=base.processor)
         made.append(Lane(name, policy, TrajectoryMemory(config), SimDriver(seed=args.seed)))
     return made

@@ -7,8 +7,8 @@ keeps a prompt under a fixed budget of visual tokens however long the episode ru
 - the newest screen is always sent, at the full per-image resolution the budget allows;
 - older screens are sent smaller, and are dropped, oldest first, once the budget,
   ``max_images`` or ``min_history_tokens`` says so. By default (``sizes="stable"``) a screen's
-  size depends only on its age bucket: the previous screen gets ``older_scale`` of the full
-  pixels, every older one ``older_scale`` squared. A screen is thus shown at three sizes in
+  size depends only on its age bucket: the previous screen (the last ``half_steps``) gets
+  ``older_scale`` of the full pixels, every older one ``older_scale`` squared. A screen is thus shown at three sizes in
   its life (full, then smaller, then smallest) and a policy can reuse what it computed for a
   (screen, size) at later steps. ``sizes="shrink"`` makes each older screen ``older_scale``
   of the next newer one, so every screen changes size at every step;
@@ -75,6 +75,9 @@ class MemoryConfig:
     """``stable``: sizes by age bucket (previous screen ``older_scale``, older ones ``older_scale``²
     of the full pixels), so a screen is resized and encoded at most three times in its life;
     ``shrink``: each older screen ``older_scale`` of the next newer one (new sizes every step)."""
+    half_steps: int = 1
+    """Stable sizes: the last this many earlier screens get ``older_scale``, older ones ``older_scale``²
+    (0: every earlier screen at the smallest size, so a screen is encoded twice in its life)."""
     recent_steps: int = 8
     """The latest steps keep their full thought; older thoughts are shortened."""
     old_thought_chars: int = 80
@@ -95,6 +98,8 @@ class MemoryConfig:
             raise ConfigError(f"max_images must be >= 1, got {self.max_images}")
         if not 0.0 < self.older_scale <= 1.0:
             raise ConfigError(f"older_scale must be in (0, 1], got {self.older_scale}")
+        if self.half_steps < 0:
+            raise ConfigError(f"half_steps must be >= 0, got {self.half_steps}")
         if self.sizes not in ("stable", "shrink"):
             raise ConfigError(f"sizes must be 'stable' or 'shrink', got {self.sizes!r}")
         if self.max_history_steps < 2 or self.recent_steps < 0 or self.old_thought_chars < 0:
@@ -342,7 +347,7 @@ class TrajectoryMemory:
     def _bucket_cap(self, age: int) -> float:
         """Pixels at most for a screen ``age`` steps old under the stable schedule."""
         cfg = self.config
-        return cfg.max_pixels * cfg.older_scale ** min(age, 2)
+        return cfg.max_pixels * cfg.older_scale ** (1 if age <= cfg.half_steps else 2)
 
     def tokens(self, frames: tuple[Frame, ...]) -> int:
         """Visual tokens the processor (with this config's pixel bounds) spends on ``frames``."""
