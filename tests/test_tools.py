@@ -99,7 +99,7 @@ def test_bench_history_reuses_embeddings_of_screens_at_stable_sizes() -> None:
     out = _bench("bench_history.py", "--steps", "6", "--max-pixels", str(400 * 784), "--max-tokens", "800")
     rows = {
         m[1]: [float(v) for v in m[2].split()]
-        for m in re.finditer(r"\n(single|shrink|stable|reuse|quarter)\s+([\d.\s]+?)x", out)
+        for m in re.finditer(r"\n(single|shrink|stable|reuse|quarter)\s+([\d.\s]+?)x\s+[\d.]+x", out)
     }
     assert set(rows) == {"single", "shrink", "stable", "reuse", "quarter"}, out
     visual, encoded = {k: v[0] for k, v in rows.items()}, {k: v[1] for k, v in rows.items()}
