@@ -41,6 +41,30 @@ def test_run_builtin_task_then_show_as_json(tmp_path: Path) -> None:
     assert data["end"]["reason"] == "done_success"
 
 
+@pytest.mark.model
+def test_no_history_reuse_resizes_every_screen_at_every_step(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+    base = ["run", "open settings", "--device", "sim:2", "--policy", "tiny", "--max-steps", "5", "--on-stuck", "hint"]
+    base += ["--max-pixels", str(400 * 784), "--max-tokens", "800"]
+    sizes = {}
+    for name, extra in (("stable", []), ("shrink", ["--no-history-reuse"])):
+        result = vlagent(*base, *extra, "--out", str(tmp_path / name))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr  # 1: not judged a success
+        run_dir = Path(result.stdout.strip().splitlines()[-1].removeprefix("run written to "))
+        steps = [s for s in load_trajectory(run_dir).steps if s.selection]
+        assert len(steps) >= 4, result.stderr
+        sizes[name] = [[image["tokens"] for image in s.selection["images"]] for s in steps]  # type: ignore[index]
+        encoded = [s.usage["encoded_visual_tokens"] for s in steps]
+        visual = [s.usage["visual_tokens"] for s in steps]
+        if name == "stable":  # earlier screens keep their size, so their embeddings are reused
+            assert encoded[3] < visual[3]
+        else:
+            assert encoded == visual
+    stable, shrink = sizes["stable"][3], sizes["shrink"][3]
+    assert len(stable) == 4 and stable[0] == stable[1]  # the two oldest at the same, stable size
+    assert len(set(shrink)) == len(shrink) >= 3  # each older screen half the next newer one
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -543,3 +543,10 @@ def test_cli_eval_steps_writes_the_files_and_prints_the_table(tmp_path: Path, sc
     assert failed.returncode == 2
     assert failed.stderr.strip().startswith("error: ") and "record 0" in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
+
+
+def test_no_history_reuse_asks_memory_for_the_former_schedule() -> None:
+    from vlagent.stepeval import _memory_config
+
+    assert _memory_config({"no_history_reuse": True, "max_images": 3}).sizes == "shrink"
+    assert _memory_config({"max_images": 3}).sizes == "stable"

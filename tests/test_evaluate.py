@@ -163,3 +163,11 @@ def test_shifted_layout_heals_by_the_recorded_ui_node_without_a_model(tmp_path: 
     assert result.passed == 3, [(r.name, r.replay) for r in result.results]
     camera = next(r for r in result.results if r.name == "sim-open-camera")
     assert camera.replay is not None and camera.replay["status"] == "healed" and camera.replay["healed"] >= 1
+
+
+def test_no_history_reuse_gives_each_episode_the_former_memory_schedule(tmp_path: Path) -> None:
+    from vlagent.evaluate import _Runner
+
+    memory = _Runner(EvalConfig(out=tmp_path, policy_options={"no_history_reuse": True}))._memory()
+    assert memory is not None and memory.config.sizes == "shrink"
+    assert _Runner(EvalConfig(out=tmp_path / "default"))._memory() is None  # the default memory: stable sizes

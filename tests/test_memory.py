@@ -149,7 +149,10 @@ def test_budget_is_never_exceeded_and_the_newest_frame_is_always_sent(config, tr
 
 
 def test_older_screens_shrink_then_drop_oldest_first() -> None:
-    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=8, older_scale=0.5, min_history_tokens=64))
+    # The "shrink" schedule: each older screen half the pixels of the next newer one.
+    memory = TrajectoryMemory(
+        MemoryConfig(max_tokens=2560, max_images=8, older_scale=0.5, min_history_tokens=64, sizes="shrink")
+    )
     selections: list[Selection] = []
     run_steps(memory, [screen(1080, 2400, i) for i in range(12)], selections)
     selection = selections[-1]
@@ -158,6 +161,47 @@ def test_older_screens_shrink_then_drop_oldest_first() -> None:
     assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
     assert [i.step for i in selection.images[:-1]] == [7, 8, 9, 10]
     assert selection.dropped == 11 - 4  # 11 earlier steps, 4 of their screens sent
+
+
+def test_stable_sizes_show_each_screen_at_three_sizes_at_most() -> None:
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4))  # sizes="stable" by default
+    selections: list[Selection] = []
+    run_steps(memory, [screen(1080, 2400, i) for i in range(12)], selections)
+    assert [i.tokens for i in selections[-1].images] == [312, 312, 592, 1272]  # smallest, smaller, full
+    assert [i.step for i in selections[-1].images[:-1]] == [8, 9, 10]
+    sizes: dict[int, set[tuple[int, int]]] = {}
+    for index, selection in enumerate(selections):
+        for image in selection.images:
+            sizes.setdefault(index if image.step is None else image.step, set()).add((image.width, image.height))
+    assert max(len(s) for s in sizes.values()) == 3
+    assert all(len(s) == 3 for step, s in sizes.items() if step <= 8)  # full, then smaller, then smallest
+    # The previous screen's size never depends on what else is in the prompt.
+    assert len({(s.images[-2].width, s.images[-2].height) for s in selections[1:]}) == 1
+
+
+def test_half_steps_zero_sends_every_earlier_screen_at_the_smallest_size() -> None:
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=0))
+    selections: list[Selection] = []
+    run_steps(memory, [screen(1080, 2400, i) for i in range(6)], selections)
+    assert [i.tokens for i in selections[-1].images] == [312, 312, 312, 1272]
+    sizes = {(i.width, i.height) for s in selections for i in s.images}
+    assert len(sizes) == 2  # each screen at two sizes in its life: full, then the smallest
+    with pytest.raises(ConfigError, match="half_steps"):
+        MemoryConfig(half_steps=-1)
+
+
+def test_stable_sizes_drop_a_screen_that_does_not_fit_instead_of_shrinking_it() -> None:
+    # 1272 (current) + 592 (previous) leaves 136 tokens: too few for the 312-token smallest size.
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2000, max_images=4))
+    selections: list[Selection] = []
+    run_steps(memory, [screen(1080, 2400, i) for i in range(5)], selections)
+    assert [i.tokens for i in selections[-1].images] == [592, 1272]
+    shrink = TrajectoryMemory(MemoryConfig(max_tokens=2000, max_images=4, sizes="shrink"))
+    shrunk: list[Selection] = []
+    run_steps(shrink, [screen(1080, 2400, i) for i in range(5)], shrunk)
+    assert [i.tokens for i in shrunk[-1].images] == [119, 592, 1272]  # squeezed into what was left
+    with pytest.raises(ConfigError, match="sizes"):
+        MemoryConfig(sizes="video")  # type: ignore[arg-type]
 
 
 def test_max_images_limits_the_prompt_for_servers_with_image_limits() -> None:

@@ -91,3 +91,19 @@ def test_bench_desktop_compares_with_pyautogui_defaults() -> None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     out = _bench("bench_desktop.py", "--repeat", "2", display=False)
     assert _ratio(out, r"click: defaults / ours = ([\d.]+)x") > 1
+
+
+@pytest.mark.model
+def test_bench_history_reuses_embeddings_of_screens_at_stable_sizes() -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+    out = _bench("bench_history.py", "--steps", "6", "--max-pixels", str(400 * 784), "--max-tokens", "800")
+    rows = {
+        m[1]: [float(v) for v in m[2].split()]
+        for m in re.finditer(r"\n(single|shrink|stable|reuse|quarter)\s+([\d.\s]+?)x\s+[\d.]+x", out)
+    }
+    assert set(rows) == {"single", "shrink", "stable", "reuse", "quarter"}, out
+    visual, encoded = {k: v[0] for k, v in rows.items()}, {k: v[1] for k, v in rows.items()}
+    assert visual["single"] < visual["shrink"] <= 800 and visual["stable"] == visual["reuse"] <= 800, out
+    assert encoded["stable"] == visual["stable"] and encoded["reuse"] < visual["reuse"], out
+    assert encoded["quarter"] < encoded["reuse"], out
+    assert rows["single"][-1] == 1.0, out

@@ -219,6 +219,13 @@ def _policy_options(fn: F) -> F:
             "--load-in-4bit", is_flag=True, default=None, help="4-bit weights via bitsandbytes (qwen2vl, GPU)."
         ),
         click.option(
+            "--no-history-reuse",
+            is_flag=True,
+            default=None,
+            help="Re-size every earlier screen at every step and encode every image anew "
+            "(no stable sizes, no vision-embedding cache), to compare or debug.",
+        ),
+        click.option(
             "--no-constrain",
             is_flag=True,
             default=None,

@@ -37,6 +37,7 @@ from typing import Any, Literal, Protocol
 
 from vlagent.agent import EndReason, Episode, run_episode
 from vlagent.errors import ConfigError, OutputError, PoolEmptyError, VlagentError
+from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.pinned import pinned_config
 from vlagent.policies.base import Policy
 from vlagent.policies.batching import BatchingPolicy
@@ -348,6 +349,12 @@ class _Runner:
                     # concurrent episodes share one model: gather their steps into batched calls
                     self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
 
+    def _memory(self) -> TrajectoryMemory | None:
+        """A fresh memory per episode; None: the default one."""
+        if self.config.policy_options.get("no_history_reuse"):
+            return TrajectoryMemory(MemoryConfig(sizes="shrink"))  # every screen re-sized each step
+        return None
+
     def run(self, job: _Job) -> ScenarioResult:
         try:
             if self.pool is None or not job.scenario.device.is_phone:
@@ -400,6 +407,7 @@ class _Runner:
                     device.driver,
                     policy,
                     max_steps=scenario.max_steps,
+                    memory=self._memory(),
                     hooks=[recorder],
                     secrets=secrets,
                     stop=self.stop,

@@ -5,9 +5,13 @@ tokens on an image resized to multiples of 28 (``vlagent.coords.smart_resize``).
 keeps a prompt under a fixed budget of visual tokens however long the episode runs:
 
 - the newest screen is always sent, at the full per-image resolution the budget allows;
-- older screens are sent smaller the older they are (``older_scale`` of the pixels of the
-  next newer one), and are dropped, oldest first, once the budget, ``max_images`` or
-  ``min_history_tokens`` says so;
+- older screens are sent smaller, and are dropped, oldest first, once the budget,
+  ``max_images`` or ``min_history_tokens`` says so. By default (``sizes="stable"``) a screen's
+  size depends only on its age bucket: the previous screen (the last ``half_steps``) gets
+  ``older_scale`` of the full pixels, every older one ``older_scale`` squared. A screen is thus shown at three sizes in
+  its life (full, then smaller, then smallest) and a policy can reuse what it computed for a
+  (screen, size) at later steps. ``sizes="shrink"`` makes each older screen ``older_scale``
+  of the next newer one, so every screen changes size at every step;
 - the text of every step (thought, action, effect) is kept; old thoughts are shortened and,
   in very long episodes, the oldest steps are merged into one summary line.
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -67,6 +71,13 @@ class MemoryConfig:
     """Each older screen gets this fraction of the pixels of the next newer one (1.0: same size)."""
     min_history_tokens: int = 64
     """An older screen that would get fewer tokens than this is dropped instead."""
+    sizes: Literal["stable", "shrink"] = "stable"
+    """``stable``: sizes by age bucket (previous screen ``older_scale``, older ones ``older_scale``²
+    of the full pixels), so a screen is resized and encoded at most three times in its life;
+    ``shrink``: each older screen ``older_scale`` of the next newer one (new sizes every step)."""
+    half_steps: int = 1
+    """Stable sizes: the last this many earlier screens get ``older_scale``, older ones ``older_scale``²
+    (0: every earlier screen at the smallest size, so a screen is encoded twice in its life)."""
     recent_steps: int = 8
     """The latest steps keep their full thought; older thoughts are shortened."""
     old_thought_chars: int = 80
@@ -87,6 +98,10 @@ class MemoryConfig:
             raise ConfigError(f"max_images must be >= 1, got {self.max_images}")
         if not 0.0 < self.older_scale <= 1.0:
             raise ConfigError(f"older_scale must be in (0, 1], got {self.older_scale}")
+        if self.half_steps < 0:
+            raise ConfigError(f"half_steps must be >= 0, got {self.half_steps}")
+        if self.sizes not in ("stable", "shrink"):
+            raise ConfigError(f"sizes must be 'stable' or 'shrink', got {self.sizes!r}")
         if self.max_history_steps < 2 or self.recent_steps < 0 or self.old_thought_chars < 0:
             raise ConfigError("max_history_steps must be >= 2; recent_steps and old_thought_chars >= 0")
 
@@ -306,11 +321,18 @@ class TrajectoryMemory:
         chosen: list[tuple[Frame, SelectedImage]] = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
         remaining = cfg.max_tokens - tokens
         cap = float(cfg.max_pixels)
-        for stored in reversed(self._frames):
+        for age, stored in enumerate(reversed(self._frames), start=1):
             cap *= cfg.older_scale
             if len(chosen) >= cfg.max_images or remaining < cfg.min_history_tokens:
                 break
-            fit = self._fit_tokens(*stored.source_size, remaining, int(cap))
+            if cfg.sizes == "stable":
+                # The size depends on the age bucket only (not on what is left), so it stays put;
+                # a screen that does not fit at its size is dropped, never shrunk to fit.
+                fit = self._fit_tokens(*stored.source_size, cfg.max_tokens, int(self._bucket_cap(age)))
+                if fit is not None and fit[1] > remaining:
+                    break
+            else:
+                fit = self._fit_tokens(*stored.source_size, remaining, int(cap))
             if fit is None or fit[1] < cfg.min_history_tokens:
                 break
             (size, tokens), remaining = fit, remaining - fit[1]
@@ -321,6 +343,11 @@ class TrajectoryMemory:
         )
         log.debug("memory selected %d images, %d/%d visual tokens", len(chosen), remaining, cfg.max_tokens)
         return tuple(f for f, _ in chosen), selection
+
+    def _bucket_cap(self, age: int) -> float:
+        """Pixels at most for a screen ``age`` steps old under the stable schedule."""
+        cfg = self.config
+        return cfg.max_pixels * cfg.older_scale ** (1 if age <= cfg.half_steps else 2)
 
     def tokens(self, frames: tuple[Frame, ...]) -> int:
         """Visual tokens the processor (with this config's pixel bounds) spends on ``frames``."""

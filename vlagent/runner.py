@@ -166,6 +166,8 @@ def _choose_policy(request: RunRequest, driver: Driver, task: Task | None) -> Po
 
 def _memory(options: Mapping[str, object]) -> TrajectoryMemory:
     values = {k: options[k] for k in _MEMORY_KEYS if options.get(k) is not None}
+    if options.get("no_history_reuse"):  # every screen re-sized each step, as before stable sizes
+        values["sizes"] = "shrink"
     try:
         return TrajectoryMemory(MemoryConfig(**values))  # type: ignore[arg-type]
     except TypeError as exc:

@@ -163,6 +163,8 @@ def _gold_policy(episode: DatasetEpisode) -> Policy:
 
 def _memory_config(options: Mapping[str, object]) -> MemoryConfig:
     values = {k: options[k] for k in _MEMORY_OPTIONS if options.get(k) is not None}
+    if options.get("no_history_reuse"):  # every screen re-sized each step, as before stable sizes
+        values["sizes"] = "shrink"
     try:
         return MemoryConfig(**values)  # type: ignore[arg-type]
     except TypeError as exc:

@@ -290,10 +290,14 @@ class FastDecoder:
         max_new_tokens: int,
         temperature: float = 0.0,
         seeds: Sequence[int | None] = (),
+        image_embeds: Any = None,
     ) -> DecodeResult:
-        """Decode the answer of each prompt in ``rows`` (token ids without padding); ``seeds``:
-        each row's sampling seed (used when ``temperature`` > 0; an unseeded row draws from a
-        fresh random seed)."""
+        """Decode the answer of each prompt in ``rows`` (token ids without padding).
+
+        ``seeds``: each row's sampling seed (used when ``temperature`` > 0; an unseeded row draws
+        from a fresh random seed). ``image_embeds``: the images' vision embeddings already computed
+        (all images, in order), instead of running the vision tower on ``pixel_values``.
+        """
         torch = self._torch
         device = self.device
         batch = len(rows)
@@ -331,7 +335,10 @@ class FastDecoder:
         # Vision tower, then the text embeddings with the image features in place.
         ids = full[:, prefix:]
         embeds = self.lm.get_input_embeddings()(ids)
-        if pixel_values is not None:
+        if image_embeds is not None:
+            slots = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(slots, image_embeds.to(embeds.dtype))
+        elif pixel_values is not None:
             self._sync()
             tv = time.perf_counter()
             features = self.model.model.get_image_features(pixel_values.to(device), grid, return_dict=True)

@@ -49,6 +49,7 @@ from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits
 from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_like_path
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
+from vlagent.policies.visioncache import VisionCache
 from vlagent.schema import step_schema
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 _IMAGE_PAD = "<|image_pad|>"
 _VISION_START = "<|vision_start|>"
 _END_OF_TURN = "<|im_end|>"
+#: Model types whose vision tower encodes each image on its own into everything the decoder takes.
+_PER_IMAGE_TOWERS = frozenset({"qwen2_vl", "qwen2_5_vl"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,11 @@ class QwenPolicyConfig:
     """torch.compile mode of the decode step (static cache only); ``auto``: reduce-overhead on CUDA, off on CPU."""
     time_parts: bool = False
     """Wait for the GPU between vision, prefill and decode so their times are exact (benchmarks)."""
+    history_reuse: bool = True
+    """Keep the vision tower's embeddings of each sized image and reuse them when memory shows the
+    same image again at a later step (exact: the tower encodes each image on its own)."""
+    vision_cache_mb: int = 512
+    """Bound of those embeddings in MiB, least recently used out first."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels <= MAX_PIXELS:
@@ -121,6 +129,8 @@ class QwenPolicyConfig:
             raise ConfigError("max_new_tokens must be at least 8")
         if self.temperature < 0:
             raise ConfigError("temperature must be >= 0")
+        if self.vision_cache_mb < 0:
+            raise ConfigError("vision_cache_mb must be >= 0")
         if self.coords not in (None, "norm1000", "norm999", "abs_resized"):
             raise ConfigError(f"coords must be norm1000, norm999 or abs_resized, got {self.coords!r}")
 
@@ -147,6 +157,12 @@ class PreparedBatch:
     """transformers BatchFeature: input_ids, attention_mask, pixel_values, image_grid_thw, ..."""
     preprocess_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    found: list[Any] | None = None
+    """Per image (all rows, in order): its cached embeddings or None; None when the cache is off."""
+    pixels_of_missing_only: bool = False
+    """``pixel_values`` holds only the images not found in the cache."""
+    encoded_tokens: list[float] = field(default_factory=list)
+    """Per row: visual tokens the vision tower computed for it (the rest came from the cache)."""
 
 
 def _batch_seed(batch: PreparedBatch) -> int | None:
@@ -258,6 +274,12 @@ class Qwen2VLPolicy:
         )
         self.compile_mode = compile_mode if self.cache_kind == "static" and compile_mode != "off" else None
         self._decoder: Any = None
+        # Cached embeddings are exact where the tower encodes each image on its own and its pooled
+        # output is all the decoder takes (Qwen3-VL also feeds per-layer "deepstack" features).
+        reusable = self.config.history_reuse and model_type in _PER_IMAGE_TOWERS
+        if self.config.history_reuse and not reusable:
+            log.info("no vision-embedding cache for model type %s", model_type)
+        self.vision_cache = VisionCache(self.config.vision_cache_mb << 20) if reusable else None
         log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
 
     # ------------------------------------------------------------------ loading
@@ -349,8 +371,10 @@ class Qwen2VLPolicy:
         for row in rows:
             row.text = self.processor.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True)
         all_images = [image for row in rows for image in row.images]
+        found = self.vision_cache.lookup(all_images) if self.vision_cache is not None and all_images else None
         if self._layout is not None:
-            return PreparedBatch(rows, self._direct_inputs(rows), time.perf_counter() - t0)
+            inputs = self._direct_inputs(rows, found)
+            return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found, pixels_of_missing_only=True)
         # The images already have their final size; a wide size range makes the processor keep it.
         inputs = self.processor(
             text=[row.text for row in rows],
@@ -362,22 +386,29 @@ class Qwen2VLPolicy:
         inputs = inputs.to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        return PreparedBatch(rows, inputs, time.perf_counter() - t0)
+        return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found)
 
-    def _direct_inputs(self, rows: list[_Row]) -> Any:
-        """What the processor returns (left-padded), built from the sized images and one tokenizer call."""
+    def _direct_inputs(self, rows: list[_Row], found: list[Any] | None = None) -> Any:
+        """What the processor returns (left-padded), built from the sized images and one tokenizer call.
+
+        With ``found`` (the vision cache's lookup), pixel values are made only for the images not found.
+        """
         torch = self._torch
         from transformers import BatchFeature
 
-        assert self._layout is not None
+        layout = self._layout
+        assert layout is not None
         images = [image for row in rows for image in row.images]
         data: dict[str, Any] = {}
         counts: list[int] = []
         if images:
-            pixel_values, grid = patchify(images, self._layout, device=self.device, dtype=self.model.dtype)
-            merge = self._layout.merge_size**2
-            counts = [int(t * h * w) // merge for t, h, w in grid.tolist()]
-            data.update(pixel_values=pixel_values, image_grid_thw=grid)
+            p = layout.patch_size
+            grid = torch.tensor([[1, im.height // p, im.width // p] for im in images], dtype=torch.long)
+            need = images if found is None else [im for im, e in zip(images, found, strict=True) if e is None]
+            if need:
+                data["pixel_values"] = patchify(need, layout, device=self.device, dtype=self.model.dtype)[0]
+            counts = [int(t * h * w) // layout.merge_size**2 for t, h, w in grid.tolist()]
+            data["image_grid_thw"] = grid.to(self.device)
         encoded = self.tokenizer([row.text for row in rows], add_special_tokens=False)["input_ids"]
         ids: list[list[int]] = []
         start = 0
@@ -423,8 +454,9 @@ class Qwen2VLPolicy:
             compiler = self._grammar()
             constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
+        image_embeds = self._encode_images(batch)
         if self.config.fast:
-            return self._generate_fast(batch, constraints), constraints
+            return self._generate_fast(batch, constraints, image_embeds), constraints
         if self.cache_kind == "static":  # transformers then compiles its decode step itself
             sampling["cache_implementation"] = "static"
         seed = _batch_seed(batch)
@@ -432,11 +464,18 @@ class Qwen2VLPolicy:
             # generate() draws from torch's global generator: seeding it makes a seeded episode
             # repeat its samples (exactly so at batch 1; in a batch, for the same set of rows).
             torch.manual_seed(seed)
+        inputs = dict(batch.inputs)
+        if image_embeds is not None:  # generate takes the images' embeddings instead of their pixels
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            inputs.pop("pixel_values", None)
+            pooled: Any = tuple(image_embeds)  # one tensor per image, as get_image_features gives them
+            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=pooled)}
         t0 = time.perf_counter()
         generate: Any = getattr(self.model, "generate")  # noqa: B009 - transformers types it through nn.Module
         with torch.inference_mode():
             output = generate(
-                **batch.inputs,
+                **inputs,
                 max_new_tokens=self.config.max_new_tokens,
                 logits_processor=LogitsProcessorList(processors),
                 pad_token_id=self._pad_id,
@@ -448,7 +487,49 @@ class Qwen2VLPolicy:
         batch.timings.update(prefill_s=first - t0, decode_s=end - first)
         return output[:, prompt_length:].cpu(), constraints
 
-    def _generate_fast(self, batch: PreparedBatch, constraints: list[RowConstraint] | None) -> Any:
+    def _encode_images(self, batch: PreparedBatch) -> list[Any] | None:
+        """Per image, its vision embeddings: from the cache, or computed now and cached (None: cache off)."""
+        merge = int(self.model.config.vision_config.spatial_merge_size) ** 2
+        grid = batch.inputs.get("image_grid_thw")
+        tokens = [int(t * h * w) // merge for t, h, w in grid.tolist()] if grid is not None else []
+        per_row = [len(row.images) for row in batch.rows]
+        if batch.found is None or grid is None:
+            batch.encoded_tokens = _row_sums(tokens, per_row, [True] * len(tokens))
+            return None
+        cache = self.vision_cache
+        assert cache is not None
+        torch = self._torch
+        images = [image for row in batch.rows for image in row.images]
+        self._sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            result = cache.encode(
+                images,
+                batch.found,
+                batch.inputs.get("pixel_values"),
+                grid,
+                self._tower,
+                pixels_of_missing_only=batch.pixels_of_missing_only,
+            )
+        self._sync()
+        batch.timings["vision_s"] = time.perf_counter() - t0
+        batch.encoded_tokens = _row_sums(tokens, per_row, result.encoded)
+        return result.embeds
+
+    def _tower(self, pixel_values: Any, grid: Any) -> Any:
+        """The vision tower on ``pixel_values`` of the images in ``grid``; one tensor per image."""
+        features = self.model.model.get_image_features(
+            pixel_values.to(self.device), grid.to(self.device), return_dict=True
+        )
+        return features.pooler_output
+
+    def _sync(self) -> None:
+        if self.config.time_parts and self.device.type == "cuda":
+            self._torch.cuda.synchronize(self.device)
+
+    def _generate_fast(
+        self, batch: PreparedBatch, constraints: list[RowConstraint] | None, image_embeds: list[Any] | None = None
+    ) -> Any:
         from vlagent.policies.fastdecode import FastDecoder
 
         torch = self._torch
@@ -478,9 +559,10 @@ class Qwen2VLPolicy:
                 max_new_tokens=self.config.max_new_tokens,
                 temperature=self.config.temperature,
                 seeds=[row.observation.sampling_seed for row in batch.rows],
+                image_embeds=torch.cat(image_embeds) if image_embeds else None,
             )
         batch.timings.update(
-            vision_s=result.vision_s,
+            vision_s=batch.timings.get("vision_s", 0.0) + result.vision_s,
             prefill_s=result.prefill_s,
             decode_s=result.decode_s,
             forward_passes=float(result.forward_passes),
@@ -551,6 +633,7 @@ class Qwen2VLPolicy:
         usage = {
             "prompt_tokens": float(int(mask.sum())),
             "visual_tokens": float(int((input_ids == self._image_pad_id).sum())),
+            "encoded_visual_tokens": batch.encoded_tokens[i] if batch.encoded_tokens else 0.0,
             "output_tokens": float(length),
             "batch_size": float(len(batch.rows)),
             "preprocess_s": batch.preprocess_s,
@@ -568,6 +651,17 @@ class Qwen2VLPolicy:
         return Decision(step=Step(thought=step.thought, action=action), raw=text, usage=MappingProxyType(usage))
 
 
+def _row_sums(tokens: list[int], per_row: list[int], encoded: list[bool]) -> list[float]:
+    """Per row, the visual tokens of its images that the vision tower computed."""
+    sums: list[float] = []
+    start = 0
+    for count in per_row:
+        pairs = zip(tokens[start : start + count], encoded[start : start + count], strict=True)
+        sums.append(float(sum(t for t, e in pairs if e)))
+        start += count
+    return sums
+
+
 _OTHER_POLICIES_OPTIONS = frozenset({"base_url", "api_key", "script", "max_images", "max_tokens"})
 
 
@@ -583,6 +677,8 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
         options["device"] = options.pop("model_device")
     if "no_constrain" in options:
         options["structured"] = not options.pop("no_constrain")
+    if "no_history_reuse" in options:  # the CLI's --no-history-reuse (memory's sizes follow it too)
+        options["history_reuse"] = not options.pop("no_history_reuse")
     misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
     if misplaced:
         raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")

@@ -1,0 +1,164 @@
+"""Vision embeddings reused across steps: the same greedy actions as encoding every image anew.
+
+Episodes of several steps on the tiny random Qwen2-VL with memory's stable sizes: each step
+the policy asks memory for the images, and memory hands back the same sized image objects for
+earlier screens whose size did not change. With the cache the vision tower encodes only the
+images it has not seen; the answers must not change (batch 1 and 4, fast and plain paths).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
+from vlagent.frames import Frame
+from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.policies.base import Decision, HistoryEntry, Observation
+from vlagent.policies.visioncache import VisionCache
+
+pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
+
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig, create_policy
+
+pytestmark = pytest.mark.model
+
+BUDGET = 96 * 28 * 28
+SIZES = ((1080, 2400), (1280, 800), (720, 1280), (1920, 1080))
+TASKS = ("open settings", "turn on wifi", "write a note saying hi", "call Bob")
+
+
+def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
+    config = QwenPolicyConfig(
+        model=str(tiny_qwen2vl),
+        device="cpu",
+        max_pixels=BUDGET,
+        with_thought=False,
+        max_thought_chars=16,
+        max_string_chars=12,
+        **options,
+    )
+    model, processor = tiny_loaded
+    return Qwen2VLPolicy(config, model=model, processor=processor)
+
+
+def _screen(size: tuple[int, int], seed: int) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x, y = rng.randrange(size[0] - 40), rng.randrange(size[1] - 40)
+        draw.rectangle((x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 120)), fill=rng.randrange(0xFFFFFF))
+    return image
+
+
+def _episodes(policy: Qwen2VLPolicy, count: int, steps: int) -> list[list[Decision]]:
+    """``count`` episodes in lockstep, one ``decide_batch`` per step; memory as the loop drives it."""
+    memories = [
+        TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_images=4, max_tokens=4 * 96, min_history_tokens=4))
+        for _ in range(count)
+    ]
+    decisions: list[list[Decision]] = [[] for _ in range(count)]
+    for step in range(steps):
+        observations = []
+        for n, memory in enumerate(memories):
+            frame = Frame.of(_screen(SIZES[n % 4], 1000 * n + step))
+            caps = PHONE_CAPABILITIES if n % 2 == 0 else DESKTOP_CAPABILITIES
+            observations.append(
+                Observation(TASKS[n], frame, caps, step, memory.history, choice=memory.lazy_choice(frame))
+            )
+        results = policy.decide_batch(observations) if count > 1 else [policy.decide(observations[0])]
+        for n, (obs, result) in enumerate(zip(observations, results, strict=True)):
+            assert isinstance(result, Decision), result
+            decisions[n].append(result)
+            memories[n].add(HistoryEntry(step, result.step.action, result.step.thought), obs.frame)
+    return decisions
+
+
+@pytest.mark.parametrize(
+    ("path", "count"),
+    [("fast", 1), ("fast", 4), ("plain", 1), ("plain", 4), ("static", 4)],
+)
+def test_cached_embeddings_give_the_same_actions(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
+) -> None:
+    plain_inputs: dict[str, Any] = {
+        "fast": {},
+        "plain": {"fast": False, "fast_inputs": False},  # the processor and transformers' generate
+        "static": {"cache": "static"},  # the fast loop on a static KV cache
+    }[path]
+    fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **plain_inputs)
+    reuse = _policy(tiny_qwen2vl, tiny_loaded, **plain_inputs)
+    assert fresh.vision_cache is None and reuse.vision_cache is not None
+    steps = 6
+    expected = _episodes(fresh, count, steps)
+    got = _episodes(reuse, count, steps)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [(d.raw, d.step) for d in mine] == [(d.raw, d.step) for d in theirs]
+        assert [d.usage["visual_tokens"] for d in mine] == [d.usage["visual_tokens"] for d in theirs]
+        # Without the cache every image is encoded; with it, from the fourth step on (three earlier
+        # screens, the oldest at the size it had the step before) fewer tokens are.
+        assert [d.usage["encoded_visual_tokens"] for d in theirs] == [d.usage["visual_tokens"] for d in theirs]
+        assert all(
+            m.usage["encoded_visual_tokens"] < t.usage["encoded_visual_tokens"]
+            for m, t in zip(mine[3:], theirs[3:], strict=True)
+        )
+    assert reuse.vision_cache.hits >= count * (steps - 3)
+
+
+def test_an_image_encoded_alone_equals_it_encoded_with_others(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
+    from vlagent.policies.pixels import PixelLayout, patchify
+
+    policy = _policy(tiny_qwen2vl, tiny_loaded)
+    layout = PixelLayout.of(policy.processor.image_processor)
+    images = [_screen(size, n).resize((size[0] // 112 * 28, size[1] // 112 * 28)) for n, size in enumerate(SIZES)]
+    values, grid = patchify(images, layout)
+    with torch.inference_mode():
+        together = policy._tower(values, grid)
+        for n, image in enumerate(images):
+            alone = policy._tower(*patchify([image], layout))
+            assert torch.allclose(alone[0], together[n], atol=1e-5, rtol=1e-4)
+        # The cache's way: only the missing images' rows, cut out of the whole batch's pixel values.
+        cache = VisionCache(1 << 30)
+        cache.put(images[1], together[1])
+        found = cache.lookup(images)
+        result = cache.encode(images, found, values, grid, policy._tower)
+    assert result.encoded == [True, False, True, True]
+    for a, b in zip(result.embeds, together, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_the_cache_is_bounded_and_forgets_images_memory_let_go() -> None:
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
+    cache = VisionCache(3 * 4096)
+    images = [Image.new("RGB", (28, 28), (n, 0, 0)) for n in range(5)]
+    for image in images:
+        cache.put(image, torch.zeros(32, 32))  # 4 KiB each
+    assert len(cache) == 3 and cache.bytes == 3 * 4096
+    assert cache.get(images[0]) is None and cache.get(images[4]) is not None  # least recently used out
+    cache.get(images[2])
+    extra = Image.new("RGB", (28, 28))
+    cache.put(extra, torch.zeros(32, 32))
+    assert cache.get(images[2]) is not None and cache.get(images[3]) is None
+    del images[2]
+    gc.collect()
+    cache.put(images[0], torch.zeros(1, 32))
+    assert cache.bytes == 2 * 4096 + 128  # the entry of the image gone was pruned
+    assert cache.get(extra) is not None
+    cache.put(images[1], torch.zeros(64, 64))  # larger than the whole bound: not kept
+    assert cache.get(images[1]) is None
+
+
+def test_no_history_reuse_turns_the_cache_off(tiny_qwen2vl: Path) -> None:
+    assert create_policy(model=str(tiny_qwen2vl), device="cpu", no_history_reuse=True).vision_cache is None
+    # A served model has no cache of its own; the flag still reaches memory, so the policy accepts it.
+    from vlagent.policies.openai_compat import create_policy as create_openai
+
+    create_openai(base_url="http://127.0.0.1:9/v1", model="m", no_history_reuse=True)

@@ -1,0 +1,176 @@
+"""What history costs per step: four earlier screens against one, with and without reuse.
+
+Runs the Qwen2-VL policy (tiny random model by default) on simulated phones, one lane per
+schedule, in lockstep: every lane plays the same scripted actions on its own phone (same
+seed), so all lanes see the same screens, and at each step every lane's model call runs
+back to back (in a rotating order), so a busy machine slows all lanes alike. Lanes:
+
+  single     --max-images 1: the current screen alone (the reference)
+  shrink     four images, each older screen half the pixels of the next newer one (the
+             schedule before stable sizes), every image encoded at every step
+  stable     four images at stable sizes by age (memory's default), every image encoded
+  reuse      stable sizes + the vision-embedding cache (the policy's default)
+  quarter    reuse with every earlier screen at the smallest size (``half_steps=0``): each
+             screen is encoded twice in its life, at full size and at a quarter
+
+The model's answers are not acted on (random weights); the script drives the phone, so
+prompts differ between lanes only in their images. Per lane: images and visual tokens per
+prompt, visual tokens the vision tower encoded per step, median model ms per step (steps
+after the first ``--warmup``, once memory holds four screens) with its vision / prefill
+parts, the ratio to ``single`` at the same step (median over steps: "x single") and the
+ratio of the medians ("x median"; on a busy machine the two differ). ``--repeats``
+runs the whole episode again with fresh lanes and reports the median of each figure.
+
+    python tools/bench_history.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from vlagent.actions import Action, Key, OpenApp, Scroll
+from vlagent.coords import IMAGE_FACTOR
+from vlagent.drivers.sim import SimDriver
+from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.policies.base import HistoryEntry, Observation
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
+
+CYCLE: list[Action] = [
+    OpenApp(name="Settings"),
+    Scroll(direction="down"),
+    Scroll(direction="down"),
+    Scroll(direction="up"),
+    Key(key="back"),
+    OpenApp(name="Contacts"),
+    Scroll(direction="down"),
+    Scroll(direction="up"),
+    Key(key="home"),
+    OpenApp(name="Notes"),
+]
+
+LANES = ("single", "shrink", "stable", "reuse", "quarter")
+
+
+@dataclass
+class Lane:
+    name: str
+    policy: Qwen2VLPolicy
+    memory: TrajectoryMemory
+    driver: SimDriver
+    model_ms: list[float] = field(default_factory=list)
+    usage: list[dict[str, float]] = field(default_factory=list)
+
+
+def lanes(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
+    made = []
+    for name in LANES:
+        config = MemoryConfig(
+            max_tokens=args.max_tokens,
+            max_pixels=args.max_pixels,
+            max_images=1 if name == "single" else args.max_images,
+            sizes="shrink" if name == "shrink" else "stable",
+            half_steps=0 if name == "quarter" else 1,
+        )
+        policy_config = dataclasses.replace(base.config, history_reuse=name in ("reuse", "quarter"))
+        policy = Qwen2VLPolicy(policy_config, model=base.model, processor=base.processor)
+        made.append(Lane(name, policy, TrajectoryMemory(config), SimDriver(seed=args.seed)))
+    return made
+
+
+def episode(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
+    run = lanes(base, args)
+    for step in range(args.steps):
+        action = CYCLE[step % len(CYCLE)]
+        order = run[step % len(run) :] + run[: step % len(run)]
+        for lane in order:
+            frame = lane.driver.screenshot()
+            obs = Observation(
+                "open the settings and turn on wifi",
+                frame,
+                lane.driver.capabilities,
+                step,
+                lane.memory.history,
+                choice=lane.memory.lazy_choice(frame),
+            )
+            t0 = time.perf_counter()
+            decision = lane.policy.decide(obs)
+            lane.model_ms.append((time.perf_counter() - t0) * 1000)
+            lane.usage.append(dict(decision.usage))
+            lane.driver.execute(action)
+            lane.memory.add(HistoryEntry(step, action), frame)
+    return run
+
+
+def figures(run: list[Lane], warmup: int) -> dict[str, dict[str, float]]:
+    single = run[0]
+    out: dict[str, dict[str, float]] = {}
+    for lane in run:
+        steps = range(warmup, len(lane.model_ms))
+
+        def med(key: str, lane: Lane = lane, steps: range = steps) -> float:
+            return statistics.median(lane.usage[i].get(key, 0.0) for i in steps)
+
+        out[lane.name] = {
+            "visual": med("visual_tokens"),
+            "encoded": med("encoded_visual_tokens"),
+            "model_ms": statistics.median(lane.model_ms[i] for i in steps),
+            "vision_ms": med("vision_s") * 1000,
+            "prefill_ms": med("prefill_s") * 1000,
+            "pre_ms": med("preprocess_s") * 1000,
+            "ratio": statistics.median(lane.model_ms[i] / single.model_ms[i] for i in steps),
+            "ratio_of_medians": statistics.median(lane.model_ms[i] for i in steps)
+            / statistics.median(single.model_ms[i] for i in steps),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=4, help="steps left out of the medians (memory fills up)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--max-images", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=2560)
+    parser.add_argument("--max-pixels", type=int, default=1280 * IMAGE_FACTOR * IMAGE_FACTOR)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--model", default=None, help="weights directory (default: the tiny random model)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.steps <= args.warmup:
+        parser.error("--steps must be larger than --warmup")
+
+    if args.model is None:
+        from vlagent.policies.tiny import create_policy
+
+        base = create_policy(device=args.device, max_pixels=args.max_pixels)
+    else:
+        base = Qwen2VLPolicy(QwenPolicyConfig(model=args.model, device=args.device, max_pixels=args.max_pixels))
+    device = str(base.device)
+    if base.device.type == "cuda":
+        import torch
+
+        device = torch.cuda.get_device_name(base.device)
+    results = [figures(episode(base, args), args.warmup) for _ in range(args.repeats)]
+
+    print(
+        f"history bench: {args.steps} steps x {args.repeats} repeat(s), model {args.model or 'tiny'} on {device}, "
+        f"budget {args.max_tokens} visual tokens, max {args.max_images} images; medians over steps "
+        f"{args.warmup + 1}-{args.steps}"
+    )
+    header = ("lane", "visual tok", "encoded tok", "model ms", "vision", "prefill", "prep", "x single", "x median")
+    print(f"{header[0]:<8} " + " ".join(f"{h:>11}" for h in header[1:]))
+    for name in LANES:
+        row = {key: statistics.median(r[name][key] for r in results) for key in results[0][name]}
+        print(
+            f"{name:<8} {row['visual']:>11.0f} {row['encoded']:>11.0f} {row['model_ms']:>11.0f} "
+            f"{row['vision_ms']:>11.0f} {row['prefill_ms']:>11.0f} {row['pre_ms']:>11.0f} {row['ratio']:>10.2f}x "
+            f"{row['ratio_of_medians']:>10.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
