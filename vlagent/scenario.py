@@ -452,17 +452,19 @@ def _desktop_device(spec: DeviceSpec, workdir: Path) -> ScenarioDevice:
 
     if not os.environ.get("DISPLAY"):
         raise ConfigError("desktop scenarios need an X display: set DISPLAY or run under xvfb-run")
-    app = SampleAppProcess.start(workdir / "app_state.json", timeout=float(spec.options.get("start_timeout", 20)))
+    options = {k: v for k, v in spec.options.items() if k != "start_timeout"}
+    options.setdefault("region", (0, 0, 960, 560))
+    driver = open_driver("desktop", **options)
     try:
-        options = {k: v for k, v in spec.options.items() if k != "start_timeout"}
-        options.setdefault("region", (0, 0, 960, 560))
-        driver = open_driver("desktop", **options)
+        park = getattr(driver, "park_pointer", None)
+        if callable(park):
+            # Before the app's window exists: a pointer an earlier scenario left where the window
+            # opens would hover-highlight a widget, and the first screen would differ from the recording.
+            park()
+        app = SampleAppProcess.start(workdir / "app_state.json", timeout=float(spec.options.get("start_timeout", 20)))
     except BaseException:
-        app.close()
+        driver.close()
         raise
-    park = getattr(driver, "park_pointer", None)
-    if callable(park):
-        park()  # the pointer an earlier scenario left over the app would hover-highlight a widget
     device = ScenarioDevice(driver, state_path=app.state_path)
     device._cleanup.append(app.proc)
     return device
