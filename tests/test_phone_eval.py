@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sim_serve import sim_serve
 
 from vlagent.tasks import parse_hierarchy
 
@@ -25,36 +24,11 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SERIAL = "emulator-5554"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def phone_server() -> Iterator[dict[str, str]]:
     """A simulated phone served by the CLI on a private adb port; the environment that reaches it."""
-    port = _free_port()
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "ADBUTILS_ADB_PATH": "/bin/false"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vlagent.cli", "sim", "serve", "--port", str(port), "--serial", SERIAL],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"vlagent sim serve did not start: {server.stderr.read() if server.stderr else ''}")
-                time.sleep(0.2)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with sim_serve("--serial", SERIAL) as port:
+        yield {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "ADBUTILS_ADB_PATH": "/bin/false"}
 
 
 def _eval(env: dict[str, str], files: list[Path], out: Path) -> tuple[subprocess.CompletedProcess[str], dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from sim_serve import sim_serve
 
 from vlagent.drivers.sim.adb_server import SimAdbServer, serve_sim
 from vlagent.drivers.sim.world import SimPhone
@@ -29,12 +29,6 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 NET = "10.0.0.7:5555"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "vlagent.cli", *args]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
@@ -43,24 +37,8 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @contextlib.contextmanager
 def _sim_serve(*options: str) -> Iterator[dict[str, str]]:
     """``vlagent sim serve`` with phones phone-a and phone-b and ``options``; the env reaching it."""
-    port = _free_port()
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "ADBUTILS_ADB_PATH": "/bin/false"}
-    argv = ["sim", "serve", "--port", str(port), "--serial", "phone-a", "--serial", "phone-b", *options]
-    server = subprocess.Popen([sys.executable, "-m", "vlagent.cli", *argv], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"vlagent sim serve did not start: {server.stderr.read() if server.stderr else ''}")
-                time.sleep(0.2)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with sim_serve("--serial", "phone-a", "--serial", "phone-b", *options) as port:
+        yield {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "ADBUTILS_ADB_PATH": "/bin/false"}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sim_serve import free_port, sim_serve
 
 ray = pytest.importorskip("ray", reason="the Ray tests need vlagent[ray]")
 
 SERIAL = "emulator-5554"
 PHONE = f"adb:{SERIAL}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -95,25 +89,8 @@ def _end(node: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) 
 @pytest.fixture(scope="module")
 def phone_port() -> Iterator[int]:
     """A simulated phone served by the CLI on a private adb port."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vlagent.cli", "sim", "serve", "--port", str(port), "--serial", SERIAL],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("vlagent sim serve did not start")
-                time.sleep(0.2)
+    with sim_serve("--serial", SERIAL) as port:
         yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vlagent.errors import ModelError, PolicyBackendError
-from vlagent.policies.base import Decision, Observation
+from vlagent.policies.base import Decision, Observation, decide_each
 
 __all__ = ["ActorFactory", "ActorPolicy", "ModelServer"]
 
@@ -72,13 +72,7 @@ class ActorPolicy:
         return decision
 
     def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]:
-        answers: list[Decision | ModelError] = []
-        for observation in observations:
-            try:
-                answers.append(self.decide(observation))
-            except ModelError as exc:
-                answers.append(exc)
-        return answers
+        return decide_each(self, observations)  # the actor batches across episodes; one call per step here
 
 
 @dataclasses.dataclass(frozen=True)
