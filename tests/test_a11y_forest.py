@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from vlagent.datasets.a11y import A11yNode, app_icon_boxes, candidate_boxes, encode_forest, parse_forest
 from vlagent.datasets.example import ExampleError
 
-descriptor_pb2 = pytest.importorskip("google.protobuf.descriptor_pb2")
+descriptor_pb2 = pytest.importorskip("google.protobuf.descriptor_pb2", reason="needs protobuf (the test extra)")
 from google.protobuf import descriptor_pool, message_factory  # noqa: E402
 
 _F = descriptor_pb2.FieldDescriptorProto

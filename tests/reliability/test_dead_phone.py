@@ -281,7 +281,7 @@ def test_a_bad_deadline_in_the_device_spec_is_refused_before_connecting(no_serve
 
 
 def _adb_pids() -> set[int]:
-    psutil = pytest.importorskip("psutil")
+    psutil = pytest.importorskip("psutil", reason="needs psutil (the test extra)")
     pids: set[int] = set()
     for proc in psutil.process_iter(["name", "cmdline"]):
         with contextlib.suppress(psutil.Error):
@@ -299,7 +299,7 @@ def real_adb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     before = _adb_pids()
     yield
-    psutil = pytest.importorskip("psutil")
+    psutil = pytest.importorskip("psutil", reason="needs psutil (the test extra)")
     for pid in _adb_pids() - before:  # only what this test started, by its id
         with contextlib.suppress(psutil.Error):
             psutil.Process(pid).kill()

@@ -22,7 +22,7 @@ from vlagent.errors import ModelLoadError
 from vlagent.policies.hub import locate_weights
 
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
-constants = pytest.importorskip("huggingface_hub.constants")
+constants = pytest.importorskip("huggingface_hub.constants", reason="needs the qwen extra (huggingface_hub)")
 
 from vlagent.policies.qwen2vl import QwenPolicyConfig, create_policy  # noqa: E402
 
