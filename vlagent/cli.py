@@ -104,20 +104,23 @@ class _Repeatable(click.Option):
 
 
 class _Seconds(click.ParamType):
-    """A duration in seconds within [low, high]: NaN, infinities and negatives are refused."""
+    """A finite number within [low, high] (a duration in seconds unless ``unit`` says otherwise):
+    NaN, infinities and values out of range are refused (click's FloatRange lets NaN through)."""
 
     name = "seconds"
 
-    def __init__(self, low: float, high: float) -> None:
-        self.low, self.high = low, high
+    def __init__(self, low: float, high: float, unit: str = "seconds") -> None:
+        self.low, self.high, self.unit = low, high, unit
+        self.name = unit or "number"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        unit = f" {self.unit}" if self.unit else ""
         try:
             number = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+            self.fail(f"{value!r} is not a number{unit and ' of' + unit}", param, ctx)
         if not math.isfinite(number) or not self.low <= number <= self.high:
-            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds", param, ctx)
+            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g}{unit}", param, ctx)
         return number
 
 
@@ -206,7 +209,7 @@ def _policy_options(fn: F) -> F:
         ),
         click.option(
             "--temperature",
-            type=click.FloatRange(min=0.0, max=2.0),
+            type=_Seconds(0.0, 2.0, unit=""),
             help="Sampling temperature (qwen2vl, openai); 0 decodes greedily (the default).",
         ),
         click.option("--model-device", help="Where the model runs (qwen2vl): auto | cpu | cuda | cuda:N."),

@@ -520,3 +520,12 @@ def test_no_constrain_from_the_cli_turns_the_grammar_off(server: FakeVLLM) -> No
         assert policy.config.structured is False
         policy.decide(_observation())
     assert "structured_outputs" not in server.requests[0]
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.5])
+def test_a_temperature_that_is_not_a_finite_number_is_refused(temperature: float) -> None:
+    from vlagent.errors import ConfigError
+    from vlagent.policies.openai_compat import OpenAIConfig
+
+    with pytest.raises(ConfigError, match="temperature must be a finite number"):
+        OpenAIConfig(base_url="http://127.0.0.1:9/v1", model=MODEL, temperature=temperature)

@@ -74,6 +74,8 @@ CASES: dict[str, tuple[Case, str]] = {
     "non-UTF-8 script": (lambda t: ["run", "x", "--script", str(_binary(t / "s.yaml"))], "not UTF-8"),
     "settle timeout NaN": (lambda t: ["run", "x", "--script", _script(t), "--settle-timeout", "nan"], "nan"),
     "settle timeout infinite": (lambda t: ["run", "x", "--script", _script(t), "--settle-timeout", "inf"], "inf"),
+    "NaN temperature": (lambda t: ["run", "x", "--script", _script(t), "--temperature", "nan"], "temperature"),
+    "negative sampling seed": (lambda t: ["eval", str(t), "--seed", "-1"], "seed"),
     "settle stable negative": (lambda t: ["run", "x", "--script", _script(t), "--settle-stable", "-0.5"], "-0.5"),
     "zero max pixels": (lambda t: ["run", "x", "--script", _script(t), "--max-pixels", "0"], "max-pixels"),
     "secret not in the environment": (

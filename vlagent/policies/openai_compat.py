@@ -143,6 +143,8 @@ class OpenAIConfig:
             raise ConfigError("the served model name is empty: pass --model NAME (as the server lists it)")
         if self.max_images is not None and self.max_images < 1:
             raise ConfigError(f"max_images must be at least 1, got {self.max_images}")
+        if not self.temperature >= 0 or self.temperature == float("inf"):  # NaN fails both ways
+            raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         if self.attempts < 1 or self.concurrency < 1:
             raise ConfigError("attempts and concurrency must be at least 1")
         if self.grammar not in ("auto", "vllm", "off"):

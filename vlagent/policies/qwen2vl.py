@@ -127,8 +127,8 @@ class QwenPolicyConfig:
             )
         if self.max_new_tokens < 8:
             raise ConfigError("max_new_tokens must be at least 8")
-        if self.temperature < 0:
-            raise ConfigError("temperature must be >= 0")
+        if not self.temperature >= 0 or self.temperature == float("inf"):  # NaN fails both ways
+            raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         if self.vision_cache_mb < 0:
             raise ConfigError("vision_cache_mb must be >= 0")
         if self.coords not in (None, "norm1000", "norm999", "abs_resized"):
