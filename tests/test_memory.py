@@ -3,6 +3,7 @@ and the text history keeps every step."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -93,7 +94,7 @@ def test_visual_tokens_equal_the_qwen2vl_processor(processor_tokens) -> None:
 
 
 def test_selected_images_pass_the_processor_unresized(processor_tokens) -> None:
-    config = MemoryConfig(max_tokens=2000, max_pixels=1024 * TOKEN, max_images=4)
+    config = MemoryConfig(max_tokens=2000, max_pixels=1024 * TOKEN, max_images=4, drop="oldest")
     memory = TrajectoryMemory(config)
     selections: list[Selection] = []
     prompts = run_steps(memory, [screen(1080, 2400, i * 40) for i in range(5)], selections)
@@ -180,7 +181,7 @@ def test_stable_sizes_show_each_screen_at_three_sizes_at_most() -> None:
 
 
 def test_half_steps_zero_sends_every_earlier_screen_at_the_smallest_size() -> None:
-    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=0))
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=0, drop="oldest"))
     selections: list[Selection] = []
     run_steps(memory, [screen(1080, 2400, i) for i in range(6)], selections)
     assert [i.tokens for i in selections[-1].images] == [312, 312, 312, 1272]
@@ -188,6 +189,39 @@ def test_half_steps_zero_sends_every_earlier_screen_at_the_smallest_size() -> No
     assert len(sizes) == 2  # each screen at two sizes in its life: full, then the smallest
     with pytest.raises(ConfigError, match="half_steps"):
         MemoryConfig(half_steps=-1)
+
+
+@pytest.mark.parametrize("half_steps", [0, 1, 2])
+def test_blocks_keep_the_start_of_the_prompt_between_clearings(half_steps: int) -> None:
+    """drop="blocks": the smallest-size screens of a prompt are those of the next prompt's start
+    (same screens, same sizes, same order) except when a full block is cleared."""
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=4000, max_images=5, half_steps=half_steps))
+    selections: list[Selection] = []
+    run_steps(memory, [screen(1080, 2400, i) for i in range(20)], selections)
+    smallest = [
+        [i for i in s.images[:-1] if i.step is not None and i.step < index - half_steps]
+        for index, s in enumerate(selections)
+    ]
+    size = max(len(block) for block in smallest)
+    assert size >= 2
+    cleared = 0
+    for before, after in itertools.pairwise(smallest):
+        if after[: len(before)] == before:
+            assert len(after) == len(before) + (1 if before or after else 0)
+        else:
+            cleared += 1
+            assert len(before) == size and len(after) == 1  # a full block gives way to a new one
+    steady = len(selections) - (half_steps + 1)
+    assert cleared == pytest.approx(steady / size, abs=1)
+    assert all(s.total_tokens <= 4000 for s in selections)
+    # Each screen is shown at one size within the smallest bucket (no resize while it stays).
+    seen: dict[int, set[tuple[int, int]]] = {}
+    for block in smallest:
+        for image in block:
+            seen.setdefault(image.step or 0, set()).add((image.width, image.height))
+    assert all(len(s) == 1 for s in seen.values())
+    with pytest.raises(ConfigError, match="drop"):
+        MemoryConfig(drop="newest")  # type: ignore[arg-type]
 
 
 def test_stable_sizes_drop_a_screen_that_does_not_fit_instead_of_shrinking_it() -> None:

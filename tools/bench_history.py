@@ -8,14 +8,19 @@ back to back (in a rotating order), so a busy machine slows all lanes alike. Lan
   single     --max-images 1: the current screen alone (the reference)
   shrink     four images, each older screen half the pixels of the next newer one (the
              schedule before stable sizes), every image encoded at every step
-  stable     four images at stable sizes by age (memory's default), every image encoded
-  reuse      stable sizes + the vision-embedding cache (the policy's default)
+  stable     four images at stable sizes by age, the oldest dropped first, every image
+             encoded and the whole prompt prefilled at every step
+  reuse      memory's and the policy's defaults: stable sizes, the smallest screens dropped in
+             blocks, the vision-embedding cache, and the keys and values of the prompt's
+             unchanged start taken from the step before
   quarter    reuse with every earlier screen at the smallest size (``half_steps=0``): each
-             screen is encoded twice in its life, at full size and at a quarter
+             screen is encoded twice in its life, at full size and at a quarter, and each step
+             prefills one new small screen and the current one
 
 The model's answers are not acted on (random weights); the script drives the phone, so
 prompts differ between lanes only in their images. Per lane: images and visual tokens per
-prompt, visual tokens the vision tower encoded per step, median model ms per step (steps
+prompt, visual tokens the vision tower encoded per step, prompt tokens prefilled per step
+(not taken from a cache), median model ms per step (steps
 after the first ``--warmup``, once memory holds four screens) with its vision / prefill
 parts, the ratio to ``single`` at the same step (median over steps: "x single") and the
 ratio of the medians ("x median"; on a busy machine the two differ). ``--repeats``
@@ -74,6 +79,7 @@ def lanes(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
             max_images=1 if name == "single" else args.max_images,
             sizes="shrink" if name == "shrink" else "stable",
             half_steps=0 if name == "quarter" else 1,
+            drop="oldest" if name == "stable" else "blocks",
         )
         policy_config = dataclasses.replace(base.config, history_reuse=name in ("reuse", "quarter"))
         policy = Qwen2VLPolicy(policy_config, model=base.model, processor=base.processor)
@@ -117,10 +123,15 @@ def figures(run: list[Lane], warmup: int) -> dict[str, dict[str, float]]:
         out[lane.name] = {
             "visual": med("visual_tokens"),
             "encoded": med("encoded_visual_tokens"),
+            "prefilled": statistics.median(
+                lane.usage[i].get("prompt_tokens", 0.0) - lane.usage[i].get("prefix_tokens", 0.0) for i in steps
+            ),
             "model_ms": statistics.median(lane.model_ms[i] for i in steps),
             "vision_ms": med("vision_s") * 1000,
             "prefill_ms": med("prefill_s") * 1000,
             "pre_ms": med("preprocess_s") * 1000,
+            "decode_ms": med("decode_s") * 1000,
+            "out": med("output_tokens"),
             "ratio": statistics.median(lane.model_ms[i] / single.model_ms[i] for i in steps),
             "ratio_of_medians": statistics.median(lane.model_ms[i] for i in steps)
             / statistics.median(single.model_ms[i] for i in steps),
@@ -161,15 +172,23 @@ def main() -> None:
         f"budget {args.max_tokens} visual tokens, max {args.max_images} images; medians over steps "
         f"{args.warmup + 1}-{args.steps}"
     )
-    header = ("lane", "visual tok", "encoded tok", "model ms", "vision", "prefill", "prep", "x single", "x median")
-    print(f"{header[0]:<8} " + " ".join(f"{h:>11}" for h in header[1:]))
+    columns = [
+        ("visual tok", "visual", "{:>11.0f}"),
+        ("encoded tok", "encoded", "{:>11.0f}"),
+        ("prefill tok", "prefilled", "{:>11.0f}"),
+        ("model ms", "model_ms", "{:>11.0f}"),
+        ("vision", "vision_ms", "{:>11.0f}"),
+        ("prefill", "prefill_ms", "{:>11.0f}"),
+        ("prep", "pre_ms", "{:>11.0f}"),
+        ("decode", "decode_ms", "{:>11.0f}"),
+        ("out tok", "out", "{:>11.0f}"),
+        ("x single", "ratio", "{:>10.2f}x"),
+        ("x median", "ratio_of_medians", "{:>10.2f}x"),
+    ]
+    print(f"{'lane':<8} " + " ".join(f"{title:>11}" for title, _, _ in columns))
     for name in LANES:
         row = {key: statistics.median(r[name][key] for r in results) for key in results[0][name]}
-        print(
-            f"{name:<8} {row['visual']:>11.0f} {row['encoded']:>11.0f} {row['model_ms']:>11.0f} "
-            f"{row['vision_ms']:>11.0f} {row['prefill_ms']:>11.0f} {row['pre_ms']:>11.0f} {row['ratio']:>10.2f}x "
-            f"{row['ratio_of_medians']:>10.2f}x"
-        )
+        print(f"{name:<8} " + " ".join(form.format(row[key]) for _, key, form in columns))
 
 
 if __name__ == "__main__":

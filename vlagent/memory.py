@@ -78,6 +78,13 @@ class MemoryConfig:
     half_steps: int = 1
     """Stable sizes: the last this many earlier screens get ``older_scale``, older ones ``older_scale``²
     (0: every earlier screen at the smallest size, so a screen is encoded twice in its life)."""
+    drop: Literal["blocks", "oldest"] = "blocks"
+    """Stable sizes: how screens at the smallest size leave the prompt. ``blocks``: they are shown in
+    blocks of as many as the budget holds (steps ``k*S`` to ``k*S + S - 1``); a block grows by one
+    screen per step and is cleared when full, so the prompt only ever grows at its end between
+    clearings and a policy can reuse what it computed for the unchanged start of the prompt.
+    ``oldest``: the oldest screen leaves as soon as the budget is full (the start of the prompt
+    changes at every step)."""
     recent_steps: int = 8
     """The latest steps keep their full thought; older thoughts are shortened."""
     old_thought_chars: int = 80
@@ -100,6 +107,8 @@ class MemoryConfig:
             raise ConfigError(f"older_scale must be in (0, 1], got {self.older_scale}")
         if self.half_steps < 0:
             raise ConfigError(f"half_steps must be >= 0, got {self.half_steps}")
+        if self.drop not in ("blocks", "oldest"):
+            raise ConfigError(f"drop must be 'blocks' or 'oldest', got {self.drop!r}")
         if self.sizes not in ("stable", "shrink"):
             raise ConfigError(f"sizes must be 'stable' or 'shrink', got {self.sizes!r}")
         if self.max_history_steps < 2 or self.recent_steps < 0 or self.old_thought_chars < 0:
@@ -321,9 +330,12 @@ class TrajectoryMemory:
         chosen: list[tuple[Frame, SelectedImage]] = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
         remaining = cfg.max_tokens - tokens
         cap = float(cfg.max_pixels)
+        block_start = self._block_start(src_w, src_h, tokens)
         for age, stored in enumerate(reversed(self._frames), start=1):
             cap *= cfg.older_scale
             if len(chosen) >= cfg.max_images or remaining < cfg.min_history_tokens:
+                break
+            if age > cfg.half_steps and stored.step < block_start:
                 break
             if cfg.sizes == "stable":
                 # The size depends on the age bucket only (not on what is left), so it stays put;
@@ -343,6 +355,32 @@ class TrajectoryMemory:
         )
         log.debug("memory selected %d images, %d/%d visual tokens", len(chosen), remaining, cfg.max_tokens)
         return tuple(f for f, _ in chosen), selection
+
+    def _block_start(self, width: int, height: int, current_tokens: int) -> int:
+        """Under ``drop="blocks"``: the first step whose screen the smallest-size block shows (-1: no blocks).
+
+        The block size S is what the budget holds at the smallest size once the current screen and the
+        ``half_steps`` screens at the middle size are in; it depends on the screen size only, so it stays
+        put. Blocks are aligned on step numbers: the newest smallest-size screen ``n`` shows with the
+        screens of steps ``n - n % S`` to ``n``.
+        """
+        cfg = self.config
+        smallest = [s for s in self._frames[: len(self._frames) - cfg.half_steps]]
+        if cfg.sizes != "stable" or cfg.drop != "blocks" or not smallest:
+            return -1
+        remaining = cfg.max_tokens - current_tokens
+        slots = cfg.max_images - 1
+        if cfg.half_steps:
+            middle = self._fit_tokens(width, height, cfg.max_tokens, int(self._bucket_cap(1)))
+            shown = min(cfg.half_steps, slots)
+            slots -= shown
+            remaining -= shown * (middle[1] if middle is not None else 0)
+        low = self._fit_tokens(width, height, cfg.max_tokens, int(self._bucket_cap(cfg.half_steps + 1)))
+        if low is None or low[1] < cfg.min_history_tokens or remaining < low[1] or slots < 1:
+            return -1
+        size = min(slots, remaining // low[1])
+        newest = smallest[-1].step
+        return newest - newest % size
 
     def _bucket_cap(self, age: int) -> float:
         """Pixels at most for a screen ``age`` steps old under the stable schedule."""

@@ -50,6 +50,34 @@ def test_messages_carry_task_actions_history_hint_feedback_and_images_current_la
     assert "changed nothing" in text and "outside the screen" in text
 
 
+@pytest.mark.parametrize("family", ["qwen2vl", "showui"])
+def test_earlier_screens_are_labelled_by_step_so_the_prompt_start_stays_put(family: str) -> None:
+    """With memory's choice, an earlier screen's label names its step (not its rank among the shown
+    ones), so under block dropping each prompt's images and labels start like the previous one's."""
+    from vlagent.memory import MemoryConfig, TrajectoryMemory
+
+    memory = TrajectoryMemory(MemoryConfig(max_images=4, half_steps=0))
+    parts: list[list[object]] = []
+    for step in range(7):
+        frame = _frame(1080, 2400, ("red", "green", "blue", "white", "black", "gray", "pink")[step])
+        obs = Observation(
+            "open settings", frame, PHONE_CAPABILITIES, step, memory.history, choice=memory.lazy_choice(frame)
+        )
+        user = build_messages(obs, get_family(family))[-1]["content"]
+        shown = [p["image"] if p["type"] == "image" else p["text"] for p in user]  # type: ignore[index]
+        earlier = [n for n, p in enumerate(shown) if isinstance(p, str) and p.startswith(("Screenshot at", "Earlier"))]
+        parts.append([item for n in earlier for item in shown[n : n + 2]])  # each label and its image
+        memory.add(HistoryEntry(step, Click(x=1, y=1)), frame)
+    labels = [p for p in parts[-1] if isinstance(p, str)]
+    # Blocks of three: the screens of steps 0-2, then 3-5 (labels count steps from 1).
+    assert labels == ["Screenshot at step 4:", "Screenshot at step 5:", "Screenshot at step 6:"]
+    assert [p for p in parts[4] if isinstance(p, str)] == ["Screenshot at step 4:"]
+    grown = [n for n in range(1, 7) if len(parts[n]) > len(parts[n - 1])]
+    for n in grown:  # the earlier screens of a prompt start the next one's, as the same image objects
+        assert all(a is b or a == b for a, b in zip(parts[n - 1], parts[n], strict=False)), (n, parts[n - 1], parts[n])
+    assert len(grown) >= 3
+
+
 def test_desktop_prompt_lists_only_desktop_actions() -> None:
     obs = Observation("save the file", _frame(1280, 800), DESKTOP_CAPABILITIES)
     system = build_messages(obs, get_family("qwen2vl"))[0]["content"][0]["text"]

@@ -58,12 +58,10 @@ def _screen(size: tuple[int, int], seed: int) -> Image.Image:
     return image
 
 
-def _episodes(policy: Qwen2VLPolicy, count: int, steps: int) -> list[list[Decision]]:
+def _episodes(policy: Qwen2VLPolicy, count: int, steps: int, drop: str = "oldest") -> list[list[Decision]]:
     """``count`` episodes in lockstep, one ``decide_batch`` per step; memory as the loop drives it."""
-    memories = [
-        TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_images=4, max_tokens=4 * 96, min_history_tokens=4))
-        for _ in range(count)
-    ]
+    config = MemoryConfig(max_pixels=BUDGET, max_images=4, max_tokens=4 * 96, min_history_tokens=4, drop=drop)  # type: ignore[arg-type]
+    memories = [TrajectoryMemory(config) for _ in range(count)]
     decisions: list[list[Decision]] = [[] for _ in range(count)]
     for step in range(steps):
         observations = []
@@ -110,6 +108,32 @@ def test_cached_embeddings_give_the_same_actions(
             for m, t in zip(mine[3:], theirs[3:], strict=True)
         )
     assert reuse.vision_cache.hits >= count * (steps - 3)
+
+
+@pytest.mark.parametrize(("path", "count"), [("fast", 1), ("fast", 4), ("static", 4)])
+def test_earlier_prompts_keys_and_values_give_the_same_actions(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
+) -> None:
+    """Memory's block dropping keeps the start of each prompt from one step to the next; the fast
+    loop computes only what follows it, and the greedy answers are those of a full prefill."""
+    options: dict[str, Any] = {"cache": "static"} if path == "static" else {}
+    fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **options)
+    reuse = _policy(tiny_qwen2vl, tiny_loaded, **options)
+    steps = 9
+    expected = _episodes(fresh, count, steps, drop="blocks")
+    got = _episodes(reuse, count, steps, drop="blocks")
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [(d.raw, d.step) for d in mine] == [(d.raw, d.step) for d in theirs]
+        assert [d.usage["prompt_tokens"] for d in mine] == [d.usage["prompt_tokens"] for d in theirs]
+        assert all(d.usage["history_tokens_reused"] == 0 for d in theirs)
+        reused = [d.usage["history_tokens_reused"] for d in mine]
+        # Steps 0 and 1 have nothing earlier to take (a one-image prompt is not kept); a block restarts
+        # at steps 2, 4, ... (only the instructions and a label carry over) and grows at 3, 5, ...,
+        # where the block's first screen, with its label, comes from the step before.
+        assert reused[:2] == [0, 0]
+        assert min(reused[2::2]) > 0
+        assert min(reused[3::2]) - max(reused[2::2]) >= 20  # at least the smallest screen's tokens
+        assert all(n < p for n, p in zip(reused, (d.usage["prompt_tokens"] for d in mine), strict=True))
 
 
 def test_an_image_encoded_alone_equals_it_encoded_with_others(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:

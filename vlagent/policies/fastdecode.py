@@ -8,6 +8,13 @@ grammar (the tests compare both), with four savings:
   values are computed once and copied into each step's cache. Exact, because causal
   attention makes a prefix's keys and values independent of what follows, and text
   before the first image has plain 1-D positions 0..P-1 under M-RoPE.
+- step reuse: with ``step_cache``, the keys and values of each row's whole prompt are kept
+  after its prefill, and a later prompt that starts the same way (same tokens, and the very
+  same image objects in its image slots) takes the longest common start from there and
+  computes only the rest. Exact for the same reason: a causal prefix's keys and values, and
+  its M-RoPE positions (text after an image continues from the image's largest position),
+  depend only on the prefix. Memory's stable sizes and block dropping keep the start of
+  an episode's prompt unchanged from one step to the next most of the time.
 - forced tokens: where the grammar leaves no choice (keys, quotes, the closing braces)
   the tokens are appended without sampling, several per forward pass, and the loop ends
   as soon as the JSON is complete (no forward pass for the end-of-turn token).
@@ -66,12 +73,57 @@ class DecodeResult:
     decode_s: float = 0.0
     forward_passes: int = 0
     prefix_tokens: int = 0
-    """Prompt tokens whose keys and values came from the prefix cache."""
+    """Prompt tokens whose keys and values came from a cache (the largest over rows)."""
     prefix_hit: bool = False
+    """Every row's prefix came from a cache (none was computed for this call)."""
+    reused: list[int] = field(default_factory=list)
+    """Per row: prompt tokens whose keys and values came from an earlier step's prompt."""
     compile_s: float = 0.0
     """Time spent compiling decode shapes during this call (first use of a shape)."""
     cache: str = "dynamic"
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _StepEntry:
+    """One earlier prompt: its tokens, its images (held weakly) and its keys and values."""
+
+    tokens: list[int]
+    images: list[weakref.ref[Any]]
+    spans: list[tuple[int, int]]
+    kv: list[tuple[Any, Any]]
+    """Per layer, (1, heads, len(tokens), dim) keys and values."""
+    nbytes: int
+
+
+def _image_spans(row: Sequence[int], image_token_id: int) -> list[tuple[int, int]]:
+    """(start, end) of each run of image tokens in ``row``, in order (one per image)."""
+    spans: list[tuple[int, int]] = []
+    start = -1
+    for n, token in enumerate(row):
+        if token == image_token_id:
+            if start < 0:
+                start = n
+        elif start >= 0:
+            spans.append((start, n))
+            start = -1
+    if start >= 0:
+        spans.append((start, len(row)))
+    return spans
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common start of two token lists (slice comparisons run in C: bisect on them)."""
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while low < high:  # a[:low] == b[:low] and a[:high] != b[:high]
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 class FastDecoder:
@@ -91,6 +143,9 @@ class FastDecoder:
         compile_mode: str | None = None,
         max_prefixes: int = 8,
         synchronize: bool = False,
+        step_cache: bool = False,
+        max_step_entries: int = 32,
+        max_step_bytes: int = 1 << 30,
     ) -> None:
         import torch
 
@@ -110,6 +165,12 @@ class FastDecoder:
         # Timings of parts need the device to finish its queue (costs a little on GPU).
         self.synchronize = synchronize
         self._prefixes: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
+        self.step_cache = step_cache
+        self.max_step_entries = max_step_entries
+        self.max_step_bytes = max_step_bytes
+        self._steps: OrderedDict[int, _StepEntry] = OrderedDict()
+        self._step_bytes = 0
+        self._step_serial = 0
         # Static caches and compiled steps belong to the model: every decoder on it shares them,
         # so a second policy on the same weights does not compile again.
         shared = _SHARED.setdefault(model, ({}, {}))
@@ -278,6 +339,92 @@ class FastDecoder:
             return [int(torch.multinomial(probs[n], 1, generator=generators[i]).item()) for n, i in enumerate(rows)]
         return scores.argmax(dim=-1).tolist()
 
+    def _fill_prefix(
+        self, cache: Any, sources: list[list[tuple[Any, Any]] | None], lengths: list[int], prefix: int
+    ) -> None:
+        """Put each row's cached keys and values right-aligned in the first ``prefix`` slots."""
+        torch = self._torch
+        template = next(kv for kv in sources if kv is not None)
+        for layer, (k0, v0) in enumerate(template):
+            shape = (len(sources), k0.shape[1], prefix, k0.shape[3])
+            keys = torch.zeros(shape, dtype=k0.dtype, device=k0.device)
+            values = torch.zeros((*shape[:3], v0.shape[3]), dtype=v0.dtype, device=v0.device)
+            for i, (kv, n) in enumerate(zip(sources, lengths, strict=True)):
+                if kv is not None and n:
+                    keys[i, :, prefix - n :] = kv[layer][0][0, :, :n]
+                    values[i, :, prefix - n :] = kv[layer][1][0, :, :n]
+            cache.update(keys, values, layer)
+
+    def _lookup(self, row: Sequence[int], images: Sequence[Any], spans: list[tuple[int, int]]) -> tuple[Any, int]:
+        """The earlier prompt sharing the longest start with ``row`` (tokens and image objects), and its length."""
+        best: _StepEntry | None = None
+        best_length, best_key = 0, -1
+        head = list(row[:_MIN_PREFIX])
+        for key, entry in self._steps.items():
+            if entry.tokens[:_MIN_PREFIX] != head:
+                continue
+            length = min(_common_length(entry.tokens, row), len(row) - 1)
+            for k, (start, end) in enumerate(spans):
+                if start >= length:
+                    break
+                same = k < len(entry.images) and k < len(images) and entry.images[k]() is images[k]
+                if not same or end > length:  # another image, or cut inside one: stop before it
+                    length = start
+                    break
+            if length > best_length:
+                best, best_length, best_key = entry, length, key
+        if best is None or best_length < _MIN_PREFIX:
+            return None, 0
+        self._steps.move_to_end(best_key)
+        return best.kv, best_length
+
+    def _remember(
+        self,
+        rows: Sequence[Sequence[int]],
+        images: Sequence[Sequence[Any]],
+        spans: list[list[tuple[int, int]]],
+        cache: Any,
+        lengths: list[int],
+        suffixes: list[list[int]],
+        prefix: int,
+        prompt: int,
+    ) -> None:
+        """Keep each row's prompt keys and values for later steps (bounded in entries and bytes)."""
+        torch = self._torch
+        for i, row in enumerate(rows):
+            if len(spans[i]) < 2:
+                continue  # the start of a one-image prompt is the system turn, cached apart
+            # Up to the current screen, the last image: a later prompt shows it at another size, if at all.
+            keep = spans[i][-1][0]
+            slots = torch.cat(
+                [
+                    torch.arange(prefix - lengths[i], prefix, device=self.device),
+                    torch.arange(prompt - len(suffixes[i]), prompt, device=self.device),
+                ]
+            )[:keep]
+            kv = [
+                (layer.keys[i : i + 1].index_select(2, slots), layer.values[i : i + 1].index_select(2, slots))
+                for layer in cache.layers
+            ]
+            nbytes = sum(int(k.numel() * k.element_size() + v.numel() * v.element_size()) for k, v in kv)
+            if nbytes > self.max_step_bytes:
+                continue
+            refs = [weakref.ref(image) for image in images[i][:-1]]
+            self._step_serial += 1
+            self._steps[self._step_serial] = _StepEntry(list(row[:keep]), refs, spans[i][:-1], kv, nbytes)
+            self._step_bytes += nbytes
+        # Out go entries whose first image is gone (their episode moved on), then the least recently used.
+        for key in [k for k, e in self._steps.items() if e.images and e.images[0]() is None]:
+            self._step_bytes -= self._steps.pop(key).nbytes
+        while self._steps and (len(self._steps) > self.max_step_entries or self._step_bytes > self.max_step_bytes):
+            _, dropped = self._steps.popitem(last=False)
+            self._step_bytes -= dropped.nbytes
+
+    def forget_steps(self) -> None:
+        """Drop every earlier prompt's keys and values."""
+        self._steps.clear()
+        self._step_bytes = 0
+
     # ------------------------------------------------------------------ the loop
 
     def run(
@@ -290,13 +437,17 @@ class FastDecoder:
         max_new_tokens: int,
         temperature: float = 0.0,
         seeds: Sequence[int | None] = (),
-        image_embeds: Any = None,
+        image_embeds: Sequence[Any] | None = None,
+        images: Sequence[Sequence[Any]] = (),
     ) -> DecodeResult:
         """Decode the answer of each prompt in ``rows`` (token ids without padding).
 
         ``seeds``: each row's sampling seed (used when ``temperature`` > 0; an unseeded row draws
-        from a fresh random seed). ``image_embeds``: the images' vision embeddings already computed
-        (all images, in order), instead of running the vision tower on ``pixel_values``.
+        from a fresh random seed). ``image_embeds``: the vision embeddings of every image (all rows,
+        in prompt order, one tensor each) already computed, instead of running the vision tower on
+        ``pixel_values``. ``images``: per row, an object standing for each of its images (the sized
+        PIL image); with ``step_cache`` and ``image_embeds``, a row whose start matches an earlier
+        prompt's tokens and image objects reuses that prompt's keys and values.
         """
         torch = self._torch
         device = self.device
@@ -313,18 +464,39 @@ class FastDecoder:
         t0 = time.perf_counter()
         result = DecodeResult(tokens=[[] for _ in rows], cache=self.cache_kind)
 
-        prefix = self._prefix_length(rows)
-        suffixes = [list(row[prefix:]) for row in rows]
+        spans = [_image_spans(row, self.image_token_id) for row in rows]
+        reuse = self.step_cache and image_embeds is not None and len(images) == batch
+        sources: list[list[tuple[Any, Any]] | None] = []
+        lengths: list[int] = []
+        result.reused = [0] * batch
+        computed = False
+        for i, row in enumerate(rows):
+            kv, length = None, 0
+            if reuse:
+                kv, length = self._lookup(row, images[i], spans[i])
+                result.reused[i] = length
+            base = self._prefix_length([row])
+            if base > length:  # the system turn alone is longer than what an earlier step offers
+                kv, hit = self._prefix_kv(tuple(row[:base]))
+                length, computed, result.reused[i] = base, computed or not hit, 0
+            sources.append(kv)
+            lengths.append(length)
+        prefix = max(lengths)
+        suffixes = [list(row[n:]) for row, n in zip(rows, lengths, strict=True)]
         width = max(len(s) for s in suffixes)
-        layout = [list(rows[0][:prefix]) + [self.pad_id] * (width - len(s)) + s for s in suffixes]
+        # Each row: its cached start right-aligned before ``prefix``, the rest right-aligned at the end.
+        layout = [
+            [self.pad_id] * (prefix - n) + list(row[:n]) + [self.pad_id] * (width - len(sfx)) + sfx
+            for row, n, sfx in zip(rows, lengths, suffixes, strict=True)
+        ]
         full = torch.tensor(layout, device=device)
         prompt = prefix + width
         capacity = prompt + max_new_tokens + CHUNK_BUCKETS[-1]
         cache, mask_length = self._new_cache(batch, capacity)
         attention = torch.zeros(batch, max(mask_length, capacity), dtype=torch.long, device=device)
-        attention[:, :prefix] = 1
-        for i, s in enumerate(suffixes):
-            attention[i, prompt - len(s) : prompt] = 1
+        for i, (n, sfx) in enumerate(zip(lengths, suffixes, strict=True)):
+            attention[i, prefix - n : prefix] = 1
+            attention[i, prompt - len(sfx) : prompt] = 1
         mm_types = (full == self.image_token_id).int()
         grid = image_grid_thw.to(device) if image_grid_thw is not None else None
         positions, _ = self.model.model.get_rope_index(
@@ -336,24 +508,29 @@ class FastDecoder:
         ids = full[:, prefix:]
         embeds = self.lm.get_input_embeddings()(ids)
         if image_embeds is not None:
-            slots = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
-            embeds = embeds.masked_scatter(slots, image_embeds.to(embeds.dtype))
+            # Only the images after each row's cached start are in the part computed now.
+            shown: list[Any] = []
+            first = 0
+            for n, row_spans in zip(lengths, spans, strict=True):
+                shown.extend(image_embeds[first + k] for k, (start, _) in enumerate(row_spans) if start >= n)
+                first += len(row_spans)
+            if shown:
+                slots = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
+                embeds = embeds.masked_scatter(slots, torch.cat(shown).to(embeds.dtype))
         elif pixel_values is not None:
             self._sync()
             tv = time.perf_counter()
             features = self.model.model.get_image_features(pixel_values.to(device), grid, return_dict=True)
-            image_embeds = torch.cat(list(features.pooler_output), dim=0).to(embeds.dtype)
+            vision = torch.cat(list(features.pooler_output), dim=0).to(embeds.dtype)
             slots = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
-            embeds = embeds.masked_scatter(slots, image_embeds)
+            embeds = embeds.masked_scatter(slots, vision)
             self._sync()
             result.vision_s = time.perf_counter() - tv
 
         tp = time.perf_counter()
         if prefix:
-            kv, hit = self._prefix_kv(tuple(rows[0][:prefix]))
-            for layer, (k, v) in enumerate(kv):
-                cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), layer)
-            result.prefix_tokens, result.prefix_hit = prefix, hit
+            self._fill_prefix(cache, sources, lengths, prefix)
+            result.prefix_tokens, result.prefix_hit = prefix, not computed
         mask = attention if self.cache_kind == "static" else attention[:, :prompt]
         out = self.lm(
             inputs_embeds=embeds,
@@ -362,6 +539,8 @@ class FastDecoder:
             cache=cache,
             use_cache=True,
         )
+        if reuse:
+            self._remember(rows, images, spans, cache, lengths, suffixes, prefix, prompt)
         logits = self.model.lm_head(out.last_hidden_state[:, -1]).float()
         result.forward_passes += 1
         self._sync()

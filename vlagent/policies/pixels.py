@@ -87,27 +87,32 @@ def patchify(images: Sequence[Image.Image], layout: PixelLayout, *, device: Any 
     mean = torch.tensor(layout.mean, dtype=torch.float32, device=device)
     std = torch.tensor(layout.std, dtype=torch.float32, device=device)
     # (x * rescale - mean) / std == x * a + b, the processor's arithmetic up to rounding.
-    scale = (layout.rescale / std).view(1, 3, 1, 1, 1)
-    shift = (-mean / std).view(1, 3, 1, 1, 1)
-    rows: list[Any] = []
+    scale = (layout.rescale / std).view(1, 3, 1, 1)
+    shift = (-mean / std).view(1, 3, 1, 1)
     grids: list[list[int]] = []
     for image in images:
         width, height = image.size
         if width % layout.factor or height % layout.factor:
             raise ValueError(f"image {width}x{height} is not a multiple of {layout.factor}; size it first")
+        grids.append([1, height // p, width // p])
+    # Every image's rows are written in place into one tensor (no concatenation copies).
+    out = torch.empty((sum(h * w for _, h, w in grids), 3, t, p, p), dtype=torch.float32, device=device)
+    at = 0
+    for image, (_, gh, gw) in zip(images, grids, strict=True):
         if image.mode != "RGB":
             image = image.convert("RGB")
         # One uint8 copy (np.asarray of a PIL image is read-only), uploaded before the float blow-up.
         pixels = torch.from_numpy(np.array(image)).to(device, non_blocking=True)  # (H, W, 3) uint8
-        gh, gw = height // p, width // p
         # (H, W, C) -> (gh/m, m, p, gw/m, m, p, C) -> (gh/m, gw/m, m, m, C, p, p): the processor's patch order.
         blocks = pixels.view(gh // m, m, p, gw // m, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
-        blocks = blocks.reshape(gh * gw, 3, 1, p, p).float().mul_(scale).add_(shift)
+        first = out[at : at + gh * gw, :, 0]
+        first.copy_(blocks.reshape(gh * gw, 3, p, p))
+        first.mul_(scale).add_(shift)
         # A still image is its own temporal pair: the frame repeated after the channel axis.
-        patches = torch.cat([blocks] * t, dim=2).view(gh * gw, 3 * t * p * p)
-        rows.append(patches)
-        grids.append([1, gh, gw])
-    pixel_values = torch.cat(rows) if len(rows) > 1 else rows[0]
+        for k in range(1, t):
+            out[at : at + gh * gw, :, k] = first
+        at += gh * gw
+    pixel_values = out.view(out.shape[0], 3 * t * p * p)
     return pixel_values.to(dtype), torch.tensor(grids, dtype=torch.long, device=device)
 
 

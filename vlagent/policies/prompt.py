@@ -142,8 +142,8 @@ def build_messages(
             {"role": "user", "content": user},
         ]
     content: list[dict[str, Any]] = []
-    for i, frame in enumerate(images[:-1]):
-        content.append({"type": "text", "text": f"Earlier screenshot {i + 1} of {len(images) - 1}:"})
+    for label, frame in zip(_earlier_labels(observation, images), images[:-1], strict=True):
+        content.append({"type": "text", "text": label})
         content.append({"type": "image", "image": frame.image})
     content.append({"type": "text", "text": f"Current screen (step {observation.step_index + 1}):"})
     content.append({"type": "image", "image": images[-1].image})
@@ -172,8 +172,8 @@ def _native_user_turn(
     notes = _notes(observation)
     text = family.user_turn(observation.task, observation.capabilities, actions, notes)
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    for i, frame in enumerate(images[:-1]):
-        content.append({"type": "text", "text": f"Earlier screenshot {i + 1} of {len(images) - 1}:"})
+    for label, frame in zip(_earlier_labels(observation, images), images[:-1], strict=True):
+        content.append({"type": "text", "text": label})
         content.append({"type": "image", "image": frame.image})
     if len(images) > 1:
         content.append({"type": "text", "text": "Current screen:"})
@@ -212,6 +212,22 @@ def _conversation(
         last.append({"type": "text", "text": "\n".join(notes)})
     messages.append({"role": "user", "content": last})
     return messages
+
+
+def _earlier_labels(observation: Observation, images: Sequence[Frame]) -> list[str]:
+    """The label of each earlier screenshot: the step it was taken at when memory chose the images.
+
+    A step label stays the same while the screenshot stays in the prompt, so the start of the
+    prompt is unchanged from one step to the next (a policy can reuse what it computed for it);
+    without memory's selection the screenshots are counted.
+    """
+    earlier = len(images) - 1
+    selection = observation.choice.selection if observation.choice is not None else None
+    if selection is not None and len(selection.images) == len(images):
+        steps = [image.step for image in selection.images[:-1]]
+        if all(step is not None for step in steps):
+            return [f"Screenshot at step {(step or 0) + 1}:" for step in steps]
+    return [f"Earlier screenshot {i + 1} of {earlier}:" for i in range(earlier)]
 
 
 def _notes(observation: Observation) -> list[str]:

@@ -163,6 +163,8 @@ class PreparedBatch:
     """``pixel_values`` holds only the images not found in the cache."""
     encoded_tokens: list[float] = field(default_factory=list)
     """Per row: visual tokens the vision tower computed for it (the rest came from the cache)."""
+    reused_tokens: list[float] = field(default_factory=list)
+    """Per row: prompt tokens whose keys and values came from an earlier step's prompt (fast path)."""
 
 
 def _batch_seed(batch: PreparedBatch) -> int | None:
@@ -545,6 +547,7 @@ class Qwen2VLPolicy:
                 cache=self.cache_kind,
                 compile_mode=self.compile_mode,
                 synchronize=self.config.time_parts,
+                step_cache=self.vision_cache is not None,
             )
         inputs = batch.inputs
         rows = [
@@ -559,7 +562,8 @@ class Qwen2VLPolicy:
                 max_new_tokens=self.config.max_new_tokens,
                 temperature=self.config.temperature,
                 seeds=[row.observation.sampling_seed for row in batch.rows],
-                image_embeds=torch.cat(image_embeds) if image_embeds else None,
+                image_embeds=image_embeds or None,
+                images=[row.images for row in batch.rows],
             )
         batch.timings.update(
             vision_s=batch.timings.get("vision_s", 0.0) + result.vision_s,
@@ -570,6 +574,7 @@ class Qwen2VLPolicy:
             prefix_reused=float(result.prefix_hit),
             compile_s=result.compile_s,
         )
+        batch.reused_tokens = [float(n) for n in result.reused]
         width = max(1, max(len(t) for t in result.tokens))
         out = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
         for i, tokens in enumerate(result.tokens):
@@ -643,6 +648,7 @@ class Qwen2VLPolicy:
             "forward_passes": batch.timings.get("forward_passes", float(length)),
             "prefix_tokens": batch.timings.get("prefix_tokens", 0.0),
             "prefix_reused": batch.timings.get("prefix_reused", 0.0),
+            "history_tokens_reused": batch.reused_tokens[i] if batch.reused_tokens else 0.0,
             "compile_s": batch.timings.get("compile_s", 0.0),
             "sampled_tokens": float(constraint.sampled if constraint else length),
             "forced_tokens": float(constraint.forced if constraint else 0),
