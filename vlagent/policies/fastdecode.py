@@ -416,7 +416,8 @@ class FastDecoder:
         # Out go entries whose first image is gone (their episode moved on), then the least recently used.
         for key in [k for k, e in self._steps.items() if e.images and e.images[0]() is None]:
             self._step_bytes -= self._steps.pop(key).nbytes
-        while self._steps and (len(self._steps) > self.max_step_entries or self._step_bytes > self.max_step_bytes):
+        limit = max(self.max_step_entries, 2 * len(rows))  # a large batch keeps every row's last prompt
+        while self._steps and (len(self._steps) > limit or self._step_bytes > self.max_step_bytes):
             _, dropped = self._steps.popitem(last=False)
             self._step_bytes -= dropped.nbytes
 
