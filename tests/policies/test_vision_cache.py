@@ -58,7 +58,9 @@ def _screen(size: tuple[int, int], seed: int) -> Image.Image:
     return image
 
 
-def _episodes(policy: Qwen2VLPolicy, count: int, steps: int, drop: str = "oldest") -> list[list[Decision]]:
+def _episodes(
+    policy: Qwen2VLPolicy, count: int, steps: int, drop: str = "oldest", logits: list[Any] | None = None
+) -> list[list[Decision]]:
     """``count`` episodes in lockstep, one ``decide_batch`` per step; memory as the loop drives it."""
     config = MemoryConfig(max_pixels=BUDGET, max_images=4, max_tokens=4 * 96, min_history_tokens=4, drop=drop)  # type: ignore[arg-type]
     memories = [TrajectoryMemory(config) for _ in range(count)]
@@ -72,6 +74,9 @@ def _episodes(policy: Qwen2VLPolicy, count: int, steps: int, drop: str = "oldest
                 Observation(TASKS[n], frame, caps, step, memory.history, choice=memory.lazy_choice(frame))
             )
         results = policy.decide_batch(observations) if count > 1 else [policy.decide(observations[0])]
+        if logits is not None:  # the fast loop's logits after each prompt, to compare numerically
+            assert policy._decoder is not None and policy._decoder.last is not None
+            logits.append(policy._decoder.last.first_logits)
         for n, (obs, result) in enumerate(zip(observations, results, strict=True)):
             assert isinstance(result, Decision), result
             decisions[n].append(result)
@@ -120,8 +125,13 @@ def test_earlier_prompts_keys_and_values_give_the_same_actions(
     fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **options)
     reuse = _policy(tiny_qwen2vl, tiny_loaded, **options)
     steps = 9
-    expected = _episodes(fresh, count, steps, drop="blocks")
-    got = _episodes(reuse, count, steps, drop="blocks")
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
+    fresh_logits: list[Any] = []
+    reuse_logits: list[Any] = []
+    expected = _episodes(fresh, count, steps, drop="blocks", logits=fresh_logits)
+    got = _episodes(reuse, count, steps, drop="blocks", logits=reuse_logits)
+    for a, b in zip(reuse_logits, fresh_logits, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
     for mine, theirs in zip(got, expected, strict=True):
         assert [(d.raw, d.step) for d in mine] == [(d.raw, d.step) for d in theirs]
         assert [d.usage["prompt_tokens"] for d in mine] == [d.usage["prompt_tokens"] for d in theirs]

@@ -82,6 +82,8 @@ class DecodeResult:
     """Time spent compiling decode shapes during this call (first use of a shape)."""
     cache: str = "dynamic"
     timings: dict[str, float] = field(default_factory=dict)
+    first_logits: Any = None
+    """(rows, vocabulary) float32 logits after the prompt, before any grammar mask (for checks)."""
 
 
 @dataclass
@@ -171,6 +173,8 @@ class FastDecoder:
         self._steps: OrderedDict[int, _StepEntry] = OrderedDict()
         self._step_bytes = 0
         self._step_serial = 0
+        self.last: DecodeResult | None = None
+        """The latest call's result (timings, first logits)."""
         # Static caches and compiled steps belong to the model: every decoder on it shares them,
         # so a second policy on the same weights does not compile again.
         shared = _SHARED.setdefault(model, ({}, {}))
@@ -543,6 +547,7 @@ class FastDecoder:
         if reuse:
             self._remember(rows, images, spans, cache, lengths, suffixes, prefix, prompt)
         logits = self.model.lm_head(out.last_hidden_state[:, -1]).float()
+        result.first_logits = logits
         result.forward_passes += 1
         self._sync()
         result.prefill_s = time.perf_counter() - tp
@@ -597,6 +602,7 @@ class FastDecoder:
             if done[i] and len(result.tokens[i]) < max_new_tokens:
                 result.tokens[i].append(self.eos_id)  # what generate would have sampled next
         result.timings["total_s"] = time.perf_counter() - t0
+        self.last = result
         return result
 
     def _take(
