@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -9,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from PIL import Image
 
 from vlagent.actions import Action, Click, Done
 from vlagent.evaluate import EvalConfig, evaluate
-from vlagent.policies.base import Observation, Policy
+from vlagent.policies.base import Decision, Observation, Policy
 from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.replay import ReplayPolicy
 from vlagent.scenario import Scenario, ScenarioDevice, load_scenarios
 
 if TYPE_CHECKING:
@@ -163,6 +166,33 @@ def test_shifted_layout_heals_by_the_recorded_ui_node_without_a_model(tmp_path: 
     assert result.passed == 3, [(r.name, r.replay) for r in result.results]
     camera = next(r for r in result.results if r.name == "sim-open-camera")
     assert camera.replay is not None and camera.replay["status"] == "healed" and camera.replay["healed"] >= 1
+
+
+class ScreenCounting(ReplayPolicy):
+    """The scripted replay, counting at each step the screen-sized images alive in the process."""
+
+    def __init__(self, scenario: Scenario, counts: list[int]) -> None:
+        super().__init__(scenario.gold)
+        self.counts = counts
+
+    def decide(self, observation: Observation) -> Decision:
+        size = observation.frame.image.size
+        # views of one screen share its pixels: count the pixel stores, not the Image objects
+        stores = {id(o.im) for o in gc.get_objects() if isinstance(o, Image.Image) and o.size == size}
+        self.counts.append(len(stores))
+        return super().decide(observation)
+
+
+def test_an_evaluated_episode_holds_one_screen_however_long_it_runs(tmp_path: Path) -> None:
+    # Eight episodes each holding every screen it saw (~10 MB each) made -j 8 memory grow with the
+    # length of the scenarios. Recorded steps keep a thumbnail; a replay's memory keeps no screens.
+    scenario = next(s for s in sim_scenarios() if s.name == "sim-add-contact")
+    counts: list[int] = []
+    result = evaluate([scenario], EvalConfig(out=tmp_path, policy_factory=lambda s: ScreenCounting(s, counts)))
+    assert result.passed == 1 and result.results[0].steps == len(counts) == 7
+    assert max(counts) - counts[0] <= 1, counts  # was one more screen per step
+    frames = sorted(Path(result.results[0].run_dir).glob("frame_*.jpg"))
+    assert [Image.open(f).size for f in frames] == [(1080, 2400)] * 7  # what lands on disk is whole
 
 
 def test_no_history_reuse_gives_each_episode_the_former_memory_schedule(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ divergence report where it is not. This module must not parse scenario files its
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -35,8 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from vlagent.agent import EndReason, Episode, run_episode
+from vlagent.agent import EndReason, Episode, Hook, StepRecord, run_episode
 from vlagent.errors import ConfigError, OutputError, PoolEmptyError, VlagentError
+from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.pinned import pinned_config
 from vlagent.policies.base import Policy
@@ -296,6 +298,22 @@ def _totals(episode: Episode) -> tuple[dict[str, float], dict[str, float]]:
     return timings, tokens
 
 
+class _LetFramesGo(Hook):
+    """The last hook of an evaluated episode: once every hook has seen a step (the recorder has put its
+    frame on disk), the step's record keeps a thumbnail of its screen instead of the screen itself.
+
+    An evaluation reads only a finished step's action and logical size; a phone screen is ~10 MB, and
+    eight long episodes each holding all of theirs were most of the memory of ``-j 8``. The screens the
+    model may still be shown stay, held by the episode's memory."""
+
+    side = 128
+
+    def on_step(self, episode: Episode, record: StepRecord, after: Frame) -> None:
+        image = record.frame.image
+        factor = max(1, -(-max(image.size) // self.side))
+        record.frame = dataclasses.replace(record.frame, image=image.reduce(factor))
+
+
 class _Runner:
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
@@ -349,8 +367,12 @@ class _Runner:
                     # concurrent episodes share one model: gather their steps into batched calls
                     self._shared = BatchingPolicy(policy, max_batch=config.jobs) if config.jobs > 1 else policy
 
-    def _memory(self) -> TrajectoryMemory | None:
+    def _memory(self, policy: Policy | None = None) -> TrajectoryMemory | None:
         """A fresh memory per episode; None: the default one."""
+        if isinstance(policy, ReplayPolicy):
+            # A replay never shows the model earlier screens (nor does its heal policy, asked about the
+            # current screen alone): keeping the last three (~10 MB each) would only cost memory.
+            return TrajectoryMemory(MemoryConfig(max_images=1))
         if self.config.policy_options.get("no_history_reuse"):
             return TrajectoryMemory(MemoryConfig(sizes="shrink"))  # every screen re-sized each step
         return None
@@ -407,8 +429,8 @@ class _Runner:
                     device.driver,
                     policy,
                     max_steps=scenario.max_steps,
-                    memory=self._memory(),
-                    hooks=[recorder],
+                    memory=self._memory(policy),
+                    hooks=[recorder, _LetFramesGo()],  # last: every other hook sees the whole screen
                     secrets=secrets,
                     stop=self.stop,
                     seed=job.sampling_seed,

@@ -6,11 +6,13 @@ import json
 import threading
 
 import pytest
-from PIL import ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from vlagent.actions import Click, Done, Key, OpenApp, Scroll, Swipe, Type, Wait
 from vlagent.drivers import check_driver, open_driver
 from vlagent.drivers.sim import SimDriver, SimPhone, create_driver
+from vlagent.drivers.sim.catalog import Element
+from vlagent.drivers.sim.render import paint
 from vlagent.drivers.sim.world import SETTINGS_ROWS
 from vlagent.errors import ActionNotSupportedError, ConfigError
 
@@ -231,6 +233,29 @@ def test_frames_are_cached_per_state_and_copies_are_safe_to_edit() -> None:
     version = phone.version
     phone.render()
     assert phone.version == version
+
+
+def test_screenshots_share_the_rendered_screen_until_one_is_edited() -> None:
+    # A 1080x2400 screen is ~10 MB and an episode holds one per step: a capture must not copy it.
+    driver = SimDriver()
+    first, second = driver.screenshot().image, driver.screenshot().image
+    assert first.im is second.im is driver.phone.render(copy=False).im
+    ImageDraw.Draw(first).rectangle((0, 0, 99, 99), fill=(255, 0, 0))  # drawing copies first
+    assert first.getpixel((10, 10)) == (255, 0, 0)
+    assert second.getpixel((10, 10)) != (255, 0, 0)
+    assert driver.screenshot().image.getpixel((10, 10)) != (255, 0, 0)
+    with pytest.raises(ValueError, match="readonly"):  # raw pixel access cannot reach the shared screen
+        second.load()[10, 10] = (0, 255, 0)  # type: ignore[index]
+    assert driver.phone.render(copy=False).getpixel((10, 10)) != (0, 255, 0)
+
+
+def test_a_popup_dims_the_screen_behind_it_as_a_blend_with_black() -> None:
+    size = (1080, 2400)
+    wallpaper = Element("wallpaper", "Wallpaper", (0, 0, *size))  # a gradient: many grey levels
+    scrim = Element("scrim", "Dismiss popup", (0, 0, *size))
+    dimmed = paint(*size, 1.0, [wallpaper, scrim], dark=False)
+    expected = Image.blend(paint(*size, 1.0, [wallpaper], dark=False), Image.new("RGB", size), 0.5)
+    assert dimmed.tobytes() == expected.tobytes()
 
 
 def test_concurrent_taps_and_renders_keep_state_consistent() -> None:

@@ -8,6 +8,7 @@ state, so that one laid-out state always gives the same pixels.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,10 +17,13 @@ from PIL import Image, ImageDraw, ImageOps
 from vlagent.drivers.sim.catalog import Element
 from vlagent.drivers.sim.fonts import FontSet, font_set
 
-__all__ = ["DARK", "LIGHT", "Palette", "paint", "paint_transition"]
+__all__ = ["DARK", "LIGHT", "Palette", "copy_on_write", "paint", "paint_transition"]
 
 RGB = tuple[int, int, int]
 WHITE: RGB = (255, 255, 255)
+_HALF = [v // 2 for v in range(256)] * 3
+"""Each channel halved: the same pixels as a blend with black at 0.5 (Pillow truncates)."""
+_SCRIM_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,25 @@ DARK = Palette(
 )  # fmt: skip
 
 
-@functools.cache
+def copy_on_write(image: Image.Image) -> Image.Image:
+    """A read-only view of ``image`` sharing its pixels: free to make, and safe to edit, because Pillow
+    copies a read-only image before drawing, pasting or ``putpixel`` changes it (writes through
+    ``load()`` raise instead). A rendered screen is ~10 MB; an episode holds one per step."""
+    view = image._new(image.im)
+    view.readonly = 1
+    return view
+
+
+_WALLPAPER_LOCK = threading.Lock()
+
+
 def _wallpaper(width: int, height: int, dark: bool) -> Image.Image:
+    with _WALLPAPER_LOCK:  # phones starting together paint it once, not each its own (~10 MB of steps each)
+        return _painted_wallpaper(width, height, dark)
+
+
+@functools.cache
+def _painted_wallpaper(width: int, height: int, dark: bool) -> Image.Image:
     gradient = Image.linear_gradient("L").resize((width, height))
     top, bottom = ((26, 35, 70), (72, 30, 90)) if dark else ((66, 133, 244), (156, 39, 176))
     return ImageOps.colorize(gradient, top, bottom).convert("RGB")
@@ -280,9 +301,12 @@ class _Painter:
         self.draw.ellipse((e.box[0] + pad, e.box[1] + pad, e.box[2] - pad, e.box[3] - pad), fill=WHITE)
 
     def _scrim(self, e: Element) -> None:
-        # Dim what is already drawn (a modal popup's backdrop); redraw on the pasted image.
-        region = self.image.crop(e.box)
-        self.image.paste(Image.blend(region, Image.new("RGB", region.size, (0, 0, 0)), 0.5), e.box[:2])
+        # Dim what is already drawn to half (a modal popup's backdrop), a band of rows at a time: the
+        # whole screen cropped, a black screen and their blend were three more screens in memory.
+        x0, y0, x1, y1 = e.box
+        for top in range(y0, y1, _SCRIM_ROWS):
+            band = (x0, top, x1, min(y1, top + _SCRIM_ROWS))
+            self.image.paste(self.image.crop(band).point(_HALF), band)
         self.draw = ImageDraw.Draw(self.image)
 
     def _popup(self, e: Element) -> None:

@@ -77,7 +77,7 @@ from vlagent.drivers.sim.catalog import (
     ScreenLock,
     SettingsRow,
 )
-from vlagent.drivers.sim.render import paint, paint_transition
+from vlagent.drivers.sim.render import copy_on_write, paint, paint_transition
 
 __all__ = [
     "APPS",
@@ -591,14 +591,17 @@ class SimPhone:
     # ---- rendering ----------------------------------------------------------------------
 
     def render(self, copy: bool = True) -> Image.Image:
-        """The current frame (RGB, width x height). ``copy=False`` returns the cached image:
-        faster, but the caller must not modify it."""
+        """The current frame (RGB, width x height), safe to edit: a copy-on-write view of the cached
+        screen, so frames of an episode share pixels with the phone's cache until someone draws on
+        them (drawing, pasting or ``putpixel`` copies first; writes through ``load()`` are refused,
+        as for any read-only Pillow image). ``copy=False`` returns the cached image itself: the
+        caller must not modify it."""
 
         with self._lock:
             if not self._awake:  # screencap of a phone whose screen is off: every pixel black
                 if self._black is None:
                     self._black = Image.new("RGB", (self.width, self.height))
-                return self._black.copy() if copy else self._black
+                return copy_on_write(self._black) if copy else self._black
             transition = self.in_transition
             key = (self._version, transition)
             image = self._frame_cache.get(key)
@@ -609,7 +612,7 @@ class SimPhone:
                     image = paint(self.width, self.height, self._u, self._layout(), self.dark)
                 self._frame_cache = {k: v for k, v in self._frame_cache.items() if k[0] == self._version}
                 self._frame_cache[key] = image
-            return image.copy() if copy else image
+            return copy_on_write(image) if copy else image
 
     # ---- state machinery ----------------------------------------------------------------
 
