@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,7 +179,9 @@ class ScreenCounting(ReplayPolicy):
     def decide(self, observation: Observation) -> Decision:
         size = observation.frame.image.size
         # views of one screen share its pixels: count the pixel stores, not the Image objects
-        stores = {id(o.im) for o in gc.get_objects() if isinstance(o, Image.Image) and o.size == size}
+        with warnings.catch_warnings():  # isinstance on every live object touches deprecated module attributes
+            warnings.simplefilter("ignore")
+            stores = {id(o.im) for o in gc.get_objects() if isinstance(o, Image.Image) and o.size == size}
         self.counts.append(len(stores))
         return super().decide(observation)
 

@@ -165,7 +165,7 @@ def test_older_screens_shrink_then_drop_oldest_first() -> None:
 
 
 def test_stable_sizes_show_each_screen_at_three_sizes_at_most() -> None:
-    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4))  # sizes="stable" by default
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=1))  # sizes="stable" by default
     selections: list[Selection] = []
     run_steps(memory, [screen(1080, 2400, i) for i in range(12)], selections)
     assert [i.tokens for i in selections[-1].images] == [312, 312, 592, 1272]  # smallest, smaller, full
@@ -226,7 +226,7 @@ def test_blocks_keep_the_start_of_the_prompt_between_clearings(half_steps: int) 
 
 def test_stable_sizes_drop_a_screen_that_does_not_fit_instead_of_shrinking_it() -> None:
     # 1272 (current) + 592 (previous) leaves 136 tokens: too few for the 312-token smallest size.
-    memory = TrajectoryMemory(MemoryConfig(max_tokens=2000, max_images=4))
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2000, max_images=4, half_steps=1))
     selections: list[Selection] = []
     run_steps(memory, [screen(1080, 2400, i) for i in range(5)], selections)
     assert [i.tokens for i in selections[-1].images] == [592, 1272]

@@ -5,13 +5,17 @@ tokens on an image resized to multiples of 28 (``vlagent.coords.smart_resize``).
 keeps a prompt under a fixed budget of visual tokens however long the episode runs:
 
 - the newest screen is always sent, at the full per-image resolution the budget allows;
-- older screens are sent smaller, and are dropped, oldest first, once the budget,
-  ``max_images`` or ``min_history_tokens`` says so. By default (``sizes="stable"``) a screen's
-  size depends only on its age bucket: the previous screen (the last ``half_steps``) gets
-  ``older_scale`` of the full pixels, every older one ``older_scale`` squared. A screen is thus shown at three sizes in
-  its life (full, then smaller, then smallest) and a policy can reuse what it computed for a
-  (screen, size) at later steps. ``sizes="shrink"`` makes each older screen ``older_scale``
-  of the next newer one, so every screen changes size at every step;
+- older screens are sent smaller. By default (``sizes="stable"``) a screen's size depends only
+  on its age: every earlier screen gets ``older_scale`` squared of the full pixels (312 tokens
+  for a 1080x2400 phone), or, with ``half_steps`` > 0, the last ``half_steps`` earlier screens
+  get ``older_scale`` first. A screen is thus shown at two (or three) sizes in its life, and a
+  policy can reuse what it computed for a (screen, size) at later steps. Earlier screens at
+  the smallest size leave the prompt in blocks (``drop="blocks"``): the block grows by one
+  screen per step and is cleared when the budget or ``max_images`` is full, so between
+  clearings each prompt starts as the previous one did and only grows at its end. A screen
+  that does not fit at its size is dropped, never squeezed. ``sizes="shrink"`` makes each
+  older screen ``older_scale`` of the next newer one (new sizes at every step) and drops the
+  oldest first;
 - the text of every step (thought, action, effect) is kept; old thoughts are shortened and,
   in very long episodes, the oldest steps are merged into one summary line.
 
@@ -75,9 +79,10 @@ class MemoryConfig:
     """``stable``: sizes by age bucket (previous screen ``older_scale``, older ones ``older_scale``²
     of the full pixels), so a screen is resized and encoded at most three times in its life;
     ``shrink``: each older screen ``older_scale`` of the next newer one (new sizes every step)."""
-    half_steps: int = 1
+    half_steps: int = 0
     """Stable sizes: the last this many earlier screens get ``older_scale``, older ones ``older_scale``²
-    (0: every earlier screen at the smallest size, so a screen is encoded twice in its life)."""
+    (0, the default: every earlier screen at the smallest size, so a screen is encoded twice in its life;
+    1: the previous screen with more detail, at the cost of encoding it once more)."""
     drop: Literal["blocks", "oldest"] = "blocks"
     """Stable sizes: how screens at the smallest size leave the prompt. ``blocks``: they are shown in
     blocks of as many as the budget holds (steps ``k*S`` to ``k*S + S - 1``); a block grows by one
