@@ -351,7 +351,10 @@ class _Runner:
 
     def _memory(self) -> TrajectoryMemory | None:
         """A fresh memory per episode; None: the default one."""
-        if self.config.policy_options.get("no_history_reuse"):
+        options = self.config.policy_options
+        if options.get("history") == "video":  # older screens in pairs as video
+            return TrajectoryMemory(MemoryConfig(history="video"))
+        if options.get("no_history_reuse"):
             return TrajectoryMemory(MemoryConfig(sizes="shrink"))  # every screen re-sized each step
         return None
 

@@ -49,6 +49,14 @@ from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits
 from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_like_path
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
+from vlagent.policies.videohistory import (
+    as_video,
+    clip_selection,
+    encode_videos,
+    require_video,
+    videos_as_images,
+    with_video_tokens,
+)
 from vlagent.policies.visioncache import VisionCache
 from vlagent.schema import step_schema
 
@@ -63,6 +71,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 _IMAGE_PAD = "<|image_pad|>"
 _VISION_START = "<|vision_start|>"
+_VIDEO_PAD = "<|video_pad|>"
 _END_OF_TURN = "<|im_end|>"
 #: Model types whose vision tower encodes each image on its own into everything the decoder takes.
 _PER_IMAGE_TOWERS = frozenset({"qwen2_vl", "qwen2_5_vl"})
@@ -119,6 +128,9 @@ class QwenPolicyConfig:
     same image again at a later step (exact: the tower encodes each image on its own)."""
     vision_cache_mb: int = 512
     """Bound of those embeddings in MiB, least recently used out first."""
+    history: Literal["images", "video"] = "images"
+    """``video``: memory sends older screens as video clips (``MemoryConfig.history``); the policy
+    checks that its family and model take video. Prompts with video run on transformers' ``generate``."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels <= MAX_PIXELS:
@@ -131,6 +143,8 @@ class QwenPolicyConfig:
             raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         if self.vision_cache_mb < 0:
             raise ConfigError("vision_cache_mb must be >= 0")
+        if self.history not in ("images", "video"):
+            raise ConfigError(f"history must be 'images' or 'video', got {self.history!r}")
         if self.coords not in (None, "norm1000", "norm999", "abs_resized"):
             raise ConfigError(f"coords must be norm1000, norm999 or abs_resized, got {self.coords!r}")
 
@@ -146,6 +160,8 @@ class _Row:
     messages: list[dict[str, Any]]
     images: list[Image.Image]
     text: str = ""
+    videos: list[list[Image.Image]] = field(default_factory=list)
+    """Earlier screens sent as video clips (memory's ``history="video"``), frames oldest first."""
 
 
 @dataclass
@@ -254,7 +270,10 @@ class Qwen2VLPolicy:
         family = get_family(self.config.family) if self.config.family else detect_family(model_type, self.config.model)
         if self.config.coords:
             family = dataclasses.replace(family, coords=self.config.coords)
+        if self.config.history == "video":
+            require_video(family.name, model_type)
         self.family = family
+        self._video_pad_id = self.tokenizer.convert_tokens_to_ids(_VIDEO_PAD)
         self._image_pad_id = self.tokenizer.convert_tokens_to_ids(_IMAGE_PAD)
         self._eos_id = self.tokenizer.convert_tokens_to_ids(_END_OF_TURN)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_id
@@ -361,31 +380,38 @@ class Qwen2VLPolicy:
         rows: list[_Row] = []
         for obs in observations:
             fitted = tuple(self._fit(f) for f in obs.prompt_images)
+            clips = clip_selection(obs)
             obs = dataclasses.replace(obs, images=fitted)
             size = fitted[-1].image.size
             grid = self.family.grid(size)
             messages = build_messages(obs, self.family, with_thought=self.config.with_thought)
-            rows.append(
-                _Row(obs, self.family, size, grid, self._schema(obs, grid), messages, [f.image for f in fitted])
-            )
+            images, videos = [f.image for f in fitted], []
+            if clips is not None:  # memory's video clips replace their frames' image parts
+                video = as_video(messages, images, clips)
+                messages, images, videos = video.messages, video.images, video.videos
+            rows.append(_Row(obs, self.family, size, grid, self._schema(obs, grid), messages, images, videos=videos))
         for row in rows:
             row.text = self.processor.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True)
         all_images = [image for row in rows for image in row.images]
         found = self.vision_cache.lookup(all_images) if self.vision_cache is not None and all_images else None
-        if self._layout is not None:
+        all_videos = [video for row in rows for video in row.videos]
+        if self._layout is not None and not all_videos:
             inputs = self._direct_inputs(rows, found)
             return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found, pixels_of_missing_only=True)
         # The images already have their final size; a wide size range makes the processor keep it.
+        video_kwargs: dict[str, Any] = {"videos": all_videos, "cap_pixels_per_frame": False} if all_videos else {}
         inputs = self.processor(
             text=[row.text for row in rows],
             images=all_images,
             padding=True,
             return_tensors="pt",
             size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
+            **video_kwargs,
         )
         inputs = inputs.to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
         return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found)
 
     def _direct_inputs(self, rows: list[_Row], found: list[Any] | None = None) -> Any:
@@ -455,6 +481,10 @@ class Qwen2VLPolicy:
             constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
         image_embeds = self._encode_images(batch)
+        has_video = "pixel_values_videos" in batch.inputs
+        if has_video:  # clips are encoded at every step (no cache)
+            per_row = [len(row.videos) for row in batch.rows]
+            batch.encoded_tokens = with_video_tokens(batch.encoded_tokens, batch.inputs["video_grid_thw"], per_row)
         if self.config.fast:
             return self._generate_fast(batch, constraints, image_embeds), constraints
         if self.cache_kind == "static":  # transformers then compiles its decode step itself
@@ -471,6 +501,10 @@ class Qwen2VLPolicy:
             inputs.pop("pixel_values", None)
             pooled: Any = tuple(image_embeds)  # one tensor per image, as get_image_features gives them
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=pooled)}
+            if has_video:  # generate takes the embeddings of every modality or the pixels of all
+                with torch.inference_mode():
+                    videos = encode_videos(self.model, inputs.pop("pixel_values_videos"), inputs["video_grid_thw"])
+                inputs["mm_encoder_outputs"]["video"] = videos
         t0 = time.perf_counter()
         generate: Any = getattr(self.model, "generate")  # noqa: B009 - transformers types it through nn.Module
         with torch.inference_mode():
@@ -516,6 +550,19 @@ class Qwen2VLPolicy:
         batch.encoded_tokens = _row_sums(tokens, per_row, result.encoded)
         return result.embeds
 
+    def _videos_as_images(
+        self, batch: PreparedBatch, rows: list[list[int]], image_embeds: list[Any] | None
+    ) -> tuple[list[list[int]], list[Any], Any]:
+        """Rows, embeddings and grid with each two-frame video in the form of an image (see ``videos_as_images``)."""
+        self._sync()
+        t0 = time.perf_counter()
+        with self._torch.inference_mode():
+            pads = (self._image_pad_id, self._video_pad_id)
+            made = videos_as_images(rows, batch.inputs, image_embeds, pads, model=self.model, tower=self._tower)
+        self._sync()
+        batch.timings["vision_s"] = batch.timings.get("vision_s", 0.0) + time.perf_counter() - t0
+        return made
+
     def _tower(self, pixel_values: Any, grid: Any) -> Any:
         """The vision tower on ``pixel_values`` of the images in ``grid``; one tensor per image."""
         features = self.model.model.get_image_features(
@@ -550,11 +597,14 @@ class Qwen2VLPolicy:
         rows = [
             ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
         ]
+        grid = inputs.get("image_grid_thw")
+        if "pixel_values_videos" in inputs:  # the decoder takes images only: pairs run as image-shaped inputs
+            rows, image_embeds, grid = self._videos_as_images(batch, rows, image_embeds)
         with torch.inference_mode():
             result = self._decoder.run(
                 rows,
                 inputs.get("pixel_values"),
-                inputs.get("image_grid_thw"),
+                grid,
                 constraints,
                 max_new_tokens=self.config.max_new_tokens,
                 temperature=self.config.temperature,
@@ -630,9 +680,11 @@ class Qwen2VLPolicy:
         action = decode_action(step.action, codec, frame.width, frame.height)
         input_ids = batch.inputs["input_ids"][i]
         mask = batch.inputs["attention_mask"][i]
+        video_tokens = float(int((input_ids == self._video_pad_id).sum()))
         usage = {
             "prompt_tokens": float(int(mask.sum())),
-            "visual_tokens": float(int((input_ids == self._image_pad_id).sum())),
+            "visual_tokens": float(int((input_ids == self._image_pad_id).sum())) + video_tokens,
+            "video_tokens": video_tokens,
             "encoded_visual_tokens": batch.encoded_tokens[i] if batch.encoded_tokens else 0.0,
             "output_tokens": float(length),
             "batch_size": float(len(batch.rows)),
@@ -679,6 +731,8 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
         options["structured"] = not options.pop("no_constrain")
     if "no_history_reuse" in options:  # the CLI's --no-history-reuse (memory's sizes follow it too)
         options["history_reuse"] = not options.pop("no_history_reuse")
+        if not options["history_reuse"] and options.get("history") == "video":
+            raise ConfigError("--history video pairs screens at stable sizes; it cannot go with --no-history-reuse")
     misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
     if misplaced:
         raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")
