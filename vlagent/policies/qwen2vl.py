@@ -733,6 +733,8 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
         options["history_reuse"] = not options.pop("no_history_reuse")
         if not options["history_reuse"] and options.get("history") == "video":
             raise ConfigError("--history video pairs screens at stable sizes; it cannot go with --no-history-reuse")
+    if options.get("history") == "video" and options.get("family"):  # refused before the weights load
+        require_video(str(options["family"]), None)
     misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
     if misplaced:
         raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")
