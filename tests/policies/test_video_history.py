@@ -95,7 +95,7 @@ def _episodes(
 def test_the_processor_spends_the_tokens_memory_counted(
     tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], max_images: int
 ) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded)
+    policy = _policy(tiny_qwen2vl, tiny_loaded, fast_inputs=False)  # the processor makes the inputs
     video_pad = policy.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     memory = _memory(max_images)
     clips_seen = 0
@@ -121,6 +121,30 @@ def test_the_processor_spends_the_tokens_memory_counted(
         assert decision.usage["video_tokens"] == clip_tokens
         memory.add(HistoryEntry(step, decision.step.action), frame)
     assert clips_seen >= 4 if max_images == 4 else clips_seen >= 6
+
+
+def test_video_inputs_made_directly_equal_the_processor_s(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
+    direct = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False)
+    processor = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, fast_inputs=False)
+    memories = [_memory(6), _memory(4), _memory(6)]
+    for step in range(6):
+        frames = [Frame.of(_screen(SIZES[n], 10 * n + step)) for n in range(len(memories))]
+        observations = [
+            Observation(TASKS[n], f, PHONE_CAPABILITIES, step, m.history, choice=m.lazy_choice(f))
+            for n, (m, f) in enumerate(zip(memories, frames, strict=True))
+        ]
+        ours, theirs = direct.prepare(observations).inputs, processor.prepare(observations).inputs
+        assert set(ours) == set(theirs), (set(ours), set(theirs))
+        for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw"):
+            if key in theirs:
+                assert torch.equal(ours[key].cpu(), theirs[key].cpu()), key
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in theirs:
+                assert torch.allclose(ours[key], theirs[key], atol=1e-5), key
+        for memory, frame in zip(memories, frames, strict=True):
+            memory.add(HistoryEntry(step, Key(key="back")), frame)
+    assert "pixel_values_videos" in theirs and theirs["video_grid_thw"].shape[0] == 5  # 2 + 1 + 2 pairs
 
 
 def test_a_pair_sees_both_frames_and_a_still_pair_is_the_image(

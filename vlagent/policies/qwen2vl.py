@@ -50,8 +50,10 @@ from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_lik
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
 from vlagent.policies.videohistory import (
+    DirectVideos,
     as_video,
     clip_selection,
+    direct_videos,
     encode_videos,
     require_video,
     videos_as_images,
@@ -395,8 +397,9 @@ class Qwen2VLPolicy:
         all_images = [image for row in rows for image in row.images]
         found = self.vision_cache.lookup(all_images) if self.vision_cache is not None and all_images else None
         all_videos = [video for row in rows for video in row.videos]
-        if self._layout is not None and not all_videos:
-            inputs = self._direct_inputs(rows, found)
+        direct = direct_videos(self.processor, self._layout, [r.videos for r in rows], self.device, self.model.dtype)
+        if self._layout is not None and (direct is not None or not all_videos):
+            inputs = self._direct_inputs(rows, found, direct)
             return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found, pixels_of_missing_only=True)
         # The images already have their final size; a wide size range makes the processor keep it.
         video_kwargs: dict[str, Any] = {"videos": all_videos, "cap_pixels_per_frame": False} if all_videos else {}
@@ -414,10 +417,13 @@ class Qwen2VLPolicy:
                 inputs[key] = inputs[key].to(self.model.dtype)
         return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found)
 
-    def _direct_inputs(self, rows: list[_Row], found: list[Any] | None = None) -> Any:
+    def _direct_inputs(
+        self, rows: list[_Row], found: list[Any] | None = None, videos: DirectVideos | None = None
+    ) -> Any:
         """What the processor returns (left-padded), built from the sized images and one tokenizer call.
 
         With ``found`` (the vision cache's lookup), pixel values are made only for the images not found.
+        ``videos``: :func:`direct_videos` of the rows' video clips (their inputs, and per row their tokens).
         """
         torch = self._torch
         from transformers import BatchFeature
@@ -438,7 +444,10 @@ class Qwen2VLPolicy:
         encoded = self.tokenizer([row.text for row in rows], add_special_tokens=False)["input_ids"]
         ids: list[list[int]] = []
         start = 0
-        for row, row_ids in zip(rows, encoded, strict=True):
+        video_data, video_counts = videos or ({}, [[] for _ in rows])
+        data.update(video_data)
+        for row, row_ids, clips in zip(rows, encoded, video_counts, strict=True):
+            row_ids = expand_image_tokens(row_ids, self._video_pad_id, clips)
             ids.append(expand_image_tokens(row_ids, self._image_pad_id, counts[start : start + len(row.images)]))
             start += len(row.images)
         width = max(len(r) for r in ids)
@@ -450,7 +459,9 @@ class Qwen2VLPolicy:
         data.update(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
-            mm_token_type_ids=(input_ids == self._image_pad_id).int().to(self.device),
+            mm_token_type_ids=(
+                (input_ids == self._image_pad_id).int() + 2 * (input_ids == self._video_pad_id).int()
+            ).to(self.device),
         )
         return BatchFeature(data)
 

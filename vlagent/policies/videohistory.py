@@ -28,13 +28,16 @@ from PIL import Image
 from vlagent.errors import ConfigError
 from vlagent.memory import Selection
 from vlagent.policies.base import Observation
+from vlagent.policies.pixels import PixelLayout, patchify, supported
 from vlagent.policies.prompt import Message
 
 __all__ = [
     "VIDEO_FAMILIES",
+    "DirectVideos",
     "VideoPrompt",
     "as_video",
     "clip_selection",
+    "direct_videos",
     "encode_videos",
     "require_video",
     "videos_as_images",
@@ -57,6 +60,10 @@ def require_video(family: str, model_type: str | None) -> None:
         )
     if model_type is not None and model_type not in VIDEO_MODEL_TYPES:
         raise ConfigError(f"--history video needs a Qwen2-VL or Qwen2.5-VL model, not model type {model_type}")
+
+
+#: ``direct_videos``' answer: the video inputs, and per row the tokens of each of its videos.
+DirectVideos = tuple[dict[str, Any], list[list[int]]]
 
 
 @dataclass
@@ -195,3 +202,53 @@ def videos_as_images(
     if next(images, None) is not None or next(videos, None) is not None:
         raise ValueError("more images or videos than placeholders in the prompts")
     return out_rows, embeds, torch.stack(grids)
+
+
+def direct_videos(
+    processor: Any,
+    layout: PixelLayout | None,
+    videos: Sequence[Sequence[Sequence[Image.Image]]],
+    device: Any,
+    dtype: Any,
+) -> DirectVideos | None:
+    """``pixel_values_videos`` and ``video_grid_thw`` of each row's two-frame videos, made as Qwen2-VL's
+    video processor makes them from frames already sized (one temporal patch: the pair's two frames
+    where a still image repeats its one), and per row the token count of each video; None when the
+    video processor has settings :func:`~vlagent.policies.pixels.patchify` does not reproduce (or
+    ``layout`` is None: the images are not made directly either).
+    """
+    import torch
+
+    video_processor = getattr(processor, "video_processor", None)
+    if (
+        layout is None
+        or video_processor is None
+        or not supported(video_processor)
+        or PixelLayout.of(video_processor) != layout
+    ):
+        return None
+    if layout.temporal_patch_size != 2:
+        return None
+    values: list[Any] = []
+    grids: list[list[int]] = []
+    counts: list[list[int]] = []
+    for row in videos:
+        counts.append([])
+        for frames in row:
+            if len(frames) != 2:
+                raise ValueError(f"a video of history is one pair of frames, got {len(frames)}")
+            # Each frame alone gives rows of (channel, frame repeated, 14, 14); keep one copy of each.
+            first, second = (patchify([f], layout, device=device, dtype=dtype)[0] for f in frames)
+            n = first.shape[0]
+            pair = torch.cat([first.view(n, 3, 2, -1)[:, :, :1], second.view(n, 3, 2, -1)[:, :, :1]], dim=2)
+            values.append(pair.reshape(n, -1))
+            gh, gw = frames[0].height // layout.patch_size, frames[0].width // layout.patch_size
+            grids.append([1, gh, gw])
+            counts[-1].append(gh * gw // layout.merge_size**2)
+    if not values:
+        return {}, counts
+    data = {
+        "pixel_values_videos": torch.cat(values),
+        "video_grid_thw": torch.tensor(grids, dtype=torch.long, device=device),
+    }
+    return data, counts
