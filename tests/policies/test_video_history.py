@@ -186,13 +186,19 @@ def test_the_fast_loop_answers_what_generate_answers_on_video(
     }[path]
     reference = _policy(tiny_qwen2vl, tiny_loaded, fast=False, fast_inputs=False, history_reuse=False)
     policy = _policy(tiny_qwen2vl, tiny_loaded, **options)
-    steps = 6
+    steps = 7
     expected, selections = _episodes(reference, count, steps)
     got, _ = _episodes(policy, count, steps)
-    assert any(s.clips for episode in selections for s in episode)
+    assert all(len(episode[-1].clips) == 2 for episode in selections)
     for mine, theirs in zip(got, expected, strict=True):
         assert [(d.raw, d.step) for d in mine] == [(d.raw, d.step) for d in theirs]
         assert [d.usage["video_tokens"] for d in mine] == [d.usage["video_tokens"] for d in theirs]
+        assert all(d.usage["encoded_visual_tokens"] == d.usage["visual_tokens"] for d in theirs)
+        if policy.pairs is not None:  # from step 6 on, the older pair is the one shown two steps before
+            later = zip(mine[5:], theirs[5:], strict=True)
+            assert all(m.usage["encoded_visual_tokens"] < t.usage["visual_tokens"] for m, t in later)
+    if policy.pairs is not None:
+        assert policy.pairs.hits >= count * (steps - 5)
 
 
 def test_pairs_in_the_form_of_images_give_the_logits_of_real_video(
@@ -202,7 +208,7 @@ def test_pairs_in_the_form_of_images_give_the_logits_of_real_video(
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from vlagent.policies.videohistory import videos_as_images
+    from vlagent.policies.videohistory import encode_videos, videos_as_images
 
     policy = _policy(tiny_qwen2vl, tiny_loaded)
     memories = [_memory(6), _memory(4)]
@@ -232,9 +238,8 @@ def test_pairs_in_the_form_of_images_give_the_logits_of_real_video(
         if frames_swapped:  # each patch row holds (channel, frame, 14, 14): swap the two frames
             values = values.view(values.shape[0], 3, 2, -1).flip(2).reshape(values.shape)
         with torch.inference_mode():
-            made = videos_as_images(
-                rows, {**inputs, "pixel_values_videos": values}, None, pads, model=policy.model, tower=policy._tower
-            )
+            videos = encode_videos(policy.model, values, inputs["video_grid_thw"]).pooler_output
+            made = videos_as_images(rows, inputs, None, videos, pads, tower=policy._tower)
         width = max(len(r) for r in made[0])
         ids = torch.full((len(rows), width), policy._pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -272,3 +277,23 @@ def test_served_models_and_the_former_schedule_refuse_video(tiny_qwen2vl: Path) 
     create_openai(base_url="http://127.0.0.1:9/v1", model="m", history="images")
     with pytest.raises(ConfigError, match="cannot go with --no-history-reuse"):
         create_policy(model=str(tiny_qwen2vl), device="cpu", history="video", no_history_reuse=True)
+
+
+def test_the_pair_cache_is_bounded_and_forgets_frames_memory_let_go() -> None:
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
+    import gc
+
+    from vlagent.policies.videohistory import PairCache
+
+    cache = PairCache(2 * 4096)
+    frames = [Image.new("RGB", (28, 28), (n, 0, 0)) for n in range(4)]
+    cache.put(frames[0:2], torch.zeros(32, 32))  # 4 KiB
+    assert cache.get(frames[0:2]) is not None
+    assert cache.get(frames[1:3]) is None and cache.get([frames[1], frames[0]]) is None  # both frames, in order
+    cache.put(frames[1:3], torch.zeros(32, 32))
+    cache.put(frames[2:4], torch.zeros(32, 32))  # past the bound: the least recently used goes
+    assert len(cache) == 2 and cache.get(frames[0:2]) is None
+    del frames[3]
+    gc.collect()
+    cache.put(frames[0:2], torch.zeros(1, 32))
+    assert cache.bytes == 4096 + 128 and cache.get(frames[1:3]) is not None  # the pair whose frame went is gone

@@ -43,22 +43,13 @@ from vlagent.errors import (
     PolicyBackendError,
 )
 from vlagent.frames import Frame
+from vlagent.policies import videohistory
 from vlagent.policies.base import Decision, Observation, step_seed
 from vlagent.policies.budget import bounded_schema
 from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits_processor
 from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_like_path
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
-from vlagent.policies.videohistory import (
-    DirectVideos,
-    as_video,
-    clip_selection,
-    direct_videos,
-    encode_videos,
-    require_video,
-    videos_as_images,
-    with_video_tokens,
-)
 from vlagent.policies.visioncache import VisionCache
 from vlagent.schema import step_schema
 
@@ -131,8 +122,8 @@ class QwenPolicyConfig:
     vision_cache_mb: int = 512
     """Bound of those embeddings in MiB, least recently used out first."""
     history: Literal["images", "video"] = "images"
-    """``video``: memory sends older screens as video clips (``MemoryConfig.history``); the policy
-    checks that its family and model take video. Prompts with video run on transformers' ``generate``."""
+    """``video``: memory sends older screens in pairs as two-frame video clips (``MemoryConfig.history``);
+    the policy checks that its family and model take video (:mod:`vlagent.policies.videohistory`)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels <= MAX_PIXELS:
@@ -273,7 +264,7 @@ class Qwen2VLPolicy:
         if self.config.coords:
             family = dataclasses.replace(family, coords=self.config.coords)
         if self.config.history == "video":
-            require_video(family.name, model_type)
+            videohistory.require_video(family.name, model_type)
         self.family = family
         self._video_pad_id = self.tokenizer.convert_tokens_to_ids(_VIDEO_PAD)
         self._image_pad_id = self.tokenizer.convert_tokens_to_ids(_IMAGE_PAD)
@@ -301,6 +292,7 @@ class Qwen2VLPolicy:
         if self.config.history_reuse and not reusable:
             log.info("no vision-embedding cache for model type %s", model_type)
         self.vision_cache = VisionCache(self.config.vision_cache_mb << 20) if reusable else None
+        self.pairs = videohistory.PairCache(self.config.vision_cache_mb << 20) if reusable else None  # history as video
         log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
 
     # ------------------------------------------------------------------ loading
@@ -382,14 +374,14 @@ class Qwen2VLPolicy:
         rows: list[_Row] = []
         for obs in observations:
             fitted = tuple(self._fit(f) for f in obs.prompt_images)
-            clips = clip_selection(obs)
+            clips = videohistory.clip_selection(obs)
             obs = dataclasses.replace(obs, images=fitted)
             size = fitted[-1].image.size
             grid = self.family.grid(size)
             messages = build_messages(obs, self.family, with_thought=self.config.with_thought)
             images, videos = [f.image for f in fitted], []
             if clips is not None:  # memory's video clips replace their frames' image parts
-                video = as_video(messages, images, clips)
+                video = videohistory.as_video(messages, images, clips)
                 messages, images, videos = video.messages, video.images, video.videos
             rows.append(_Row(obs, self.family, size, grid, self._schema(obs, grid), messages, images, videos=videos))
         for row in rows:
@@ -397,7 +389,7 @@ class Qwen2VLPolicy:
         all_images = [image for row in rows for image in row.images]
         found = self.vision_cache.lookup(all_images) if self.vision_cache is not None and all_images else None
         all_videos = [video for row in rows for video in row.videos]
-        direct = direct_videos(self.processor, self._layout, [r.videos for r in rows], self.device, self.model.dtype)
+        direct = videohistory.direct_videos(self.processor, self._layout, [r.videos for r in rows], self.model)
         if self._layout is not None and (direct is not None or not all_videos):
             inputs = self._direct_inputs(rows, found, direct)
             return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found, pixels_of_missing_only=True)
@@ -418,12 +410,12 @@ class Qwen2VLPolicy:
         return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found)
 
     def _direct_inputs(
-        self, rows: list[_Row], found: list[Any] | None = None, videos: DirectVideos | None = None
+        self, rows: list[_Row], found: list[Any] | None = None, videos: videohistory.DirectVideos | None = None
     ) -> Any:
         """What the processor returns (left-padded), built from the sized images and one tokenizer call.
 
         With ``found`` (the vision cache's lookup), pixel values are made only for the images not found.
-        ``videos``: :func:`direct_videos` of the rows' video clips (their inputs, and per row their tokens).
+        ``videos``: ``direct_videos`` of the rows' video clips (their inputs, and per row their tokens).
         """
         torch = self._torch
         from transformers import BatchFeature
@@ -492,12 +484,9 @@ class Qwen2VLPolicy:
             constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
         image_embeds = self._encode_images(batch)
-        has_video = "pixel_values_videos" in batch.inputs
-        if has_video:  # clips are encoded at every step (no cache)
-            per_row = [len(row.videos) for row in batch.rows]
-            batch.encoded_tokens = with_video_tokens(batch.encoded_tokens, batch.inputs["video_grid_thw"], per_row)
+        video_embeds = self._encode_videos(batch, needed=self.config.fast or image_embeds is not None)
         if self.config.fast:
-            return self._generate_fast(batch, constraints, image_embeds), constraints
+            return self._generate_fast(batch, constraints, image_embeds, video_embeds), constraints
         if self.cache_kind == "static":  # transformers then compiles its decode step itself
             sampling["cache_implementation"] = "static"
         seed = _batch_seed(batch)
@@ -512,10 +501,10 @@ class Qwen2VLPolicy:
             inputs.pop("pixel_values", None)
             pooled: Any = tuple(image_embeds)  # one tensor per image, as get_image_features gives them
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=pooled)}
-            if has_video:  # generate takes the embeddings of every modality or the pixels of all
-                with torch.inference_mode():
-                    videos = encode_videos(self.model, inputs.pop("pixel_values_videos"), inputs["video_grid_thw"])
-                inputs["mm_encoder_outputs"]["video"] = videos
+            if video_embeds is not None:  # generate takes the embeddings of every modality or the pixels of all
+                inputs.pop("pixel_values_videos")
+                clips: Any = tuple(video_embeds)
+                inputs["mm_encoder_outputs"]["video"] = BaseModelOutputWithPooling(pooler_output=clips)
         t0 = time.perf_counter()
         generate: Any = getattr(self.model, "generate")  # noqa: B009 - transformers types it through nn.Module
         with torch.inference_mode():
@@ -561,18 +550,24 @@ class Qwen2VLPolicy:
         batch.encoded_tokens = _row_sums(tokens, per_row, result.encoded)
         return result.embeds
 
-    def _videos_as_images(
-        self, batch: PreparedBatch, rows: list[list[int]], image_embeds: list[Any] | None
-    ) -> tuple[list[list[int]], list[Any], Any]:
-        """Rows, embeddings and grid with each two-frame video in the form of an image (see ``videos_as_images``)."""
-        self._sync()
-        t0 = time.perf_counter()
-        with self._torch.inference_mode():
-            pads = (self._image_pad_id, self._video_pad_id)
-            made = videos_as_images(rows, batch.inputs, image_embeds, pads, model=self.model, tower=self._tower)
-        self._sync()
-        batch.timings["vision_s"] = batch.timings.get("vision_s", 0.0) + time.perf_counter() - t0
-        return made
+    def _encode_videos(self, batch: PreparedBatch, *, needed: bool) -> list[Any] | None:
+        """Per video clip, its embeddings (from the pair cache, or computed now); None without video, or
+        when not ``needed`` (generate then takes the pixels); counts the tokens the tower computed."""
+        if "pixel_values_videos" not in batch.inputs:
+            return None
+        videos = [video for row in batch.rows for video in row.videos]
+        embeds: list[Any] | None = None
+        computed = [True] * len(videos)
+        if needed:
+            self._sync()
+            t0 = time.perf_counter()
+            with self._torch.inference_mode():
+                embeds, computed = videohistory.encode_pairs(videos, batch.inputs, self.model, self.pairs)
+            self._sync()
+            batch.timings["vision_s"] = batch.timings.get("vision_s", 0.0) + time.perf_counter() - t0
+        grid, per_row = batch.inputs["video_grid_thw"], [len(row.videos) for row in batch.rows]
+        batch.encoded_tokens = videohistory.with_video_tokens(batch.encoded_tokens, grid, per_row, computed)
+        return embeds
 
     def _tower(self, pixel_values: Any, grid: Any) -> Any:
         """The vision tower on ``pixel_values`` of the images in ``grid``; one tensor per image."""
@@ -586,7 +581,11 @@ class Qwen2VLPolicy:
             self._torch.cuda.synchronize(self.device)
 
     def _generate_fast(
-        self, batch: PreparedBatch, constraints: list[RowConstraint] | None, image_embeds: list[Any] | None = None
+        self,
+        batch: PreparedBatch,
+        constraints: list[RowConstraint] | None,
+        image_embeds: list[Any] | None = None,
+        video_embeds: list[Any] | None = None,
     ) -> Any:
         from vlagent.policies.fastdecode import FastDecoder
 
@@ -609,8 +608,12 @@ class Qwen2VLPolicy:
             ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
         ]
         grid = inputs.get("image_grid_thw")
-        if "pixel_values_videos" in inputs:  # the decoder takes images only: pairs run as image-shaped inputs
-            rows, image_embeds, grid = self._videos_as_images(batch, rows, image_embeds)
+        if video_embeds is not None:  # the decoder takes images only: pairs run as image-shaped inputs
+            pads = (self._image_pad_id, self._video_pad_id)
+            with torch.inference_mode():
+                rows, image_embeds, grid = videohistory.videos_as_images(
+                    rows, inputs, image_embeds, video_embeds, pads, tower=self._tower
+                )
         with torch.inference_mode():
             result = self._decoder.run(
                 rows,
@@ -745,7 +748,7 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
         if not options["history_reuse"] and options.get("history") == "video":
             raise ConfigError("--history video pairs screens at stable sizes; it cannot go with --no-history-reuse")
     if options.get("history") == "video" and options.get("family"):  # refused before the weights load
-        require_video(str(options["family"]), None)
+        videohistory.require_video(str(options["family"]), None)
     misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
     if misplaced:
         raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")

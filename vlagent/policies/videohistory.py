@@ -19,6 +19,8 @@ tensors it is given.
 from __future__ import annotations
 
 import logging
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +36,12 @@ from vlagent.policies.prompt import Message
 __all__ = [
     "VIDEO_FAMILIES",
     "DirectVideos",
+    "PairCache",
     "VideoPrompt",
     "as_video",
     "clip_selection",
     "direct_videos",
+    "encode_pairs",
     "encode_videos",
     "require_video",
     "videos_as_images",
@@ -138,10 +142,15 @@ def as_video(messages: Sequence[Message], images: Sequence[Image.Image], selecti
     return prompt
 
 
-def with_video_tokens(encoded: Sequence[float], video_grid: Any, videos_per_row: Sequence[int]) -> list[float]:
-    """``encoded`` (per row, visual tokens the tower computed) plus each row's video tokens
-    (``video_grid``: one (t, h, w) row per video, in order; 2x2 patches merge into one token)."""
-    tokens = [int(t * h * w) // 4 for t, h, w in video_grid.tolist()]
+def with_video_tokens(
+    encoded: Sequence[float], video_grid: Any, videos_per_row: Sequence[int], computed: Sequence[bool]
+) -> list[float]:
+    """``encoded`` (per row, visual tokens the tower computed) plus the tokens of each row's videos
+    that were ``computed`` now (``video_grid``: one (t, h, w) row per video, in order; 2x2 patches
+    merge into one token)."""
+    tokens = [
+        int(t * h * w) // 4 if fresh else 0 for (t, h, w), fresh in zip(video_grid.tolist(), computed, strict=True)
+    ]
     sums: list[float] = []
     start = 0
     for n, count in enumerate(videos_per_row):
@@ -156,20 +165,100 @@ def encode_videos(model: Any, pixel_values_videos: Any, video_grid_thw: Any) -> 
     return model.model.get_video_features(pixel_values_videos, video_grid_thw, return_dict=True)
 
 
+@dataclass
+class _Pair:
+    frames: tuple[weakref.ref[Image.Image], weakref.ref[Image.Image]]
+    embeds: Any
+    nbytes: int
+
+
+class PairCache:
+    """The tower's embeddings of two-frame videos, keyed by the identity of both (sized) frames.
+
+    Memory pairs screens by age, so a pair shown at one step is shown again two steps later
+    (one pair further back) with the very same image objects; the tower encodes each pair on
+    its own, so its embeddings are exact to reuse. Frames are held weakly: an entry goes once
+    memory lets a frame go. Least recently used out first past ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[tuple[int, int], _Pair] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, frames: Sequence[Image.Image]) -> Any | None:
+        key = (id(frames[0]), id(frames[1]))
+        entry = self._entries.get(key)
+        if entry is None or entry.frames[0]() is not frames[0] or entry.frames[1]() is not frames[1]:
+            return None
+        self._entries.move_to_end(key)
+        return entry.embeds
+
+    def put(self, frames: Sequence[Image.Image], embeds: Any) -> None:
+        for key in [k for k, e in self._entries.items() if e.frames[0]() is None or e.frames[1]() is None]:
+            self.bytes -= self._entries.pop(key).nbytes
+        nbytes = int(embeds.numel() * embeds.element_size())
+        if nbytes > self.max_bytes:
+            return
+        key = (id(frames[0]), id(frames[1]))
+        old = self._entries.pop(key, None)
+        self.bytes += nbytes - (old.nbytes if old is not None else 0)
+        self._entries[key] = _Pair((weakref.ref(frames[0]), weakref.ref(frames[1])), embeds, nbytes)
+        while self.bytes > self.max_bytes:
+            self.bytes -= self._entries.popitem(last=False)[1].nbytes
+
+
+def encode_pairs(
+    videos: Sequence[Sequence[Image.Image]], inputs: Mapping[str, Any], model: Any, cache: PairCache | None
+) -> tuple[list[Any], list[bool]]:
+    """Per video its embeddings, and whether the tower computed them now: the cached ones are taken
+    from ``cache``, the others encoded in one call on their rows of the inputs' ``pixel_values_videos``
+    (``video_grid_thw``: one (t, h, w) row per video) and cached."""
+    pixel_values_videos, video_grid = inputs["pixel_values_videos"], inputs["video_grid_thw"]
+    found: list[Any | None] = [cache.get(v) if cache is not None else None for v in videos]
+    todo = [i for i, e in enumerate(found) if e is None]
+    if cache is not None:
+        cache.hits += len(videos) - len(todo)
+        cache.misses += len(todo)
+    if todo:
+        values, grid = pixel_values_videos, video_grid
+        if len(todo) < len(videos):  # only the rows of the videos not found
+            patches = [int(t * h * w) for t, h, w in video_grid.tolist()]
+            starts = [sum(patches[:i]) for i in range(len(patches))]
+            values = pixel_values_videos.new_empty((sum(patches[i] for i in todo), pixel_values_videos.shape[1]))
+            at = 0
+            for i in todo:
+                values[at : at + patches[i]] = pixel_values_videos[starts[i] : starts[i] + patches[i]]
+                at += patches[i]
+            grid = video_grid[todo]
+        fresh = encode_videos(model, values, grid).pooler_output
+        for i, tensor in zip(todo, fresh, strict=True):
+            found[i] = tensor
+            if cache is not None:
+                cache.put(videos[i], tensor)
+    computed = [i in todo for i in range(len(videos))]
+    return [e for e in found if e is not None], computed
+
+
 def videos_as_images(
     rows: Sequence[Sequence[int]],
     inputs: Mapping[str, Any],
     image_embeds: Sequence[Any] | None,
+    video_embeds: Sequence[Any],
     pads: tuple[int, int],
     *,
-    model: Any,
     tower: Callable[[Any, Any], Sequence[Any]],
 ) -> tuple[list[list[int]], list[Any], Any]:
     """The prompts of ``rows`` (token ids) for a decoder that knows only images: each video's
     placeholders become image placeholders, and the embeddings and (t, h, w) grid rows of images
-    and videos are merged in prompt order. ``inputs``: the processor's output; ``image_embeds``:
-    the images' embeddings if already computed (else ``tower`` computes them); ``pads``: the ids
-    of ``<|image_pad|>`` and ``<|video_pad|>``.
+    and videos are merged in prompt order. ``inputs``: the model inputs; ``image_embeds``: the
+    images' embeddings if already computed (else ``tower`` computes them); ``video_embeds``: one
+    tensor per video; ``pads``: the ids of ``<|image_pad|>`` and ``<|video_pad|>``.
 
     Exact for videos of one temporal patch (a pair of frames): M-RoPE gives their tokens the
     positions of an image of the same grid, and placeholders are replaced by embeddings anyway.
@@ -182,7 +271,6 @@ def videos_as_images(
         raise ValueError("only videos of one temporal patch (two frames) can run as images")
     if image_embeds is None:
         image_embeds = list(tower(inputs["pixel_values"], inputs["image_grid_thw"]))
-    video_embeds = encode_videos(model, inputs["pixel_values_videos"], video_grid).pooler_output
     images = iter(zip(image_embeds, inputs["image_grid_thw"], strict=True))
     videos = iter(zip(video_embeds, video_grid, strict=True))
     out_rows: list[list[int]] = []
@@ -208,17 +296,17 @@ def direct_videos(
     processor: Any,
     layout: PixelLayout | None,
     videos: Sequence[Sequence[Sequence[Image.Image]]],
-    device: Any,
-    dtype: Any,
+    model: Any,
 ) -> DirectVideos | None:
     """``pixel_values_videos`` and ``video_grid_thw`` of each row's two-frame videos, made as Qwen2-VL's
     video processor makes them from frames already sized (one temporal patch: the pair's two frames
     where a still image repeats its one), and per row the token count of each video; None when the
     video processor has settings :func:`~vlagent.policies.pixels.patchify` does not reproduce (or
-    ``layout`` is None: the images are not made directly either).
+    ``layout`` is None: the images are not made directly either). Tensors go to ``model``'s device, in its dtype.
     """
     import torch
 
+    device, dtype = model.device, model.dtype
     video_processor = getattr(processor, "video_processor", None)
     if (
         layout is None
