@@ -79,3 +79,26 @@ def test_eval_and_eval_steps_give_memory_the_video_schedule(tmp_path: Path) -> N
     assert _memory_config({"max_images": 6}).history == "images"
     assert _memory({"history": "video", "max_images": 6}).config.max_images == 6
     assert _memory({"history": "video"}).config.history == "video"
+
+
+@pytest.mark.model
+def test_the_bench_compares_video_with_images() -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+    tools = Path(__file__).resolve().parent.parent / "tools"
+    args = ["--steps", "8", "--max-pixels", str(400 * 784), "--max-tokens", "900"]
+    result = subprocess.run(
+        [sys.executable, str(tools / "bench_history.py"), *args, "--lanes", "single,reuse,video,video+2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lanes = ("single", "reuse", "video", "video+2")
+    fields = [line.split() for line in result.stdout.splitlines()]
+    rows = {f[0]: f[1:] for f in fields if f and f[0] in lanes}
+    assert set(rows) == set(lanes), result.stdout
+    visual, encoded = ({k: float(v[i]) for k, v in rows.items()} for i in (0, 1))
+    screens = {k: int(v[-1]) for k, v in rows.items()}
+    assert screens == {"single": 1, "reuse": 4, "video": 4, "video+2": 6}, result.stdout
+    assert visual["video"] < visual["reuse"] and visual["video+2"] <= 900, result.stdout  # a pair costs one image
+    assert encoded["video+2"] < visual["video+2"], result.stdout  # the older pair's embeddings are reused
