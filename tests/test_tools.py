@@ -96,7 +96,10 @@ def test_bench_desktop_compares_with_pyautogui_defaults() -> None:
 @pytest.mark.model
 def test_bench_history_reuses_embeddings_of_screens_at_stable_sizes() -> None:
     pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
-    out = _bench("bench_history.py", "--steps", "6", "--max-pixels", str(400 * 784), "--max-tokens", "800")
+    out = _bench(
+        "bench_history.py", "--steps", "6", "--max-pixels", str(400 * 784), "--max-tokens", "800",
+        "--lanes", "single,shrink,stable,reuse,quarter",  # video lanes: tests/test_history_video.py
+    )  # fmt: skip
     rows = {
         m[1]: [float(v) for v in m[2].split()]
         for m in re.finditer(r"\n(single|shrink|stable|reuse|quarter)\s+([\d.\s]+?)x\s+[\d.]+x", out)

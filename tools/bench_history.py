@@ -16,9 +16,12 @@ back to back (in a rotating order), so a busy machine slows all lanes alike. Lan
   quarter    reuse with every earlier screen at the smallest size (``half_steps=0``): each
              screen is encoded twice in its life, at full size and at a quarter, and each step
              prefills one new small screen and the current one
+  video      reuse with history as video (``--history video``): the same screens, the older
+             ones in pairs at the smallest size, each pair a two-frame video costing one image
+  video+2    video with two more screens per prompt (one more pair): about the tokens of ``reuse``
 
 The model's answers are not acted on (random weights); the script drives the phone, so
-prompts differ between lanes only in their images. Per lane: images and visual tokens per
+prompts differ between lanes only in their images. Per lane: screens and visual tokens per
 prompt, visual tokens the vision tower encoded per step, prompt tokens prefilled per step
 (not taken from a cache), median model ms per step (steps
 after the first ``--warmup``, once memory holds four screens) with its vision / prefill
@@ -26,7 +29,7 @@ parts, the ratio to ``single`` at the same step (median over steps: "x single") 
 ratio of the medians ("x median"; on a busy machine the two differ). ``--repeats``
 runs the whole episode again with fresh lanes and reports the median of each figure.
 
-    python tools/bench_history.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--model PATH]
+    python tools/bench_history.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--model PATH] [--lanes a,b]
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ CYCLE: list[Action] = [
     OpenApp(name="Notes"),
 ]
 
-LANES = ("single", "shrink", "stable", "reuse", "quarter")
+LANES = ("single", "shrink", "stable", "reuse", "quarter", "video", "video+2")
 
 
 @dataclass
@@ -68,20 +71,26 @@ class Lane:
     driver: SimDriver
     model_ms: list[float] = field(default_factory=list)
     usage: list[dict[str, float]] = field(default_factory=list)
+    screens: list[tuple[int | None, ...]] = field(default_factory=list)
+    """Per step, the steps of the screens the prompt showed (None: the current one)."""
 
 
 def lanes(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
     made = []
-    for name in LANES:
+    for name in args.lanes:
+        video = name.startswith("video")
         config = MemoryConfig(
             max_tokens=args.max_tokens,
             max_pixels=args.max_pixels,
-            max_images=1 if name == "single" else args.max_images,
+            max_images=1 if name == "single" else args.max_images + (2 if name == "video+2" else 0),
             sizes="shrink" if name == "shrink" else "stable",
             half_steps=0 if name == "quarter" else 1,
             drop="oldest" if name == "stable" else "blocks",
+            history="video" if video else "images",
         )
-        policy_config = dataclasses.replace(base.config, history_reuse=name in ("reuse", "quarter"))
+        policy_config = dataclasses.replace(
+            base.config, history_reuse=name in ("reuse", "quarter") or video, history="video" if video else "images"
+        )
         policy = Qwen2VLPolicy(policy_config, model=base.model, processor=base.processor)
         made.append(Lane(name, policy, TrajectoryMemory(config), SimDriver(seed=args.seed)))
     return made
@@ -106,6 +115,8 @@ def episode(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
             decision = lane.policy.decide(obs)
             lane.model_ms.append((time.perf_counter() - t0) * 1000)
             lane.usage.append(dict(decision.usage))
+            selection = obs.choice.selection if obs.choice is not None else None
+            lane.screens.append(tuple(i.step for i in selection.images) if selection else (None,))
             lane.driver.execute(action)
             lane.memory.add(HistoryEntry(step, action), frame)
     return run
@@ -121,6 +132,7 @@ def figures(run: list[Lane], warmup: int) -> dict[str, dict[str, float]]:
             return statistics.median(lane.usage[i].get(key, 0.0) for i in steps)
 
         out[lane.name] = {
+            "screens": statistics.median(len(lane.screens[i]) for i in steps),
             "visual": med("visual_tokens"),
             "encoded": med("encoded_visual_tokens"),
             "prefilled": statistics.median(
@@ -150,9 +162,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--model", default=None, help="weights directory (default: the tiny random model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lanes", default=",".join(LANES), help=f"comma-separated, from {', '.join(LANES)}")
     args = parser.parse_args()
     if args.steps <= args.warmup:
         parser.error("--steps must be larger than --warmup")
+    args.lanes = [name.strip() for name in args.lanes.split(",") if name.strip()]
+    if not set(args.lanes) <= set(LANES) or "single" not in args.lanes:
+        parser.error(f"--lanes must name lanes of {', '.join(LANES)}, single included (the reference)")
+    args.lanes = sorted(args.lanes, key=LANES.index)  # single first
 
     if args.model is None:
         from vlagent.policies.tiny import create_policy
@@ -184,9 +201,10 @@ def main() -> None:
         ("out tok", "out", "{:>11.0f}"),
         ("x single", "ratio", "{:>10.2f}x"),
         ("x median", "ratio_of_medians", "{:>10.2f}x"),
+        ("screens", "screens", "{:>11.0f}"),
     ]
     print(f"{'lane':<8} " + " ".join(f"{title:>11}" for title, _, _ in columns))
-    for name in LANES:
+    for name in args.lanes:
         row = {key: statistics.median(r[name][key] for r in results) for key in results[0][name]}
         print(f"{name:<8} " + " ".join(form.format(row[key]) for _, key, form in columns))
 

@@ -229,6 +229,12 @@ def _policy_options(fn: F) -> F:
             "(no stable sizes, no vision-embedding cache), to compare or debug.",
         ),
         click.option(
+            "--history",
+            type=click.Choice(["images", "video"]),
+            help="How earlier screens reach the model: images (default) or video, the older ones in pairs "
+            "as two-frame videos that cost the tokens of one image (qwen2vl, Qwen2-VL/Qwen2.5-VL models).",
+        ),
+        click.option(
             "--no-constrain",
             is_flag=True,
             default=None,

@@ -373,7 +373,10 @@ class _Runner:
             # A replay never shows the model earlier screens (nor does its heal policy, asked about the
             # current screen alone): keeping the last three (~10 MB each) would only cost memory.
             return TrajectoryMemory(MemoryConfig(max_images=1))
-        if self.config.policy_options.get("no_history_reuse"):
+        options = self.config.policy_options
+        if options.get("history") == "video":  # older screens in pairs as video
+            return TrajectoryMemory(MemoryConfig(history="video"))
+        if options.get("no_history_reuse"):
             return TrajectoryMemory(MemoryConfig(sizes="shrink"))  # every screen re-sized each step
         return None
 

@@ -16,6 +16,9 @@ keeps a prompt under a fixed budget of visual tokens however long the episode ru
   that does not fit at its size is dropped, never squeezed. ``sizes="shrink"`` makes each
   older screen ``older_scale`` of the next newer one (new sizes at every step) and drops the
   oldest first;
+- with ``history="video"`` the older screens (past the ``half_steps`` bucket) go to the model
+  in consecutive pairs as the frames of a video: Qwen2-VL's temporal patch is 2 frames, so a
+  pair of screens at one size costs the tokens of one image (see ``_choose_video``);
 - the text of every step (thought, action, effect) is kept; old thoughts are shortened and,
   in very long episodes, the oldest steps are merged into one summary line.
 
@@ -27,6 +30,7 @@ shifted by a second resize. Memory must not talk to models or devices.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -90,6 +94,10 @@ class MemoryConfig:
     clearings and a policy can reuse what it computed for the unchanged start of the prompt.
     ``oldest``: the oldest screen leaves as soon as the budget is full (the start of the prompt
     changes at every step)."""
+    history: Literal["images", "video"] = "images"
+    """``video``: the screens older than the ``half_steps`` bucket are sent in consecutive pairs, at the
+    smallest stable size, each pair a two-frame video (it costs the tokens of one image); a screen
+    left without a partner is sent as an image. ``max_images`` still counts screens. Needs stable sizes."""
     recent_steps: int = 8
     """The latest steps keep their full thought; older thoughts are shortened."""
     old_thought_chars: int = 80
@@ -116,6 +124,10 @@ class MemoryConfig:
             raise ConfigError(f"drop must be 'blocks' or 'oldest', got {self.drop!r}")
         if self.sizes not in ("stable", "shrink"):
             raise ConfigError(f"sizes must be 'stable' or 'shrink', got {self.sizes!r}")
+        if self.history not in ("images", "video"):
+            raise ConfigError(f"history must be 'images' or 'video', got {self.history!r}")
+        if self.history == "video" and self.sizes != "stable":
+            raise ConfigError("history as video pairs screens of one stable size: it needs sizes='stable'")
         if self.max_history_steps < 2 or self.recent_steps < 0 or self.old_thought_chars < 0:
             raise ConfigError("max_history_steps must be >= 2; recent_steps and old_thought_chars >= 0")
 
@@ -129,6 +141,9 @@ class SelectedImage:
     width: int
     height: int
     tokens: int
+    """Visual tokens this image adds; in a video clip a pair's tokens are counted on its older frame, 0 on the newer."""
+    clip: int | None = None
+    """Index of the video clip this screen is a frame of (``history="video"``); None: sent as an image."""
 
 
 @dataclass(frozen=True)
@@ -150,8 +165,21 @@ class Selection:
             "budget": self.budget,
             "total_tokens": self.total_tokens,
             "dropped": self.dropped,
-            "images": [{"step": i.step, "width": i.width, "height": i.height, "tokens": i.tokens} for i in self.images],
+            "images": [
+                {"step": i.step, "width": i.width, "height": i.height, "tokens": i.tokens}
+                | ({} if i.clip is None else {"clip": i.clip})
+                for i in self.images
+            ],
         }
+
+    @property
+    def clips(self) -> tuple[tuple[int, ...], ...]:
+        """Per video clip, the positions (in ``images``) of its frames, oldest first; () without video."""
+        found: dict[int, list[int]] = {}
+        for n, image in enumerate(self.images):
+            if image.clip is not None:
+                found.setdefault(image.clip, []).append(n)
+        return tuple(tuple(found[c]) for c in sorted(found))
 
 
 class ImageChoice:
@@ -326,6 +354,8 @@ class TrajectoryMemory:
     def choose(self, frame: Frame) -> tuple[tuple[Frame, ...], Selection]:
         """``select``'s images and what was chosen (sizes and tokens per image, budget, screens dropped)."""
         cfg = self.config
+        if cfg.history == "video":
+            return self._choose_video(frame)
         src_w, src_h = frame.image.size
         current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
         if current is None:
@@ -386,6 +416,65 @@ class TrajectoryMemory:
         size = min(slots, remaining // low[1])
         newest = smallest[-1].step
         return newest - newest % size
+
+    def _choose_video(self, frame: Frame) -> tuple[tuple[Frame, ...], Selection]:
+        """``choose`` with older screens as video: the current screen and the last ``half_steps`` earlier
+        ones as images (stable sizes), then the older ones newest first in pairs by age ((h+1, h+2),
+        (h+3, h+4)...) at the smallest size. A pair's two frames share one size and one set of
+        tokens ((H/28)*(W/28) for both, Qwen2-VL's temporal patch being 2 frames). Each pair is a clip
+        of its own: its tokens then take the positions an image of that size would (one temporal
+        patch), so a decoder that knows only images can run it exactly. A screen without a partner
+        (the oldest shown, or one whose partner has another size) is sent as an image. Screens count
+        against ``max_images`` one by one.
+        """
+        cfg = self.config
+        src_w, src_h = frame.image.size
+        current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
+        if current is None:
+            raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
+        size, tokens = current
+        chosen = [(self._framed(frame, _resize(frame.image, size)), SelectedImage(None, *size, tokens))]
+        remaining = cfg.max_tokens - tokens
+        older = list(reversed(self._frames))  # newest first: older[age - 1]
+
+        def fit(age: int) -> tuple[tuple[int, int], int] | None:
+            stored = older[age - 1]
+            made = self._fit_tokens(*stored.source_size, cfg.max_tokens, int(self._bucket_cap(age)))
+            return None if made is None or made[1] < cfg.min_history_tokens else made
+
+        def take(age: int, size: tuple[int, int], tokens: int, clip: int | None) -> None:
+            stored = older[age - 1]
+            image = self._framed(stored.frame, stored.image(size))
+            chosen.append((image, SelectedImage(stored.step, *size, tokens, clip)))
+
+        age, clip = 1, -1
+        while age <= len(older) and len(chosen) < cfg.max_images and remaining >= cfg.min_history_tokens:
+            made = fit(age)
+            if made is None or made[1] > remaining:
+                break
+            (size, tokens), partner = made, None
+            if age > cfg.half_steps and age < len(older) and len(chosen) + 1 < cfg.max_images:
+                partner = fit(age + 1)
+            if partner is None or partner[0] != size:  # an image; nothing older is shown after a lone screen
+                take(age, size, tokens, None)
+                remaining -= tokens
+                if age > cfg.half_steps:
+                    break
+                age += 1
+                continue
+            clip += 1
+            take(age, size, 0, clip)  # the newer frame of the pair; the older one carries the tokens
+            take(age + 1, size, tokens, clip)
+            remaining -= tokens
+            age += 2
+        chosen.reverse()
+        count = clip + 1  # clips were numbered newest first; number them oldest first
+        infos = [i if i.clip is None else dataclasses.replace(i, clip=count - 1 - i.clip) for _, i in chosen]
+        selection = Selection(tuple(infos), cfg.max_tokens, dropped=len(self._history) - (len(chosen) - 1))
+        log.debug(
+            "memory selected %d screens (%d clips), %d/%d visual tokens", len(chosen), count, remaining, cfg.max_tokens
+        )
+        return tuple(f for f, _ in chosen), selection
 
     def _bucket_cap(self, age: int) -> float:
         """Pixels at most for a screen ``age`` steps old under the stable schedule."""

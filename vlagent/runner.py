@@ -168,6 +168,8 @@ def _memory(options: Mapping[str, object]) -> TrajectoryMemory:
     values = {k: options[k] for k in _MEMORY_KEYS if options.get(k) is not None}
     if options.get("no_history_reuse"):  # every screen re-sized each step, as before stable sizes
         values["sizes"] = "shrink"
+    if options.get("history") is not None:  # --history video: older screens in pairs as video
+        values["history"] = options["history"]
     try:
         return TrajectoryMemory(MemoryConfig(**values))  # type: ignore[arg-type]
     except TypeError as exc:

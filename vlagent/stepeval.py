@@ -165,6 +165,8 @@ def _memory_config(options: Mapping[str, object]) -> MemoryConfig:
     values = {k: options[k] for k in _MEMORY_OPTIONS if options.get(k) is not None}
     if options.get("no_history_reuse"):  # every screen re-sized each step, as before stable sizes
         values["sizes"] = "shrink"
+    if options.get("history") is not None:  # --history video: older screens in pairs as video
+        values["history"] = options["history"]
     try:
         return MemoryConfig(**values)  # type: ignore[arg-type]
     except TypeError as exc:

@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 API_KEY_ENV = ("VLAGENT_API_KEY", "OPENAI_API_KEY")
 #: Options the CLI hands every policy that this one has no use for (memory owns them).
-_SHARED_OPTIONS = frozenset({"max_pixels", "min_pixels", "max_tokens", "script", "no_history_reuse"})
+_SHARED_OPTIONS = frozenset({"max_pixels", "min_pixels", "max_tokens", "script", "no_history_reuse", "history"})
 #: Makes vLLM's ``auto`` structured-output backend pass the grammar to llguidance, its dialect.
 _LLGUIDANCE_DIRECTIVE = "%llguidance {}\n"
 #: Largest response body read: a chat completion is a few kilobytes; more is a broken server or proxy.
@@ -658,6 +658,8 @@ def _usage(raw: object) -> dict[str, float]:
 
 def create_policy(**options: Any) -> OpenAICompatPolicy:
     """Registry factory: ``open_policy("openai", base_url=..., model=..., api_key=..., max_images=...)``."""
+    if options.get("history") == "video":
+        raise ConfigError("--history video needs the in-process qwen2vl policy; a served model is sent images")
     ignored = sorted(k for k in options if k in _SHARED_OPTIONS)
     if ignored:
         log.debug("openai policy ignores options %s (the memory uses them)", ignored)

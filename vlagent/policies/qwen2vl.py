@@ -43,6 +43,7 @@ from vlagent.errors import (
     PolicyBackendError,
 )
 from vlagent.frames import Frame
+from vlagent.policies import videohistory
 from vlagent.policies.base import Decision, Observation, step_seed
 from vlagent.policies.budget import bounded_schema
 from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits_processor
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 _IMAGE_PAD = "<|image_pad|>"
 _VISION_START = "<|vision_start|>"
+_VIDEO_PAD = "<|video_pad|>"
 _END_OF_TURN = "<|im_end|>"
 #: Model types whose vision tower encodes each image on its own into everything the decoder takes.
 _PER_IMAGE_TOWERS = frozenset({"qwen2_vl", "qwen2_5_vl"})
@@ -119,6 +121,9 @@ class QwenPolicyConfig:
     same image again at a later step (exact: the tower encodes each image on its own)."""
     vision_cache_mb: int = 512
     """Bound of those embeddings in MiB, least recently used out first."""
+    history: Literal["images", "video"] = "images"
+    """``video``: memory sends older screens in pairs as two-frame video clips (``MemoryConfig.history``);
+    the policy checks that its family and model take video (:mod:`vlagent.policies.videohistory`)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels <= MAX_PIXELS:
@@ -131,6 +136,8 @@ class QwenPolicyConfig:
             raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         if self.vision_cache_mb < 0:
             raise ConfigError("vision_cache_mb must be >= 0")
+        if self.history not in ("images", "video"):
+            raise ConfigError(f"history must be 'images' or 'video', got {self.history!r}")
         if self.coords not in (None, "norm1000", "norm999", "abs_resized"):
             raise ConfigError(f"coords must be norm1000, norm999 or abs_resized, got {self.coords!r}")
 
@@ -146,6 +153,8 @@ class _Row:
     messages: list[dict[str, Any]]
     images: list[Image.Image]
     text: str = ""
+    videos: list[list[Image.Image]] = field(default_factory=list)
+    """Earlier screens sent as video clips (memory's ``history="video"``), frames oldest first."""
 
 
 @dataclass
@@ -256,7 +265,10 @@ class Qwen2VLPolicy:
         family = get_family(self.config.family) if self.config.family else detect_family(model_type, self.config.model)
         if self.config.coords:
             family = dataclasses.replace(family, coords=self.config.coords)
+        if self.config.history == "video":
+            videohistory.require_video(family.name, model_type)
         self.family = family
+        self._video_pad_id = self.tokenizer.convert_tokens_to_ids(_VIDEO_PAD)
         self._image_pad_id = self.tokenizer.convert_tokens_to_ids(_IMAGE_PAD)
         self._eos_id = self.tokenizer.convert_tokens_to_ids(_END_OF_TURN)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_id
@@ -282,6 +294,7 @@ class Qwen2VLPolicy:
         if self.config.history_reuse and not reusable:
             log.info("no vision-embedding cache for model type %s", model_type)
         self.vision_cache = VisionCache(self.config.vision_cache_mb << 20) if reusable else None
+        self.pairs = videohistory.PairCache(self.config.vision_cache_mb << 20) if reusable else None  # history as video
         log.info("qwen2vl policy: %s on %s, family %s (%s)", self.config.model, self.device, family.name, family.coords)
 
     # ------------------------------------------------------------------ loading
@@ -363,37 +376,48 @@ class Qwen2VLPolicy:
         rows: list[_Row] = []
         for obs in observations:
             fitted = tuple(self._fit(f) for f in obs.prompt_images)
+            clips = videohistory.clip_selection(obs)
             obs = dataclasses.replace(obs, images=fitted)
             size = fitted[-1].image.size
             grid = self.family.grid(size)
             messages = build_messages(obs, self.family, with_thought=self.config.with_thought)
-            rows.append(
-                _Row(obs, self.family, size, grid, self._schema(obs, grid), messages, [f.image for f in fitted])
-            )
+            images, videos = [f.image for f in fitted], []
+            if clips is not None:  # memory's video clips replace their frames' image parts
+                video = videohistory.as_video(messages, images, clips)
+                messages, images, videos = video.messages, video.images, video.videos
+            rows.append(_Row(obs, self.family, size, grid, self._schema(obs, grid), messages, images, videos=videos))
         for row in rows:
             row.text = self.processor.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True)
         all_images = [image for row in rows for image in row.images]
         found = self.vision_cache.lookup(all_images) if self.vision_cache is not None and all_images else None
-        if self._layout is not None:
-            inputs = self._direct_inputs(rows, found)
+        all_videos = [video for row in rows for video in row.videos]
+        direct = videohistory.direct_videos(self.processor, self._layout, [r.videos for r in rows], self.model)
+        if self._layout is not None and (direct is not None or not all_videos):
+            inputs = self._direct_inputs(rows, found, direct)
             return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found, pixels_of_missing_only=True)
         # The images already have their final size; a wide size range makes the processor keep it.
+        video_kwargs: dict[str, Any] = {"videos": all_videos, "cap_pixels_per_frame": False} if all_videos else {}
         inputs = self.processor(
             text=[row.text for row in rows],
             images=all_images,
             padding=True,
             return_tensors="pt",
             size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
+            **video_kwargs,
         )
         inputs = inputs.to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
         return PreparedBatch(rows, inputs, time.perf_counter() - t0, found=found)
 
-    def _direct_inputs(self, rows: list[_Row], found: list[Any] | None = None) -> Any:
+    def _direct_inputs(
+        self, rows: list[_Row], found: list[Any] | None = None, videos: videohistory.DirectVideos | None = None
+    ) -> Any:
         """What the processor returns (left-padded), built from the sized images and one tokenizer call.
 
         With ``found`` (the vision cache's lookup), pixel values are made only for the images not found.
+        ``videos``: ``direct_videos`` of the rows' video clips (their inputs, and per row their tokens).
         """
         torch = self._torch
         from transformers import BatchFeature
@@ -414,7 +438,10 @@ class Qwen2VLPolicy:
         encoded = self.tokenizer([row.text for row in rows], add_special_tokens=False)["input_ids"]
         ids: list[list[int]] = []
         start = 0
-        for row, row_ids in zip(rows, encoded, strict=True):
+        video_data, video_counts = videos or ({}, [[] for _ in rows])
+        data.update(video_data)
+        for row, row_ids, clips in zip(rows, encoded, video_counts, strict=True):
+            row_ids = expand_image_tokens(row_ids, self._video_pad_id, clips)
             ids.append(expand_image_tokens(row_ids, self._image_pad_id, counts[start : start + len(row.images)]))
             start += len(row.images)
         width = max(len(r) for r in ids)
@@ -426,7 +453,9 @@ class Qwen2VLPolicy:
         data.update(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
-            mm_token_type_ids=(input_ids == self._image_pad_id).int().to(self.device),
+            mm_token_type_ids=(
+                (input_ids == self._image_pad_id).int() + 2 * (input_ids == self._video_pad_id).int()
+            ).to(self.device),
         )
         return BatchFeature(data)
 
@@ -457,8 +486,9 @@ class Qwen2VLPolicy:
             constraints = [compiler.row(row.schema, fast_forward=self.config.fast_forward) for row in batch.rows]
             processors.append(make_logits_processor(constraints, prompt_length, compiler.vocab_size, self._eos_id))
         image_embeds = self._encode_images(batch)
+        video_embeds = self._encode_videos(batch, needed=self.config.fast or image_embeds is not None)
         if self.config.fast:
-            return self._generate_fast(batch, constraints, image_embeds), constraints
+            return self._generate_fast(batch, constraints, image_embeds, video_embeds), constraints
         if self.cache_kind == "static":  # transformers then compiles its decode step itself
             sampling["cache_implementation"] = "static"
         seed = _batch_seed(batch)
@@ -473,6 +503,10 @@ class Qwen2VLPolicy:
             inputs.pop("pixel_values", None)
             pooled: Any = tuple(image_embeds)  # one tensor per image, as get_image_features gives them
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=pooled)}
+            if video_embeds is not None:  # generate takes the embeddings of every modality or the pixels of all
+                inputs.pop("pixel_values_videos")
+                clips: Any = tuple(video_embeds)
+                inputs["mm_encoder_outputs"]["video"] = BaseModelOutputWithPooling(pooler_output=clips)
         t0 = time.perf_counter()
         generate: Any = getattr(self.model, "generate")  # noqa: B009 - transformers types it through nn.Module
         with torch.inference_mode():
@@ -518,6 +552,25 @@ class Qwen2VLPolicy:
         batch.encoded_tokens = _row_sums(tokens, per_row, result.encoded)
         return result.embeds
 
+    def _encode_videos(self, batch: PreparedBatch, *, needed: bool) -> list[Any] | None:
+        """Per video clip, its embeddings (from the pair cache, or computed now); None without video, or
+        when not ``needed`` (generate then takes the pixels); counts the tokens the tower computed."""
+        if "pixel_values_videos" not in batch.inputs:
+            return None
+        videos = [video for row in batch.rows for video in row.videos]
+        embeds: list[Any] | None = None
+        computed = [True] * len(videos)
+        if needed:
+            self._sync()
+            t0 = time.perf_counter()
+            with self._torch.inference_mode():
+                embeds, computed = videohistory.encode_pairs(videos, batch.inputs, self.model, self.pairs)
+            self._sync()
+            batch.timings["vision_s"] = batch.timings.get("vision_s", 0.0) + time.perf_counter() - t0
+        grid, per_row = batch.inputs["video_grid_thw"], [len(row.videos) for row in batch.rows]
+        batch.encoded_tokens = videohistory.with_video_tokens(batch.encoded_tokens, grid, per_row, computed)
+        return embeds
+
     def _tower(self, pixel_values: Any, grid: Any) -> Any:
         """The vision tower on ``pixel_values`` of the images in ``grid``; one tensor per image."""
         features = self.model.model.get_image_features(
@@ -530,7 +583,11 @@ class Qwen2VLPolicy:
             self._torch.cuda.synchronize(self.device)
 
     def _generate_fast(
-        self, batch: PreparedBatch, constraints: list[RowConstraint] | None, image_embeds: list[Any] | None = None
+        self,
+        batch: PreparedBatch,
+        constraints: list[RowConstraint] | None,
+        image_embeds: list[Any] | None = None,
+        video_embeds: list[Any] | None = None,
     ) -> Any:
         from vlagent.policies.fastdecode import FastDecoder
 
@@ -553,17 +610,26 @@ class Qwen2VLPolicy:
         rows = [
             ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
         ]
+        grid = inputs.get("image_grid_thw")
+        if video_embeds is not None:  # the decoder takes images only: pairs run as image-shaped inputs
+            pads = (self._image_pad_id, self._video_pad_id)
+            with torch.inference_mode():
+                rows, image_embeds, grid = videohistory.videos_as_images(
+                    rows, inputs, image_embeds, video_embeds, pads, tower=self._tower
+                )
         with torch.inference_mode():
             result = self._decoder.run(
                 rows,
                 inputs.get("pixel_values"),
-                inputs.get("image_grid_thw"),
+                grid,
                 constraints,
                 max_new_tokens=self.config.max_new_tokens,
                 temperature=self.config.temperature,
                 seeds=[row.observation.sampling_seed for row in batch.rows],
                 image_embeds=image_embeds or None,
-                images=[row.images for row in batch.rows],
+                # Step reuse matches image slots to image objects; a video's slots have none (and its
+                # pairs shift every step), so prompts with video are prefilled whole.
+                images=[row.images for row in batch.rows] if video_embeds is None else (),
             )
         batch.timings.update(
             vision_s=batch.timings.get("vision_s", 0.0) + result.vision_s,
@@ -635,9 +701,11 @@ class Qwen2VLPolicy:
         action = decode_action(step.action, codec, frame.width, frame.height)
         input_ids = batch.inputs["input_ids"][i]
         mask = batch.inputs["attention_mask"][i]
+        video_tokens = float(int((input_ids == self._video_pad_id).sum()))
         usage = {
             "prompt_tokens": float(int(mask.sum())),
-            "visual_tokens": float(int((input_ids == self._image_pad_id).sum())),
+            "visual_tokens": float(int((input_ids == self._image_pad_id).sum())) + video_tokens,
+            "video_tokens": video_tokens,
             "encoded_visual_tokens": batch.encoded_tokens[i] if batch.encoded_tokens else 0.0,
             "output_tokens": float(length),
             "batch_size": float(len(batch.rows)),
@@ -685,6 +753,10 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
         options["structured"] = not options.pop("no_constrain")
     if "no_history_reuse" in options:  # the CLI's --no-history-reuse (memory's sizes follow it too)
         options["history_reuse"] = not options.pop("no_history_reuse")
+        if not options["history_reuse"] and options.get("history") == "video":
+            raise ConfigError("--history video pairs screens at stable sizes; it cannot go with --no-history-reuse")
+    if options.get("history") == "video" and options.get("family"):  # refused before the weights load
+        videohistory.require_video(str(options["family"]), None)
     misplaced = sorted(set(options) & _OTHER_POLICIES_OPTIONS - {"max_images", "max_tokens"})
     if misplaced:
         raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to the qwen2vl policy")
