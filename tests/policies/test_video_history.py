@@ -115,6 +115,7 @@ def test_the_processor_spends_the_tokens_memory_counted(
             grid = batch.inputs["video_grid_thw"]
             assert grid.shape[0] == len(selection.clips) and set(grid[:, 0].tolist()) == {1}  # one pair each
             assert batch.rows[0].text.count("<|vision_start|><|video_pad|><|vision_end|>") == len(selection.clips)
+            assert batch.rows[0].text.count("as a video of 2 frames, oldest first:") == len(selection.clips)
             clips_seen += len(selection.clips)
         decision = policy.decide(obs)
         assert decision.usage["visual_tokens"] == selection.total_tokens

@@ -35,6 +35,7 @@ from vlagent.policies.prompt import Message
 
 __all__ = [
     "VIDEO_FAMILIES",
+    "VIDEO_MODEL_TYPES",
     "DirectVideos",
     "PairCache",
     "VideoPrompt",
