@@ -15,6 +15,7 @@ from PIL import Image
 
 from vlagent.actions import Action, Click, Done
 from vlagent.evaluate import EvalConfig, evaluate
+from vlagent.memory import MemoryConfig
 from vlagent.policies.base import Decision, Observation, Policy
 from vlagent.policies.scripted import ScriptedPolicy
 from vlagent.replay import ReplayPolicy
@@ -203,4 +204,11 @@ def test_no_history_reuse_gives_each_episode_the_former_memory_schedule(tmp_path
 
     memory = _Runner(EvalConfig(out=tmp_path, policy_options={"no_history_reuse": True}))._memory()
     assert memory is not None and memory.config.sizes == "shrink"
-    assert _Runner(EvalConfig(out=tmp_path / "default"))._memory() is None  # the default memory: stable sizes
+    default = _Runner(EvalConfig(out=tmp_path / "default"))._memory()
+    assert default is not None and default.config == MemoryConfig()  # stable sizes
+    # The memory flags of `vlagent eval` reach each episode's memory (they once stopped at the policy).
+    options = {"max_images": 2, "max_tokens": 1800, "max_pixels": 512 * 784, "history": "video"}
+    sized = _Runner(EvalConfig(out=tmp_path / "sized", policy_options=options))._memory()
+    assert sized is not None
+    assert (sized.config.max_images, sized.config.max_tokens, sized.config.max_pixels) == (2, 1800, 512 * 784)
+    assert sized.config.history == "video"

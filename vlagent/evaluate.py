@@ -39,7 +39,7 @@ from typing import Any, Literal, Protocol
 from vlagent.agent import EndReason, Episode, Hook, StepRecord, run_episode
 from vlagent.errors import ConfigError, OutputError, PoolEmptyError, VlagentError
 from vlagent.frames import Frame
-from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.memory import MemoryConfig, TrajectoryMemory, memory_config
 from vlagent.pinned import pinned_config
 from vlagent.policies.base import Policy
 from vlagent.policies.batching import BatchingPolicy
@@ -373,12 +373,8 @@ class _Runner:
             # A replay never shows the model earlier screens (nor does its heal policy, asked about the
             # current screen alone): keeping the last three (~10 MB each) would only cost memory.
             return TrajectoryMemory(MemoryConfig(max_images=1))
-        options = self.config.policy_options
-        if options.get("history") == "video":  # older screens in pairs as video
-            return TrajectoryMemory(MemoryConfig(history="video"))
-        if options.get("no_history_reuse"):
-            return TrajectoryMemory(MemoryConfig(sizes="shrink"))  # every screen re-sized each step
-        return None
+        # --max-images, --max-tokens, --max-pixels, --history, --no-history-reuse
+        return TrajectoryMemory(memory_config(self.config.policy_options))
 
     def run(self, job: _Job) -> ScenarioResult:
         try:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ __all__ = [
     "Selection",
     "SummaryEntry",
     "TrajectoryMemory",
+    "memory_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,22 @@ class MemoryConfig:
             raise ConfigError("history as video pairs screens of one stable size: it needs sizes='stable'")
         if self.max_history_steps < 2 or self.recent_steps < 0 or self.old_thought_chars < 0:
             raise ConfigError("max_history_steps must be >= 2; recent_steps and old_thought_chars >= 0")
+
+
+#: Run options (CLI flags, policy options) that size memory.
+MEMORY_OPTIONS = ("max_pixels", "min_pixels", "max_images", "max_tokens")
+
+
+def memory_config(options: Mapping[str, object]) -> MemoryConfig:
+    """The memory a run's options ask for: ``max_pixels``, ``min_pixels``, ``max_images``, ``max_tokens``,
+    ``history`` ("images" | "video"), ``no_history_reuse`` (the former schedule, every screen resized at
+    every step); other options are ignored. Raises ConfigError for values memory cannot take."""
+    values: dict[str, Any] = {k: options[k] for k in MEMORY_OPTIONS if options.get(k) is not None}
+    if options.get("no_history_reuse"):
+        values["sizes"] = "shrink"
+    if options.get("history") is not None:
+        values["history"] = options["history"]
+    return MemoryConfig(**values)
 
 
 @dataclass(frozen=True)

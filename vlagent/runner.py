@@ -21,7 +21,7 @@ from vlagent.drivers.base import Driver
 from vlagent.drivers.registry import available_drivers, open_driver
 from vlagent.effects import FrameChange, Settle
 from vlagent.errors import ConfigError, VlagentError
-from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.memory import TrajectoryMemory, memory_config
 from vlagent.policies.base import Policy
 from vlagent.policies.registry import open_policy
 from vlagent.recorder import Recorder, new_run_dir
@@ -34,8 +34,6 @@ __all__ = ["DEFAULT_MODEL", "RunRequest", "RunResult", "demo_policy_name", "list
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
-
-_MEMORY_KEYS = ("max_pixels", "min_pixels", "max_images", "max_tokens")
 
 
 @dataclass(frozen=True)
@@ -165,15 +163,7 @@ def _choose_policy(request: RunRequest, driver: Driver, task: Task | None) -> Po
 
 
 def _memory(options: Mapping[str, object]) -> TrajectoryMemory:
-    values = {k: options[k] for k in _MEMORY_KEYS if options.get(k) is not None}
-    if options.get("no_history_reuse"):  # every screen re-sized each step, as before stable sizes
-        values["sizes"] = "shrink"
-    if options.get("history") is not None:  # --history video: older screens in pairs as video
-        values["history"] = options["history"]
-    try:
-        return TrajectoryMemory(MemoryConfig(**values))  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise ConfigError(f"memory option not supported: {exc}") from exc
+    return TrajectoryMemory(memory_config(options))
 
 
 def _loop_detector(on_stuck: str) -> LoopDetector:

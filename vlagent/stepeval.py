@@ -44,6 +44,7 @@ from vlagent.datasets import (
 from vlagent.errors import ConfigError, ModelError, OutputError
 from vlagent.evaluate import EvalConfig, write_text_atomically
 from vlagent.memory import HistoryEntry, MemoryConfig, TrajectoryMemory
+from vlagent.memory import memory_config as _options_memory
 from vlagent.pinned import pinned_config
 from vlagent.policies.base import Decision, Observation, Policy
 from vlagent.policies.scripted import ScriptedPolicy
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 Level = Literal["high", "low"]
 #: Policy names that answer each step's gold action (``auto``: the default of ``eval-steps``).
 GOLD_POLICIES = ("gold", "oracle", "auto")
-_MEMORY_OPTIONS = ("max_pixels", "min_pixels", "max_images", "max_tokens")
 _OUTPUTS = ("results.json", "steps.jsonl", "report.html")
 
 PolicyFactory = Callable[[DatasetEpisode], Policy]
@@ -162,15 +162,7 @@ def _gold_policy(episode: DatasetEpisode) -> Policy:
 
 
 def _memory_config(options: Mapping[str, object]) -> MemoryConfig:
-    values = {k: options[k] for k in _MEMORY_OPTIONS if options.get(k) is not None}
-    if options.get("no_history_reuse"):  # every screen re-sized each step, as before stable sizes
-        values["sizes"] = "shrink"
-    if options.get("history") is not None:  # --history video: older screens in pairs as video
-        values["history"] = options["history"]
-    try:
-        return MemoryConfig(**values)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise ConfigError(f"memory option not supported: {exc}") from exc
+    return _options_memory(options)
 
 
 def _task(step: DatasetStep, level: Level) -> str:
