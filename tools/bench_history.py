@@ -10,15 +10,16 @@ back to back (in a rotating order), so a busy machine slows all lanes alike. Lan
              schedule before stable sizes), every image encoded at every step
   stable     four images at stable sizes by age, the oldest dropped first, every image
              encoded and the whole prompt prefilled at every step
-  reuse      memory's and the policy's defaults: stable sizes, the smallest screens dropped in
-             blocks, the vision-embedding cache, and the keys and values of the prompt's
-             unchanged start taken from the step before
-  quarter    reuse with every earlier screen at the smallest size (``half_steps=0``): each
-             screen is encoded twice in its life, at full size and at a quarter, and each step
-             prefills one new small screen and the current one
-  video      reuse with history as video (``--history video``): the same screens, the older
-             ones in pairs at the smallest size, each pair a two-frame video costing one image
-  video+2    video with two more screens per prompt (one more pair): about the tokens of ``reuse``
+  reuse      stable sizes with the previous screen at half size (``half_steps=1``), the
+             smallest screens dropped in blocks, the vision-embedding cache, and the keys and
+             values of the prompt's unchanged start taken from the step before
+  quarter    memory's and the policy's defaults: reuse with every earlier screen at the
+             smallest size (``half_steps=0``): each screen is encoded twice in its life, at
+             full size and at a quarter, and each step prefills one new small screen and the
+             current one
+  video      quarter with history as video (``--history video``): the earlier screens in
+             pairs at the smallest size, each pair a two-frame video costing one image
+  video+2    video with two more screens per prompt (one more pair)
 
 The model's answers are not acted on (random weights); the script drives the phone, so
 prompts differ between lanes only in their images. Per lane: screens and visual tokens per
@@ -84,7 +85,7 @@ def lanes(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
             max_pixels=args.max_pixels,
             max_images=1 if name == "single" else args.max_images + (2 if name == "video+2" else 0),
             sizes="shrink" if name == "shrink" else "stable",
-            half_steps=0 if name == "quarter" else 1,
+            half_steps=0 if name == "quarter" or video else 1,
             drop="oldest" if name == "stable" else "blocks",
             history="video" if video else "images",
         )
