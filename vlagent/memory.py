@@ -418,7 +418,7 @@ class TrajectoryMemory:
         screens of steps ``n - n % S`` to ``n``.
         """
         cfg = self.config
-        smallest = [s for s in self._frames[: len(self._frames) - cfg.half_steps]]
+        smallest = self._frames[: max(0, len(self._frames) - cfg.half_steps)]
         if cfg.sizes != "stable" or cfg.drop != "blocks" or not smallest:
             return -1
         remaining = cfg.max_tokens - current_tokens

@@ -92,7 +92,6 @@ class _StepEntry:
 
     tokens: list[int]
     images: list[weakref.ref[Any]]
-    spans: list[tuple[int, int]]
     kv: list[tuple[Any, Any]]
     """Per layer, (1, heads, len(tokens), dim) keys and values."""
     nbytes: int
@@ -415,7 +414,7 @@ class FastDecoder:
                 continue
             refs = [weakref.ref(image) for image in images[i][:-1]]
             self._step_serial += 1
-            self._steps[self._step_serial] = _StepEntry(list(row[:keep]), refs, spans[i][:-1], kv, nbytes)
+            self._steps[self._step_serial] = _StepEntry(list(row[:keep]), refs, kv, nbytes)
             self._step_bytes += nbytes
         # Out go entries whose first image is gone (their episode moved on), then the least recently used.
         for key in [k for k, e in self._steps.items() if e.images and e.images[0]() is None]:
@@ -424,11 +423,6 @@ class FastDecoder:
         while self._steps and (len(self._steps) > limit or self._step_bytes > self.max_step_bytes):
             _, dropped = self._steps.popitem(last=False)
             self._step_bytes -= dropped.nbytes
-
-    def forget_steps(self) -> None:
-        """Drop every earlier prompt's keys and values."""
-        self._steps.clear()
-        self._step_bytes = 0
 
     # ------------------------------------------------------------------ the loop
 
