@@ -224,6 +224,56 @@ def test_blocks_keep_the_start_of_the_prompt_between_clearings(half_steps: int) 
         MemoryConfig(drop="newest")  # type: ignore[arg-type]
 
 
+def test_a_shown_screen_is_kept_at_its_shown_size_and_later_sizes_come_from_it() -> None:
+    """After its own prompt, a screen is held at the size that prompt showed it (the largest it is
+    ever shown at), and its later, smaller copies are resized from that one; sizes are unchanged."""
+    rng = random.Random(3)
+    frames = [Frame.of(Image.frombytes("RGB", (1080, 2400), rng.randbytes(1080 * 2400 * 3))) for _ in range(6)]
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=1))
+    reference = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=1))
+    for index, frame in enumerate(frames):
+        images, selection = memory.choose(frame)
+        for stored in memory._frames:
+            assert stored.frame.image.size == (672, 1484)  # as its own prompt showed it, not 1080x2400
+        reference_images = reference.select(frame)
+        entry = HistoryEntry(index, Click(x=1, y=1))
+        memory.add(entry, frame)
+        reference.add(entry, Frame.of(frame.image.copy()))  # never chosen for: kept as captured
+        assert [i.image.size for i in images] == [i.image.size for i in reference_images]
+        assert [(i.width, i.height) for i in selection.images][-1] == (672, 1484)
+        assert images[-1].image.tobytes() == reference_images[-1].image.tobytes()  # the current screen: as before
+    # An earlier screen shrunk from its shown copy stays close to one shrunk from the capture.
+    for mine, theirs in zip(images[:-1], reference_images[:-1], strict=True):
+        a, b = mine.image.tobytes(), theirs.image.tobytes()
+        assert sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a) < 8
+
+
+def test_preview_holds_the_screens_the_next_prompt_shows() -> None:
+    """``preview`` is memory after the step's ``add``: the next prompt's earlier screens, as the very
+    objects it will show, with a blank stand-in for the screen still to come."""
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=2560, max_images=4, half_steps=0))
+    frames = [screen(1080, 2400, i) for i in range(7)]
+    for index, frame in enumerate(frames[:-1]):
+        memory.choose(frame)
+        entry = HistoryEntry(index, Click(x=1, y=1))
+        upcoming = memory.preview(entry, frame)
+        ahead, ahead_selection = upcoming.choose(frame, stand_in=True)
+        assert upcoming.history[-1] == entry and len(memory.history) == index  # memory itself unchanged
+        assert ahead[-1].image.size == (672, 1484) and ahead[-1].image.getbbox() is None  # blank
+        memory.add(entry, frame)
+        images, selection = memory.choose(frames[index + 1])
+        assert len(images) == len(ahead) >= 2
+        assert all(a.image is b.image for a, b in zip(ahead[:-1], images[:-1], strict=True))
+        assert ahead_selection == selection
+    # An ``add`` of another frame does not take the previewed screen.
+    memory.choose(frames[-1])
+    upcoming = memory.preview(HistoryEntry(6, Click(x=1, y=1)), frames[-1])
+    other = screen(1080, 2400, 99)
+    memory.add(HistoryEntry(6, Click(x=1, y=1)), other)
+    assert memory._frames[-1].frame.image is other.image
+    assert upcoming._frames[-1].frame.image is not other.image
+
+
 def test_stable_sizes_drop_a_screen_that_does_not_fit_instead_of_shrinking_it() -> None:
     # 1272 (current) + 592 (previous) leaves 136 tokens: too few for the 312-token smallest size.
     memory = TrajectoryMemory(MemoryConfig(max_tokens=2000, max_images=4, half_steps=1))

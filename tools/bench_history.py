@@ -17,6 +17,11 @@ back to back (in a rotating order), so a busy machine slows all lanes alike. Lan
              smallest size (``half_steps=0``): each screen is encoded twice in its life, at
              full size and at a quarter, and each step prefills one new small screen and the
              current one
+  ahead      quarter, and after each answer the next prompt's start is computed ahead (the
+             policy's ``prefetch``, which the agent loop runs while the device acts): the new
+             small screen is encoded and the instructions and earlier screens prefilled, so the
+             next step computes its own screen and what follows. Its "ahead ms" is that work,
+             timed apart; "x work" counts it in
   video      quarter with history as video (``--history video``): the earlier screens in
              pairs at the smallest size, each pair a two-frame video costing one image
   video+2    video with two more screens per prompt (one more pair)
@@ -61,7 +66,7 @@ CYCLE: list[Action] = [
     OpenApp(name="Notes"),
 ]
 
-LANES = ("single", "shrink", "stable", "reuse", "quarter", "video", "video+2")
+LANES = ("single", "shrink", "stable", "reuse", "quarter", "ahead", "video", "video+2")
 
 
 @dataclass
@@ -71,6 +76,8 @@ class Lane:
     memory: TrajectoryMemory
     driver: SimDriver
     model_ms: list[float] = field(default_factory=list)
+    ahead_ms: list[float] = field(default_factory=list)
+    """Per step, the time of the work done ahead for the next step (``ahead`` lane; else 0)."""
     usage: list[dict[str, float]] = field(default_factory=list)
     screens: list[tuple[int | None, ...]] = field(default_factory=list)
     """Per step, the steps of the screens the prompt showed (None: the current one)."""
@@ -85,12 +92,14 @@ def lanes(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
             max_pixels=args.max_pixels,
             max_images=1 if name == "single" else args.max_images + (2 if name == "video+2" else 0),
             sizes="shrink" if name == "shrink" else "stable",
-            half_steps=0 if name == "quarter" or video else 1,
+            half_steps=0 if name in ("quarter", "ahead") or video else 1,
             drop="oldest" if name == "stable" else "blocks",
             history="video" if video else "images",
         )
         policy_config = dataclasses.replace(
-            base.config, history_reuse=name in ("reuse", "quarter") or video, history="video" if video else "images"
+            base.config,
+            history_reuse=name in ("reuse", "quarter", "ahead") or video,
+            history="video" if video else "images",
         )
         policy = Qwen2VLPolicy(policy_config, model=base.model, processor=base.processor)
         made.append(Lane(name, policy, TrajectoryMemory(config), SimDriver(seed=args.seed)))
@@ -118,8 +127,17 @@ def episode(base: Qwen2VLPolicy, args: argparse.Namespace) -> list[Lane]:
             lane.usage.append(dict(decision.usage))
             selection = obs.choice.selection if obs.choice is not None else None
             lane.screens.append(tuple(i.step for i in selection.images) if selection else (None,))
+            entry = HistoryEntry(step, action)
+            t0 = time.perf_counter()
+            if lane.name == "ahead":  # what the agent loop does while the driver acts
+                upcoming = lane.memory.preview(entry, frame)
+                choice = upcoming.lazy_choice(frame, stand_in=True)
+                lane.policy.prefetch(
+                    dataclasses.replace(obs, step_index=step + 1, history=upcoming.history, choice=choice)
+                )
+            lane.ahead_ms.append((time.perf_counter() - t0) * 1000)
             lane.driver.execute(action)
-            lane.memory.add(HistoryEntry(step, action), frame)
+            lane.memory.add(entry, frame)
     return run
 
 
@@ -145,7 +163,9 @@ def figures(run: list[Lane], warmup: int) -> dict[str, dict[str, float]]:
             "pre_ms": med("preprocess_s") * 1000,
             "decode_ms": med("decode_s") * 1000,
             "out": med("output_tokens"),
+            "ahead_ms": statistics.median(lane.ahead_ms[i - 1] for i in steps),
             "ratio": statistics.median(lane.model_ms[i] / single.model_ms[i] for i in steps),
+            "work": statistics.median((lane.model_ms[i] + lane.ahead_ms[i - 1]) / single.model_ms[i] for i in steps),
             "ratio_of_medians": statistics.median(lane.model_ms[i] for i in steps)
             / statistics.median(single.model_ms[i] for i in steps),
         }
@@ -200,7 +220,9 @@ def main() -> None:
         ("prep", "pre_ms", "{:>11.0f}"),
         ("decode", "decode_ms", "{:>11.0f}"),
         ("out tok", "out", "{:>11.0f}"),
+        ("ahead ms", "ahead_ms", "{:>11.0f}"),
         ("x single", "ratio", "{:>10.2f}x"),
+        ("x work", "work", "{:>10.2f}x"),
         ("x median", "ratio_of_medians", "{:>10.2f}x"),
         ("screens", "screens", "{:>11.0f}"),
     ]

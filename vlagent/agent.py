@@ -31,7 +31,7 @@ from vlagent.errors import (
 from vlagent.frames import Frame
 from vlagent.memory import HistoryEntry, TrajectoryMemory
 from vlagent.outcome import ActionOutcome
-from vlagent.policies.base import Decision, Observation, Policy
+from vlagent.policies.base import Decision, Observation, Policy, Prefetcher
 from vlagent.secrets import Secrets, scrub
 
 __all__ = ["Effect", "EndReason", "Episode", "EpisodeHook", "Hook", "StepRecord", "Verdict", "run_episode"]
@@ -202,6 +202,7 @@ def run_episode(
         else f"{task}\n(Secrets to type as written, their values stay hidden: "
         + (", ".join("{{" + name + "}}" for name in vault.names) + ")")
     )
+    ahead: threading.Thread | None = None
     with vault.active():
         for hook in hooks:
             hook.on_start(episode, driver, policy)
@@ -241,6 +242,8 @@ def run_episode(
                     )
                     break
                 t2 = time.perf_counter()
+                if index + 1 < max_steps:
+                    ahead = _work_ahead(policy, memory, obs, HistoryEntry(index, record.action, decision.step.thought))
                 if isinstance(record.action, CallUser) and confirm is not None:
                     confirm.person.hand_over(record.action.reason)  # the person works the device; then we look again
                     outcome = None
@@ -249,6 +252,9 @@ def run_episode(
                 # drivers of old return None; what a driver read back never holds a secret's value
                 record.outcome = vault.redact_outcome(outcome) if isinstance(outcome, ActionOutcome) else None
                 after = device.run(settle, driver) if settle else device.run(driver.screenshot)
+                if ahead is not None:
+                    ahead.join()  # before memory changes: the work ahead reads the screens it holds
+                    ahead = None
                 record.execute_s = time.perf_counter() - t2
                 t0 = time.perf_counter()
                 record.change = effect(frame, after, record.action) if effect else None
@@ -276,11 +282,42 @@ def run_episode(
             log.warning("episode ended by %s", episode.detail)
             log.debug("the exception that ended the episode", exc_info=True)
         finally:
+            if ahead is not None:
+                ahead.join()
             episode.duration_s = time.time() - episode.started
             if episode.end is None:  # SystemExit or another BaseException is propagating
                 episode.end, episode.detail = EndReason.INTERRUPTED, "interrupted"
             _end_hooks(hooks, episode)
     return episode
+
+
+def _work_ahead(
+    policy: Policy, memory: TrajectoryMemory, obs: Observation, entry: HistoryEntry
+) -> threading.Thread | None:
+    """Start the policy's work for the next step on a thread, while the device acts and settles
+    (:class:`~vlagent.policies.base.Prefetcher`); None when the policy has none."""
+    if not isinstance(policy, Prefetcher):
+        return None
+    upcoming = memory.preview(entry, obs.frame)
+    following = dataclasses.replace(
+        obs,
+        step_index=obs.step_index + 1,
+        history=upcoming.history,
+        images=(),
+        choice=upcoming.lazy_choice(obs.frame, stand_in=True),
+        feedback=None,
+        hint=None,
+    )
+
+    def work() -> None:
+        try:
+            policy.prefetch(following)
+        except Exception:  # work ahead only saves time: a failure costs the next step that time, no more
+            log.warning("working ahead for step %d failed", following.step_index + 1, exc_info=True)
+
+    thread = threading.Thread(target=work, name="vlagent-ahead", daemon=True)
+    thread.start()
+    return thread
 
 
 def _end_hooks(hooks: Sequence[EpisodeHook], episode: Episode) -> None:

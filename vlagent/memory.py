@@ -30,6 +30,7 @@ shifted by a second resize. Memory must not talk to models or devices.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections import Counter
@@ -207,14 +208,14 @@ class ImageChoice:
     and afterwards ``selection`` says what was sent (None: the policy never looked).
     """
 
-    def __init__(self, memory: TrajectoryMemory, frame: Frame) -> None:
-        self._memory, self._frame = memory, frame
+    def __init__(self, memory: TrajectoryMemory, frame: Frame, *, stand_in: bool = False) -> None:
+        self._memory, self._frame, self._stand_in = memory, frame, stand_in
         self._made: tuple[tuple[Frame, ...], Selection] | None = None
 
     def frames(self) -> tuple[Frame, ...]:
         """The images, oldest first, the current screen last (chosen on the first call)."""
         if self._made is None:
-            self._made = self._memory.choose(self._frame)
+            self._made = self._memory.choose(self._frame, stand_in=self._stand_in)
         return self._made[0]
 
     @property
@@ -258,8 +259,10 @@ class SummaryEntry(HistoryEntry):
 class _Stored:
     step: int
     frame: Frame
-    """The screen as captured; resized copies are made on demand."""
+    """The screen as captured, or as the prompt of its own step showed it (the largest size it is
+    ever shown at): smaller copies are made from it on demand."""
     source_size: tuple[int, int]
+    """The size as captured (sizes are chosen from it)."""
     resized: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
 
     def image(self, size: tuple[int, int]) -> Image.Image:
@@ -300,11 +303,16 @@ class TrajectoryMemory:
         self.config = config or MemoryConfig()
         self._history: list[HistoryEntry] = []
         self._frames: list[_Stored] = []
+        self._shown: tuple[Frame, Image.Image] | None = None
+        """The last current screen ``choose`` saw, and its image as the prompt showed it."""
+        self._pending: tuple[Frame, _Stored] | None = None
+        """The screen ``preview`` stored ahead of ``add``, and the stored screen ``add`` then keeps."""
 
     def reset(self) -> None:
         """Forget everything (a new episode)."""
         self._history.clear()
         self._frames.clear()
+        self._shown = self._pending = None
 
     # --- text ------------------------------------------------------------------------
 
@@ -346,17 +354,43 @@ class TrajectoryMemory:
     def add(self, entry: HistoryEntry, frame: Frame) -> None:
         """Remember a finished step and the screen it acted on."""
         self._history.append(entry)
-        keep = self.config.max_images - 1
-        if keep <= 0:
-            return
+        pending, self._pending = self._pending, None
+        stored = pending[1] if pending is not None and pending[0] is frame else self._store(entry, frame)
+        self._shown = None
+        if stored is not None:
+            self._frames.append(stored)
+            del self._frames[: -(self.config.max_images - 1)]
+
+    def preview(self, entry: HistoryEntry, frame: Frame) -> TrajectoryMemory:
+        """This memory as it will be once ``add(entry, frame)`` is called, for work done ahead (the
+        next prompt's start, while the device acts). The copy shares the stored screens, and ``add``
+        with the same ``frame`` then keeps the very screen the copy holds, so images sized for the
+        copy's prompts are the objects the next prompt shows. The copy must not outlive that ``add``."""
+        ahead = copy.copy(self)
+        ahead._history = [*self._history, entry]
+        ahead._frames = list(self._frames)
+        ahead._shown = ahead._pending = None
+        stored = self._store(entry, frame)
+        self._pending = None if stored is None else (frame, stored)
+        if stored is not None:
+            ahead._frames.append(stored)
+            del ahead._frames[: -(self.config.max_images - 1)]
+        return ahead
+
+    def _store(self, entry: HistoryEntry, frame: Frame) -> _Stored | None:
+        """What ``add`` keeps of ``frame``: None when no later prompt can show it."""
+        if self.config.max_images <= 1:
+            return None
         cap = int(self.config.max_pixels * self.config.older_scale)
-        fit = self._fit_tokens(frame.image.width, frame.image.height, self.config.max_tokens, cap)
-        if fit is None:
-            return  # too large to ever be sent as an older screen
-        # Keep the frame as captured and shrink it only if a policy asks for it: at most
-        # ``max_images - 1`` frames are held, and scripted policies never look at them.
-        self._frames.append(_Stored(entry.index, frame, frame.image.size))
-        del self._frames[:-keep]
+        if self._fit_tokens(frame.image.width, frame.image.height, self.config.max_tokens, cap) is None:
+            return None  # too large to ever be sent as an older screen
+        # Later sizes are never larger than the one the frame's own prompt showed (the caps only shrink
+        # with age), so that image is kept and shrunk from: a smaller source makes each later resize a
+        # few times cheaper and holds a fraction of the pixels. A frame no prompt showed (scripted
+        # policies never look) is kept as captured and shrunk only if a policy asks for it.
+        shown = self._shown[1] if self._shown is not None and self._shown[0] is frame else None
+        kept = frame if shown is None else self._framed(frame, shown)
+        return _Stored(entry.index, kept, frame.image.size)
 
     def select(self, frame: Frame) -> tuple[Frame, ...]:
         """The images for the next prompt, oldest first, ``frame`` (the current screen) last.
@@ -365,21 +399,26 @@ class TrajectoryMemory:
         """
         return self.choose(frame)[0]
 
-    def lazy_choice(self, frame: Frame) -> ImageChoice:
-        """The choice for ``frame``, made only if a policy asks for the images."""
-        return ImageChoice(self, frame)
+    def lazy_choice(self, frame: Frame, *, stand_in: bool = False) -> ImageChoice:
+        """The choice for ``frame``, made only if a policy asks for the images. ``stand_in``: ``frame``
+        stands for a screen still to come, of its size; the current image is then blank."""
+        return ImageChoice(self, frame, stand_in=stand_in)
 
-    def choose(self, frame: Frame) -> tuple[tuple[Frame, ...], Selection]:
-        """``select``'s images and what was chosen (sizes and tokens per image, budget, screens dropped)."""
+    def choose(self, frame: Frame, *, stand_in: bool = False) -> tuple[tuple[Frame, ...], Selection]:
+        """``select``'s images and what was chosen (sizes and tokens per image, budget, screens dropped).
+
+        ``stand_in``: the current image is a blank of the size ``frame`` would be sent at (for a
+        prompt whose screen is not captured yet, of ``frame``'s size), and is not resized.
+        """
         cfg = self.config
         if cfg.history == "video":
-            return self._choose_video(frame)
+            return self._choose_video(frame, stand_in=stand_in)
         src_w, src_h = frame.image.size
         current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
         if current is None:
             raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
         size, tokens = current
-        sent = _resize(frame.image, size)
+        sent = self._current(frame, size, stand_in)
         chosen: list[tuple[Frame, SelectedImage]] = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
         remaining = cfg.max_tokens - tokens
         cap = float(cfg.max_pixels)
@@ -435,7 +474,15 @@ class TrajectoryMemory:
         newest = smallest[-1].step
         return newest - newest % size
 
-    def _choose_video(self, frame: Frame) -> tuple[tuple[Frame, ...], Selection]:
+    def _current(self, frame: Frame, size: tuple[int, int], stand_in: bool) -> Image.Image:
+        """The current screen at ``size`` (remembered for ``add``), or a blank stand-in of that size."""
+        if stand_in:
+            return Image.new(frame.image.mode, size)
+        sent = _resize(frame.image, size)
+        self._shown = (frame, sent)
+        return sent
+
+    def _choose_video(self, frame: Frame, *, stand_in: bool = False) -> tuple[tuple[Frame, ...], Selection]:
         """``choose`` with older screens as video: the current screen and the last ``half_steps`` earlier
         ones as images (stable sizes), then the older ones newest first in pairs by age ((h+1, h+2),
         (h+3, h+4)...) at the smallest size. A pair's two frames share one size and one set of
@@ -451,7 +498,8 @@ class TrajectoryMemory:
         if current is None:
             raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
         size, tokens = current
-        chosen = [(self._framed(frame, _resize(frame.image, size)), SelectedImage(None, *size, tokens))]
+        sent = self._current(frame, size, stand_in)
+        chosen = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
         remaining = cfg.max_tokens - tokens
         older = list(reversed(self._frames))  # newest first: older[age - 1]
 

@@ -8,6 +8,7 @@ images it has not seen; the answers must not change (batch 1 and 4, fast and pla
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 from pathlib import Path
@@ -20,6 +21,7 @@ from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
 from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Decision, HistoryEntry, Observation
+from vlagent.policies.fastdecode import image_spans
 from vlagent.policies.visioncache import VisionCache
 
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
@@ -65,8 +67,14 @@ def _episodes(
     drop: str = "oldest",
     logits: list[Any] | None = None,
     half_steps: int = 1,
+    ahead: list[list[tuple[int, int]]] | None = None,
 ) -> list[list[Decision]]:
-    """``count`` episodes in lockstep, one ``decide_batch`` per step; memory as the loop drives it."""
+    """``count`` episodes in lockstep, one ``decide_batch`` per step; memory as the loop drives it.
+
+    ``ahead``: after each step, each episode's next prompt start is computed ahead (``prefetch``,
+    as the agent loop does while the device acts); per episode and step, the list receives where
+    the prompt's current screen starts and that screen's tokens.
+    """
     config = MemoryConfig(
         max_pixels=BUDGET,
         max_images=4,
@@ -89,10 +97,22 @@ def _episodes(
         if logits is not None:  # the fast loop's logits after each prompt, to compare numerically
             assert policy._decoder is not None and policy._decoder.last is not None
             logits.append(policy._decoder.last.first_logits)
+        if ahead is not None:
+            inputs = policy.prepare(observations).inputs
+            rows = zip(inputs["input_ids"], inputs["attention_mask"], observations, strict=True)
+            for n, (ids, mask, obs) in enumerate(rows):
+                start = image_spans(ids[mask.bool()].tolist(), policy._image_pad_id)[-1][0]
+                assert obs.choice is not None and obs.choice.selection is not None
+                ahead[n].append((start, obs.choice.selection.images[-1].tokens))
         for n, (obs, result) in enumerate(zip(observations, results, strict=True)):
             assert isinstance(result, Decision), result
             decisions[n].append(result)
-            memories[n].add(HistoryEntry(step, result.step.action, result.step.thought), obs.frame)
+            entry = HistoryEntry(step, result.step.action, result.step.thought)
+            if ahead is not None:
+                upcoming = memories[n].preview(entry, obs.frame)
+                choice = upcoming.lazy_choice(obs.frame, stand_in=True)
+                policy.prefetch(dataclasses.replace(obs, step_index=step + 1, history=upcoming.history, choice=choice))
+            memories[n].add(entry, obs.frame)
     return decisions
 
 
@@ -161,6 +181,34 @@ def test_earlier_prompts_keys_and_values_give_the_same_actions(
         assert reused[:2] == [0, 0]
         assert min(reused[2::2]) > 0
         assert min(reused[3::2]) - max(reused[2::2]) >= 20  # at least the smallest screen's tokens
+
+
+@pytest.mark.parametrize(("path", "count"), [("fast", 1), ("fast", 4), ("static", 4)])
+def test_prompts_started_ahead_give_the_same_actions(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
+) -> None:
+    """With the next prompt's start computed ahead after each step, a step computes only its own
+    screen and what follows; the greedy answers and logits are those of a full prefill."""
+    torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
+    options: dict[str, Any] = {"cache": "static"} if path == "static" else {}
+    fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **options)
+    policy = _policy(tiny_qwen2vl, tiny_loaded, **options)
+    steps = 9
+    fresh_logits: list[Any] = []
+    ahead_logits: list[Any] = []
+    starts: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+    expected = _episodes(fresh, count, steps, drop="blocks", logits=fresh_logits, half_steps=0)
+    got = _episodes(policy, count, steps, drop="blocks", logits=ahead_logits, half_steps=0, ahead=starts)
+    for a, b in zip(ahead_logits, fresh_logits, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
+    for mine, theirs, where in zip(got, expected, starts, strict=True):
+        assert [(d.raw, d.step) for d in mine] == [(d.raw, d.step) for d in theirs]
+        assert [d.usage["prompt_tokens"] for d in mine] == [d.usage["prompt_tokens"] for d in theirs]
+        reused = [int(d.usage["history_tokens_reused"]) for d in mine]
+        # From the second step on, everything before the current screen was computed ahead: its
+        # keys and values, and the embeddings of the earlier screens.
+        assert reused[0] == 0 and reused[1:] == [start for start, _ in where[1:]]
+        assert [d.usage["encoded_visual_tokens"] for d in mine[1:]] == [tokens for _, tokens in where[1:]]
 
 
 def test_an_image_encoded_alone_equals_it_encoded_with_others(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:

@@ -21,7 +21,16 @@ from vlagent.errors import ModelError, PolicyConformanceError
 from vlagent.frames import Frame
 from vlagent.memory import HistoryEntry, ImageChoice
 
-__all__ = ["Decision", "HistoryEntry", "Observation", "Policy", "check_policy", "decide_each", "step_seed"]
+__all__ = [
+    "Decision",
+    "HistoryEntry",
+    "Observation",
+    "Policy",
+    "Prefetcher",
+    "check_policy",
+    "decide_each",
+    "step_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,17 @@ class Policy(Protocol):
     def decide(self, observation: Observation) -> Decision: ...
 
     def decide_batch(self, observations: Sequence[Observation]) -> list[Decision | ModelError]: ...
+
+
+@runtime_checkable
+class Prefetcher(Protocol):
+    """A policy that can work ahead: the agent loop calls ``prefetch`` on a thread while the device
+    acts, with the next step's observation, its current screen a stand-in of the same size (memory's
+    ``preview`` and ``lazy_choice(stand_in=True)``). It must not change any later answer, and it
+    must be safe alongside ``decide`` on another thread. Returns the work done (policy's unit; 0: none).
+    """
+
+    def prefetch(self, observation: Observation) -> int: ...
 
 
 def check_policy(policy: Policy, observation: Observation) -> None:

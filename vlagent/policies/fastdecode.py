@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from vlagent.policies.grammar import RowConstraint, unpack_bitmask
 
-__all__ = ["CACHE_BUCKETS", "CHUNK_BUCKETS", "DecodeResult", "FastDecoder"]
+__all__ = ["CACHE_BUCKETS", "CHUNK_BUCKETS", "DecodeResult", "FastDecoder", "image_spans"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class _StepEntry:
     nbytes: int
 
 
-def _image_spans(row: Sequence[int], image_token_id: int) -> list[tuple[int, int]]:
+def image_spans(row: Sequence[int], image_token_id: int) -> list[tuple[int, int]]:
     """(start, end) of each run of image tokens in ``row``, in order (one per image)."""
     spans: list[tuple[int, int]] = []
     start = -1
@@ -391,14 +391,17 @@ class FastDecoder:
         suffixes: list[list[int]],
         prefix: int,
         prompt: int,
+        *,
+        whole: bool = False,
     ) -> None:
-        """Keep each row's prompt keys and values for later steps (bounded in entries and bytes)."""
+        """Keep each row's prompt keys and values for later steps (bounded in entries and bytes);
+        ``whole``: the whole row (the start of a prompt to come), else up to its current screen."""
         torch = self._torch
         for i, row in enumerate(rows):
-            if len(spans[i]) < 2:
+            if len(spans[i]) < (1 if whole else 2):
                 continue  # the start of a one-image prompt is the system turn, cached apart
             # Up to the current screen, the last image: a later prompt shows it at another size, if at all.
-            keep = spans[i][-1][0]
+            keep = len(row) if whole else spans[i][-1][0]
             slots = torch.cat(
                 [
                     torch.arange(prefix - lengths[i], prefix, device=self.device),
@@ -412,7 +415,7 @@ class FastDecoder:
             nbytes = sum(int(k.numel() * k.element_size() + v.numel() * v.element_size()) for k, v in kv)
             if nbytes > self.max_step_bytes:
                 continue
-            refs = [weakref.ref(image) for image in images[i][:-1]]
+            refs = [weakref.ref(image) for image in (images[i] if whole else images[i][:-1])]
             self._step_serial += 1
             self._steps[self._step_serial] = _StepEntry(list(row[:keep]), refs, kv, nbytes)
             self._step_bytes += nbytes
@@ -426,44 +429,29 @@ class FastDecoder:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(
+    def _prefill(
         self,
         rows: Sequence[Sequence[int]],
         pixel_values: Any,
         image_grid_thw: Any,
-        constraints: list[RowConstraint] | None,
+        image_embeds: Sequence[Any] | None,
+        images: Sequence[Sequence[Any]],
+        result: DecodeResult,
         *,
         max_new_tokens: int,
-        temperature: float = 0.0,
-        seeds: Sequence[int | None] = (),
-        image_embeds: Sequence[Any] | None = None,
-        images: Sequence[Sequence[Any]] = (),
-    ) -> DecodeResult:
-        """Decode the answer of each prompt in ``rows`` (token ids without padding).
+        whole: bool,
+    ) -> tuple[Any, Any, int, Any, Any]:
+        """The prompts' keys and values in a new cache (each row's cached start taken from the prefix
+        or step cache, the rest computed); ``whole``: keep each row whole in the step cache (the start
+        of a prompt still to come), else up to its last image (the current screen).
 
-        ``seeds``: each row's sampling seed (used when ``temperature`` > 0; an unseeded row draws
-        from a fresh random seed). ``image_embeds``: the vision embeddings of every image (all rows,
-        in prompt order, one tensor each) already computed, instead of running the vision tower on
-        ``pixel_values``. ``images``: per row, an object standing for each of its images (the sized
-        PIL image); with ``step_cache`` and ``image_embeds``, a row whose start matches an earlier
-        prompt's tokens and image objects reuses that prompt's keys and values.
+        Returns the cache, the attention mask (sized for the cache), the prompt length, the next
+        M-RoPE position per row, and the float32 logits after the prompt.
         """
         torch = self._torch
         device = self.device
         batch = len(rows)
-        generators: list[Any] = []
-        if temperature > 0 and any(s is not None for s in seeds):
-            for row_seed in seeds:
-                generator = torch.Generator(device=device)
-                if row_seed is None:
-                    generator.seed()
-                else:
-                    generator.manual_seed(row_seed)
-                generators.append(generator)
-        t0 = time.perf_counter()
-        result = DecodeResult(tokens=[[] for _ in rows], cache=self.cache_kind)
-
-        spans = [_image_spans(row, self.image_token_id) for row in rows]
+        spans = [image_spans(row, self.image_token_id) for row in rows]
         reuse = self.step_cache and image_embeds is not None and len(images) == batch
         sources: list[list[tuple[Any, Any]] | None] = []
         lengths: list[int] = []
@@ -539,12 +527,71 @@ class FastDecoder:
             use_cache=True,
         )
         if reuse:
-            self._remember(rows, images, spans, cache, lengths, suffixes, prefix, prompt)
+            self._remember(rows, images, spans, cache, lengths, suffixes, prefix, prompt, whole=whole)
         logits = self.model.lm_head(out.last_hidden_state[:, -1]).float()
-        result.first_logits = logits
         result.forward_passes += 1
         self._sync()
         result.prefill_s = time.perf_counter() - tp
+        return cache, attention, prompt, next_position, logits
+
+    def warm(self, row: Sequence[int], image_grid_thw: Any, image_embeds: Sequence[Any], images: Sequence[Any]) -> int:
+        """Compute and keep the keys and values of ``row``, the start of a prompt still to come (for
+        the next step: the instructions and the earlier screens, up to where its current screen goes),
+        so that the prompt's ``run`` takes them from the step cache and computes only what follows.
+
+        ``image_embeds`` and ``images``: the vision embeddings and objects of the images in ``row``.
+        Returns the tokens computed now (0: the step cache is off, or already holds ``row``).
+        """
+        spans = image_spans(row, self.image_token_id)
+        if not self.step_cache or not spans or len(images) != len(spans):
+            return 0
+        _, length = self._lookup(row, images, spans)
+        if length >= len(row) - 1:
+            return 0
+        result = DecodeResult(tokens=[[]], cache=self.cache_kind)
+        self._prefill([row], None, image_grid_thw, image_embeds, [images], result, max_new_tokens=0, whole=True)
+        return len(row) - result.reused[0]
+
+    def run(
+        self,
+        rows: Sequence[Sequence[int]],
+        pixel_values: Any,
+        image_grid_thw: Any,
+        constraints: list[RowConstraint] | None,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        seeds: Sequence[int | None] = (),
+        image_embeds: Sequence[Any] | None = None,
+        images: Sequence[Sequence[Any]] = (),
+    ) -> DecodeResult:
+        """Decode the answer of each prompt in ``rows`` (token ids without padding).
+
+        ``seeds``: each row's sampling seed (used when ``temperature`` > 0; an unseeded row draws
+        from a fresh random seed). ``image_embeds``: the vision embeddings of every image (all rows,
+        in prompt order, one tensor each) already computed, instead of running the vision tower on
+        ``pixel_values``. ``images``: per row, an object standing for each of its images (the sized
+        PIL image); with ``step_cache`` and ``image_embeds``, a row whose start matches an earlier
+        prompt's tokens and image objects reuses that prompt's keys and values.
+        """
+        torch = self._torch
+        device = self.device
+        batch = len(rows)
+        generators: list[Any] = []
+        if temperature > 0 and any(s is not None for s in seeds):
+            for row_seed in seeds:
+                generator = torch.Generator(device=device)
+                if row_seed is None:
+                    generator.seed()
+                else:
+                    generator.manual_seed(row_seed)
+                generators.append(generator)
+        t0 = time.perf_counter()
+        result = DecodeResult(tokens=[[] for _ in rows], cache=self.cache_kind)
+        cache, attention, prompt, next_position, logits = self._prefill(
+            rows, pixel_values, image_grid_thw, image_embeds, images, result, max_new_tokens=max_new_tokens, whole=False
+        )
+        result.first_logits = logits
 
         td = time.perf_counter()
         length = prompt

@@ -28,7 +28,7 @@ from typing import Any
 
 from vlagent.errors import ModelLoadError
 
-__all__ = ["PROBE_TIMEOUT_S", "Weights", "hub_offline", "locate_weights", "looks_like_path"]
+__all__ = ["PROBE_TIMEOUT_S", "Weights", "hub_offline", "load_error", "locate_weights", "looks_like_path"]
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +155,21 @@ def locate_weights(model: str, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> W
         f"{endpoint} cannot be reached ({problem}). {_how_to_get(model)} Set HF_HUB_OFFLINE=1 to skip the "
         "hub entirely."
     )
+
+
+def load_error(model: str, exc: BaseException | None) -> ModelLoadError:
+    """The error for weights that were found but did not load (``exc``: why), saying how to get them."""
+    reason = f": {exc}" if exc is not None else ""
+    if looks_like_path(model) or Path(model).expanduser().exists():
+        hint = (
+            f"'{model}' must be a directory with config.json, the weights (*.safetensors) and the processor files "
+            "(preprocessor_config.json, tokenizer.json, chat_template)."
+        )
+    else:
+        hint = (
+            f"download the weights once with `hf download {model}` (older hubs: `huggingface-cli download {model}`), "
+            "or pass a local directory with --model /path/to/weights."
+        )
+        if hub_offline():
+            hint += " HF_HUB_OFFLINE is set, so only the local cache is searched."
+    return ModelLoadError(f"cannot load model '{model}'{reason.splitlines()[0] if reason else ''}. {hint}")

@@ -23,10 +23,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,7 +39,6 @@ from vlagent.errors import (
     InvalidModelOutput,
     MissingExtraError,
     ModelError,
-    ModelLoadError,
     PolicyBackendError,
 )
 from vlagent.frames import Frame
@@ -47,7 +46,7 @@ from vlagent.policies import videohistory
 from vlagent.policies.base import Decision, Observation, step_seed
 from vlagent.policies.budget import bounded_schema
 from vlagent.policies.grammar import GrammarCompiler, RowConstraint, make_logits_processor
-from vlagent.policies.hub import Weights, hub_offline, locate_weights, looks_like_path
+from vlagent.policies.hub import Weights, load_error, locate_weights
 from vlagent.policies.pixels import PixelLayout, expand_image_tokens, patchify, supported
 from vlagent.policies.prompt import GrammarLimits, ModelFamily, build_messages, detect_family, get_family
 from vlagent.policies.visioncache import VisionCache
@@ -56,6 +55,8 @@ from vlagent.schema import step_schema
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, ProcessorMixin
+
+    from vlagent.policies.fastdecode import FastDecoder
 
 __all__ = ["DEFAULT_MODEL", "PreparedBatch", "Qwen2VLPolicy", "QwenPolicyConfig", "create_policy"]
 
@@ -203,23 +204,6 @@ def _installed(purpose: str) -> None:
             raise MissingExtraError("qwen", module, purpose)
 
 
-def _load_error(model: str, exc: BaseException | None) -> ModelLoadError:
-    reason = f": {exc}" if exc is not None else ""
-    if looks_like_path(model) or Path(model).expanduser().exists():
-        hint = (
-            f"'{model}' must be a directory with config.json, the weights (*.safetensors) and the processor files "
-            "(preprocessor_config.json, tokenizer.json, chat_template)."
-        )
-    else:
-        hint = (
-            f"download the weights once with `hf download {model}` (older hubs: `huggingface-cli download {model}`), "
-            "or pass a local directory with --model /path/to/weights."
-        )
-        if hub_offline():
-            hint += " HF_HUB_OFFLINE is set, so only the local cache is searched."
-    return ModelLoadError(f"cannot load model '{model}'{reason.splitlines()[0] if reason else ''}. {hint}")
-
-
 class _FirstCallTimer:
     """A logits processor that records when the first token's logits arrive (end of prefill)."""
 
@@ -287,7 +271,9 @@ class Qwen2VLPolicy:
             self.config.compile if self.config.compile != "auto" else ("reduce-overhead" if on_gpu else "off")
         )
         self.compile_mode = compile_mode if self.cache_kind == "static" and compile_mode != "off" else None
-        self._decoder: Any = None
+        self._decoder: FastDecoder | None = None
+        self.lock = threading.RLock()
+        """Held by each model call (``decide_batch``, ``prefetch``): one at a time on the model."""
         # Cached embeddings are exact where the tower encodes each image on its own and its pooled
         # output is all the decoder takes (Qwen3-VL also feeds per-layer "deepstack" features).
         reusable = self.config.history_reuse and model_type in _PER_IMAGE_TOWERS
@@ -336,7 +322,7 @@ class Qwen2VLPolicy:
         except ImportError as exc:
             raise MissingExtraError("gpu", exc.name or "flash_attn", f"attention '{attn}'") from exc
         except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(cfg.model, exc) from exc
+            raise load_error(cfg.model, exc) from exc
         if not on_gpu:
             model = model.to(device)
         model.eval()
@@ -370,9 +356,8 @@ class Qwen2VLPolicy:
             self._schemas[key] = schema
         return schema
 
-    def prepare(self, observations: Sequence[Observation]) -> PreparedBatch:
-        """Messages, chat template and processor for a batch (no model call)."""
-        t0 = time.perf_counter()
+    def _rows(self, observations: Sequence[Observation]) -> list[_Row]:
+        """Per observation: its sized images, messages and chat text."""
         rows: list[_Row] = []
         for obs in observations:
             fitted = tuple(self._fit(f) for f in obs.prompt_images)
@@ -388,6 +373,12 @@ class Qwen2VLPolicy:
             rows.append(_Row(obs, self.family, size, grid, self._schema(obs, grid), messages, images, videos=videos))
         for row in rows:
             row.text = self.processor.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True)
+        return rows
+
+    def prepare(self, observations: Sequence[Observation]) -> PreparedBatch:
+        """Messages, chat template and processor for a batch (no model call)."""
+        t0 = time.perf_counter()
+        rows = self._rows(observations)
         all_images = [image for row in rows for image in row.images]
         found = self.vision_cache.lookup(all_images) if self.vision_cache is not None and all_images else None
         all_videos = [video for row in rows for video in row.videos]
@@ -582,16 +573,10 @@ class Qwen2VLPolicy:
         if self.config.time_parts and self.device.type == "cuda":
             self._torch.cuda.synchronize(self.device)
 
-    def _generate_fast(
-        self,
-        batch: PreparedBatch,
-        constraints: list[RowConstraint] | None,
-        image_embeds: list[Any] | None = None,
-        video_embeds: list[Any] | None = None,
-    ) -> Any:
+    def fast_decoder(self) -> FastDecoder:
+        """The fast decode loop (:class:`~vlagent.policies.fastdecode.FastDecoder`), made on first use."""
         from vlagent.policies.fastdecode import FastDecoder
 
-        torch = self._torch
         if self._decoder is None:
             self._decoder = FastDecoder(
                 self.model,
@@ -606,6 +591,17 @@ class Qwen2VLPolicy:
                 synchronize=self.config.time_parts,
                 step_cache=self.vision_cache is not None,
             )
+        return self._decoder
+
+    def _generate_fast(
+        self,
+        batch: PreparedBatch,
+        constraints: list[RowConstraint] | None,
+        image_embeds: list[Any] | None = None,
+        video_embeds: list[Any] | None = None,
+    ) -> Any:
+        torch = self._torch
+        decoder = self.fast_decoder()
         inputs = batch.inputs
         rows = [
             ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
@@ -618,7 +614,7 @@ class Qwen2VLPolicy:
                     rows, inputs, image_embeds, video_embeds, pads, tower=self._tower
                 )
         with torch.inference_mode():
-            result = self._decoder.run(
+            result = decoder.run(
                 rows,
                 inputs.get("pixel_values"),
                 grid,
@@ -652,8 +648,9 @@ class Qwen2VLPolicy:
         if not observations:
             return []
         try:
-            batch = self.prepare(observations)
-            new_tokens, constraints = self._generate(batch)
+            with self.lock:
+                batch = self.prepare(observations)
+                new_tokens, constraints = self._generate(batch)
         except (RuntimeError, ValueError) as exc:  # OOM, shape or backend failures
             log.exception("generation failed for a batch of %d", len(observations))
             error = PolicyBackendError(f"model call failed: {exc}")
@@ -673,6 +670,14 @@ class Qwen2VLPolicy:
         if isinstance(result, ModelError):
             raise result
         return result
+
+    def prefetch(self, observation: Observation) -> int:
+        """Compute ahead the start of a prompt still to come (see :mod:`vlagent.policies.ahead`):
+        ``observation`` is the next step's, its current screen a stand-in. Returns the prompt
+        tokens computed (0: nothing to do for this policy or prompt). Never changes an answer."""
+        from vlagent.policies.ahead import prefetch
+
+        return prefetch(self, observation)
 
     def _read(
         self, batch: PreparedBatch, i: int, row: _Row, tokens: Any, constraint: RowConstraint | None, t0: float

@@ -1,0 +1,86 @@
+"""Work ahead in the agent loop: while the device acts, the policy computes the next prompt's start.
+
+Real parts: the agent loop, the simulated phone, memory, and the tiny random Qwen2-VL through its
+processor and the fast decode loop. The answers must be those of a policy that computes every
+prompt whole, and a step must compute only its own screen.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlagent.actions import Action, Done, Scroll, Wait
+from vlagent.agent import Episode, run_episode
+from vlagent.drivers.sim import SimDriver
+from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.policies.base import Decision, Observation, Prefetcher
+from vlagent.policies.scripted import ScriptedPolicy
+
+pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
+
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
+
+BUDGET = 160 * 28 * 28
+
+
+def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
+    config = QwenPolicyConfig(
+        model=str(tiny_qwen2vl), device="cpu", max_pixels=BUDGET, with_thought=False, max_string_chars=12, **options
+    )
+    model, processor = tiny_loaded
+    return Qwen2VLPolicy(config, model=model, processor=processor)
+
+
+def _episode(policy: Any, steps: int = 7) -> Episode:
+    memory = TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_tokens=4 * 160, max_images=4, min_history_tokens=4))
+    return run_episode("open the settings", SimDriver(seed=3), policy, max_steps=steps, memory=memory)
+
+
+@pytest.mark.model
+def test_the_loop_computes_the_next_prompt_start_while_the_device_acts(
+    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
+) -> None:
+    whole = _episode(_policy(tiny_qwen2vl, tiny_loaded, history_reuse=False))
+    policy = _policy(tiny_qwen2vl, tiny_loaded)
+    assert isinstance(policy, Prefetcher)
+    ahead = _episode(policy)
+    assert len(ahead.steps) == len(whole.steps) == 7
+    assert [s.decision.raw for s in ahead.steps] == [s.decision.raw for s in whole.steps]
+    assert [s.action for s in ahead.steps] == [s.action for s in whole.steps]
+    for step in ahead.steps[1:]:
+        usage, selection = step.decision.usage, step.selection
+        assert selection is not None and len(selection["images"]) >= 2
+        # Only the current screen went through the vision tower; the start before it came from the cache.
+        assert usage["encoded_visual_tokens"] == selection["images"][-1]["tokens"]
+        assert usage["history_tokens_reused"] > sum(i["tokens"] for i in selection["images"][:-1])
+    assert ahead.steps[0].decision.usage["history_tokens_reused"] == 0
+
+
+class _FailingAhead(ScriptedPolicy):
+    """A scripted policy whose work ahead always fails."""
+
+    def __init__(self, script: list[Action]) -> None:
+        super().__init__(script)
+        self.calls: list[int] = []
+
+    def prefetch(self, observation: Observation) -> int:
+        self.calls.append(observation.step_index)
+        observation.prompt_images  # noqa: B018 - memory's preview builds the next prompt's images
+        raise RuntimeError("out of memory ahead")
+
+
+def test_work_ahead_that_fails_costs_the_episode_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    script: list[Action] = [Scroll(direction="down"), Wait(seconds=0), Scroll(direction="up"), Done(status="success")]
+    plain = _episode(ScriptedPolicy(list(script)), steps=6)
+    failing = _FailingAhead(list(script))
+    with caplog.at_level(logging.WARNING, logger="vlagent.agent"):
+        episode = _episode(failing, steps=6)
+    assert episode.end == plain.end and [s.action for s in episode.steps] == [s.action for s in plain.steps]
+    assert failing.calls == [1, 2, 3]  # after each step but the last (done)
+    assert "working ahead for step 2 failed" in caplog.text
+    assert all(isinstance(s.decision, Decision) for s in episode.steps)
