@@ -8,10 +8,10 @@ prompt whole, and a step must compute only its own screen.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
+from policy_helpers import PolicyFactory
 
 from vlagent.actions import Action, Done, Scroll, Wait
 from vlagent.agent import Episode, run_episode
@@ -23,17 +23,7 @@ from vlagent.policies.scripted import ScriptedPolicy
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
 pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
 
-from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
-
 BUDGET = 160 * 28 * 28
-
-
-def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    config = QwenPolicyConfig(
-        model=str(tiny_qwen2vl), device="cpu", max_pixels=BUDGET, with_thought=False, max_string_chars=12, **options
-    )
-    model, processor = tiny_loaded
-    return Qwen2VLPolicy(config, model=model, processor=processor)
 
 
 def _episode(policy: Any, steps: int = 7) -> Episode:
@@ -42,11 +32,9 @@ def _episode(policy: Any, steps: int = 7) -> Episode:
 
 
 @pytest.mark.model
-def test_the_loop_computes_the_next_prompt_start_while_the_device_acts(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
-    whole = _episode(_policy(tiny_qwen2vl, tiny_loaded, history_reuse=False))
-    policy = _policy(tiny_qwen2vl, tiny_loaded)
+def test_the_loop_computes_the_next_prompt_start_while_the_device_acts(tiny_policy: PolicyFactory) -> None:
+    whole = _episode(tiny_policy(max_pixels=BUDGET, history_reuse=False))
+    policy = tiny_policy(max_pixels=BUDGET)
     assert isinstance(policy, Prefetcher)
     ahead = _episode(policy)
     assert len(ahead.steps) == len(whole.steps) == 7

@@ -9,12 +9,10 @@ batches, phones and desktops, with and without a thought, and multi-image prompt
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from policy_helpers import BUDGET, PolicyFactory, random_screen
 
 from vlagent.actions import Click
 from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
@@ -25,35 +23,15 @@ from vlagent.policies.base import Decision, HistoryEntry, Observation
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
 pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
 
-from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
+from vlagent.policies.qwen2vl import Qwen2VLPolicy
 
 pytestmark = pytest.mark.model
 
-BUDGET = 96 * 28 * 28
 TASKS = ("open settings", "turn on wifi", "write a note saying hi", "call Bob", "search for cats")
 
 
-def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    options.setdefault("with_thought", False)
-    config = QwenPolicyConfig(
-        model=str(tiny_qwen2vl), device="cpu", max_pixels=BUDGET, max_thought_chars=16, max_string_chars=12, **options
-    )
-    model, processor = tiny_loaded
-    return Qwen2VLPolicy(config, model=model, processor=processor)
-
-
-def _plain(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    return _policy(tiny_qwen2vl, tiny_loaded, fast=False, fast_inputs=False, **options)
-
-
-def _screen(size: tuple[int, int], seed: int) -> Image.Image:
-    rng = random.Random(seed)
-    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(8):
-        x, y = rng.randrange(size[0] - 40), rng.randrange(size[1] - 40)
-        draw.rectangle((x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 120)), fill=rng.randrange(0xFFFFFF))
-    return image
+def _plain(tiny_policy: PolicyFactory, **options: Any) -> Qwen2VLPolicy:
+    return tiny_policy(fast=False, fast_inputs=False, **options)
 
 
 def _observations(count: int, *, history: bool = False) -> list[Observation]:
@@ -65,10 +43,10 @@ def _observations(count: int, *, history: bool = False) -> list[Observation]:
         entries: list[HistoryEntry] = []
         if history:  # two earlier screens: a multi-image prompt with a history
             for step in range(2):
-                earlier = Frame.of(_screen(sizes[seed % 4], 100 + seed * 7 + step))
+                earlier = Frame.of(random_screen(sizes[seed % 4], 100 + seed * 7 + step))
                 entries.append(HistoryEntry(step, Click(x=10 + step, y=20)))
                 memory.add(entries[-1], earlier)
-        frame = Frame.of(_screen(sizes[seed % 4], seed))
+        frame = Frame.of(random_screen(sizes[seed % 4], seed))
         images = memory.select(frame)
         result.append(Observation(TASKS[seed % 5], frame, caps, len(entries), tuple(entries), images))
     return result
@@ -78,11 +56,11 @@ def _same(a: Decision, b: Decision) -> None:
     assert (a.raw, a.step) == (b.raw, b.step)
 
 
-def test_direct_inputs_equal_the_processor_output(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+def test_direct_inputs_equal_the_processor_output(tiny_policy: PolicyFactory) -> None:
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     observations = _observations(3, history=True) + _observations(2)
-    plain = _plain(tiny_qwen2vl, tiny_loaded).prepare(observations).inputs
-    direct = _policy(tiny_qwen2vl, tiny_loaded).prepare(observations).inputs
+    plain = _plain(tiny_policy).prepare(observations).inputs
+    direct = tiny_policy().prepare(observations).inputs
     for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
         assert torch.equal(plain[key], direct[key]), key
     assert plain["pixel_values"].shape == direct["pixel_values"].shape
@@ -90,12 +68,10 @@ def test_direct_inputs_equal_the_processor_output(tiny_qwen2vl: Path, tiny_loade
 
 
 @pytest.mark.parametrize("thought", [False, True])
-def test_fast_and_plain_paths_choose_identical_actions(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], thought: bool
-) -> None:
+def test_fast_and_plain_paths_choose_identical_actions(tiny_policy: PolicyFactory, thought: bool) -> None:
     observations = _observations(4) + _observations(2, history=True)
-    plain = _plain(tiny_qwen2vl, tiny_loaded, with_thought=thought)
-    fast = _policy(tiny_qwen2vl, tiny_loaded, with_thought=thought)
+    plain = _plain(tiny_policy, with_thought=thought)
+    fast = tiny_policy(with_thought=thought)
     fast_decisions = [fast.decide(obs) for obs in observations]
     for obs, mine in zip(observations, fast_decisions, strict=True):
         _same(plain.decide(obs), mine)
@@ -110,12 +86,12 @@ def test_fast_and_plain_paths_choose_identical_actions(
         _same(a, b)
 
 
-def test_an_episode_reuses_its_prompt_prefix(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
-    plain = _plain(tiny_qwen2vl, tiny_loaded)
-    fast = _policy(tiny_qwen2vl, tiny_loaded)
+def test_an_episode_reuses_its_prompt_prefix(tiny_policy: PolicyFactory) -> None:
+    plain = _plain(tiny_policy)
+    fast = tiny_policy()
     # Steps of one episode: same task and device kind, new screens.
     steps = [
-        Observation("open settings", Frame.of(_screen((1080, 2400), seed)), PHONE_CAPABILITIES, seed)
+        Observation("open settings", Frame.of(random_screen((1080, 2400), seed)), PHONE_CAPABILITIES, seed)
         for seed in range(3)
     ]
     results = [fast.decide(obs) for obs in steps]
@@ -135,10 +111,10 @@ def test_an_episode_reuses_its_prompt_prefix(tiny_qwen2vl: Path, tiny_loaded: tu
         _same(a, b)
 
 
-def test_static_cache_gives_the_same_actions(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+def test_static_cache_gives_the_same_actions(tiny_policy: PolicyFactory) -> None:
     observations = _observations(3)
-    plain = _plain(tiny_qwen2vl, tiny_loaded)
-    static = _policy(tiny_qwen2vl, tiny_loaded, cache="static", compile="off")
+    plain = _plain(tiny_policy)
+    static = tiny_policy(cache="static", compile="off")
     for obs in observations:
         _same(plain.decide(obs), static.decide(obs))
     for a, b in zip(plain.decide_batch(observations), static.decide_batch(observations), strict=True):
@@ -146,24 +122,22 @@ def test_static_cache_gives_the_same_actions(tiny_qwen2vl: Path, tiny_loaded: tu
         _same(a, b)
 
 
-def test_fast_forward_keeps_answers_of_the_plain_generate(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+def test_fast_forward_keeps_answers_of_the_plain_generate(tiny_policy: PolicyFactory) -> None:
     # Forcing the grammar's canonical tokens changes nothing a user sees on these screens:
     # the same actions as sampling every token under the mask.
     observations = _observations(4)
-    unforced = _plain(tiny_qwen2vl, tiny_loaded, fast_forward=False)
-    fast = _policy(tiny_qwen2vl, tiny_loaded)
+    unforced = _plain(tiny_policy, fast_forward=False)
+    fast = tiny_policy()
     for obs in observations:
         assert unforced.decide(obs).action == fast.decide(obs).action
 
 
-def test_compiled_decode_gives_the_same_actions_and_compiles_once_per_shape(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
+def test_compiled_decode_gives_the_same_actions_and_compiles_once_per_shape(tiny_policy: PolicyFactory) -> None:
     # The CUDA default (static cache + compiled decode step), run with inductor on the CPU:
     # the same answers, and a new screen size within the same cache bucket compiles nothing.
     observations = _observations(4)
-    plain = _plain(tiny_qwen2vl, tiny_loaded)
-    compiled = _policy(tiny_qwen2vl, tiny_loaded, cache="static", compile="default")
+    plain = _plain(tiny_policy)
+    compiled = tiny_policy(cache="static", compile="default")
     decisions = [compiled.decide(obs) for obs in observations]
     for obs, mine in zip(observations, decisions, strict=True):
         _same(plain.decide(obs), mine)
@@ -190,15 +164,15 @@ def test_compiled_decode_gives_the_same_actions_and_compiles_once_per_shape(
     ],
 )
 def test_native_layouts_keep_identical_actions_and_reuse_what_is_constant(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], family: str, reuse: list[float]
+    tiny_policy: PolicyFactory, family: str, reuse: list[float]
 ) -> None:
-    plain = _plain(tiny_qwen2vl, tiny_loaded, family=family)
-    fast = _policy(tiny_qwen2vl, tiny_loaded, family=family)
+    plain = _plain(tiny_policy, family=family)
+    fast = tiny_policy(family=family)
     memory = TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_images=2, max_tokens=4 * 96))
     entries: list[HistoryEntry] = []
     reused = []
     for step in range(4):
-        frame = Frame.of(_screen((1080, 2400), 40 + step))
+        frame = Frame.of(random_screen((1080, 2400), 40 + step))
         obs = Observation("open settings", frame, PHONE_CAPABILITIES, step, tuple(entries), memory.select(frame))
         mine = fast.decide(obs)
         _same(plain.decide(obs), mine)

@@ -9,14 +9,12 @@ inside the screen, token counts match the budget, batching changes nothing.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from policy_helpers import PolicyFactory, random_screen
 
 from vlagent.actions import Wait, action_points
 from vlagent.agent import EndReason, run_episode
@@ -38,37 +36,13 @@ pytestmark = pytest.mark.model
 TOKEN_PIXELS = 28 * 28
 
 
-def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    # A random model fills every string to its cap, in bytes that may cost a token each (or 6
-    # for a \u escape): caps small enough that any answer closes within max_new_tokens.
-    options.setdefault("with_thought", False)
-    options.setdefault("max_thought_chars", 16)
-    options.setdefault("max_string_chars", 12)
-    config = QwenPolicyConfig(model=str(tiny_qwen2vl), device="cpu", **options)
-    model, processor = tiny_loaded
-    return Qwen2VLPolicy(config, model=model, processor=processor)
-
-
-def _screen(width: int, height: int, seed: int) -> Image.Image:
-    """A varied screenshot-like image, so that rows of a batch differ."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(6):
-        x, y = rng.randrange(width - 40), rng.randrange(height - 40)
-        draw.rectangle((x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 120)), fill=rng.randrange(0xFFFFFF))
-    return image
-
-
 def _observation(seed: int, caps: Capabilities, size: tuple[int, int], memory: TrajectoryMemory) -> Observation:
-    frame = Frame.of(_screen(*size, seed))
+    frame = Frame.of(random_screen(size, seed, rectangles=6))
     tasks = ("open settings", "turn on wifi", "write a note saying hi", "call Bob", "search for cats")
     return Observation(tasks[seed % len(tasks)], frame, caps, step_index=seed % 3, images=memory.select(frame))
 
 
-def test_200_constrained_steps_are_valid_actions_inside_the_screen(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
+def test_200_constrained_steps_are_valid_actions_inside_the_screen(tiny_policy: PolicyFactory) -> None:
     # 50 simulated phones of several sizes and layouts, 4 rounds: observe all, decide in one
     # batch, execute every action on its phone (so later screens differ). Sampling at
     # temperature 1 walks many branches of the grammar (greedy decoding of a random model
@@ -76,7 +50,7 @@ def test_200_constrained_steps_are_valid_actions_inside_the_screen(
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     torch.manual_seed(0)
     budget = {"max_pixels": 64 * TOKEN_PIXELS, "min_pixels": 16 * TOKEN_PIXELS}
-    policy = _policy(tiny_qwen2vl, tiny_loaded, temperature=1.0, **budget)
+    policy = tiny_policy(temperature=1.0, **budget)
     sizes = [(1080, 2400), (720, 1280), (1080, 1920), (480, 800)]
     drivers = [
         SimDriver(sleep=lambda _s: None, seed=i, width=sizes[i % 4][0], height=sizes[i % 4][1]) for i in range(50)
@@ -113,11 +87,11 @@ def test_200_constrained_steps_are_valid_actions_inside_the_screen(
     [((1080, 2400), 1280), ((1280, 800), 256), ((720, 1280), 512), ((2560, 1600), 1024), ((500, 333), 1280)],
 )
 def test_visual_tokens_per_image_match_the_budget(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], size: tuple[int, int], budget: int
+    tiny_policy: PolicyFactory, size: tuple[int, int], budget: int
 ) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=budget * TOKEN_PIXELS)
+    policy = tiny_policy(max_pixels=budget * TOKEN_PIXELS)
     # A raw capture (the policy sizes it) and a screen sized by memory with the same budget.
-    raw = Observation("t", Frame.of(_screen(*size, 1)), PHONE_CAPABILITIES)
+    raw = Observation("t", Frame.of(random_screen(size, 1, rectangles=6)), PHONE_CAPABILITIES)
     memory = TrajectoryMemory(MemoryConfig(max_pixels=budget * TOKEN_PIXELS, max_tokens=4 * budget))
     sized = _observation(2, PHONE_CAPABILITIES, size, memory)
     batch = policy.prepare([raw, sized])
@@ -131,10 +105,8 @@ def test_visual_tokens_per_image_match_the_budget(
         assert thw == [1, h // 14, w // 14]
 
 
-def test_batch_results_equal_single_results_under_greedy_decoding(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS)
+def test_batch_results_equal_single_results_under_greedy_decoding(tiny_policy: PolicyFactory) -> None:
+    policy = tiny_policy(max_pixels=64 * TOKEN_PIXELS)
     memory = TrajectoryMemory(MemoryConfig(max_pixels=64 * TOKEN_PIXELS))
     # Different sizes and prompt lengths, so the batch really pads.
     observations = [
@@ -155,8 +127,8 @@ def test_batch_results_equal_single_results_under_greedy_decoding(
         assert (b.raw, b.step) == (s.raw, s.step)
 
 
-def test_episode_on_the_simulated_phone(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS, with_thought=True, max_new_tokens=256)
+def test_episode_on_the_simulated_phone(tiny_policy: PolicyFactory) -> None:
+    policy = tiny_policy(max_pixels=64 * TOKEN_PIXELS, with_thought=True, max_new_tokens=256)
     driver = SimDriver(sleep=lambda _s: None)
     memory = TrajectoryMemory(MemoryConfig(max_pixels=64 * TOKEN_PIXELS, max_tokens=256))
     episode = run_episode("open the settings app", driver, policy, max_steps=3, memory=memory)
@@ -168,10 +140,10 @@ def test_episode_on_the_simulated_phone(tiny_qwen2vl: Path, tiny_loaded: tuple[A
             assert 0 <= x < 1080 and 0 <= y < 2400
 
 
-def test_unconstrained_mode_feeds_back_invalid_output(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+def test_unconstrained_mode_feeds_back_invalid_output(tiny_policy: PolicyFactory) -> None:
     # A random model does not write JSON by itself: without the grammar its answer is rejected
     # with feedback for the model, and the loop puts that feedback into the next prompt.
-    policy = _policy(tiny_qwen2vl, tiny_loaded, max_pixels=64 * TOKEN_PIXELS, structured=False, max_new_tokens=24)
+    policy = tiny_policy(max_pixels=64 * TOKEN_PIXELS, structured=False, max_new_tokens=24)
     obs = _observation(3, PHONE_CAPABILITIES, (1080, 2400), TrajectoryMemory())
     with pytest.raises(InvalidModelOutput) as info:
         policy.decide(obs)

@@ -8,11 +8,10 @@ nearly always differ, while two draws on one seed must be identical, on the plai
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
+from policy_helpers import PolicyFactory
 
 from vlagent.drivers.base import PHONE_CAPABILITIES
 from vlagent.frames import Frame
@@ -21,25 +20,21 @@ from vlagent.policies.base import Decision, Observation, step_seed
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
 pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
 
-from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
+from vlagent.policies.qwen2vl import Qwen2VLPolicy
 
 pytestmark = pytest.mark.model
 
 
-def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], *, fast: bool) -> Qwen2VLPolicy:
-    config = QwenPolicyConfig(
-        model=str(tiny_qwen2vl),
-        device="cpu",
+def _policy(tiny_policy: PolicyFactory, *, fast: bool) -> Qwen2VLPolicy:
+    """A policy sampling at temperature 1 with a thought, on the plain or the fast path."""
+    return tiny_policy(
         max_pixels=64 * 28 * 28,
         with_thought=True,
         max_thought_chars=24,
-        max_string_chars=12,
         temperature=1.0,
         fast=fast,
         fast_inputs=fast,
     )
-    model, processor = tiny_loaded
-    return Qwen2VLPolicy(config, model=model, processor=processor)
 
 
 def _observation(seed: int | None, step: int = 0, color: str = "white") -> Observation:
@@ -61,10 +56,8 @@ def test_step_seeds_are_stable_distinct_and_31_bit() -> None:
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
-def test_one_seed_repeats_its_draws_and_other_seeds_differ(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], fast: bool
-) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, fast=fast)
+def test_one_seed_repeats_its_draws_and_other_seeds_differ(tiny_policy: PolicyFactory, fast: bool) -> None:
+    policy = _policy(tiny_policy, fast=fast)
     first = [_answer(policy.decide_batch([_observation(11, step)])[0]) for step in range(3)]
     again = [_answer(policy.decide_batch([_observation(11, step)])[0]) for step in range(3)]
     assert first == again
@@ -73,20 +66,18 @@ def test_one_seed_repeats_its_draws_and_other_seeds_differ(
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
-def test_a_seeded_batch_repeats(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], fast: bool) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, fast=fast)
+def test_a_seeded_batch_repeats(tiny_policy: PolicyFactory, fast: bool) -> None:
+    policy = _policy(tiny_policy, fast=fast)
     batch = [_observation(5, color="white"), _observation(6, color="black"), _observation(7, color="gray")]
     first = [_answer(d) for d in policy.decide_batch(batch)]
     again = [_answer(d) for d in policy.decide_batch(batch)]
     assert first == again
 
 
-def test_fast_path_rows_draw_from_their_own_seed_whatever_the_batch(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
+def test_fast_path_rows_draw_from_their_own_seed_whatever_the_batch(tiny_policy: PolicyFactory) -> None:
     """Row generators: the same row samples the same tokens alone or next to another row, as
     long as its logits are the same (identical prompts make the padding identical)."""
-    policy = _policy(tiny_qwen2vl, tiny_loaded, fast=True)
+    policy = _policy(tiny_policy, fast=True)
     alone = _answer(policy.decide_batch([_observation(21)])[0])
     row = _observation(21)
     pair = policy.decide_batch([row, dataclasses.replace(row, seed=22)])

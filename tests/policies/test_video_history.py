@@ -9,15 +9,15 @@ and the fast loop (each pair run in the form of an image) answers what transform
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+from policy_helpers import BUDGET, SIZES, TASKS, PolicyFactory, lockstep_step, random_screen
 
 from vlagent.actions import Key
-from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
+from vlagent.drivers.base import PHONE_CAPABILITIES
 from vlagent.errors import ConfigError
 from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, Selection, TrajectoryMemory
@@ -26,38 +26,19 @@ from vlagent.policies.base import Decision, HistoryEntry, Observation
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
 pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
 
-from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig, create_policy
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, create_policy
 
 pytestmark = pytest.mark.model
 
-BUDGET = 96 * 28 * 28
-SIZES = ((1080, 2400), (1280, 800), (720, 1280), (1920, 1080))
-TASKS = ("open settings", "turn on wifi", "write a note saying hi", "call Bob")
 
+@pytest.fixture
+def video_policy(tiny_policy: PolicyFactory) -> PolicyFactory:
+    """The tiny policy with history as video."""
 
-def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    config = QwenPolicyConfig(
-        model=str(tiny_qwen2vl),
-        device="cpu",
-        max_pixels=BUDGET,
-        with_thought=False,
-        max_thought_chars=16,
-        max_string_chars=12,
-        history="video",
-        **options,
-    )
-    model, processor = tiny_loaded
-    return Qwen2VLPolicy(config, model=model, processor=processor)
+    def make(**options: Any) -> Qwen2VLPolicy:
+        return tiny_policy(history="video", **options)
 
-
-def _screen(size: tuple[int, int], seed: int) -> Image.Image:
-    rng = random.Random(seed)
-    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(8):
-        x, y = rng.randrange(size[0] - 40), rng.randrange(size[1] - 40)
-        draw.rectangle((x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 120)), fill=rng.randrange(0xFFFFFF))
-    return image
+    return make
 
 
 def _memory(max_images: int = 6) -> TrajectoryMemory:
@@ -74,14 +55,7 @@ def _episodes(
     decisions: list[list[Decision]] = [[] for _ in range(count)]
     selections: list[list[Selection]] = [[] for _ in range(count)]
     for step in range(steps):
-        observations = []
-        for n, memory in enumerate(memories):
-            frame = Frame.of(_screen(SIZES[n % 4], 1000 * n + step))
-            caps = PHONE_CAPABILITIES if n % 2 == 0 else DESKTOP_CAPABILITIES
-            observations.append(
-                Observation(TASKS[n], frame, caps, step, memory.history, choice=memory.lazy_choice(frame))
-            )
-        results = policy.decide_batch(observations) if count > 1 else [policy.decide(observations[0])]
+        observations, results = lockstep_step(policy, memories, step)
         for n, (obs, result) in enumerate(zip(observations, results, strict=True)):
             assert isinstance(result, Decision), result
             assert obs.choice is not None and obs.choice.selection is not None
@@ -92,15 +66,13 @@ def _episodes(
 
 
 @pytest.mark.parametrize("max_images", [4, 6])
-def test_the_processor_spends_the_tokens_memory_counted(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], max_images: int
-) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, fast_inputs=False)  # the processor makes the inputs
+def test_the_processor_spends_the_tokens_memory_counted(video_policy: PolicyFactory, max_images: int) -> None:
+    policy = video_policy(fast_inputs=False)  # the processor makes the inputs
     video_pad = policy.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     memory = _memory(max_images)
     clips_seen = 0
     for step in range(7):
-        frame = Frame.of(_screen(SIZES[0], step))
+        frame = Frame.of(random_screen(SIZES[0], step))
         obs = Observation(
             "open settings", frame, PHONE_CAPABILITIES, step, memory.history, choice=memory.lazy_choice(frame)
         )
@@ -124,13 +96,13 @@ def test_the_processor_spends_the_tokens_memory_counted(
     assert clips_seen >= 4 if max_images == 4 else clips_seen >= 6
 
 
-def test_video_inputs_made_directly_equal_the_processor_s(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+def test_video_inputs_made_directly_equal_the_processor_s(video_policy: PolicyFactory) -> None:
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
-    direct = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False)
-    processor = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, fast_inputs=False)
+    direct = video_policy(history_reuse=False)
+    processor = video_policy(history_reuse=False, fast_inputs=False)
     memories = [_memory(6), _memory(4), _memory(6)]
     for step in range(6):
-        frames = [Frame.of(_screen(SIZES[n], 10 * n + step)) for n in range(len(memories))]
+        frames = [Frame.of(random_screen(SIZES[n], 10 * n + step)) for n in range(len(memories))]
         observations = [
             Observation(TASKS[n], f, PHONE_CAPABILITIES, step, m.history, choice=m.lazy_choice(f))
             for n, (m, f) in enumerate(zip(memories, frames, strict=True))
@@ -148,15 +120,13 @@ def test_video_inputs_made_directly_equal_the_processor_s(tiny_qwen2vl: Path, ti
     assert "pixel_values_videos" in theirs and theirs["video_grid_thw"].shape[0] == 5  # 2 + 1 + 2 pairs
 
 
-def test_a_pair_sees_both_frames_and_a_still_pair_is_the_image(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
+def test_a_pair_sees_both_frames_and_a_still_pair_is_the_image(video_policy: PolicyFactory) -> None:
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     from vlagent.coords import MAX_PIXELS, MIN_PIXELS
     from vlagent.policies.videohistory import encode_videos
 
-    policy = _policy(tiny_qwen2vl, tiny_loaded)
-    a, b = (_screen((280, 560), seed) for seed in (1, 2))
+    policy = video_policy()
+    a, b = (random_screen((280, 560), seed) for seed in (1, 2))
     inputs = policy.processor(
         text=["<|vision_start|><|image_pad|><|vision_end|>" + "<|vision_start|><|video_pad|><|vision_end|>" * 2],
         images=[a],
@@ -178,15 +148,15 @@ def test_a_pair_sees_both_frames_and_a_still_pair_is_the_image(
 
 @pytest.mark.parametrize(("path", "count"), [("fast", 1), ("fast", 4), ("fast-no-cache", 4), ("plain-cache", 1)])
 def test_the_fast_loop_answers_what_generate_answers_on_video(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
+    video_policy: PolicyFactory, path: str, count: int
 ) -> None:
     options: dict[str, Any] = {
         "fast": {},
         "fast-no-cache": {"history_reuse": False},
         "plain-cache": {"fast": False},  # generate with the images' cached embeddings, the videos' computed
     }[path]
-    reference = _policy(tiny_qwen2vl, tiny_loaded, fast=False, fast_inputs=False, history_reuse=False)
-    policy = _policy(tiny_qwen2vl, tiny_loaded, **options)
+    reference = video_policy(fast=False, fast_inputs=False, history_reuse=False)
+    policy = video_policy(**options)
     steps = 7
     expected, selections = _episodes(reference, count, steps)
     got, _ = _episodes(policy, count, steps)
@@ -202,21 +172,19 @@ def test_the_fast_loop_answers_what_generate_answers_on_video(
         assert policy.pairs.hits >= count * (steps - 5)
 
 
-def test_pairs_in_the_form_of_images_give_the_logits_of_real_video(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]
-) -> None:
+def test_pairs_in_the_form_of_images_give_the_logits_of_real_video(video_policy: PolicyFactory) -> None:
     """What the fast loop relies on: one-pair videos as image-shaped inputs change nothing the model computes."""
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     from vlagent.policies.videohistory import encode_videos, videos_as_images
 
-    policy = _policy(tiny_qwen2vl, tiny_loaded)
+    policy = video_policy()
     memories = [_memory(6), _memory(4)]
     for step in range(6):
         observations = []
         for n, memory in enumerate(memories):
-            frame = Frame.of(_screen(SIZES[n], 10 * n + step))
+            frame = Frame.of(random_screen(SIZES[n], 10 * n + step))
             observations.append(
                 Observation(TASKS[n], frame, PHONE_CAPABILITIES, step, memory.history, choice=memory.lazy_choice(frame))
             )
@@ -264,8 +232,8 @@ def test_other_families_refuse_history_as_video(tiny_qwen2vl: Path, family: str)
         create_policy(model=str(tiny_qwen2vl), device="cpu", family=family, history="video")
 
 
-def test_the_qwen25vl_family_takes_video(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
-    policy = _policy(tiny_qwen2vl, tiny_loaded, family="qwen25vl")
+def test_the_qwen25vl_family_takes_video(video_policy: PolicyFactory) -> None:
+    policy = video_policy(family="qwen25vl")
     decisions, selections = _episodes(policy, 1, 5, max_images=4)
     assert selections[0][-1].clips and decisions[0][-1].usage["video_tokens"] > 0
 

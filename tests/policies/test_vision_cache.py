@@ -10,54 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+from policy_helpers import BUDGET, SIZES, PolicyFactory, lockstep_step, random_screen
 
-from vlagent.drivers.base import DESKTOP_CAPABILITIES, PHONE_CAPABILITIES
-from vlagent.frames import Frame
 from vlagent.memory import MemoryConfig, TrajectoryMemory
-from vlagent.policies.base import Decision, HistoryEntry, Observation
+from vlagent.policies.base import Decision, HistoryEntry
 from vlagent.policies.fastdecode import image_spans
 from vlagent.policies.visioncache import VisionCache
 
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
 pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
 
-from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig, create_policy
+from vlagent.policies.qwen2vl import Qwen2VLPolicy, create_policy
 
 pytestmark = pytest.mark.model
-
-BUDGET = 96 * 28 * 28
-SIZES = ((1080, 2400), (1280, 800), (720, 1280), (1920, 1080))
-TASKS = ("open settings", "turn on wifi", "write a note saying hi", "call Bob")
-
-
-def _policy(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], **options: Any) -> Qwen2VLPolicy:
-    config = QwenPolicyConfig(
-        model=str(tiny_qwen2vl),
-        device="cpu",
-        max_pixels=BUDGET,
-        with_thought=False,
-        max_thought_chars=16,
-        max_string_chars=12,
-        **options,
-    )
-    model, processor = tiny_loaded
-    return Qwen2VLPolicy(config, model=model, processor=processor)
-
-
-def _screen(size: tuple[int, int], seed: int) -> Image.Image:
-    rng = random.Random(seed)
-    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(8):
-        x, y = rng.randrange(size[0] - 40), rng.randrange(size[1] - 40)
-        draw.rectangle((x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 120)), fill=rng.randrange(0xFFFFFF))
-    return image
 
 
 def _episodes(
@@ -86,14 +56,7 @@ def _episodes(
     memories = [TrajectoryMemory(config) for _ in range(count)]
     decisions: list[list[Decision]] = [[] for _ in range(count)]
     for step in range(steps):
-        observations = []
-        for n, memory in enumerate(memories):
-            frame = Frame.of(_screen(SIZES[n % 4], 1000 * n + step))
-            caps = PHONE_CAPABILITIES if n % 2 == 0 else DESKTOP_CAPABILITIES
-            observations.append(
-                Observation(TASKS[n], frame, caps, step, memory.history, choice=memory.lazy_choice(frame))
-            )
-        results = policy.decide_batch(observations) if count > 1 else [policy.decide(observations[0])]
+        observations, results = lockstep_step(policy, memories, step)
         if logits is not None:  # the fast loop's logits after each prompt, to compare numerically
             assert policy._decoder is not None and policy._decoder.last is not None
             logits.append(policy._decoder.last.first_logits)
@@ -120,16 +83,14 @@ def _episodes(
     ("path", "count"),
     [("fast", 1), ("fast", 4), ("plain", 1), ("plain", 4), ("static", 4)],
 )
-def test_cached_embeddings_give_the_same_actions(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
-) -> None:
+def test_cached_embeddings_give_the_same_actions(tiny_policy: PolicyFactory, path: str, count: int) -> None:
     plain_inputs: dict[str, Any] = {
         "fast": {},
         "plain": {"fast": False, "fast_inputs": False},  # the processor and transformers' generate
         "static": {"cache": "static"},  # the fast loop on a static KV cache
     }[path]
-    fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **plain_inputs)
-    reuse = _policy(tiny_qwen2vl, tiny_loaded, **plain_inputs)
+    fresh = tiny_policy(history_reuse=False, **plain_inputs)
+    reuse = tiny_policy(**plain_inputs)
     assert fresh.vision_cache is None and reuse.vision_cache is not None
     steps = 6
     expected = _episodes(fresh, count, steps)
@@ -151,13 +112,13 @@ def test_cached_embeddings_give_the_same_actions(
     ("path", "count", "half_steps"), [("fast", 1, 1), ("fast", 4, 1), ("static", 4, 1), ("fast", 4, 0)]
 )
 def test_earlier_prompts_keys_and_values_give_the_same_actions(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int, half_steps: int
+    tiny_policy: PolicyFactory, path: str, count: int, half_steps: int
 ) -> None:
     """Memory's block dropping keeps the start of each prompt from one step to the next; the fast
     loop computes only what follows it, and the greedy answers are those of a full prefill."""
     options: dict[str, Any] = {"cache": "static"} if path == "static" else {}
-    fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **options)
-    reuse = _policy(tiny_qwen2vl, tiny_loaded, **options)
+    fresh = tiny_policy(history_reuse=False, **options)
+    reuse = tiny_policy(**options)
     steps = 9
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     fresh_logits: list[Any] = []
@@ -184,15 +145,13 @@ def test_earlier_prompts_keys_and_values_give_the_same_actions(
 
 
 @pytest.mark.parametrize(("path", "count"), [("fast", 1), ("fast", 4), ("static", 4)])
-def test_prompts_started_ahead_give_the_same_actions(
-    tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any], path: str, count: int
-) -> None:
+def test_prompts_started_ahead_give_the_same_actions(tiny_policy: PolicyFactory, path: str, count: int) -> None:
     """With the next prompt's start computed ahead after each step, a step computes only its own
     screen and what follows; the greedy answers and logits are those of a full prefill."""
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     options: dict[str, Any] = {"cache": "static"} if path == "static" else {}
-    fresh = _policy(tiny_qwen2vl, tiny_loaded, history_reuse=False, **options)
-    policy = _policy(tiny_qwen2vl, tiny_loaded, **options)
+    fresh = tiny_policy(history_reuse=False, **options)
+    policy = tiny_policy(**options)
     steps = 9
     fresh_logits: list[Any] = []
     ahead_logits: list[Any] = []
@@ -211,13 +170,13 @@ def test_prompts_started_ahead_give_the_same_actions(
         assert [d.usage["encoded_visual_tokens"] for d in mine[1:]] == [tokens for _, tokens in where[1:]]
 
 
-def test_an_image_encoded_alone_equals_it_encoded_with_others(tiny_qwen2vl: Path, tiny_loaded: tuple[Any, Any]) -> None:
+def test_an_image_encoded_alone_equals_it_encoded_with_others(tiny_policy: PolicyFactory) -> None:
     torch = pytest.importorskip("torch", reason="needs the qwen extra (torch)")
     from vlagent.policies.pixels import PixelLayout, patchify
 
-    policy = _policy(tiny_qwen2vl, tiny_loaded)
+    policy = tiny_policy()
     layout = PixelLayout.of(policy.processor.image_processor)
-    images = [_screen(size, n).resize((size[0] // 112 * 28, size[1] // 112 * 28)) for n, size in enumerate(SIZES)]
+    images = [random_screen(size, n).resize((size[0] // 112 * 28, size[1] // 112 * 28)) for n, size in enumerate(SIZES)]
     values, grid = patchify(images, layout)
     with torch.inference_mode():
         together = policy._tower(values, grid)
