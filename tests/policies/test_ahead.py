@@ -17,7 +17,7 @@ from vlagent.actions import Action, Done, Scroll, Wait
 from vlagent.agent import Episode, run_episode
 from vlagent.drivers.sim import SimDriver
 from vlagent.memory import MemoryConfig, TrajectoryMemory
-from vlagent.policies.base import Decision, Observation, Prefetcher
+from vlagent.policies.base import Decision, HistoryEntry, Observation, Prefetcher
 from vlagent.policies.scripted import ScriptedPolicy
 
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
@@ -72,3 +72,37 @@ def test_work_ahead_that_fails_costs_the_episode_nothing(caplog: pytest.LogCaptu
     assert failing.calls == [1, 2, 3]  # after each step but the last (done)
     assert "working ahead for step 2 failed" in caplog.text
     assert all(isinstance(s.decision, Decision) for s in episode.steps)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"work_ahead": False},
+        {"history_reuse": False},
+        {"fast": False},
+        {"fast_inputs": False},
+        {"family": "uitars"},  # the step history opens the prompt: its start changes every step
+        {"family": "qwen25vl"},
+    ],
+)
+def test_a_policy_that_cannot_gain_from_working_ahead_does_nothing(
+    tiny_policy: PolicyFactory, options: dict[str, Any]
+) -> None:
+    policy = tiny_policy(max_pixels=BUDGET, **options)
+    memory = TrajectoryMemory(MemoryConfig(max_pixels=BUDGET, max_tokens=4 * 160, max_images=4, min_history_tokens=4))
+    with SimDriver(seed=3) as sim:
+        frame = sim.screenshot()
+        obs = Observation("open the settings", frame, sim.capabilities, 0, choice=memory.lazy_choice(frame))
+        policy.decide(obs)
+        upcoming = memory.preview(HistoryEntry(0, Wait(seconds=0)), frame)
+        following = Observation(
+            "open the settings",
+            frame,
+            sim.capabilities,
+            1,
+            upcoming.history,
+            choice=upcoming.lazy_choice(frame, stand_in=True),
+        )
+        assert policy.prefetch(following) == 0
+    assert policy._decoder is None or not policy._decoder._steps

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from policy_helpers import BUDGET, PolicyFactory
 
 from vlagent.actions import Done, Step, Wait
-from vlagent.agent import EndReason, run_episode
+from vlagent.agent import EndReason, Episode, run_episode
 from vlagent.drivers.sim import SimDriver
 from vlagent.errors import InvalidModelOutput, ModelError
+from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Decision, Observation
 from vlagent.policies.batching import BatchingPolicy
 
@@ -86,6 +88,70 @@ def test_a_crash_in_the_model_reaches_every_waiting_episode() -> None:
     with SimDriver() as sim:
         episode = run_episode("x", sim, policy)
     assert episode.end is EndReason.ERROR and "out of memory" in episode.detail
+
+
+class _AheadModel(_CountingModel):
+    """Also works ahead for batches; records their sizes, and refuses to run beside a decision."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ahead: list[list[int]] = []
+
+    def prefetch_batch(self, observations: Sequence[Observation]) -> list[int]:
+        assert self._busy.acquire(blocking=False), "called concurrently"
+        try:
+            self.ahead.append([obs.step_index for obs in observations])
+            return [1] * len(observations)
+        finally:
+            self._busy.release()
+
+
+def test_work_ahead_of_concurrent_episodes_is_batched_apart_from_decisions() -> None:
+    model = _AheadModel()
+    episodes = _run_concurrently(BatchingPolicy(model, max_batch=4, window=0.5), [f"task {i}" for i in range(4)])
+    assert all(e.end is EndReason.DONE_SUCCESS and len(e.steps) == 3 for e in episodes)  # type: ignore[attr-defined]
+    # After steps 1 and 2 of each episode (not after its last, done): the next step's observation.
+    assert sorted(i for batch in model.ahead for i in batch) == [1] * 4 + [2] * 4
+    assert max(len(batch) for batch in model.ahead) > 1 and sum(model.batches) == 12
+
+
+def test_a_policy_that_cannot_work_ahead_in_batches_is_not_asked() -> None:
+    model = _CountingModel()
+    policy = BatchingPolicy(model, max_batch=2, window=0.1)
+    with SimDriver() as sim:
+        assert policy.prefetch(Observation("x", sim.screenshot(), sim.capabilities, 1)) == 0
+    assert model.batches == []
+
+
+@pytest.mark.model
+def test_batched_episodes_of_the_tiny_model_compute_only_their_screen(tiny_policy: PolicyFactory) -> None:
+    """Through BatchingPolicy, each episode's next prompt start is computed ahead in batches."""
+    policy = BatchingPolicy(tiny_policy(max_pixels=BUDGET), max_batch=3, window=0.3)
+    episodes: list[Episode] = []
+    lock = threading.Lock()
+
+    def one(seed: int) -> None:
+        memory = TrajectoryMemory(
+            MemoryConfig(max_pixels=BUDGET, max_tokens=4 * 96, max_images=4, min_history_tokens=4)
+        )
+        with SimDriver(seed=seed) as sim:
+            episode = run_episode("open the settings", sim, policy, max_steps=4, memory=memory)
+        with lock:
+            episodes.append(episode)
+
+    threads = [threading.Thread(target=one, args=(seed,)) for seed in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(episodes) == 3
+    for episode in episodes:
+        assert len(episode.steps) == 4, episode.detail
+        for step in episode.steps[1:]:
+            usage, selection = step.decision.usage, step.selection
+            assert selection is not None and len(selection["images"]) >= 2
+            assert usage["encoded_visual_tokens"] == selection["images"][-1]["tokens"]
+            assert usage["history_tokens_reused"] > sum(i["tokens"] for i in selection["images"][:-1])
 
 
 @pytest.mark.model

@@ -41,9 +41,10 @@ def _episodes(
 ) -> list[list[Decision]]:
     """``count`` episodes in lockstep, one ``decide_batch`` per step; memory as the loop drives it.
 
-    ``ahead``: after each step, each episode's next prompt start is computed ahead (``prefetch``,
-    as the agent loop does while the device acts); per episode and step, the list receives where
-    the prompt's current screen starts and that screen's tokens.
+    ``ahead``: after each step, each episode's next prompt start is computed ahead (``prefetch``, as
+    the agent loop does while the device acts; ``prefetch_batch`` for all episodes at once when there
+    are several); per episode and step, the list receives where the prompt's current screen starts
+    and that screen's tokens.
     """
     config = MemoryConfig(
         max_pixels=BUDGET,
@@ -67,15 +68,20 @@ def _episodes(
                 start = image_spans(ids[mask.bool()].tolist(), policy._image_pad_id)[-1][0]
                 assert obs.choice is not None and obs.choice.selection is not None
                 ahead[n].append((start, obs.choice.selection.images[-1].tokens))
+        following = []
         for n, (obs, result) in enumerate(zip(observations, results, strict=True)):
             assert isinstance(result, Decision), result
             decisions[n].append(result)
             entry = HistoryEntry(step, result.step.action, result.step.thought)
-            if ahead is not None:
-                upcoming = memories[n].preview(entry, obs.frame)
-                choice = upcoming.lazy_choice(obs.frame, stand_in=True)
-                policy.prefetch(dataclasses.replace(obs, step_index=step + 1, history=upcoming.history, choice=choice))
-            memories[n].add(entry, obs.frame)
+            upcoming = memories[n].preview(entry, obs.frame)
+            choice = upcoming.lazy_choice(obs.frame, stand_in=True)
+            following.append(dataclasses.replace(obs, step_index=step + 1, history=upcoming.history, choice=choice))
+        if ahead is not None:  # several episodes: one batch, as BatchingPolicy gathers them
+            computed = policy.prefetch_batch(following) if count > 1 else [policy.prefetch(following[0])]
+            assert all(n > 0 for n in computed)
+        for n, (obs, decision) in enumerate(zip(observations, results, strict=True)):
+            assert isinstance(decision, Decision)
+            memories[n].add(HistoryEntry(step, decision.step.action, decision.step.thought), obs.frame)
     return decisions
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from vlagent.policies.fastdecode import image_spans
@@ -44,11 +45,14 @@ _NOT_NEEDED = object()
 
 
 def applies(policy: Qwen2VLPolicy) -> bool:
-    """Whether ``prefetch`` can save the policy anything (fast path, history reuse, images, plain layout)."""
+    """Whether ``prefetch`` can save the policy anything (fast path and inputs, history reuse and work
+    ahead on, images, plain layout)."""
     cfg = policy.config
     family = policy.family
     return (
         cfg.fast
+        and cfg.work_ahead
+        and policy._layout is not None  # pixels and token ids built directly (``fast_inputs``)
         and policy.vision_cache is not None
         and cfg.history == "images"
         and family.user_turn is None
@@ -56,35 +60,50 @@ def applies(policy: Qwen2VLPolicy) -> bool:
     )
 
 
-def prefetch(policy: Qwen2VLPolicy, observation: Observation) -> int:
-    """Encode the earlier screens of ``observation`` (the next step's, its current screen a
-    stand-in) that the vision cache lacks, and keep the keys and values of its prompt up to the
-    current screen in the decoder's step cache. Returns the prompt tokens computed (0: none)."""
-    if not applies(policy):
-        return 0
+def prefetch(policy: Qwen2VLPolicy, observations: Sequence[Observation]) -> list[int]:
+    """For each of ``observations`` (next steps' observations, their current screens stand-ins):
+    encode the earlier screens the vision cache lacks, in one call of the tower, and keep the keys
+    and values of the prompt up to the current screen in the decoder's step cache, in one batched
+    prefill. Returns per observation the prompt tokens computed (0: none)."""
+    computed = [0] * len(observations)
+    if not applies(policy) or not observations:
+        return computed
     torch: Any = policy._torch
     t0 = time.perf_counter()
     with policy.lock:
-        rows = policy._rows([observation])
-        row = rows[0]
-        if len(row.images) < 2 or row.videos:
-            return 0  # one screen: its start is the system turn, which the decoder caches apart
+        rows = policy._rows(observations)
+        # One screen: its start is the system turn, which the decoder caches apart.
+        todo = [i for i, row in enumerate(rows) if len(row.images) >= 2 and not row.videos]
+        if not todo:
+            return computed
+        rows = [rows[i] for i in todo]
         cache = policy.vision_cache
         assert cache is not None
-        earlier = row.images[:-1]
+        earlier = [image for row in rows for image in row.images[:-1]]
         found = [cache.get(image) for image in earlier]
-        inputs = policy._direct_inputs(rows, [*found, _NOT_NEEDED])  # no pixels for the stand-in
-        ids = inputs["input_ids"][0][inputs["attention_mask"][0].bool()].tolist()
-        start = image_spans(ids, policy._image_pad_id)[-1][0]
-        grid = inputs["image_grid_thw"][:-1]
+        marks: list[Any] = []  # the lookup the inputs are built for: no pixels for the stand-ins
+        at = 0
+        for row in rows:
+            marks += [*found[at : at + len(row.images) - 1], _NOT_NEEDED]
+            at += len(row.images) - 1
+        inputs = policy._direct_inputs(rows, marks)
+        starts: list[list[int]] = []
+        for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
+            row_ids = ids[mask.bool()].tolist()
+            starts.append(row_ids[: image_spans(row_ids, policy._image_pad_id)[-1][0]])
+        keep = [mark is not _NOT_NEEDED for mark in marks]
+        grid = inputs["image_grid_thw"][torch.tensor(keep, device=inputs["image_grid_thw"].device)]
         with torch.inference_mode():
             embeds = cache.encode(
                 earlier, found, inputs.get("pixel_values"), grid, policy._tower, pixels_of_missing_only=True
             ).embeds
-            computed = policy.fast_decoder().warm(ids[:start], grid, embeds, earlier)
+            done = policy.fast_decoder().warm(starts, grid, embeds, [row.images[:-1] for row in rows])
+    for i, n in zip(todo, done, strict=True):
+        computed[i] = n
     log.debug(
-        "computed ahead: %d prompt tokens, %d of %d earlier screens encoded, in %.0f ms",
-        computed,
+        "computed ahead for %d prompt(s): %d prompt tokens, %d of %d earlier screens encoded, in %.0f ms",
+        len(rows),
+        sum(done),
         sum(e is None for e in found),
         len(earlier),
         (time.perf_counter() - t0) * 1000,

@@ -534,23 +534,51 @@ class FastDecoder:
         result.prefill_s = time.perf_counter() - tp
         return cache, attention, prompt, next_position, logits
 
-    def warm(self, row: Sequence[int], image_grid_thw: Any, image_embeds: Sequence[Any], images: Sequence[Any]) -> int:
-        """Compute and keep the keys and values of ``row``, the start of a prompt still to come (for
-        the next step: the instructions and the earlier screens, up to where its current screen goes),
-        so that the prompt's ``run`` takes them from the step cache and computes only what follows.
+    def warm(
+        self,
+        rows: Sequence[Sequence[int]],
+        image_grid_thw: Any,
+        image_embeds: Sequence[Any],
+        images: Sequence[Sequence[Any]],
+    ) -> list[int]:
+        """Compute and keep the keys and values of each row of ``rows``, the start of a prompt still to
+        come (for the next step: the instructions and the earlier screens, up to where its current
+        screen goes), so that the prompt's ``run`` takes them from the step cache and computes only
+        what follows. One batched prefill serves every row that needs one.
 
-        ``image_embeds`` and ``images``: the vision embeddings and objects of the images in ``row``.
-        Returns the tokens computed now (0: the step cache is off, or already holds ``row``).
+        ``image_grid_thw`` and ``image_embeds``: one row and one tensor per image of the rows, in
+        order; ``images``: per row, the objects of its images. Returns per row the tokens computed
+        now (0: the step cache is off, or it already holds the row).
         """
-        spans = image_spans(row, self.image_token_id)
-        if not self.step_cache or not spans or len(images) != len(spans):
-            return 0
-        _, length = self._lookup(row, images, spans)
-        if length >= len(row) - 1:
-            return 0
-        result = DecodeResult(tokens=[[]], cache=self.cache_kind)
-        self._prefill([row], None, image_grid_thw, image_embeds, [images], result, max_new_tokens=0, whole=True)
-        return len(row) - result.reused[0]
+        computed = [0] * len(rows)
+        if not self.step_cache:
+            return computed
+        todo: list[int] = []
+        firsts: list[int] = []  # each row's first image among all
+        first = 0
+        for i, row in enumerate(rows):
+            spans = image_spans(row, self.image_token_id)
+            firsts.append(first)
+            first += len(images[i])
+            if spans and len(spans) == len(images[i]) and self._lookup(row, images[i], spans)[1] < len(row) - 1:
+                todo.append(i)
+        if not todo:
+            return computed
+        picked = [firsts[i] + k for i in todo for k in range(len(images[i]))]
+        result = DecodeResult(tokens=[[] for _ in todo], cache=self.cache_kind)
+        self._prefill(
+            [rows[i] for i in todo],
+            None,
+            image_grid_thw[picked],
+            [image_embeds[n] for n in picked],
+            [images[i] for i in todo],
+            result,
+            max_new_tokens=0,
+            whole=True,
+        )
+        for n, i in enumerate(todo):
+            computed[i] = len(rows[i]) - result.reused[n]
+        return computed
 
     def run(
         self,

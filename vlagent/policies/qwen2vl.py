@@ -122,6 +122,8 @@ class QwenPolicyConfig:
     same image again at a later step (exact: the tower encodes each image on its own)."""
     vision_cache_mb: int = 512
     """Bound of those embeddings in MiB, least recently used out first."""
+    work_ahead: bool = True
+    """With history reuse: compute the next prompt's start while the device acts (``prefetch``)."""
     history: Literal["images", "video"] = "images"
     """``video``: memory sends older screens in pairs as two-frame video clips (``MemoryConfig.history``);
     the policy checks that its family and model take video (:mod:`vlagent.policies.videohistory`)."""
@@ -675,9 +677,13 @@ class Qwen2VLPolicy:
         """Compute ahead the start of a prompt still to come (see :mod:`vlagent.policies.ahead`):
         ``observation`` is the next step's, its current screen a stand-in. Returns the prompt
         tokens computed (0: nothing to do for this policy or prompt). Never changes an answer."""
-        from vlagent.policies.ahead import prefetch
+        return self.prefetch_batch([observation])[0]
 
-        return prefetch(self, observation)
+    def prefetch_batch(self, observations: Sequence[Observation]) -> list[int]:
+        """``prefetch`` for several next steps at once (one tower call, one batched prefill)."""
+        from vlagent.policies import ahead
+
+        return ahead.prefetch(self, observations)
 
     def _read(
         self, batch: PreparedBatch, i: int, row: _Row, tokens: Any, constraint: RowConstraint | None, t0: float
