@@ -94,17 +94,25 @@ def test_bench_desktop_compares_with_pyautogui_defaults() -> None:
 
 
 @pytest.mark.model
+def test_bench_ahead_runs_the_loop_with_work_ahead_off_and_on() -> None:
+    pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
+    out = _bench("bench_ahead.py", "--steps", "3", "--warmup", "1", "--repeats", "1", "--max-pixels", str(200 * 784))
+    rows = {m[1]: [float(v) for v in m[2].split()] for m in re.finditer(r"\n(off|on) +([\d. ]+)", out)}
+    assert set(rows) == {"off", "on"} and all(len(v) == 3 and v[0] > 0 for v in rows.values()), out
+    assert re.search(r"\non / off\s+[\d.]+x\s+[\d.]+x\s+[\d.]+x", out), out
+
+
 def test_bench_history_reuses_embeddings_of_screens_at_stable_sizes() -> None:
     pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
     out = _bench(
         "bench_history.py", "--steps", "6", "--max-pixels", str(400 * 784), "--max-tokens", "800",
-        "--lanes", "single,shrink,stable,reuse,quarter",  # video lanes: tests/test_history_video.py
+        "--lanes", "single,shrink,stable,reuse,quarter,ahead",  # video lanes: tests/test_history_video.py
     )  # fmt: skip
     rows = {
         m[1]: [float(v) for v in m[2].split()]
-        for m in re.finditer(r"\n(single|shrink|stable|reuse|quarter)\s+([\d.\s]+?)x\s+[\d.]+x", out)
+        for m in re.finditer(r"\n(single|shrink|stable|reuse|quarter|ahead)\s+([\d.\s]+?)x\s+[\d.]+x", out)
     }
-    assert set(rows) == {"single", "shrink", "stable", "reuse", "quarter"}, out
+    assert set(rows) == {"single", "shrink", "stable", "reuse", "quarter", "ahead"}, out
     visual, encoded = {k: v[0] for k, v in rows.items()}, {k: v[1] for k, v in rows.items()}
     assert visual["single"] < visual["shrink"] <= 800 and visual["reuse"] <= visual["stable"] <= 800, out
     assert encoded["stable"] == visual["stable"] and encoded["reuse"] < visual["reuse"], out
@@ -113,3 +121,6 @@ def test_bench_history_reuses_embeddings_of_screens_at_stable_sizes() -> None:
     prefilled = {k: v[2] for k, v in rows.items()}
     assert prefilled["quarter"] < prefilled["stable"] and prefilled["reuse"] < prefilled["stable"], out
     assert rows["single"][-1] == 1.0, out
+    # Worked ahead: a step encodes only its own screen and prefills less than without.
+    assert encoded["ahead"] == encoded["single"] and prefilled["ahead"] < prefilled["quarter"], out
+    assert rows["ahead"][-2] > 0 and rows["quarter"][-2] == 0, out  # "ahead ms", the work done ahead
