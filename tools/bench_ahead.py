@@ -4,10 +4,13 @@ Runs ``run_episode`` on the simulated phone with the Qwen2-VL policy (tiny rando
 default), memory's default schedule and the loop's default settling (the screen must stay still
 for 0.3 s after each action), once with ``work_ahead=False`` and once with it on, ``--repeats``
 times in alternation. The policy's answers are acted on, and with the same weights and the same
-phone both runs play the same steps. Per mode: median model ms per step (what a step waits for
-the model), median execute + settle ms, and wall seconds per episode; then the ratios, on over off.
+phone both runs play the same steps. With ``--jobs N``, N episodes run at once on their own
+phones (seeds ``--seed`` ..), through a ``BatchingPolicy`` as ``vlagent eval -j N`` runs them:
+their decisions and their work ahead go to the model in batches. Per mode: median model ms per
+step (what a step waits for the model), median execute + settle ms, and wall seconds per round
+of episodes; then the ratios, on over off.
 
-    python tools/bench_ahead.py [--steps 16] [--repeats 2] [--device cpu|cuda] [--model PATH]
+    python tools/bench_ahead.py [--steps 16] [--repeats 2] [--jobs 1] [--device cpu|cuda] [--model PATH]
 """
 
 from __future__ import annotations
@@ -15,27 +18,41 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import threading
 import time
 
-from vlagent.agent import run_episode
+from vlagent.agent import Episode, run_episode
 from vlagent.coords import IMAGE_FACTOR
 from vlagent.drivers.sim import SimDriver
 from vlagent.effects import Settle
 from vlagent.memory import MemoryConfig, TrajectoryMemory
+from vlagent.policies.base import Policy
+from vlagent.policies.batching import BatchingPolicy
 from vlagent.policies.qwen2vl import Qwen2VLPolicy, QwenPolicyConfig
 
 TASK = "open the settings and turn on wifi"
 
 
-def episode(base: Qwen2VLPolicy, ahead: bool, args: argparse.Namespace) -> tuple[list[float], list[float], float]:
+def episodes(base: Qwen2VLPolicy, ahead: bool, args: argparse.Namespace) -> tuple[list[float], list[float], float]:
+    """``--jobs`` episodes at once (one without a batcher); model and execute ms of their steps, wall s."""
     config = dataclasses.replace(base.config, work_ahead=ahead)
-    policy = Qwen2VLPolicy(config, model=base.model, processor=base.processor)
-    memory = TrajectoryMemory(MemoryConfig(max_pixels=args.max_pixels))
+    inner = Qwen2VLPolicy(config, model=base.model, processor=base.processor)
+    policy: Policy = BatchingPolicy(inner, max_batch=args.jobs) if args.jobs > 1 else inner
+    done: list[Episode] = []
+
+    def one(seed: int) -> None:
+        memory = TrajectoryMemory(MemoryConfig(max_pixels=args.max_pixels))
+        with SimDriver(seed=seed) as sim:
+            done.append(run_episode(TASK, sim, policy, max_steps=args.steps, memory=memory, settle=Settle()))
+
     t0 = time.perf_counter()
-    with SimDriver(seed=args.seed) as sim:
-        ran = run_episode(TASK, sim, policy, max_steps=args.steps, memory=memory, settle=Settle())
+    threads = [threading.Thread(target=one, args=(args.seed + n,)) for n in range(args.jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     wall = time.perf_counter() - t0
-    steps = ran.steps[args.warmup :]
+    steps = [step for ran in done for step in ran.steps[args.warmup :]]
     return [s.model_s * 1000 for s in steps], [s.execute_s * 1000 for s in steps], wall
 
 
@@ -44,6 +61,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the medians (memory fills up)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=1, help="episodes at once, batched (as eval -j)")
     parser.add_argument("--max-pixels", type=int, default=1280 * IMAGE_FACTOR * IMAGE_FACTOR)
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--model", default=None, help="weights directory (default: the tiny random model)")
@@ -62,12 +80,13 @@ def main() -> None:
     walls: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(args.repeats):
         for ahead in (False, True):
-            model_ms, execute_ms, wall = episode(base, ahead, args)
+            model_ms, execute_ms, wall = episodes(base, ahead, args)
             model[ahead] += model_ms
             acting[ahead] += execute_ms
             walls[ahead].append(wall)
     print(
-        f"work ahead: {args.steps} steps x {args.repeats} repeat(s) per mode, model {args.model or 'tiny'} on "
+        f"work ahead: {args.jobs} episode(s) of {args.steps} steps x {args.repeats} repeat(s) per mode, "
+        f"model {args.model or 'tiny'} on "
         f"{base.device}; medians over steps {args.warmup + 1}-{args.steps}"
     )
     print(f"{'work ahead':<11} {'model ms':>9} {'act+settle':>11} {'wall s':>8}")
