@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Sequence
 
-from vlagent.actions import Click, Done, Step, Wait
-from vlagent.agent import EndReason, Hook, Verdict, run_episode
+import pytest
+
+from vlagent.actions import Action, Click, Done, Scroll, Step, Wait
+from vlagent.agent import EndReason, Episode, Hook, Verdict, run_episode
 from vlagent.drivers.sim import SimDriver
 from vlagent.errors import DeviceError, InvalidModelOutput, ModelError
+from vlagent.memory import MemoryConfig, TrajectoryMemory
 from vlagent.policies.base import Decision, Observation, decide_each
 from vlagent.policies.scripted import ScriptedPolicy
 
@@ -153,3 +159,65 @@ def test_the_step_records_what_memory_sent_only_when_the_policy_looked() -> None
     assert first is not None and [i["step"] for i in first["images"]] == [None]
     assert second is not None and [i["step"] for i in second["images"]] == [0, None]
     assert [s.selection for s in blind.steps] == [None, None]
+
+
+# --- work ahead (policies with ``prefetch``) ----------------------------------------------
+
+
+def _episode(policy: ScriptedPolicy, steps: int) -> Episode:
+    memory = TrajectoryMemory(MemoryConfig(max_tokens=4 * 160, max_images=4, min_history_tokens=4))
+    return run_episode("open the settings", SimDriver(seed=3), policy, max_steps=steps, memory=memory)
+
+
+class _FailingAhead(ScriptedPolicy):
+    """A scripted policy whose work ahead always fails."""
+
+    def __init__(self, script: list[Action]) -> None:
+        super().__init__(script)
+        self.calls: list[int] = []
+
+    def prefetch(self, observation: Observation) -> int:
+        self.calls.append(observation.step_index)
+        observation.prompt_images  # noqa: B018 - memory's preview builds the next prompt's images
+        raise RuntimeError("out of memory ahead")
+
+
+def test_work_ahead_that_fails_costs_the_episode_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    script: list[Action] = [Scroll(direction="down"), Wait(seconds=0), Scroll(direction="up"), Done(status="success")]
+    plain = _episode(ScriptedPolicy(list(script)), steps=6)
+    failing = _FailingAhead(list(script))
+    with caplog.at_level(logging.WARNING, logger="vlagent.agent"):
+        episode = _episode(failing, steps=6)
+    assert episode.end == plain.end and [s.action for s in episode.steps] == [s.action for s in plain.steps]
+    assert failing.calls == [1, 2, 3]  # after each step but the last (done)
+    assert "working ahead for step 2 failed" in caplog.text
+    assert all(isinstance(s.decision, Decision) for s in episode.steps)
+
+
+class _SlowAhead(ScriptedPolicy):
+    """A scripted policy whose work ahead takes a while; records when it ends."""
+
+    def __init__(self, script: list[Action]) -> None:
+        super().__init__(script)
+        self.finished = threading.Event()
+
+    def prefetch(self, observation: Observation) -> int:
+        time.sleep(0.3)
+        self.finished.set()
+        return 1
+
+
+class _DyingPhone(SimDriver):
+    """The simulated phone, gone for good once the first action is sent (an unplugged cable)."""
+
+    def execute(self, action: Action) -> None:
+        raise DeviceError("device offline")
+
+
+def test_a_device_lost_while_working_ahead_ends_the_episode_with_nothing_left_running() -> None:
+    policy = _SlowAhead([Scroll(direction="down"), Done(status="success")])
+    with _DyingPhone(seed=3) as phone:
+        episode = run_episode("x", phone, policy, max_steps=4, device_attempts=2)
+    assert episode.end is EndReason.ERROR and "device offline" in episode.detail
+    assert policy.finished.is_set()  # the episode waited for its work ahead before it returned
+    assert not [t for t in threading.enumerate() if t.name == "vlagent-ahead"]

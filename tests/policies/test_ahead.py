@@ -7,18 +7,16 @@ prompt whole, and a step must compute only its own screen.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pytest
 from policy_helpers import PolicyFactory
 
-from vlagent.actions import Action, Done, Scroll, Wait
+from vlagent.actions import Wait
 from vlagent.agent import Episode, run_episode
 from vlagent.drivers.sim import SimDriver
 from vlagent.memory import MemoryConfig, TrajectoryMemory
-from vlagent.policies.base import Decision, HistoryEntry, Observation, Prefetcher
-from vlagent.policies.scripted import ScriptedPolicy
+from vlagent.policies.base import HistoryEntry, Observation, Prefetcher
 
 pytest.importorskip("transformers", reason="needs the qwen extra (transformers)")
 pytest.importorskip("llguidance", reason="needs the qwen extra (llguidance)")
@@ -47,31 +45,6 @@ def test_the_loop_computes_the_next_prompt_start_while_the_device_acts(tiny_poli
         assert usage["encoded_visual_tokens"] == selection["images"][-1]["tokens"]
         assert usage["history_tokens_reused"] > sum(i["tokens"] for i in selection["images"][:-1])
     assert ahead.steps[0].decision.usage["history_tokens_reused"] == 0
-
-
-class _FailingAhead(ScriptedPolicy):
-    """A scripted policy whose work ahead always fails."""
-
-    def __init__(self, script: list[Action]) -> None:
-        super().__init__(script)
-        self.calls: list[int] = []
-
-    def prefetch(self, observation: Observation) -> int:
-        self.calls.append(observation.step_index)
-        observation.prompt_images  # noqa: B018 - memory's preview builds the next prompt's images
-        raise RuntimeError("out of memory ahead")
-
-
-def test_work_ahead_that_fails_costs_the_episode_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    script: list[Action] = [Scroll(direction="down"), Wait(seconds=0), Scroll(direction="up"), Done(status="success")]
-    plain = _episode(ScriptedPolicy(list(script)), steps=6)
-    failing = _FailingAhead(list(script))
-    with caplog.at_level(logging.WARNING, logger="vlagent.agent"):
-        episode = _episode(failing, steps=6)
-    assert episode.end == plain.end and [s.action for s in episode.steps] == [s.action for s in plain.steps]
-    assert failing.calls == [1, 2, 3]  # after each step but the last (done)
-    assert "working ahead for step 2 failed" in caplog.text
-    assert all(isinstance(s.decision, Decision) for s in episode.steps)
 
 
 @pytest.mark.model
