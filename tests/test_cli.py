@@ -47,7 +47,9 @@ def test_no_history_reuse_resizes_every_screen_at_every_step(tmp_path: Path) -> 
     base = ["run", "open settings", "--device", "sim:2", "--policy", "tiny", "--max-steps", "5", "--on-stuck", "hint"]
     base += ["--max-pixels", str(400 * 784), "--max-tokens", "800"]
     sizes = {}
-    for name, extra in (("stable", []), ("shrink", ["--no-history-reuse"])):
+    actions = {}
+    runs = (("stable", []), ("behind", ["--no-work-ahead"]), ("shrink", ["--no-history-reuse"]))
+    for name, extra in runs:
         result = vlagent(*base, *extra, "--out", str(tmp_path / name))
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr  # 1: not judged a success
         run_dir = Path(result.stdout.strip().splitlines()[-1].removeprefix("run written to "))
@@ -56,10 +58,15 @@ def test_no_history_reuse_resizes_every_screen_at_every_step(tmp_path: Path) -> 
         sizes[name] = [[image["tokens"] for image in s.selection["images"]] for s in steps]  # type: ignore[index]
         encoded = [s.usage["encoded_visual_tokens"] for s in steps]
         visual = [s.usage["visual_tokens"] for s in steps]
-        if name == "stable":  # earlier screens keep their size, so their embeddings are reused
-            assert encoded[3] < visual[3]
+        current = [s.selection["images"][-1]["tokens"] for s in steps]  # type: ignore[index]
+        actions[name] = [s.action for s in load_trajectory(run_dir).steps]
+        if name == "stable":  # earlier screens keep their size; the one just acted on is encoded ahead
+            assert encoded[3] < visual[3] and encoded[1:] == current[1:]
+        elif name == "behind":  # without work ahead, a step also encodes the previous screen's small copy
+            assert all(e > c for e, c in zip(encoded[1:], current[1:], strict=True))
         else:
             assert encoded == visual
+    assert actions["behind"] == actions["stable"]
     stable, shrink = sizes["stable"][3], sizes["shrink"][3]
     assert len(stable) == 4 and stable[0] == stable[1]  # the two oldest at the same, stable size
     assert len(set(shrink)) == len(shrink) >= 3  # each older screen half the next newer one

@@ -229,6 +229,13 @@ def _policy_options(fn: F) -> F:
             "(no stable sizes, no vision-embedding cache), to compare or debug.",
         ),
         click.option(
+            "--no-work-ahead",
+            is_flag=True,
+            default=None,
+            help="Do not compute the next prompt's start while the device acts (qwen2vl): the same "
+            "answers, a longer wait for each step.",
+        ),
+        click.option(
             "--history",
             type=click.Choice(["images", "video"]),
             help="How earlier screens reach the model: images (default) or video, the older ones in pairs "

@@ -70,7 +70,9 @@ log = logging.getLogger(__name__)
 
 API_KEY_ENV = ("VLAGENT_API_KEY", "OPENAI_API_KEY")
 #: Options the CLI hands every policy that this one has no use for (memory owns them).
-_SHARED_OPTIONS = frozenset({"max_pixels", "min_pixels", "max_tokens", "script", "no_history_reuse", "history"})
+_SHARED_OPTIONS = frozenset(
+    {"max_pixels", "min_pixels", "max_tokens", "script", "no_history_reuse", "no_work_ahead", "history"}
+)
 #: Makes vLLM's ``auto`` structured-output backend pass the grammar to llguidance, its dialect.
 _LLGUIDANCE_DIRECTIVE = "%llguidance {}\n"
 #: Largest response body read: a chat completion is a few kilobytes; more is a broken server or proxy.

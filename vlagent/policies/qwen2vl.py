@@ -762,6 +762,8 @@ def create_policy(**options: Any) -> Qwen2VLPolicy:
         options["device"] = options.pop("model_device")
     if "no_constrain" in options:
         options["structured"] = not options.pop("no_constrain")
+    if "no_work_ahead" in options:
+        options["work_ahead"] = not options.pop("no_work_ahead")
     if "no_history_reuse" in options:  # the CLI's --no-history-reuse (memory's sizes follow it too)
         options["history_reuse"] = not options.pop("no_history_reuse")
         if not options["history_reuse"] and options.get("history") == "video":
