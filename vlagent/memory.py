@@ -413,16 +413,11 @@ class TrajectoryMemory:
         cfg = self.config
         if cfg.history == "video":
             return self._choose_video(frame, stand_in=stand_in)
-        src_w, src_h = frame.image.size
-        current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
-        if current is None:
-            raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
-        size, tokens = current
-        sent = self._current(frame, size, stand_in)
-        chosen: list[tuple[Frame, SelectedImage]] = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
+        chosen: list[tuple[Frame, SelectedImage]] = [self._current(frame, stand_in)]
+        tokens = chosen[0][1].tokens
         remaining = cfg.max_tokens - tokens
         cap = float(cfg.max_pixels)
-        block_start = self._block_start(src_w, src_h, tokens)
+        block_start = self._block_start(*frame.image.size, tokens)
         for age, stored in enumerate(reversed(self._frames), start=1):
             cap *= cfg.older_scale
             if len(chosen) >= cfg.max_images or remaining < cfg.min_history_tokens:
@@ -474,13 +469,21 @@ class TrajectoryMemory:
         newest = smallest[-1].step
         return newest - newest % size
 
-    def _current(self, frame: Frame, size: tuple[int, int], stand_in: bool) -> Image.Image:
-        """The current screen at ``size`` (remembered for ``add``), or a blank stand-in of that size."""
+    def _current(self, frame: Frame, stand_in: bool) -> tuple[Frame, SelectedImage]:
+        """The current screen as the prompt sends it, at the full budget (remembered for ``add``), or a
+        blank stand-in of that size; ConfigError when the budget cannot hold it."""
+        cfg = self.config
+        src_w, src_h = frame.image.size
+        current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
+        if current is None:
+            raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
+        size, tokens = current
         if stand_in:
-            return Image.new(frame.image.mode, size)
-        sent = _resize(frame.image, size)
-        self._shown = (frame, sent)
-        return sent
+            sent = Image.new(frame.image.mode, size)
+        else:
+            sent = _resize(frame.image, size)
+            self._shown = (frame, sent)
+        return self._framed(frame, sent), SelectedImage(None, *size, tokens)
 
     def _choose_video(self, frame: Frame, *, stand_in: bool = False) -> tuple[tuple[Frame, ...], Selection]:
         """``choose`` with older screens as video: the current screen and the last ``half_steps`` earlier
@@ -493,14 +496,8 @@ class TrajectoryMemory:
         against ``max_images`` one by one.
         """
         cfg = self.config
-        src_w, src_h = frame.image.size
-        current = self._fit_tokens(src_w, src_h, cfg.max_tokens, cfg.max_pixels)
-        if current is None:
-            raise ConfigError(f"max_tokens={cfg.max_tokens} cannot hold a {src_w}x{src_h} screen; raise it")
-        size, tokens = current
-        sent = self._current(frame, size, stand_in)
-        chosen = [(self._framed(frame, sent), SelectedImage(None, *size, tokens))]
-        remaining = cfg.max_tokens - tokens
+        chosen = [self._current(frame, stand_in)]
+        remaining = cfg.max_tokens - chosen[0][1].tokens
         older = list(reversed(self._frames))  # newest first: older[age - 1]
 
         def fit(age: int) -> tuple[tuple[int, int], int] | None:
